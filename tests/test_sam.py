@@ -1,0 +1,113 @@
+"""Tests of the SAM step (core/sam.py), equations (1)-(3) of its docstring."""
+
+import copy
+
+import pytest
+import torch
+
+from core.sam import SAM, frozen_bn_stats, sam_perturbation
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def _batches(n=20, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
+
+
+def test_sam_step_equals_hand_written_two_pass_update_over_20_steps():
+    """SAM: ε = ρ g/‖g‖ (global norm), w ← w − η ∇L_B(w+ε) with the same batch B."""
+    model = _mlp()
+    ref = copy.deepcopy(model)
+    rho, lr = 0.1, 0.05
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for x, y in _batches():
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        opt.step(closure)
+
+        params = list(ref.parameters())
+        grads = torch.autograd.grad(loss_fn(ref(x), y), params)
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        with torch.no_grad():
+            eps = [rho * g / (norm + 1e-12) for g in grads]
+            for p, e in zip(params, eps):
+                p.add_(e)
+        grads2 = torch.autograd.grad(loss_fn(ref(x), y), params)
+        with torch.no_grad():
+            for p, e, g2 in zip(params, eps, grads2):
+                p.sub_(e)
+                p.sub_(lr * g2)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), (p - q).abs().max()
+
+
+def test_rho_zero_reproduces_plain_sgd_exactly():
+    model, ref = _mlp(), _mlp()
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.0, lr=0.1, momentum=0.9)
+    sgd = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for x, y in _batches():
+        def closure():
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            return loss
+        opt.step(closure)
+        sgd.zero_grad()
+        loss_fn(ref(x), y).backward()
+        sgd.step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_perturbation_has_norm_rho_and_zero_gradient_is_guarded():
+    g = [torch.tensor([3.0, 4.0]), torch.tensor([[12.0]])]
+    eps = sam_perturbation(g, 0.5)
+    total = torch.sqrt(sum((e * e).sum() for e in eps))
+    assert total.item() == pytest.approx(0.5, rel=1e-6)
+    zero = sam_perturbation([torch.zeros(3)], 0.5)
+    assert torch.isfinite(zero[0]).all() and zero[0].abs().max() == 0
+
+
+def test_per_particle_norm_along_an_axis():
+    g = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    (eps,) = sam_perturbation([g], torch.tensor([[1.0], [2.0]]), dim=-1)
+    assert torch.allclose(eps, torch.tensor([[0.6, 0.8], [0.0, 2.0]]))
+
+
+def test_asam_scales_by_weight_magnitude():
+    """ASAM: ε = ρ T² g / ‖T g‖ with T = |w|."""
+    w = [torch.tensor([2.0, 0.5])]
+    g = [torch.tensor([1.0, 1.0])]
+    (eps,) = sam_perturbation(g, 1.0, weights=w, adaptive=True)
+    tg = torch.tensor([2.0, 0.5])
+    expected = torch.tensor([4.0, 0.25]) / tg.norm()
+    assert torch.allclose(eps, expected)
+
+
+def test_frozen_bn_stats_keeps_running_statistics():
+    bn = torch.nn.BatchNorm1d(4)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), bn)
+    model(torch.randn(16, 3))
+    before = bn.running_mean.clone(), bn.running_var.clone()
+    with frozen_bn_stats(model):
+        model(torch.randn(16, 3) * 5 + 2)
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert bn.momentum == 0.1
+    model(torch.randn(16, 3) + 3)
+    assert not torch.equal(bn.running_mean, before[0])
+
+
+def test_negative_or_nan_rho_is_refused():
+    with pytest.raises(ValueError):
+        SAM(_mlp().parameters(), torch.optim.SGD, rho=-0.1, lr=0.1)
+    with pytest.raises(ValueError):
+        SAM(_mlp().parameters(), torch.optim.SGD, rho=float("nan"), lr=0.1)

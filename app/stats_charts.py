@@ -1,0 +1,472 @@
+"""Figures for the two statistics pages: the Escape lab and the Asymmetric-valley lab.
+
+Every function here takes plain numbers (numpy arrays, floats, results from `core.measure` /
+`core.theory`) and returns a Plotly figure or a table. Nothing here runs a simulation: the pages
+call `core/` for the numbers and these functions only draw them.
+
+Naming convention for theory traces (the tests look for these words in the trace names):
+    "Kramers"        the Kramers prediction for SGD, S(t) = exp(−t/τ)           (theory.md §3)
+    "heuristic"      the SAM speed-up heuristic exp((λ_min ρ²/2)/T)             (theory.md §3)
+    "closed form"    SGD's stationary density ∝ exp(−2L/(ησ²)) and its mean     (theory.md §4)
+    "exact chain"    the grid Markov chain's stationary density / mean          (theory.md §4)
+    "2-cycle"        the noise-free SAM 2-cycle mean                            (theory.md §4)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+try:  # the shared theme (app/theme.py, owned by the app framework); a local fallback until it lands
+    from app.theme import COLORS, apply_layout, rho_color
+except ImportError:  # pragma: no cover - only while app/theme.py does not exist yet
+    COLORS = {"sgd": "#1f77b4", "sam": "#d62728", "asam": "#9467bd", "psam": "#2ca02c",
+              "late_sam": "#ff7f0e", "every_k": "#8c564b", "random_sam": "#e377c2"}
+
+    def rho_color(rho, rhos):
+        """Shades of the SAM colour: light for the smallest ρ, full for the largest."""
+        rhos = sorted(rhos)
+        i = rhos.index(rho) if rho in rhos else len(rhos) - 1
+        frac = 0.35 + 0.65 * (i + 1) / len(rhos)
+        r, g, b = 214, 39, 40
+        mix = lambda c: int(255 - (255 - c) * frac)
+        return f"rgb({mix(r)},{mix(g)},{mix(b)})"
+
+    def apply_layout(fig, **kw):
+        fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), **kw)
+        return fig
+
+
+def sam_shade(rho: float, rhos: Sequence[float]) -> str:
+    """The colour for SAM at radius ρ among several radii (darker = larger ρ)."""
+    return rho_color(float(rho), [float(r) for r in rhos])
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
+    fig.update_layout(title=title, height=height, legend=dict(title=None))
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y)
+    apply_layout(fig)
+    return fig
+
+
+def _ci_band(fig, x, lo, hi, color, name, row=None, col=None):
+    """A translucent band between lo and hi (a confidence interval), drawn once under its line."""
+    x = np.asarray(x, float)
+    fig.add_trace(go.Scatter(
+        x=np.concatenate([x, x[::-1]]), y=np.concatenate([np.asarray(hi, float), np.asarray(lo, float)[::-1]]),
+        fill="toself", fillcolor=color, opacity=0.18, line=dict(width=0), hoverinfo="skip",
+        name=name, showlegend=False), row=row, col=col)
+
+
+# --------------------------------------------------------------------------------------------------
+# Escape lab
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class EscapeSeries:
+    """One run's escape numbers for the charts: optimizer key, ρ (0 for SGD), the survival curve
+    S(t) at steps t, and the first-passage steps of all particles (−1 = never escaped)."""
+
+    optimizer: str
+    rho: float
+    t: np.ndarray
+    survival: np.ndarray
+    first_passage: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return "SGD" if self.optimizer == "sgd" else f"SAM ρ={self.rho:g}"
+
+
+def _series_color(s: EscapeSeries, sam_rhos: Sequence[float]) -> str:
+    return COLORS["sgd"] if s.optimizer == "sgd" else sam_shade(s.rho, sam_rhos)
+
+
+def survival_figure(series: Sequence[EscapeSeries], kramers_tau: float | None = None,
+                    sam_speedups: dict[float, float] | None = None, title: str | None = None) -> go.Figure:
+    """Survival curves S(t) = fraction of particles still in the start basin after t steps.
+
+    Overlays (theory.md §3): Kramers for SGD, S(t) = exp(−t/τ) with τ the Kramers mean escape time in
+    steps; for SAM the heuristic S(t) = exp(−t·speed-up/τ), drawn dotted and labelled a heuristic
+    because it overshoots at large ρ.
+    """
+    fig = go.Figure()
+    sam_rhos = [s.rho for s in series if s.optimizer != "sgd"]
+    t_max = max((float(np.max(s.t)) for s in series if len(s.t)), default=1.0)
+    for s in series:
+        fig.add_trace(go.Scatter(x=s.t, y=s.survival, mode="lines", name=s.label,
+                                 line=dict(color=_series_color(s, sam_rhos), width=2.5),
+                                 hovertemplate="step %{x}<br>S = %{y:.3f}<extra>" + s.label + "</extra>"))
+    tt = np.linspace(0.0, t_max, 200)
+    if kramers_tau is not None and math.isfinite(kramers_tau) and kramers_tau > 0:
+        fig.add_trace(go.Scatter(x=tt, y=np.exp(-tt / kramers_tau), mode="lines",
+                                 name=f"Kramers (SGD), τ ≈ {kramers_tau:,.0f} steps",
+                                 line=dict(color=COLORS["sgd"], dash="dash", width=1.8)))
+        for rho, speedup in sorted((sam_speedups or {}).items()):
+            if not (math.isfinite(speedup) and speedup > 0):
+                continue
+            fig.add_trace(go.Scatter(
+                x=tt, y=np.exp(-tt * speedup / kramers_tau), mode="lines",
+                name=f"heuristic SAM ρ={rho:g} (×{speedup:.2g}, overshoots at large ρ)",
+                line=dict(color=sam_shade(rho, sam_rhos or [rho]), dash="dot", width=1.5)))
+    _layout(fig, title or "Survival: fraction still in the sharp minimum",
+            "step t (iterations)", "S(t), fraction not yet escaped")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def escape_histogram_figure(series: Sequence[EscapeSeries], steps: int, bins: int = 30) -> go.Figure:
+    """Histogram of first-passage steps of the particles that escaped (one colour per run)."""
+    fig = go.Figure()
+    sam_rhos = [s.rho for s in series if s.optimizer != "sgd"]
+    size = max(1.0, steps / bins)
+    for s in series:
+        fp = np.asarray(s.first_passage)
+        fp = fp[fp >= 0]
+        fig.add_trace(go.Histogram(x=fp, name=f"{s.label} ({fp.size} escaped)", opacity=0.55,
+                                   marker_color=_series_color(s, sam_rhos),
+                                   xbins=dict(start=0, end=steps, size=size)))
+    fig.update_layout(barmode="overlay")
+    return _layout(fig, "When particles escape", "first-passage step (iterations)",
+                   "particles escaping in the bin (count)", height=380)
+
+
+def escape_table(rows: Sequence[dict]) -> pd.DataFrame:
+    """A table of escape statistics. Each row: label, escaped fraction with CI, median and mean
+    first-passage step with CIs (None where undefined, e.g. a median when under half escaped)."""
+    def ci(v, lo, hi, fmt):
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            return "—"
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            return fmt.format(v)
+        return f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+    out = []
+    for r in rows:
+        out.append({
+            "run": r["label"],
+            "escaped fraction [95% CI]": ci(r["escaped_fraction"], *r.get("escaped_fraction_ci", (None, None)),
+                                            "{:.1%}"),
+            "median escape step [95% CI]": ci(r.get("median"), *r.get("median_ci", (None, None)), "{:,.0f}"),
+            "mean escape step (escaped) [95% CI]": ci(r.get("mean"), *r.get("mean_ci", (None, None)), "{:,.0f}"),
+            "diverged": r.get("diverged", 0),
+        })
+    return pd.DataFrame(out)
+
+
+def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi, steps: int,
+                     current_rho: float | None = None, heuristic_median: np.ndarray | None = None,
+                     sgd: dict | None = None) -> go.Figure:
+    """Escaped fraction by step T and median escape step versus ρ, each with a 95% CI band.
+
+    `sgd`, if given, holds the SGD reference (frac, frac_lo, frac_hi, median, …) drawn as a horizontal
+    line. `heuristic_median` overlays Kramers' median τ·ln2 divided by the SAM heuristic speed-up.
+    A median is missing (NaN) where fewer than half of the particles escaped within T steps.
+    """
+    rhos = np.asarray(rhos, float)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=(f"escaped by step {steps}", "median escape step"))
+    sam = COLORS["sam"]
+    _ci_band(fig, rhos, frac_lo, frac_hi, sam, "CI", row=1, col=1)
+    fig.add_trace(go.Scatter(x=rhos, y=frac, mode="lines+markers", name="SAM: escaped fraction",
+                             line=dict(color=sam)), row=1, col=1)
+    med = np.asarray(median, float)
+    err_hi = np.asarray(median_hi, float) - med
+    err_lo = med - np.asarray(median_lo, float)
+    fig.add_trace(go.Scatter(x=rhos, y=med, mode="lines+markers", name="SAM: median escape step",
+                             line=dict(color=sam, dash="solid"), marker=dict(symbol="square"),
+                             error_y=dict(type="data", array=np.nan_to_num(err_hi), arrayminus=np.nan_to_num(err_lo),
+                                          visible=True)), row=1, col=2)
+    if sgd is not None:
+        for col, key in ((1, "frac"), (2, "median")):
+            v = sgd.get(key)
+            if v is not None and math.isfinite(v):
+                fig.add_hline(y=v, line=dict(color=COLORS["sgd"], dash="dash"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="SGD (dashed line)",
+                                 line=dict(color=COLORS["sgd"], dash="dash")))
+    if heuristic_median is not None:
+        fig.add_trace(go.Scatter(x=rhos, y=heuristic_median, mode="lines",
+                                 name="Kramers × heuristic SAM speed-up (overshoots at large ρ)",
+                                 line=dict(color="gray", dash="dot")), row=1, col=2)
+    if current_rho is not None:
+        for col in (1, 2):
+            fig.add_vline(x=current_rho, line=dict(color="black", width=1, dash="dot"), row=1, col=col)
+    _layout(fig, "The effect grows with ρ", "", "", height=400)
+    fig.update_xaxes(title_text="SAM radius ρ (parameter units)")
+    fig.update_yaxes(title_text="fraction escaped", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="median first-passage step (iterations)", row=1, col=2)
+    return fig
+
+
+def zhu_figure(rhos, escaped, escaped_lo, escaped_hi, success, success_lo, success_hi,
+               sgd_success: float | None = None) -> go.Figure:
+    """Zhu et al.'s 2-D toy: the chance of leaving the sharp basin and the final success versus ρ.
+
+    'success' = ending in the flat basin at step T; it peaks at an intermediate ρ because a large ρ
+    traps SAM near the non-smooth ridge (theory.md §3, "where the claim stops holding").
+    """
+    rhos = np.asarray(rhos, float)
+    fig = go.Figure()
+    _ci_band(fig, rhos, escaped_lo, escaped_hi, "gray", "CI")
+    fig.add_trace(go.Scatter(x=rhos, y=escaped, mode="lines+markers", name="ever left the sharp basin",
+                             line=dict(color="gray", dash="dash")))
+    _ci_band(fig, rhos, success_lo, success_hi, COLORS["sam"], "CI")
+    fig.add_trace(go.Scatter(x=rhos, y=success, mode="lines+markers", name="SAM: final success (in flat basin at T)",
+                             line=dict(color=COLORS["sam"], width=3)))
+    s = np.asarray(success, float)
+    if np.isfinite(s).any():
+        i = int(np.nanargmax(s))
+        fig.add_trace(go.Scatter(x=[rhos[i]], y=[s[i]], mode="markers+text", text=[f"best ρ = {rhos[i]:g}"],
+                                 textposition="top center", marker=dict(size=14, symbol="star", color="gold",
+                                                                        line=dict(color="black", width=1)),
+                                 name="peak"))
+    if sgd_success is not None and math.isfinite(sgd_success):
+        fig.add_hline(y=sgd_success, line=dict(color=COLORS["sgd"], dash="dash"))
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"SGD success ({sgd_success:.0%})",
+                                 line=dict(color=COLORS["sgd"], dash="dash")))
+    _layout(fig, "Where it breaks: too much ρ traps SAM (Zhu et al. toy)",
+            "SAM radius ρ (parameter units)", "fraction of particles", height=420)
+    fig.update_yaxes(range=[0, 1.05])
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Escape animation
+# --------------------------------------------------------------------------------------------------
+
+def landscape_background(loss: Callable[[np.ndarray], np.ndarray], bounds, dim: int, n: int = 120):
+    """Evaluate the loss on a grid for the animation background. `loss` maps (..., dim) → (...)."""
+    if dim == 1:
+        x = np.linspace(bounds[0][0], bounds[0][1], 4 * n)
+        return x, None, np.asarray(loss(x[:, None]), float)
+    x = np.linspace(bounds[0][0], bounds[0][1], n)
+    y = np.linspace(bounds[1][0], bounds[1][1], n)
+    xx, yy = np.meshgrid(x, y)
+    z = np.asarray(loss(np.stack([xx, yy], axis=-1)), float)
+    return x, y, z
+
+
+@dataclass(frozen=True)
+class AnimatedRun:
+    """What the escape animation needs from one run: trajectories of a few particles (P, K, dim) at
+    the recorded steps (K,), and every particle's first-passage step and escape position."""
+
+    label: str
+    color: str
+    steps_recorded: np.ndarray
+    paths: np.ndarray
+    first_passage: np.ndarray
+    escape_position: np.ndarray
+
+
+def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d: Callable | None = None,
+                     n_frames: int = 30, max_markers: int = 150, title: str | None = None,
+                     bounds=None) -> go.Figure:
+    """Particles moving in the landscape, with a cross at each escape position from its first-passage
+    step on. Plotly frames, so play / pause / the scrubber run in the browser.
+
+    1-D: particles are drawn on the loss curve (x = w, y = L(w)); 2-D: on the loss contour.
+    """
+    x, y, z = background
+    fig = go.Figure()
+    if dim == 1:
+        fig.add_trace(go.Scatter(x=x, y=z, mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
+                                 hoverinfo="skip"))
+    else:
+        zc = np.clip(z, np.nanmin(z), np.nanpercentile(z, 90))
+        fig.add_trace(go.Contour(x=x, y=y, z=zc, colorscale="Greys", reversescale=True, showscale=False,
+                                 contours=dict(coloring="heatmap", showlines=True), opacity=0.55,
+                                 name="loss L(w)", hoverinfo="skip", line=dict(width=0.5)))
+    K = len(runs[0].steps_recorded) if runs else 1
+    frame_idx = np.unique(np.linspace(0, K - 1, min(n_frames, K)).round().astype(int))
+
+    def coords(pos):
+        """Positions (M, dim) → plot (x, y). In 1-D, y is the loss at w."""
+        pos = np.asarray(pos, float)
+        if dim == 1:
+            w = pos[:, 0]
+            ly = np.asarray(loss_1d(w[:, None]), float) if loss_1d is not None else np.zeros_like(w)
+            return w, ly
+        return pos[:, 0], pos[:, 1]
+
+    def frame_traces(k):
+        step = runs[0].steps_recorded[k] if runs else 0
+        out = []
+        for r in runs:
+            px, py = coords(r.paths[:, k, :])
+            out.append(go.Scatter(x=px, y=py, mode="markers", name=f"{r.label}: particles",
+                                  marker=dict(color=r.color, size=7, opacity=0.75, line=dict(width=0.5, color="white"))))
+        for r in runs:
+            fp = np.asarray(r.first_passage)[:max_markers]
+            ep = np.asarray(r.escape_position)[:max_markers]
+            hit = (fp >= 0) & (fp <= step)
+            ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
+            out.append(go.Scatter(x=ex, y=ey, mode="markers", name=f"{r.label}: escapes ({int(hit.sum())})",
+                                  marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5,
+                                                                                                  color=r.color))))
+        return out, step
+
+    first, _ = frame_traces(frame_idx[0])
+    for tr in first:
+        fig.add_trace(tr)
+    trace_ids = list(range(1, 1 + len(first)))
+    frames, slider_steps = [], []
+    for k in frame_idx:
+        trs, step = frame_traces(k)
+        name = str(int(step))
+        frames.append(go.Frame(data=trs, traces=trace_ids, name=name))
+        slider_steps.append(dict(method="animate", label=name,
+                                 args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                                    transition=dict(duration=0))]))
+    fig.frames = frames
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.12, xanchor="left", yanchor="top",
+                          direction="left", buttons=[
+                              dict(label="▶ play", method="animate",
+                                   args=[None, dict(frame=dict(duration=120, redraw=False), fromcurrent=True,
+                                                    transition=dict(duration=0))]),
+                              dict(label="❚❚ pause", method="animate",
+                                   args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                                      transition=dict(duration=0))])])],
+        sliders=[dict(active=0, steps=slider_steps, x=0.18, len=0.82, y=-0.08, yanchor="top",
+                      currentvalue=dict(prefix="step ", visible=True))],
+    )
+    if dim == 1:
+        _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 480)
+        finite = z[np.isfinite(z)]
+        if finite.size:
+            pad = 0.1 * (finite.max() - finite.min() + 1e-9)
+            fig.update_yaxes(range=[finite.min() - pad, finite.max() + pad])
+    else:
+        _layout(fig, title or "Particles leaving the sharp minimum", "w₁ (parameter units)",
+                "w₂ (parameter units)", 520)
+        fig.update_xaxes(range=[x[0], x[-1]])
+        fig.update_yaxes(range=[y[0], y[-1]])
+    fig.update_layout(margin=dict(b=120))
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Asymmetric-valley lab
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Occupancy:
+    """Where one run's particles spent their time: histogram over axis-0 (counts per bin), its edges,
+    and the time-averaged mean position."""
+
+    optimizer: str
+    rho: float
+    counts: np.ndarray
+    edges: np.ndarray
+    mean: float
+
+    @property
+    def label(self) -> str:
+        return "SGD" if self.optimizer == "sgd" else f"SAM ρ={self.rho:g}"
+
+    def density(self) -> np.ndarray:
+        c = np.asarray(self.counts, float)
+        widths = np.diff(self.edges)
+        total = c.sum()
+        return c / (total * widths) if total > 0 else c
+
+
+@dataclass(frozen=True)
+class DensityCurve:
+    """A theory density p(w) on a grid (closed form or exact chain), with its mean."""
+
+    name: str
+    optimizer: str
+    rho: float
+    w: np.ndarray
+    p: np.ndarray
+    mean: float | None = None
+
+
+def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = (), title: str | None = None,
+                     x_label: str = "w (parameter units; sharp side w < 0, flat side w > 0)") -> go.Figure:
+    """Histograms (as densities) of where SGD and SAM particles spend their time, means marked as
+    vertical lines, with theory densities (closed form for SGD, exact chain for SGD and SAM) overlaid."""
+    fig = go.Figure()
+    sam_rhos = [o.rho for o in occ if o.optimizer != "sgd"] + [c.rho for c in curves if c.optimizer != "sgd"]
+    col = lambda opt, rho: COLORS["sgd"] if opt == "sgd" else sam_shade(rho, sorted(set(sam_rhos)) or [rho])
+    for o in occ:
+        centers = 0.5 * (o.edges[1:] + o.edges[:-1])
+        fig.add_trace(go.Bar(x=centers, y=o.density(), width=np.diff(o.edges), name=f"{o.label}: time spent",
+                             marker_color=col(o.optimizer, o.rho), opacity=0.45, marker_line_width=0))
+    for c in curves:
+        dash = "dash" if "closed" in c.name else "solid"
+        fig.add_trace(go.Scatter(x=c.w, y=c.p, mode="lines", name=c.name,
+                                 line=dict(color=col(c.optimizer, c.rho), dash=dash, width=2)))
+    ymax = max([float(np.max(o.density())) for o in occ if len(o.counts)] + [1e-9])
+    for o in occ:
+        if o.mean is not None and math.isfinite(o.mean):
+            fig.add_trace(go.Scatter(x=[o.mean, o.mean], y=[0, 1.08 * ymax], mode="lines+text",
+                                     text=["", f"{o.label} mean {o.mean:+.3f}"], textposition="top center",
+                                     line=dict(color=col(o.optimizer, o.rho), width=3),
+                                     name=f"{o.label}: mean position {o.mean:+.3f}"))
+    fig.add_vline(x=0.0, line=dict(color="black", width=1, dash="dot"))
+    fig.update_layout(barmode="overlay", bargap=0)
+    _layout(fig, title or "Where the particles spend their time", x_label, "density (1 / parameter unit)", 440)
+    return fig
+
+
+def drift_figure(rhos, sim_mean, sim_lo, sim_hi, chain_rhos=None, chain_mean=None, cycle_rhos=None,
+                 cycle_mean=None, closed_form_sgd: float | None = None, current_rho: float | None = None
+                 ) -> go.Figure:
+    """Mean position versus ρ: simulation with 95% CIs, the exact chain curve, the noise-free SAM
+    2-cycle mean ρ(a_L − a_R)/(a_L + a_R − η a_L a_R) and SGD's closed form (at ρ = 0)."""
+    fig = go.Figure()
+    rhos = np.asarray(rhos, float)
+    m = np.asarray(sim_mean, float)
+    fig.add_trace(go.Scatter(x=rhos, y=m, mode="markers", name="simulation (95% CI)",
+                             marker=dict(color=COLORS["sam"], size=9),
+                             error_y=dict(type="data", array=np.nan_to_num(np.asarray(sim_hi, float) - m),
+                                          arrayminus=np.nan_to_num(m - np.asarray(sim_lo, float)), visible=True)))
+    if chain_mean is not None:
+        fig.add_trace(go.Scatter(x=chain_rhos, y=chain_mean, mode="lines", name="exact chain",
+                                 line=dict(color="black", width=2)))
+    if cycle_mean is not None:
+        fig.add_trace(go.Scatter(x=cycle_rhos, y=cycle_mean, mode="lines", name="noise-free SAM 2-cycle mean",
+                                 line=dict(color="gray", dash="dot", width=2)))
+    if closed_form_sgd is not None and math.isfinite(closed_form_sgd):
+        fig.add_trace(go.Scatter(x=[0.0], y=[closed_form_sgd], mode="markers", name="closed form (SGD)",
+                                 marker=dict(symbol="diamond-open", size=14, color=COLORS["sgd"],
+                                             line=dict(width=2))))
+    if current_rho is not None:
+        fig.add_vline(x=current_rho, line=dict(color="black", width=1, dash="dot"))
+    fig.add_hline(y=0.0, line=dict(color="black", width=1))
+    return _layout(fig, "Drift to the flat side grows with ρ", "SAM radius ρ (parameter units)",
+                   "mean position E[w] (parameter units)", 420)
+
+
+def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarray, delta: float,
+                        points: Sequence[tuple[str, str, float, float, float]]) -> go.Figure:
+    """Training loss L(w) and the 'test' loss L(w − δ): the same valley moved by δ.
+
+    points: (label, colour, position, train loss, test loss) for each solution; the vertical segment
+    between the two losses is what each solution loses when the landscape shifts.
+    """
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=w, y=loss, mode="lines", name="training loss L(w)",
+                             line=dict(color="black", width=2)))
+    fig.add_trace(go.Scatter(x=w, y=loss_shifted, mode="lines", name=f"test loss L(w − δ), δ = {delta:+.2f}",
+                             line=dict(color="gray", width=2, dash="dash")))
+    for label, color, pos, tr, te in points:
+        fig.add_trace(go.Scatter(x=[pos, pos], y=[tr, te], mode="lines+markers",
+                                 name=f"{label} at w={pos:+.3f}: test loss {te:.3f} (+{te - tr:.3f})",
+                                 line=dict(color=color, width=3), marker=dict(size=[8, 12], symbol=["circle", "x"])))
+    return _layout(fig, "Why the flat side generalises better", "w (parameter units)", "loss", 420)
+
+
+def frame_count(fig: go.Figure) -> int:
+    """Number of animation frames (for tests and the UI)."""
+    return len(fig.frames or ())

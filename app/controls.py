@@ -1,0 +1,526 @@
+"""Widgets bound to the URL, so that copying the address bar reproduces the view.
+
+How the binding works (explicit sync with `st.query_params`, one widget key = one URL parameter):
+
+1. The first time a widget key appears in a session, its value is read from the URL, parsed and
+   passed through `core.limits.clamp`. Anything odd (NaN, Inf, 1e308, "abc", a value outside the
+   slider, an unknown landscape) is replaced by the nearest safe value or the default, and a
+   `st.warning` notice says what happened. Nothing a user types into the URL raises.
+2. The widget is created from `st.session_state[key]`; after that the widget owns the value.
+3. After each run the widget's value is written back to the URL (defaults are left out, to keep
+   links short).
+
+Streamlit 1.67 also offers `bind="query-params"`, but it silently drops invalid values (no notice),
+and reads toggles only as "true"; the explicit sync gives us the notices and `?present=1`.
+
+The parsing functions (`parse_number`, `parse_choice`, `parse_multi`, `parse_bool`, `parse_text`,
+`parse_url`) are pure, so they are fuzzed directly in tests/test_url_fuzz.py.
+
+Public API (used by every page):
+    rho_slider, number_slider, lr_slider, number_input, choice, multi_choice, toggle, text_input,
+    landscape_select, optimizer_multiselect, schedule_controls, noise_controls,
+    sim_config (build a capped SimConfig in one call), cap_request, notice, download_data,
+    begin_run / check_unknown_params (called by app/main.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+
+import streamlit as st
+
+from core.limits import LIMITS, clamp
+from core.schedules import OPTIMIZERS
+
+from .theme import LABELS
+
+MAX_TEXT = 300  # longest formula / text accepted from a URL parameter
+LR_OPTIONS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+_NOTICE_AREA = "_sl_notice_area"
+_KEYS = "_sl_url_keys"
+_SHOWN = "_sl_notices_shown"
+
+# Keys the app itself puts in the URL besides widget keys (never reported as unknown).
+APP_KEYS = {"present", "preset", "embed", "embed_options"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure parsing: URL text -> (safe value, notice or None). Never raises.
+# ----------------------------------------------------------------------------------------------
+def _last(raw):
+    """URL parameters may repeat (?a=1&a=2); the last one wins. Lists of length 0 mean absent."""
+    if isinstance(raw, (list, tuple)):
+        return raw[-1] if raw else None
+    return raw
+
+
+def _short(raw) -> str:
+    text = str(raw)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def parse_number(name: str, raw, *, lo: float | None = None, hi: float | None = None,
+                 default: float | None = None, label: str | None = None):
+    """Parse one number for the LIMITS entry `name`, first through `core.limits.clamp` (the global
+    caps), then into the widget's own range [lo, hi] (which may be narrower). Non-numbers, NaN and
+    Inf give `default`. Returns (value, notice or None)."""
+    r = LIMITS[name]
+    shown = label or name
+    lo = r.lo if lo is None else max(lo, r.lo)
+    hi = r.hi if hi is None else min(hi, r.hi)
+    default = r.default if default is None else default
+    cast = (lambda v: int(round(v))) if r.integer else float
+    raw = _last(raw)
+    if raw is None:
+        return cast(default), None
+    try:
+        x = float(str(raw).strip())
+        finite = math.isfinite(x)
+    except (TypeError, ValueError, OverflowError):
+        finite = False
+    if not finite:
+        return cast(default), f"{shown}: {_short(raw)} is not a finite number; using the default {default:g}."
+    value, _ = clamp(name, x)  # the global cap (e.g. particles ≤ 20 000)
+    y = min(max(float(value), lo), hi)
+    if x < lo or x > hi:
+        return cast(y), f"{shown}: {x:g} is outside [{lo:g}, {hi:g}]; using {cast(y):g}."
+    return cast(y), None
+
+
+def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None = None):
+    """One value from a fixed list; unknown text gives the default and a notice."""
+    raw = _last(raw)
+    if raw is None:
+        return default, None
+    text = str(raw).strip()
+    by_text = {str(o): o for o in options}
+    if text in by_text:
+        return by_text[text], None
+    lowered = {str(o).lower(): o for o in options}
+    if text.lower() in lowered:
+        return lowered[text.lower()], None
+    choices = ", ".join(str(o) for o in options[:10])
+    return default, f"{label or key}: unknown value {_short(raw)}; using {default}. Choose one of: {choices}."
+
+
+def parse_multi(key: str, raw, options: Sequence, default: Sequence, *, label: str | None = None):
+    """Several values from a fixed list, as repeated parameters (?opt=sgd&opt=sam) or one
+    comma-separated parameter (?opt=sgd,sam). Unknown entries are dropped with a notice."""
+    if raw is None or (isinstance(raw, (list, tuple)) and not raw):
+        return list(default), None
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    by_text = {str(o).lower(): o for o in options}
+    chosen, unknown = [], []
+    for p in parts[:50]:  # a URL cannot make us loop over a million entries
+        o = by_text.get(p.lower())
+        if o is None:
+            unknown.append(p)
+        elif o not in chosen:
+            chosen.append(o)
+    if not chosen:
+        return list(default), f"{label or key}: no known value in {_short(','.join(parts))}; using {', '.join(map(str, default))}."
+    if unknown:
+        return chosen, f"{label or key}: ignored unknown {_short(','.join(unknown))}."
+    return chosen, None
+
+
+def parse_bool(key: str, raw, default: bool = False):
+    raw = _last(raw)
+    if raw is None:
+        return default, None
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True, None
+    if text in ("0", "false", "no", "off", ""):
+        return False, None
+    return default, f"{key}: {_short(raw)} is not on/off; using {'on' if default else 'off'}."
+
+
+def parse_text(key: str, raw, default: str = "", max_len: int = MAX_TEXT):
+    raw = _last(raw)
+    if raw is None:
+        return default, None
+    text = str(raw)
+    if len(text) > max_len:
+        return text[:max_len], f"{key}: text longer than {max_len} characters was cut."
+    return text, None
+
+
+# The standard controls and how each URL parameter is parsed; `parse_url` applies them all.
+def _standard_spec() -> dict:
+    return {
+        "rho": ("number", "rho"),
+        "lr": ("number", "lr"),
+        "sigma": ("number", "sigma"),
+        "steps": ("number", "steps"),
+        "particles": ("number", "particles"),
+        "seed": ("number", "seed"),
+        "k": ("number", "k"),
+        "f": ("number", "f"),
+        "p": ("number", "p"),
+        "late_f": ("number", "late_f"),
+        "opts": ("multi", tuple(OPTIMIZERS)),
+        "landscape": ("choice", tuple(_landscape_names())),
+        "present": ("bool", None),
+        "formula": ("text", None),
+    }
+
+
+def parse_url(params: Mapping) -> tuple[dict, list[str]]:
+    """Parse a whole query string (a mapping key -> str or list of str) against the standard
+    controls. Returns (safe values for the known keys, notices). Unknown keys get a notice and
+    are ignored. Never raises."""
+    values, notices = {}, []
+    spec = _standard_spec()
+    for key, raw in params.items():
+        kind = spec.get(str(key))
+        if kind is None:
+            if str(key) not in APP_KEYS:
+                notices.append(f"Ignored unknown URL parameter {_short(key)}.")
+            continue
+        what, arg = kind
+        if what == "number":
+            value, msg = parse_number(arg, raw)
+        elif what == "multi":
+            value, msg = parse_multi(key, raw, arg, ("sgd", "sam"))
+        elif what == "choice":
+            value, msg = parse_choice(key, raw, arg, arg[0] if arg else "")
+        elif what == "bool":
+            value, msg = parse_bool(key, raw)
+        else:
+            value, msg = parse_text(key, raw)
+        values[key] = value
+        if msg:
+            notices.append(msg)
+    return values, notices
+
+
+# ----------------------------------------------------------------------------------------------
+# Notices and the per-run bookkeeping
+# ----------------------------------------------------------------------------------------------
+def begin_run(notice_area=None) -> None:
+    """Called by app/main.py at the top of every run: where notices go (a container at the top
+    of the page), and a fresh list of the URL keys the page's widgets use."""
+    st.session_state[_NOTICE_AREA] = notice_area
+    st.session_state[_KEYS] = set()
+    st.session_state[_SHOWN] = set()
+
+
+def notice(message: str) -> None:
+    """Show a one-line warning at the top of the page (or inline when run without main.py)."""
+    shown = st.session_state.setdefault(_SHOWN, set())
+    if message in shown:
+        return
+    shown.add(message)
+    area = st.session_state.get(_NOTICE_AREA)
+    (area if area is not None else st).warning(message, icon="⚠️")
+
+
+def _register(key: str) -> None:
+    st.session_state.setdefault(_KEYS, set()).add(key)
+
+
+def check_unknown_params() -> None:
+    """After the page ran: URL parameters no widget used get a notice and leave the URL."""
+    known = st.session_state.get(_KEYS, set()) | APP_KEYS
+    for key in list(st.query_params.keys()):
+        if key not in known and key not in st.session_state:
+            notice(f"Ignored unknown URL parameter {_short(key)}.")
+            try:
+                del st.query_params[key]
+            except Exception:  # a bound widget's parameter cannot be deleted; harmless
+                pass
+
+
+def _url_raw(key: str):
+    values = st.query_params.get_all(key)
+    return values if values else None
+
+
+def _init(key: str, parse) -> None:
+    """Step 1 of the binding: seed st.session_state[key] from the URL once per session."""
+    _register(key)
+    if key in st.session_state:
+        return
+    value, msg = parse(_url_raw(key))
+    if msg:
+        notice(msg)
+    st.session_state[key] = value
+
+
+def _fmt(value) -> str | list[str]:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _sync(key: str, value, default) -> None:
+    """Step 3: write the widget's value to the URL; a default value leaves the URL."""
+    try:
+        if value == default or (isinstance(value, list) and list(value) == list(default)):
+            if key in st.query_params:
+                del st.query_params[key]
+        else:
+            text = _fmt(value)
+            if st.query_params.get(key) != text:
+                st.query_params[key] = text
+    except Exception:  # the URL is a convenience; never break the page over it
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Widgets
+# ----------------------------------------------------------------------------------------------
+def number_slider(name: str, label: str, *, key: str | None = None, lo: float | None = None,
+                  hi: float | None = None, default: float | None = None, step: float | None = None,
+                  fmt: str | None = None, help: str | None = None, container=None):
+    """A slider over the LIMITS entry `name` (range narrowed to [lo, hi] if given)."""
+    key = key or name
+    r = LIMITS[name]
+    lo = r.lo if lo is None else lo
+    hi = r.hi if hi is None else hi
+    default = r.default if default is None else default
+    if r.integer:
+        lo, hi, default = int(lo), int(hi), int(default)
+        step = int(step or 1)
+    else:
+        lo, hi, default = float(lo), float(hi), float(default)
+        step = float(step or (hi - lo) / 100)
+    _init(key, lambda raw: parse_number(name, raw, lo=lo, hi=hi, default=default, label=label.split(" ")[0]))
+    value = (container or st).slider(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
+    _sync(key, value, default)
+    return value
+
+
+def rho_slider(label: str = "ρ (SAM radius)", *, key: str = "rho", lo: float = 0.0, hi: float = 0.5,
+               default: float = 0.05, step: float = 0.005, help: str | None = None, container=None) -> float:
+    """The main ρ control of a page (widget key `rho`, label starting with "ρ")."""
+    help = help or "Radius of the ball in which SAM looks for the worst nearby loss: ε = ρ·∇L/‖∇L‖."
+    return number_slider("rho", label, key=key, lo=lo, hi=hi, default=default, step=step,
+                         fmt="%.3f", help=help, container=container)
+
+
+def lr_slider(label: str = "learning rate η", *, key: str = "lr", default: float = 0.01,
+              options: Sequence[float] = LR_OPTIONS, help: str | None = None, container=None) -> float:
+    """Learning rate on a logarithmic grid. URL values are clamped, then snapped to the nearest
+    grid value (in log space) with a notice."""
+    options = tuple(float(o) for o in options)
+
+    def parse(raw):
+        value, msg = parse_number("lr", raw, lo=options[0], hi=options[-1], default=default, label="lr")
+        nearest = min(options, key=lambda o: abs(math.log(o) - math.log(value)))
+        if msg is None and raw is not None and not math.isclose(nearest, value, rel_tol=1e-9):
+            msg = f"lr: {value:g} is not on the slider; using {nearest:g}."
+        return nearest, msg
+
+    _init(key, parse)
+    value = (container or st).select_slider(label, options=options, key=key, format_func=lambda v: f"{v:g}",
+                                            help=help or "Step size η of every optimizer: w ← w − η·g.")
+    _sync(key, value, default)
+    return float(value)
+
+
+def number_input(name: str, label: str, *, key: str | None = None, lo: float | None = None,
+                 hi: float | None = None, default: float | None = None, step: float | None = None,
+                 fmt: str | None = None, help: str | None = None, container=None):
+    """A number box over the LIMITS entry `name` (for seeds, coordinates, counts)."""
+    key = key or name
+    r = LIMITS[name]
+    lo = r.lo if lo is None else lo
+    hi = r.hi if hi is None else hi
+    default = r.default if default is None else default
+    if r.integer:
+        lo, hi, default, step = int(lo), int(hi), int(default), int(step or 1)
+    else:
+        lo, hi, default, step = float(lo), float(hi), float(default), float(step or (hi - lo) / 100)
+    _init(key, lambda raw: parse_number(name, raw, lo=lo, hi=hi, default=default, label=label.split(" ")[0]))
+    value = (container or st).number_input(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
+    _sync(key, value, default)
+    return value
+
+
+def choice(key: str, label: str, options: Mapping | Sequence, default, *, radio: bool = False,
+           help: str | None = None, container=None):
+    """A selectbox (or horizontal radio) bound to ?key=value. `options` may map values to labels."""
+    values = list(options.keys()) if isinstance(options, Mapping) else list(options)
+    names = dict(options) if isinstance(options, Mapping) else {v: str(v) for v in values}
+    if default not in values:
+        default = values[0]
+    _init(key, lambda raw: parse_choice(key, raw, values, default, label=label))
+    c = container or st
+    if radio:
+        value = c.radio(label, values, key=key, format_func=lambda v: names[v], horizontal=True, help=help)
+    else:
+        value = c.selectbox(label, values, key=key, format_func=lambda v: names[v], help=help)
+    _sync(key, value, default)
+    return value
+
+
+def multi_choice(key: str, label: str, options: Mapping | Sequence, default: Sequence, *,
+                 help: str | None = None, container=None) -> list:
+    values = list(options.keys()) if isinstance(options, Mapping) else list(options)
+    names = dict(options) if isinstance(options, Mapping) else {v: str(v) for v in values}
+    default = [d for d in default if d in values]
+    _init(key, lambda raw: parse_multi(key, raw, values, default, label=label))
+    value = (container or st).multiselect(label, values, key=key, format_func=lambda v: names[v], help=help)
+    _sync(key, list(value), default)
+    return list(value)
+
+
+def toggle(key: str, label: str, default: bool = False, *, help: str | None = None, container=None) -> bool:
+    _init(key, lambda raw: parse_bool(key, raw, default))
+    value = (container or st).toggle(label, key=key, help=help)
+    _sync(key, bool(value), default)
+    return bool(value)
+
+
+def text_input(key: str, label: str, default: str = "", *, max_chars: int = MAX_TEXT,
+               placeholder: str | None = None, help: str | None = None, container=None) -> str:
+    _init(key, lambda raw: parse_text(key, raw, default, max_chars))
+    value = (container or st).text_input(label, key=key, max_chars=max_chars, placeholder=placeholder, help=help)
+    _sync(key, value, default)
+    return value
+
+
+def _landscape_names() -> list[str]:
+    try:
+        from core.landscapes import LANDSCAPES
+    except ImportError:  # the engine is not there yet
+        return ["double_well_2d"]
+    return list(LANDSCAPES)
+
+
+def landscape_select(*, key: str = "landscape", default: str = "double_well_2d",
+                     allowed: Iterable[str] | None = None, extra: Mapping[str, str] | None = None,
+                     label: str = "landscape", container=None) -> str:
+    """Pick a toy landscape by name (core.landscapes.LANDSCAPES); `extra` adds entries such as
+    {"formula": "your own formula"}. Unknown names in the URL fall back to `default`."""
+    try:
+        from core.landscapes import LANDSCAPES
+        names = dict(LANDSCAPES)
+    except ImportError:
+        names = {default: default}
+    if allowed is not None:
+        allowed = list(allowed)
+        names = {k: v for k, v in names.items() if k in allowed}
+    names.update(extra or {})
+    return choice(key, label, names, default, container=container)
+
+
+def optimizer_multiselect(*, key: str = "opts", default: Sequence[str] = ("sgd", "sam"),
+                          allowed: Iterable[str] | None = None, label: str = "optimizers",
+                          container=None) -> list[str]:
+    """Several optimizers side by side (keys of core.schedules.OPTIMIZERS)."""
+    keys = [k for k in OPTIMIZERS if allowed is None or k in set(allowed)]
+    chosen = multi_choice(key, label, {k: LABELS.get(k, k) for k in keys}, default, container=container,
+                          help="Each optimizer runs on the same landscape, start, noise and seed.")
+    return chosen
+
+
+def schedule_controls(*, which: Sequence[str] = ("k", "f", "late_f", "p"), defaults: Mapping | None = None,
+                      container=None) -> dict:
+    """Sliders for the schedule parameters: PSAM period k and early fraction f, late-SAM fraction,
+    random-SAM probability p. Returns a dict with every key of `which`."""
+    d = {"k": 2, "f": 0.6, "late_f": 0.3, "p": 0.3} | dict(defaults or {})
+    out = {}
+    c = container or st
+    labels = {
+        "k": ("k (SAM every k-th step)", 1, 10, 1, "PSAM uses SAM on every k-th step."),
+        "f": ("f (early fraction with SAM)", 0.0, 1.0, 0.05, "PSAM uses SAM only in the first f·T steps."),
+        "late_f": ("late fraction (late SAM)", 0.0, 1.0, 0.05, "Late SAM uses SAM only in the last fraction of the steps."),
+        "p": ("p (random SAM probability)", 0.0, 1.0, 0.05, "Random SAM picks each step with probability p."),
+    }
+    for name in which:
+        text, lo, hi, step, help = labels[name]
+        out[name] = number_slider(name, text, lo=lo, hi=hi, default=d[name], step=step, help=help, container=c)
+    return out
+
+
+NOISE_KINDS = {"none": "none", "isotropic": "isotropic (Gaussian)", "hessian": "Hessian-shaped",
+               "minibatch": "minibatch"}
+
+
+def noise_controls(*, default_kind: str = "isotropic", default_sigma: float = 1.0, hi_sigma: float = 5.0,
+                   kinds: Iterable[str] = ("none", "isotropic", "hessian", "minibatch"), container=None):
+    """Gradient-noise kind and its scale σ. Returns (kind, sigma)."""
+    c = container or st
+    kind = choice("noise", "gradient noise", {k: NOISE_KINDS[k] for k in kinds}, default_kind, container=c)
+    sigma = number_slider("sigma", "noise σ", lo=0.0, hi=hi_sigma, default=default_sigma, step=0.05, container=c,
+                          help="Standard deviation of the gradient noise added at every step.")
+    return kind, sigma
+
+
+# ----------------------------------------------------------------------------------------------
+# Building a config
+# ----------------------------------------------------------------------------------------------
+def cap_request(particles: int, steps: int, n_rhos: int = 1) -> tuple[int, int]:
+    """Cap particles × steps × #ρ at LIMITS["particle_steps"]; particles shrink first, with a
+    notice. Returns (particles, steps)."""
+    particles = int(clamp("particles", particles)[0])
+    steps = int(clamp("steps", steps)[0])
+    n_rhos = max(1, int(n_rhos))
+    budget = int(LIMITS["particle_steps"].hi)
+    if particles * steps * n_rhos > budget:
+        new_particles = max(1, budget // (steps * n_rhos))
+        if new_particles * steps * n_rhos > budget:  # even one particle is too much: cut steps
+            steps = max(1, budget // n_rhos)
+            new_particles = 1
+        notice(f"Request capped: {particles} particles × {steps} steps × {n_rhos} ρ is more than "
+               f"{budget:,} particle-steps; using {new_particles} particles.")
+        particles = new_particles
+    return particles, steps
+
+
+def sim_config(**fields):
+    """Build a `core.simulate.SimConfig` in one call from control values, capping particles ×
+    steps × #ρ (with a notice). Unknown fields raise TypeError (a programming error, not user input)."""
+    from core.simulate import SimConfig
+
+    rhos = tuple(float(r) for r in fields.pop("rhos", (fields.pop("rho", 0.05),)))
+    fields.pop("rho", None)
+    particles, steps = cap_request(fields.get("particles", SimConfig.particles), fields.get("steps", SimConfig.steps),
+                                   len(rhos))
+    fields.update(particles=particles, steps=steps, rhos=rhos)
+    if fields.get("start") is not None:
+        fields["start"] = tuple(float(x) for x in fields["start"])
+    return SimConfig(**fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+# ----------------------------------------------------------------------------------------------
+def _jsonable(x):
+    if is_dataclass(x) and not isinstance(x, type):
+        return _jsonable(asdict(x))
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "tolist"):  # numpy arrays and scalars
+        return _jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def download_data(label: str, data, *, config=None, file_stem: str = "sam_lab", key: str | None = None,
+                  csv=None, container=None) -> None:
+    """Offer a chart's data for download: JSON with the config embedded, and (if `csv` is a
+    pandas DataFrame) a CSV whose first lines are the config as '# key: value' comments."""
+    c = container or st
+    payload = {"config": _jsonable(config), "data": _jsonable(data)}
+    cols = c.columns(2) if csv is not None else [c]
+    cols[0].download_button(f"⬇ {label} (JSON)", json.dumps(payload, indent=1), file_name=f"{file_stem}.json",
+                            mime="application/json", key=f"{key or file_stem}_json", on_click="ignore")
+    if csv is not None:
+        header = "".join(f"# {k}: {v}\n" for k, v in (_jsonable(config) or {}).items())
+        cols[1].download_button(f"⬇ {label} (CSV)", header + csv.to_csv(index=False), file_name=f"{file_stem}.csv",
+                                mime="text/csv", key=f"{key or file_stem}_csv", on_click="ignore")

@@ -1,0 +1,170 @@
+"""One look for every page: a colour per optimizer, ρ shades, and Plotly figure defaults.
+
+Every chart in the app goes through `apply_layout`, so fonts, margins and the legend look the
+same everywhere, and grow together when the lecturer switches on presentation mode (`?present=1`).
+The colours are the Okabe–Ito palette, which stays distinguishable for colour-blind viewers and on
+washed-out projectors.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import plotly.graph_objects as go
+
+# One colour per optimizer key of core.schedules.OPTIMIZERS. SGD is blue, SAM vermilion; the SAM
+# variants get their own hues so a trajectory keeps its colour on every page.
+COLORS: dict[str, str] = {
+    "sgd": "#0072B2",  # blue
+    "sam": "#D55E00",  # vermilion
+    "asam": "#CC79A7",  # reddish purple
+    "psam": "#009E73",  # bluish green
+    "late_sam": "#E69F00",  # orange
+    "every_k": "#56B4E9",  # sky blue
+    "random_sam": "#7F7F7F",  # grey
+}
+
+# Human names for legends and menus (same keys as COLORS).
+LABELS: dict[str, str] = {
+    "sgd": "SGD",
+    "sam": "SAM",
+    "asam": "ASAM",
+    "psam": "PSAM",
+    "late_sam": "late SAM",
+    "every_k": "SAM every k",
+    "random_sam": "random SAM",
+}
+
+# Dash styles as a second cue next to colour (legends stay readable in greyscale prints).
+DASHES: dict[str, str] = {
+    "sgd": "solid",
+    "sam": "solid",
+    "asam": "dash",
+    "psam": "dot",
+    "late_sam": "dashdot",
+    "every_k": "longdash",
+    "random_sam": "longdashdot",
+}
+
+# Fonts: normal screen vs projector. Presentation mode scales every text size by PRESENT_SCALE.
+BASE_FONT = 14
+PRESENT_SCALE = 1.45
+FONT_FAMILY = "Inter, Source Sans Pro, Helvetica, Arial, sans-serif"
+
+# The Plotly mode bar for every chart: keep it visible (PNG export), drop the Plotly logo, and save
+# PNGs at twice the screen resolution so they look sharp on slides.
+PLOTLY_CONFIG: dict = {
+    "displaylogo": False,
+    "displayModeBar": True,
+    "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "sam_lab"},
+    "modeBarButtonsToRemove": ["lasso2d"],
+}
+
+
+def color(optimizer: str) -> str:
+    """The colour of an optimizer key; unknown keys get a neutral dark grey."""
+    return COLORS.get(optimizer, "#444444")
+
+
+def label(optimizer: str) -> str:
+    return LABELS.get(optimizer, optimizer)
+
+
+def rho_color(rho: float, rhos) -> str:
+    """A shade of the SAM colour for one ρ among several: light for the smallest ρ, dark for the
+    largest. ρ = 0 is plain SGD and gets the SGD colour, so "SAM at ρ = 0" reads as SGD."""
+    if rho == 0:
+        return COLORS["sgd"]
+    positive = sorted({float(r) for r in rhos if r > 0}) or [float(rho)]
+    if len(positive) == 1:
+        t = 0.5
+    else:
+        # rank, not value: ρ grids are often geometric, and ranks give evenly spaced shades
+        rank = min(range(len(positive)), key=lambda i: abs(positive[i] - rho))
+        t = rank / (len(positive) - 1)
+    r, g, b = (int(COLORS["sam"][i : i + 2], 16) / 255 for i in (1, 3, 5))
+    h, lum, s = colorsys.rgb_to_hls(r, g, b)
+    lum = 0.72 - 0.42 * t  # from light (0.72) to dark (0.30)
+    r, g, b = colorsys.hls_to_rgb(h, lum, s)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
+def is_presentation() -> bool:
+    """True when presentation mode is on (the sidebar toggle, or ?present=1 in the URL).
+    Safe to call outside a Streamlit run (then False)."""
+    try:
+        import streamlit as st
+
+        if "present" in st.session_state:
+            return bool(st.session_state["present"])
+        raw = st.query_params.get("present")
+    except Exception:  # no Streamlit runtime (plain scripts, unit tests of charts)
+        return False
+    return str(raw).strip().lower() in ("1", "true", "yes", "on")
+
+
+def font_size(present: bool | None = None) -> int:
+    present = is_presentation() if present is None else present
+    return round(BASE_FONT * (PRESENT_SCALE if present else 1.0))
+
+
+def apply_layout(
+    fig: go.Figure,
+    *,
+    title: str | None = None,
+    x_title: str | None = None,
+    y_title: str | None = None,
+    height: int | None = None,
+    present: bool | None = None,
+    legend: bool = True,
+    legend_below: bool = False,
+) -> go.Figure:
+    """Common Plotly defaults: white template, font sizes (larger in presentation mode), margins,
+    axis titles and a legend. Returns the same figure, so calls can be chained."""
+    present = is_presentation() if present is None else present
+    size = font_size(present)
+    fig.update_layout(
+        template="plotly_white",
+        font={"family": FONT_FAMILY, "size": size},
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
+        showlegend=legend,
+        hoverlabel={"font_size": size},
+    )
+    if title is not None:
+        fig.update_layout(title={"text": title, "font": {"size": round(size * 1.2)}, "x": 0.0, "xanchor": "left"})
+    if legend:
+        if legend_below:
+            fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0.0})
+        else:
+            fig.update_layout(legend={"bgcolor": "rgba(255,255,255,0.75)", "bordercolor": "#cccccc", "borderwidth": 1})
+    if x_title is not None:
+        fig.update_xaxes(title_text=x_title)
+    if y_title is not None:
+        fig.update_yaxes(title_text=y_title)
+    fig.update_xaxes(title_font={"size": size}, tickfont={"size": round(size * 0.9)})
+    fig.update_yaxes(title_font={"size": size}, tickfont={"size": round(size * 0.9)})
+    if height is not None:
+        fig.update_layout(height=round(height * (1.15 if present else 1.0)))
+    return fig
+
+
+def css(present: bool) -> str:
+    """The page CSS. Presentation mode hides the sidebar and the expanders that hold secondary
+    controls (the widgets still run, so URL parameters keep working) and enlarges the text."""
+    base = """
+<style>
+.block-container {padding-top: 2.2rem;}
+</style>
+"""
+    if not present:
+        return base
+    return base + """
+<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] {display: none !important;}
+[data-testid="stExpander"] {display: none !important;}
+html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.3rem !important;}
+h1 {font-size: 3.0rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
+[data-testid="stWidgetLabel"] p {font-size: 1.2rem !important;}
+.block-container {max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;}
+</style>
+"""

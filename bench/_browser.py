@@ -1,0 +1,397 @@
+"""Shared real-browser harness for the end-to-end tests and the UI benchmarks.
+
+One place for the things the browser tests (`tests/e2e/`), `bench/ui_latency.py` and `bench/load.py`
+all need:
+
+- `StreamlitServer`: runs `streamlit run app/main.py` on a free port as a subprocess in its own
+  process group, waits for `/_stcore/health`, reads the server's memory (VmRSS), and always kills
+  the whole group at the end.
+- `launch_browser`: headless Debian chromium through Playwright's async API.
+- `open_page`, `wait_chart`, `chart_hash`, `nudge_slider`: load a page, wait until its main chart
+  (`st.plotly_chart(..., key="main_chart")`) has data, and time a ρ-slider change until the chart's
+  data changes ("slider-to-redraw latency").
+
+Everything is async (one chromium, many contexts, as the load test needs). Synchronous callers
+(pytest, the latency bench) drive it with `Loop().run(coroutine)`.
+
+Every wait has a bounded timeout and fails with a message that says what did not appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# url path of each page ("" is the default page, home). Matches st.navigation in app/main.py.
+PAGES: dict[str, str] = {
+    "home": "",
+    "sam_step": "sam_step",
+    "playground": "playground",
+    "escape": "escape",
+    "valley": "valley",
+    "psam": "psam",
+    "cifar": "cifar",
+}
+
+# Timeouts in seconds. The first page load imports torch and runs the first simulation on a busy
+# 2-core box, so it gets much longer than a redraw.
+SERVER_START_S = 60.0
+FIRST_LOAD_S = 120.0
+PAGE_LOAD_S = 45.0
+REDRAW_S = 20.0
+
+MAIN_CHART = ".st-key-main_chart .js-plotly-plot"
+EXCEPTION = '[data-testid="stException"]'
+ALERT = '[data-testid="stAlert"]'
+
+
+class HarnessError(AssertionError):
+    """A page did not reach the expected state in time (an AssertionError, so pytest reports it plainly)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------------
+
+
+def free_port(lo: int = 8580, hi: int = 8599) -> int:
+    """A port nobody listens on: first try the project's range, then ask the OS."""
+    for port in range(lo, hi + 1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _streamlit_exe() -> str:
+    exe = REPO / ".venv" / "bin" / "streamlit"
+    return str(exe) if exe.exists() else "streamlit"
+
+
+class StreamlitServer:
+    """`streamlit run <app>` in its own process group; use as a context manager.
+
+    It is started exactly as `make app` starts it (same executable, repo root as working
+    directory, no extra PYTHONPATH), so an import problem a user would hit shows up here too.
+    """
+
+    def __init__(self, app: str | Path = "app/main.py", port: int | None = None, cwd: Path = REPO):
+        self.app = str(app)
+        self.cwd = Path(cwd)
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="streamlit-", suffix=".log", delete=False)  # noqa: SIM115
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, page: str = "", **params) -> str:
+        """URL of a page by url path ("" = home), with query parameters."""
+        q = f"?{urlencode(params)}" if params else ""
+        return f"{self.base_url}/{page}{q}"
+
+    def start(self, timeout: float = SERVER_START_S) -> StreamlitServer:
+        last = ""
+        for _ in range(3):  # another process may grab the port between our check and the bind
+            port = self.port or free_port()
+            cmd = [
+                _streamlit_exe(), "run", self.app,
+                "--server.port", str(port),
+                "--server.headless", "true",
+                "--browser.gatherUsageStats", "false",
+                # No file watcher: other people edit the tree while tests run; a reload mid-test
+                # would show up as a flaky redraw.
+                "--server.fileWatcherType", "none",
+            ]
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            self.port = port
+            ok, last = self._wait_healthy(timeout)
+            if ok:
+                return self
+            self.stop()
+            if "already in use" not in self.log_tail():
+                break
+            self.port = None
+        raise HarnessError(f"streamlit did not become healthy within {timeout:.0f} s ({last}); log:\n{self.log_tail()}")
+
+    def _wait_healthy(self, timeout: float) -> tuple[bool, str]:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False, f"server exited with code {self.proc.returncode}"
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        return True, "ok"
+            except (urllib.error.URLError, OSError) as e:
+                last = str(e)
+            time.sleep(0.25)
+        return False, f"timed out: {last}"
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return Path(self._log.name).read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        """Kill the whole process group (TERM, then KILL after 5 s)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def rss_mb(self) -> float:
+        """Resident memory (VmRSS) of the server and all its descendants, in MiB."""
+        if self.proc is None:
+            return 0.0
+        return sum(_vmrss_kb(pid) for pid in _process_tree(self.proc.pid)) / 1024
+
+    def __enter__(self) -> StreamlitServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(self._log.name)
+
+
+def _process_tree(root: int) -> list[int]:
+    """root and all its descendants, from the ppid field of /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the name field may contain spaces
+        children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _vmrss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# The browser
+# --------------------------------------------------------------------------------------------------
+
+
+class Loop:
+    """A private event loop, so synchronous code (pytest fixtures, simple benches) can call the
+    async helpers below and keep Playwright objects alive between calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def browser_available() -> str | None:
+    """None when the browser tests can run here, else the reason they cannot."""
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (make setup-dev installs it)"
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (requirements-dev.txt)"
+    return None
+
+
+async def launch_browser(pw):
+    """Headless Debian chromium (Playwright cannot download its own browser here)."""
+    return await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+# JS run in the page. `el.data` of a `.js-plotly-plot` div is Plotly's list of traces as drawn;
+# a 32-bit FNV-1a hash of its JSON changes exactly when the plotted data changes.
+_JS_HASH = """
+(sel) => {
+  const el = document.querySelector(sel);
+  if (!el || !el.data || el.data.length === 0) return null;
+  const s = JSON.stringify(el.data, (k, v) => ArrayBuffer.isView(v) ? Array.from(v) : v);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }
+  return (h >>> 0).toString(16) + ':' + s.length + ':' + el.data.length;
+}
+"""
+
+# Resolves when the chart has data (optionally different from `old`) or an exception box shows.
+_JS_WAIT = (
+    "([sel, exc, old]) => { if (document.querySelector(exc)) return 'exception';"
+    " const h = (" + _JS_HASH + ")(sel); return (h !== null && h !== old) ? h : false; }"
+)
+
+
+async def chart_hash(page, selector: str = MAIN_CHART) -> str | None:
+    """Hash of the main chart's plotted data, or None when there is no chart with data."""
+    return await page.evaluate(_JS_HASH, selector)
+
+
+async def exception_texts(page) -> list[str]:
+    """Text of every Streamlit exception box on the page (empty list: no exception)."""
+    return [t.strip()[:500] for t in await page.locator(EXCEPTION).all_inner_texts()]
+
+
+async def alert_texts(page) -> list[str]:
+    """Text of every st.info / st.warning / st.error box on the page."""
+    return [t.strip() for t in await page.locator(ALERT).all_inner_texts()]
+
+
+async def wait_chart(page, timeout: float = PAGE_LOAD_S, old: str | None = None, what: str = "") -> str:
+    """Wait until the main chart has data (different from `old` when given); return its hash.
+
+    Raises HarnessError when an exception box appears instead or when `timeout` runs out.
+    """
+    try:
+        handle = await page.wait_for_function(
+            _JS_WAIT, arg=[MAIN_CHART, EXCEPTION, old], polling="raf", timeout=timeout * 1000
+        )
+    except Exception as e:  # playwright's TimeoutError
+        if "Timeout" not in type(e).__name__ and "Timeout" not in str(e):
+            raise
+        state = "did not change" if old else "did not render (no .st-key-main_chart with plotly data)"
+        raise HarnessError(f"{what or page.url}: main chart {state} within {timeout:.0f} s") from None
+    value = await handle.json_value()
+    if value == "exception":
+        raise HarnessError(f"{what or page.url}: exception shown: {await exception_texts(page)}")
+    return value
+
+
+async def open_page(page, url: str, timeout: float = PAGE_LOAD_S) -> str:
+    """Load `url` and wait for its main chart; return the chart's hash."""
+    await page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
+    return await wait_chart(page, timeout=timeout, what=url)
+
+
+def rho_thumb(page, key: str = "rho"):
+    """The thumb of the Streamlit slider with widget key `key`.
+
+    Streamlit 1.67 draws it as a visually hidden `<input type="range">` (implicit ARIA role
+    "slider"); older versions used a `div[role=slider]`. The role query finds either.
+    """
+    return page.locator(f".st-key-{key}").get_by_role("slider").first
+
+
+_JS_SLIDER = """el => [Number(el.getAttribute('aria-valuenow') ?? el.value),
+                       Number(el.getAttribute('aria-valuemax') ?? el.max)]"""
+
+
+async def slider_state(page, key: str = "rho", timeout: float = PAGE_LOAD_S) -> tuple[float, float]:
+    """(current value, maximum) of the slider as the browser shows it."""
+    thumb = rho_thumb(page, key)
+    try:
+        await thumb.wait_for(state="attached", timeout=timeout * 1000)
+    except Exception:
+        raise HarnessError(f"{page.url}: no slider with key {key!r} within {timeout:.0f} s") from None
+    now, hi = await thumb.evaluate(_JS_SLIDER)
+    return now, hi
+
+
+async def slider_value(page, key: str = "rho") -> float:
+    """The slider's current value as the browser shows it."""
+    return (await slider_state(page, key))[0]
+
+
+async def has_slider(page, key: str = "rho") -> bool:
+    return await page.locator(f".st-key-{key}").get_by_role("slider").count() > 0
+
+
+async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direction: int = 0) -> float:
+    """Move the slider one step with the keyboard and wait for the main chart to redraw.
+
+    Returns the slider-to-redraw latency in seconds: from the key press to the moment the chart's
+    plotted data differs from before. `direction` +1 / -1 forces ArrowRight / ArrowLeft; 0 moves
+    right unless the slider is at its maximum.
+    """
+    thumb = rho_thumb(page, key)
+    before = await chart_hash(page)
+    if before is None:
+        raise HarnessError(f"{page.url}: no main chart before moving {key}")
+    if direction == 0:
+        now, hi = await slider_state(page, key)
+        direction = -1 if now >= hi else 1
+    await thumb.focus()
+    t0 = time.perf_counter()
+    await page.keyboard.press("ArrowRight" if direction > 0 else "ArrowLeft")
+    await wait_chart(page, timeout=timeout, old=before, what=f"{page.url} after moving {key}")
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------------------------------
+# Numbers
+# --------------------------------------------------------------------------------------------------
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """q-th percentile (0..100) with linear interpolation between order statistics (numpy's default)."""
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+@dataclass
+class Summary:
+    n: int
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Summary:
+        ms = [1000 * s for s in seconds]
+        return cls(len(ms), percentile(ms, 50), percentile(ms, 95), max(ms) if ms else float("nan"))

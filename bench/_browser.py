@@ -395,3 +395,56 @@ class Summary:
     def of(cls, seconds: list[float]) -> Summary:
         ms = [1000 * s for s in seconds]
         return cls(len(ms), percentile(ms, 50), percentile(ms, 95), max(ms) if ms else float("nan"))
+
+
+# --------------------------------------------------------------------------------------------------
+# A student session (the load test and its short version in the test suite)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionResult:
+    latencies: list[float]  # seconds, one per ρ change that redrew
+    errors: list[str]  # exception boxes, timeouts, pages that never rendered
+
+
+async def student_session(browser, server: StreamlitServer, pages=("escape", "valley"), changes: int = 10,
+                          start_rho: float | None = None, redraw_timeout: float = REDRAW_S,
+                          load_timeout: float = FIRST_LOAD_S) -> SessionResult:
+    """One student in their own browser context: open each page (optionally at ?rho=start_rho),
+    change ρ `changes` times with the keyboard, and record each slider-to-redraw latency.
+
+    Never raises on a page problem: a timeout or an exception box is recorded as an error and the
+    session carries on, so one bad page cannot hide the others' numbers.
+    """
+    res = SessionResult([], [])
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = await ctx.new_page()
+        for name in pages:
+            params = {} if start_rho is None else {"rho": f"{start_rho:g}"}
+            try:
+                await open_page(page, server.url(PAGES[name], **params), timeout=load_timeout)
+                for _ in range(changes):
+                    res.latencies.append(await nudge_slider(page, timeout=redraw_timeout))
+            except HarnessError as e:
+                res.errors.append(str(e))
+            except Exception as e:  # a playwright error (page crashed, navigation failed): also an error
+                res.errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            exc = await exception_texts(page)
+            if exc:
+                res.errors.append(f"{name}: exception shown: {exc}")
+    finally:
+        await ctx.close()
+    return res
+
+
+async def many_students(browser, server: StreamlitServer, sessions: int, changes: int,
+                        pages=("escape", "valley"), **kw) -> SessionResult:
+    """`sessions` students at once, each starting at a different ρ (0.05, 0.09, 0.13, ...), so
+    their configs differ and the shared cache cannot answer everyone from one computation."""
+    results = await asyncio.gather(*[
+        student_session(browser, server, pages, changes, start_rho=round(0.05 + 0.04 * (i % 10), 3), **kw)
+        for i in range(sessions)
+    ])
+    return SessionResult([x for r in results for x in r.latencies], [e for r in results for e in r.errors])

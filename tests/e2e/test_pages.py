@@ -1,0 +1,99 @@
+"""Every page in real headless chromium against the real `streamlit run app/main.py` (issue 3).
+
+Claims checked, per page:
+- it renders its main chart (`key="main_chart"`, non-empty Plotly data) with no exception box;
+- moving the ρ slider (keyboard, like a user) redraws the chart with different data, and the new ρ
+  lands in the URL, so copying the address bar reproduces the view;
+- a shared URL (`?rho=...`, and a named lecture preset where the page has them) restores the control;
+- a hostile URL (NaN, a huge particle count, an unknown key) shows a notice, never a traceback.
+A full-page screenshot of each page goes to test-artifacts/ for a human to look at.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from bench._browser import (
+    FIRST_LOAD_S,
+    PAGES,
+    REPO,
+    alert_texts,
+    chart_hash,
+    exception_texts,
+    has_slider,
+    nudge_slider,
+    open_page,
+    slider_value,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+# Pages whose story is "move ρ and watch": the issue requires a live ρ slider on each of them.
+RHO_PAGES = ("sam_step", "playground", "escape", "valley", "psam")
+STUB_TEXT = "This page is being built."
+
+
+def _require_built(name: str) -> None:
+    """Pages land one by one; a page that is still the placeholder stub is skipped, by name."""
+    src = (REPO / "pages" / f"{name}.py").read_text()
+    if STUB_TEXT in src:
+        pytest.skip(f"pages/{name}.py is still the placeholder stub")
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_renders_and_rho_redraws(name, loop, server, page, artifacts):
+    _require_built(name)
+    url = server.url(PAGES[name])
+    before = loop.run(open_page(page, url, timeout=FIRST_LOAD_S))
+    assert loop.run(exception_texts(page)) == []
+    loop.run(page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True))
+
+    if not loop.run(has_slider(page)):
+        assert name not in RHO_PAGES, f"{name}: no ρ slider (widget key 'rho') on a page that needs one"
+        return
+    rho0 = loop.run(slider_value(page))
+    latency = loop.run(nudge_slider(page))
+    rho1 = loop.run(slider_value(page))
+    after = loop.run(chart_hash(page))
+    assert rho1 != rho0, f"{name}: the ρ slider did not move ({rho0})"
+    assert after != before, f"{name}: chart data unchanged after ρ {rho0} → {rho1}"
+    assert loop.run(exception_texts(page)) == []
+    # The URL follows the widget (app/controls.py writes non-default values back).
+    rho_in_url = parse_qs(urlparse(page.url).query).get("rho")
+    assert rho_in_url and math.isclose(float(rho_in_url[-1]), rho1, rel_tol=1e-6), (
+        f"{name}: URL {page.url} does not carry ρ={rho1}"
+    )
+    print(f"{name}: ρ {rho0} → {rho1} redrawn in {1000 * latency:.0f} ms")
+
+
+@pytest.mark.parametrize("name", RHO_PAGES)
+def test_url_restores_rho(name, loop, server, page):
+    """A copied link with ?rho=0.15 opens the page with the slider at 0.15 and no notice about ρ."""
+    _require_built(name)
+    loop.run(open_page(page, server.url(PAGES[name], rho="0.15"), timeout=FIRST_LOAD_S))
+    assert math.isclose(loop.run(slider_value(page)), 0.15, rel_tol=1e-9)
+    assert loop.run(exception_texts(page)) == []
+    notices = [t for t in loop.run(alert_texts(page)) if "rho" in t.lower() or "ρ" in t]
+    assert notices == [], f"{name}: a valid ρ in the URL produced a notice: {notices}"
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_hostile_url_gives_notice_not_traceback(name, loop, server, page):
+    """NaN for ρ, 10^12 particles and an unknown key: the page renders, each gets a notice."""
+    _require_built(name)
+    url = server.url(PAGES[name], rho="nan", particles="1e12", no_such_key="1")
+    loop.run(open_page(page, url, timeout=FIRST_LOAD_S))
+    assert loop.run(exception_texts(page)) == []
+    notices = loop.run(alert_texts(page))
+    assert any("no_such_key" in t for t in notices), f"{name}: no notice for the unknown key; alerts: {notices}"
+    # Either the page has a particle count (clamped to the cap) or the key is unknown there.
+    assert any("particles" in t for t in notices), f"{name}: no notice for particles=1e12; alerts: {notices}"
+    if loop.run(has_slider(page)):
+        assert any(("rho" in t.lower() or "ρ" in t) and "finite" in t for t in notices), (
+            f"{name}: no notice for rho=nan; alerts: {notices}"
+        )
+        value = loop.run(slider_value(page))
+        assert math.isfinite(value), f"{name}: ρ slider shows {value}"

@@ -1,0 +1,86 @@
+"""Slider-to-redraw latency in a real browser (issue 3).
+
+Starts `streamlit run app/main.py`, opens each page's default scene in headless chromium, and
+changes ρ with the keyboard `--changes` times (each change a new ρ, so a real recomputation, not a
+cache hit). Latency = from the key press to the moment the main chart's plotted data differs
+(bench/_browser.py: nudge_slider). Prints median / p95 per page and overall, then one JSON line.
+
+Target (issue 3): p95 ≤ 500 ms on the 2-core CPU machine.
+
+    .venv/bin/python bench/ui_latency.py                   # 5 pages × 20 changes
+    .venv/bin/python bench/ui_latency.py --pages escape --changes 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from bench._browser import (  # noqa: E402
+    FIRST_LOAD_S,
+    PAGES,
+    Loop,
+    StreamlitServer,
+    Summary,
+    launch_browser,
+    nudge_slider,
+    open_page,
+)
+
+DEFAULT_PAGES = ("escape", "valley", "playground", "sam_step", "psam")
+TARGET_P95_MS = 500.0
+
+
+async def measure(server: StreamlitServer, pages, changes: int) -> dict[str, list[float]]:
+    from playwright.async_api import async_playwright
+
+    out: dict[str, list[float]] = {}
+    async with async_playwright() as pw:
+        browser = await launch_browser(pw)
+        for name in pages:
+            ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = await ctx.new_page()
+            t = time.perf_counter()
+            await open_page(page, server.url(PAGES[name]), timeout=FIRST_LOAD_S)
+            print(f"{name}: first load {time.perf_counter() - t:.1f} s", flush=True)
+            out[name] = [await nudge_slider(page) for _ in range(changes)]
+            await ctx.close()
+        await browser.close()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pages", nargs="+", default=list(DEFAULT_PAGES), choices=list(PAGES))
+    ap.add_argument("--changes", type=int, default=20, help="ρ changes per page (default 20)")
+    args = ap.parse_args(argv)
+
+    loop = Loop()
+    with StreamlitServer("app/main.py") as server:
+        lat = loop.run(measure(server, args.pages, args.changes))
+    loop.close()
+
+    print(f"\n{'page':<12}{'n':>4}{'median ms':>11}{'p95 ms':>9}{'max ms':>9}")
+    per_page = {}
+    for name, xs in lat.items():
+        s = Summary.of(xs)
+        per_page[name] = {"n": s.n, "median_ms": round(s.median_ms, 1), "p95_ms": round(s.p95_ms, 1)}
+        print(f"{name:<12}{s.n:>4}{s.median_ms:>11.0f}{s.p95_ms:>9.0f}{s.max_ms:>9.0f}")
+    overall = Summary.of([x for xs in lat.values() for x in xs])
+    print(f"{'overall':<12}{overall.n:>4}{overall.median_ms:>11.0f}{overall.p95_ms:>9.0f}{overall.max_ms:>9.0f}")
+    ok = overall.p95_ms <= TARGET_P95_MS
+    print(f"target p95 ≤ {TARGET_P95_MS:.0f} ms: {'met' if ok else 'NOT met'}")
+    print(json.dumps({"bench": "ui_latency", "changes_per_page": args.changes, "pages": per_page,
+                      "overall": {"n": overall.n, "median_ms": round(overall.median_ms, 1),
+                                  "p95_ms": round(overall.p95_ms, 1)},
+                      "target_p95_ms": TARGET_P95_MS, "target_met": ok}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

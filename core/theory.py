@@ -1,0 +1,262 @@
+"""Theory overlays: the predictions drawn next to the simulations.
+
+Every function names its equation and where it comes from (``docs/theory.md`` §2–§4 of the shared
+docs, and the papers cited there). Functions return ``None`` where a prediction is undefined
+(for example zero noise, or a map outside its stable range), so that a page or the CLI can show
+"no prediction" (JSON null) instead of a misleading number.
+
+Contents
+    §2  sam_two_cycle_amplitude, gd_stable, sam_stable          noise-free SAM on a quadratic
+    §3  kramers_escape_steps, sam_speedup_heuristic             escape from a sharp minimum
+        one_step_loss, one_step_ratio                           one-step escaping efficiency E[L₁]
+    §4  valley_mean_sgd_closed_form, valley_two_cycle_mean_sam   asymmetric valley
+        exact_chain_1d, exact_chain_valley                      exact grid Markov chain (any optimizer)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# ---------------------------------------------------------------------------------------------
+# §2 Noise-free SAM on a 1-D quadratic L = λw²/2
+# ---------------------------------------------------------------------------------------------
+
+
+def gd_stable(lam: float, lr: float) -> bool:
+    """Gradient descent on L = λw²/2 is stable iff ηλ < 2 (theory.md §2)."""
+    return 0.0 < lr * lam < 2.0
+
+
+def sam_stable(lam: float, lr: float, rho: float) -> bool:
+    """Unnormalised SAM, w ← w − ηλ(w + ρλw), is stable iff ηλ(1 + ρλ) < 2 (theory.md §2)."""
+    return 0.0 < lr * lam * (1.0 + rho * lam) < 2.0
+
+
+def sam_two_cycle_amplitude(lam: float, lr: float, rho: float) -> float | None:
+    """Amplitude R = ηλρ / (2 − ηλ) of the 2-cycle of noise-free SAM on L = λw²/2 (theory.md §2, derived).
+
+    SAM's step there is w ← w − ηλ(w + ρ sign w): it never settles at 0 but bounces between ±R.
+    (From w = R: the next point is R − ηλ(R + ρ) = −R  ⟺  R(2 − ηλ) = ηλρ.)
+    None when ηλ ≥ 2 (gradient descent itself is unstable) or ηλ ≤ 0.
+    """
+    if not 0.0 < lr * lam < 2.0:
+        return None
+    return lr * lam * rho / (2.0 - lr * lam)
+
+
+# ---------------------------------------------------------------------------------------------
+# §3 Escape from a sharp minimum
+# ---------------------------------------------------------------------------------------------
+
+
+def temperature(lr: float, sigma: float) -> float:
+    """Effective temperature of SGD with isotropic gradient noise σ: T = ησ²/2 (theory.md §3)."""
+    return lr * sigma * sigma / 2.0
+
+
+def kramers_escape_steps(lam_min: float, lam_saddle: float, barrier: float, lr: float,
+                         sigma: float) -> float | None:
+    """Kramers' mean escape time of SGD, in steps (theory.md §3; Kramers 1940, as used for SGD by
+    Xie, Sato & Sugiyama, ICLR 2021):
+
+        τ ≈ (2π / √(λ_min · |λ_saddle|)) · exp(ΔL / T) / η,     T = ησ²/2
+
+    λ_min, λ_saddle: curvatures at the minimum and at the saddle along the escape direction,
+    ΔL = barrier: loss at the saddle minus loss at the minimum. Valid when ΔL ≫ T.
+    None where undefined (σ = 0, η ≤ 0, λ_min ≤ 0, λ_saddle = 0, ΔL < 0); inf if it overflows.
+    """
+    values = (lam_min, lam_saddle, barrier, lr, sigma)
+    if not all(math.isfinite(v) for v in values):
+        return None
+    t = temperature(lr, sigma)
+    if t <= 0.0 or lr <= 0.0 or lam_min <= 0.0 or lam_saddle == 0.0 or barrier < 0.0:
+        return None
+    prefactor = 2.0 * math.pi / math.sqrt(lam_min * abs(lam_saddle))
+    exponent = barrier / t
+    if exponent > 700.0:  # exp would overflow a float
+        return math.inf
+    return prefactor * math.exp(exponent) / lr
+
+
+def sam_speedup_heuristic(lam_min: float, rho: float, lr: float, sigma: float) -> float | None:
+    """Heuristic speed-up of SAM's escape over SGD's: exp((λ_min ρ²/2) / T), T = ησ²/2
+    (theory.md §3, derived: SAM's perturbation lifts the effective loss in the minimum by about
+    λ_min ρ²/2, lowering the barrier by that much). Right direction, overshoots at large ρ.
+    None when T = 0.
+    """
+    t = temperature(lr, sigma)
+    if not t > 0.0 or not math.isfinite(lam_min * rho):
+        return None
+    exponent = lam_min * rho * rho / 2.0 / t
+    return math.inf if exponent > 700.0 else math.exp(exponent)
+
+
+def one_step_loss(lam: float, lr: float, sigma: float, rho: float = 0.0) -> float:
+    """One-step escaping efficiency from the minimum of L = λw²/2 (theory.md §3, derived, exact;
+    escaping efficiency as defined by Zhu et al., ICML 2019):
+
+        E[L₁] = (λ/2) η² (σ² + 2√(2/π) λρσ + λ²ρ²)
+
+    with Gaussian gradient noise ξ ~ N(0, σ²) shared by both SAM passes. ρ = 0 gives SGD's
+    (λ/2) η² σ². (From w₀ = 0: ε = ρ sign ξ, w₁ = −η(ξ + λρ sign ξ), and E|ξ| = σ√(2/π).)
+    """
+    return 0.5 * lam * lr * lr * (sigma * sigma + 2.0 * math.sqrt(2.0 / math.pi) * lam * rho * sigma
+                                  + (lam * rho) ** 2)
+
+
+def one_step_ratio(lam: float, sigma: float, rho: float) -> float | None:
+    """E[L₁]_SAM / E[L₁]_SGD = 1 + 2√(2/π)(λρ/σ) + (λρ/σ)² ≈ 1 + 1.6 (λρ/σ) + (λρ/σ)² (theory.md §3).
+    Grows with sharpness λ and with ρ. None when σ = 0 (SGD does not move)."""
+    if not sigma > 0.0:
+        return None
+    r = lam * rho / sigma
+    return 1.0 + 2.0 * math.sqrt(2.0 / math.pi) * r + r * r
+
+
+# ---------------------------------------------------------------------------------------------
+# §4 Asymmetric valley L = a_L w²/2 (w < 0), a_R w²/2 (w ≥ 0)
+# ---------------------------------------------------------------------------------------------
+
+
+def valley_mean_sgd_closed_form(a_left: float, a_right: float, lr: float, sigma: float) -> float | None:
+    """SGD's stationary mean position in the asymmetric valley (theory.md §4, derived; He, Huang &
+    Yuan, NeurIPS 2019, for the asymmetric-valley picture):
+
+        E[w] = √(ησ²/π) · (a_R^(−1/2) − a_L^(−1/2))
+
+    from the continuous-time stationary density ∝ exp(−2L/(ησ²)). It is an approximation: for
+    a_L = 10, a_R = 1, η = 0.05, σ = 1 it gives 0.0863, about 4% below the exact chain's 0.090.
+    None unless a_L, a_R > 0.
+    """
+    if not (a_left > 0.0 and a_right > 0.0) or lr < 0.0:
+        return None
+    return math.sqrt(lr * sigma * sigma / math.pi) * (a_right ** -0.5 - a_left ** -0.5)
+
+
+def valley_two_cycle_mean_sam(a_left: float, a_right: float, lr: float, rho: float) -> float | None:
+    """Mean of noise-free SAM's 2-cycle across the valley floor (theory.md §4, derived):
+
+        (w₊ + w₋)/2 = ρ(a_L − a_R) / (a_L + a_R − η a_L a_R)
+
+    where the cycle is w₊ > 0 → w₋ < 0 → w₊. It exists when (1 − η a_R) a_L < a_R (otherwise a
+    step from the flat side does not reach the sharp side); None outside that range.
+    """
+    if not (a_left > 0.0 and a_right > 0.0 and lr > 0.0):
+        return None
+    if not (1.0 - lr * a_right) * a_left < a_right:
+        return None
+    denominator = a_left + a_right - lr * a_left * a_right
+    if denominator <= 0.0:
+        return None
+    return rho * (a_left - a_right) / denominator
+
+
+def valley_grad(a_left: float, a_right: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """L'(w) of the 1-D asymmetric valley: a_L w for w < 0, a_R w for w ≥ 0."""
+    return lambda w: torch.where(w < 0, a_left * w, a_right * w)
+
+
+@dataclass
+class ChainResult:
+    """Stationary distribution of the exact grid chain: `density` on the cell centres `grid`
+    (integrates to 1), its `mean`, and `edge_mass`, the probability in the two end cells (which
+    also hold everything beyond the grid; it should be tiny, else widen [lo, hi])."""
+
+    grid: np.ndarray
+    density: np.ndarray
+    mean: float
+    edge_mass: float
+    lr: float
+    sigma: float
+    rho: float
+    adaptive: bool
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        return {
+            "grid": self.grid.tolist(), "density": self.density.tolist(), "mean": self.mean,
+            "edge_mass": self.edge_mass, "lr": self.lr, "sigma": self.sigma, "rho": self.rho,
+            "adaptive": self.adaptive, "wall_s": self.wall_s,
+        }
+
+
+def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, sigma: float,
+                   rho: float = 0.0, adaptive: bool = False, lo: float = -3.0, hi: float = 3.0,
+                   n: int = 1000) -> ChainResult:
+    """Stationary distribution of 1-D SGD / SAM / ASAM with Gaussian gradient noise, computed
+    exactly on a grid (a transfer operator; theory.md §4, "exact Markov chains on a grid").
+
+    One step from w, with one noise draw ξ ~ N(0, σ²) shared by both passes (as in core.sam):
+
+        s  = sign(L'(w) + ξ)                       direction of the first-pass gradient
+        ε  = ρ s            (SAM)    ε = ρ |w| s   (ASAM: core.sam's ρT²g/‖Tg‖ with T = |w|, in 1-D)
+        w' = w − η (L'(w + ε) + ξ)                 second pass at w + ε, same ξ
+
+    For fixed s, w' = a_s − ηξ is linear in ξ, so the probability that w' lands in a grid cell is
+    a difference of normal CDFs, taken over the part of the ξ-axis where the sign is s: ξ > −L'(w)
+    for s = +1, ξ < −L'(w) for s = −1. Summing both parts gives row i of the transition matrix P.
+    The stationary π solves π P = π, Σπ = 1 (one linear solve). ρ = 0 is plain SGD.
+
+    grad_fn: L' on a float64 tensor of positions. Cells are n equal intervals of [lo, hi]; the
+    end cells also take the mass that would land beyond the grid. Needs σ > 0 (without noise the
+    chain is deterministic and its stationary state depends on the start).
+    """
+    if not sigma > 0.0:
+        raise ValueError("the exact chain needs gradient noise σ > 0")
+    if not (lr > 0.0 and rho >= 0.0 and hi > lo and n >= 10):
+        raise ValueError("the exact chain needs η > 0, ρ ≥ 0, hi > lo and n ≥ 10")
+    start = time.perf_counter()
+    dt = torch.float64
+    h = (hi - lo) / n
+    w = lo + h * (torch.arange(n, dtype=dt) + 0.5)  # cell centres, (n,)
+    edges = lo + h * torch.arange(1, n, dtype=dt)  # inner edges b_1 … b_{n−1}; b_0 = −∞, b_n = +∞
+    g0 = grad_fn(w)  # first-pass gradient without noise
+    radius = rho * w.abs() if adaptive else torch.full_like(w, rho)
+    # Normal CDF Φ(ξ/σ) = erfc(−ξ/(σ√2))/2. We work with z = ξ/(σ√2) to call erfc directly.
+    scale = 1.0 / (sigma * math.sqrt(2.0))
+    zc = (-g0 * scale)[:, None]  # the sign of L'(w) + ξ flips at ξ = −L'(w)
+
+    def cdf_below(s: int) -> torch.Tensor:
+        """(n, n−1): P(w' ≤ b_j and sign = s) from each cell centre, for every inner edge b_j."""
+        a = w - lr * grad_fn(w + s * radius)  # w' = a − ηξ
+        z = (a[:, None] - edges[None, :]).mul_(scale / lr)  # w' ≤ b  ⟺  ξ ≥ (a − b)/η
+        if s > 0:  # ξ ∈ [max(u, c), ∞):  1 − Φ = erfc(max(z, zc))/2
+            return torch.erfc(torch.maximum(z, zc)).mul_(0.5)
+        # ξ ∈ [u, c), empty when u ≥ c:  Φ(c) − Φ(min(u, c))
+        return torch.erfc(torch.minimum(z, zc).neg_()).sub_(torch.erfc(-zc)).mul_(-0.5)
+
+    below = cdf_below(+1).add_(cdf_below(-1))  # P(w' ≤ b_j) from each cell, both signs together
+    ones = torch.ones(n, 1, dtype=dt)
+    cumulative = torch.cat([torch.zeros(n, 1, dtype=dt), below, ones], dim=1)  # with b_0, b_n
+    P = cumulative[:, 1:] - cumulative[:, :-1]  # (n, n): row i = distribution of the next cell
+    # π (P − I) = 0 with Σ π = 1: replace one (redundant) equation by the normalisation.
+    A = (P - torch.eye(n, dtype=dt)).T.contiguous()
+    A[-1, :] = 1.0
+    rhs = torch.zeros(n, dtype=dt)
+    rhs[-1] = 1.0
+    pi = torch.linalg.solve(A, rhs).clamp(min=0.0)
+    pi = pi / pi.sum()
+    mean = float((pi * w).sum())
+    return ChainResult(
+        grid=w.numpy(), density=(pi / h).numpy(), mean=mean, edge_mass=float(pi[0] + pi[-1]),
+        lr=lr, sigma=sigma, rho=rho, adaptive=adaptive, wall_s=time.perf_counter() - start,
+    )
+
+
+def exact_chain_valley(a_left: float, a_right: float, lr: float, sigma: float, rho: float = 0.0,
+                       adaptive: bool = False, lo: float | None = None, hi: float | None = None,
+                       n: int = 1000) -> ChainResult:
+    """`exact_chain_1d` on the asymmetric valley (theory.md §4). The default grid spans about
+    12 stationary standard deviations √(ησ²/(2a)) on each side (plus room for the SAM shift),
+    which leaves negligible mass beyond it."""
+    spread_left = math.sqrt(lr * sigma * sigma / (2.0 * a_left)) if a_left > 0 else 1.0
+    spread_right = math.sqrt(lr * sigma * sigma / (2.0 * a_right)) if a_right > 0 else 1.0
+    lo = -(12.0 * spread_left + 2.0 * rho + lr * sigma * 6.0) if lo is None else lo
+    hi = 12.0 * spread_right + 2.0 * rho + lr * sigma * 6.0 if hi is None else hi
+    return exact_chain_1d(valley_grad(a_left, a_right), lr, sigma, rho, adaptive, lo, hi, n)

@@ -1,0 +1,740 @@
+"""Toy loss landscapes (theory.md §5): each knows its minima, saddles, basins and curvatures.
+
+Every landscape has an analytic `loss` and `grad` written in torch, vectorised over any leading
+batch of particles: `w` has shape (..., dim) and the loss (...). The simulator calls `grad` for
+all particles and all ρ values at once, so these are the hot loop of the lab and are written
+out by hand (autograd would cost three times as much). The user formula is the exception: it
+is differentiated by autograd.
+
+Critical points (minima and saddles) are found once, when the landscape is built: from a starting
+guess, Newton's method on the analytic gradient with the Hessian from autograd (`_newton`), then
+the Hessian eigenvalues at the point (the curvatures λ of theory.md §3). For 1-D landscapes the
+critical points are found from the sign changes of the gradient on a fine grid.
+
+`basin(w)` says which minimum's basin a point lies in (an index into `minima`, -1 for none, e.g.
+on a ridge); the simulator records the first step at which a particle arrives in another basin
+(an "escape"; the ridge, -1, does not count as arrival).
+
+Families (`make_landscape(name, **params)`):
+    double_well_1d   L = −d·exp(−(w−1)²/s_sharp) − d·exp(−(w+1)²/s_flat)           (theory.md §3)
+    double_well_2d   the same in x, plus (b/2)·y²
+    valley_1d        L = a_L w²/2 (w < 0), a_R w²/2 (w ≥ 0)                         (theory.md §4)
+    valley_2d        smooth: a_R x²/2 + (a_L − a_R)·(s²/2)·softplus(−x/s)² + (b/2)·y²
+    zhu              Zhu et al. (ICML 2019) 2-D toy, mean of 100 per-sample losses  (theory.md §5.3)
+    many_wells       L = w²/20 − Σ_i exp(−(w − c_i)²/(2 s_i²)), c_i = −4 … 4
+    rosenbrock       (a − x)² + b·(y − x²)²
+    himmelblau       (x² + y − 11)² + (x + y² − 7)²
+    rastrigin        20 + Σ (w_i² − 10 cos 2π w_i)
+    saddle           x²/2 − y²/2 + y⁴/4   (a saddle at 0 between minima at y = ±1)
+    formula          a user formula in x and y (core.formula), minima found on a grid
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LANDSCAPES: dict[str, str] = {
+    "double_well_1d": "Sharp vs flat double well (1-D)",
+    "double_well_2d": "Sharp vs flat double well (2-D)",
+    "valley_1d": "Asymmetric valley (1-D, piecewise quadratic)",
+    "valley_2d": "Asymmetric valley (2-D, smooth)",
+    "zhu": "Zhu et al. 2-D toy (minibatch noise)",
+    "many_wells": "Many wells, sharp and flat",
+    "rosenbrock": "Rosenbrock",
+    "himmelblau": "Himmelblau",
+    "rastrigin": "Rastrigin",
+    "saddle": "Saddle between two minima",
+    "formula": "Your formula L(x, y)",
+}
+
+
+@dataclass(frozen=True)
+class Critical:
+    """A critical point: position, Hessian eigenvalues (ascending), "min" or "saddle", and for
+    minima a "sharp"/"flat" label where the landscape has minima of clearly different curvature."""
+
+    position: tuple[float, ...]
+    hessian_eigs: tuple[float, ...]
+    kind: str
+    label: str = ""
+
+
+class Landscape:
+    """Base class. Subclasses set the attributes and implement `loss`, `grad` and `basin`."""
+
+    name: str = ""
+    title: str = ""
+    dim: int = 2
+    bounds: tuple[tuple[float, float], ...] = ((-3.0, 3.0), (-3.0, 3.0))
+    default_start: tuple[float, ...] = (0.0, 0.0)
+    params: dict
+    data: torch.Tensor | None = None  # per-sample data (only the Zhu toy has minibatch noise)
+
+    def __init__(self):
+        self.minima: list[Critical] = []
+        self.saddles: list[Critical] = []
+
+    def loss(self, w: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def grad(self, w: torch.Tensor) -> torch.Tensor:
+        """∇L by autograd; the families override this with a hand-written gradient."""
+        with torch.enable_grad():
+            w = w.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.loss(w).sum(), w)
+        return g
+
+    def basin(self, w: torch.Tensor) -> torch.Tensor:
+        """Default: the nearest minimum (a Voronoi partition), -1 if there are no minima."""
+        if not self.minima:
+            return torch.full(w.shape[:-1], -1, dtype=torch.long, device=w.device)
+        centres = torch.tensor([m.position for m in self.minima], dtype=w.dtype, device=w.device)
+        d2 = ((w.unsqueeze(-2) - centres) ** 2).sum(-1)
+        return d2.argmin(-1)
+
+    def hessian(self, point) -> np.ndarray:
+        """The Hessian matrix at one point, by autograd in float64."""
+        p = torch.tensor(point, dtype=torch.float64)
+        h = torch.autograd.functional.hessian(lambda v: self.loss(v), p)
+        return h.reshape(self.dim, self.dim).numpy()
+
+    def critical(self, point, kind: str, label: str = "") -> Critical:
+        eigs = np.linalg.eigvalsh(self.hessian(point))
+        return Critical(tuple(float(v) for v in point), tuple(float(v) for v in eigs), kind, label)
+
+    def start_basin(self) -> int:
+        w = torch.tensor(self.default_start, dtype=torch.float64)
+        return int(self.basin(w))
+
+    def __repr__(self) -> str:
+        return f"Landscape({self.name!r}, dim={self.dim})"
+
+    # -- helpers for the families --------------------------------------------------------------
+
+    def _newton(self, guess, steps: int = 50) -> tuple[float, ...]:
+        """Newton's method for ∇L = 0 from `guess` (finds minima and saddles alike)."""
+        w = np.array(guess, dtype=np.float64)
+        for _ in range(steps):
+            g = self.grad(torch.tensor(w)).numpy()
+            h = self.hessian(w)
+            try:
+                step = np.linalg.solve(h, g)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(step)):
+                break
+            w = w - step
+            if np.linalg.norm(step) < 1e-13:
+                break
+        return tuple(float(v) for v in w)
+
+    def _critical_points_1d(self, n: int = 20001):
+        """1-D: critical points from sign changes of L' on a grid, refined by bisection."""
+        lo, hi = self.bounds[0]
+        xs = torch.linspace(lo, hi, n, dtype=torch.float64).unsqueeze(-1)
+        g = self.grad(xs)[:, 0].numpy()
+        found = []
+        for i in np.flatnonzero(np.sign(g[:-1]) * np.sign(g[1:]) < 0):
+            a, b = float(xs[i]), float(xs[i + 1])
+            ga = g[i]
+            for _ in range(60):  # bisection: the sign change is bracketed, so this cannot fail
+                m = 0.5 * (a + b)
+                gm = float(self.grad(torch.tensor([m], dtype=torch.float64))[0])
+                if np.sign(gm) == np.sign(ga):
+                    a, ga = m, gm
+                else:
+                    b = m
+            x = 0.5 * (a + b)
+            found.append((x, "min" if g[i] < 0 else "saddle"))
+        return found
+
+
+def _label_by_sharpness(minima: list[Critical]) -> list[Critical]:
+    """Label minima "sharp" / "flat" by their largest curvature, relative to the geometric mean
+    over all minima (within 10% of it: no label). A single minimum gets no label."""
+    if len(minima) < 2:
+        return minima
+    tops = np.array([max(m.hessian_eigs) for m in minima])
+    if np.any(tops <= 0):
+        return minima
+    ref = float(np.exp(np.mean(np.log(tops))))
+    out = []
+    for m, top in zip(minima, tops):
+        label = "sharp" if top > 1.1 * ref else "flat" if top < ref / 1.1 else ""
+        out.append(Critical(m.position, m.hessian_eigs, m.kind, label))
+    return out
+
+
+# -- sharp vs flat double well -------------------------------------------------------------------
+
+
+class DoubleWell1D(Landscape):
+    """L(w) = −d·exp(−(w−1)²/s_sharp) − d·exp(−(w+1)²/s_flat) (theory.md §3's checked example:
+    d = 0.5, s_sharp = 0.08, s_flat = 0.72 give a sharp minimum near w = 1 with λ ≈ 12.45, a saddle
+    at w ≈ 0.426 and a barrier ΔL ≈ 0.464 seen from the sharp side).
+    Far from the wells the Gaussians leave a flat plateau at L = 0, only 0.5 above the sharp minimum,
+    so hot particles would wander off to the right instead of crossing the saddle. Walls
+    (k/2)·(|w| − 1.5)² beyond |w| = 1.5 (k = `wall`, 0 switches them off) close the plateaus; they
+    are exactly zero on [−1.5, 1.5], so the minima, the saddle and ΔL are unchanged. Basin 0 = sharp (w > saddle),
+    basin 1 = flat (w below the midpoint of the saddle and the flat minimum), -1 = the ridge between."""
+
+    name, dim = "double_well_1d", 1
+    bounds = ((-2.2, 2.0),)
+
+    WALL_AT = 1.5
+
+    def __init__(self, depth: float = 0.5, sharp_width: float = 0.08, flat_width: float = 0.72,
+                 wall: float = 20.0):
+        super().__init__()
+        if not (depth > 0 and sharp_width > 0 and flat_width > 0 and wall >= 0):
+            raise ValueError("double well: depth and widths must be positive, wall ≥ 0")
+        self.params = dict(depth=depth, sharp_width=sharp_width, flat_width=flat_width, wall=wall)
+        self.d, self.s1, self.s2, self.k = float(depth), float(sharp_width), float(flat_width), float(wall)
+        self.title = LANDSCAPES[self.name]
+        self._find_critical_points()
+
+    def _profile(self, x):
+        out = -self.d * torch.exp(-((x - 1) ** 2) / self.s1) - self.d * torch.exp(-((x + 1) ** 2) / self.s2)
+        if self.k:
+            out = out + (0.5 * self.k) * torch.relu(x.abs() - self.WALL_AT) ** 2
+        return out
+
+    def _profile_grad(self, x):
+        # d/dx of −d·exp(−(x−c)²/s) is (2d/s)·(x−c)·exp(−(x−c)²/s); written with few tensor ops
+        # because this runs twice per SAM step for every particle.
+        a = x - 1.0
+        b = x + 1.0
+        g = (a * (2 * self.d / self.s1)) * torch.exp(a * a * (-1 / self.s1)) + (
+            b * (2 * self.d / self.s2)
+        ) * torch.exp(b * b * (-1 / self.s2))
+        if self.k:  # the walls: k·(x − 1.5) right of 1.5, k·(x + 1.5) left of −1.5, else 0
+            g += (x - x.clamp(-self.WALL_AT, self.WALL_AT)).mul_(self.k)
+        return g
+
+    def loss(self, w):
+        return self._profile(w[..., 0])
+
+    def grad(self, w):
+        return self._profile_grad(w)
+
+    def _find_critical_points(self):
+        for x, kind in self._critical_points_1d_profile():
+            if kind == "min":
+                self.minima.append(self.critical((x,) + (0.0,) * (self.dim - 1), "min"))
+            else:
+                self.saddles.append(self.critical((x,) + (0.0,) * (self.dim - 1), "saddle"))
+        # sharp first (index 0: the starting basin), then flat
+        self.minima.sort(key=lambda m: -m.position[0])
+        self.minima = [Critical(m.position, m.hessian_eigs, "min", lab)
+                       for m, lab in zip(self.minima, ("sharp", "flat"))]
+        if len(self.minima) != 2 or len(self.saddles) != 1:
+            raise ValueError("double well: these widths do not give two wells; make them narrower")
+        self.saddle_x = self.saddles[0].position[0]
+        self.flat_edge = 0.5 * (self.saddle_x + self.minima[1].position[0])
+        self.default_start = self.minima[0].position
+
+    def _critical_points_1d_profile(self):
+        lo, hi = self.bounds[0]
+        xs = torch.linspace(lo, hi, 20001, dtype=torch.float64)
+        g = self._profile_grad(xs).numpy()
+        found = []
+        for i in np.flatnonzero(np.sign(g[:-1]) * np.sign(g[1:]) < 0):
+            a, b = float(xs[i]), float(xs[i + 1])
+            for _ in range(60):
+                m = 0.5 * (a + b)
+                if np.sign(float(self._profile_grad(torch.tensor(m, dtype=torch.float64)))) == np.sign(g[i]):
+                    a = m
+                else:
+                    b = m
+            found.append((0.5 * (a + b), "min" if g[i] < 0 else "saddle"))
+        return found
+
+    def barrier(self) -> float:
+        """ΔL from the sharp minimum to the saddle."""
+        s = torch.tensor(self.saddle_x, dtype=torch.float64)
+        m = torch.tensor(self.minima[0].position[0], dtype=torch.float64)
+        return float(self._profile(s) - self._profile(m))
+
+    def basin(self, w):
+        # 0 (sharp) right of the saddle; 1 (flat) left of the midpoint between the saddle and the
+        # flat minimum; -1 on the ridge in between. A particle that just crosses the saddle falls
+        # back half of the time; Kramers' τ counts completed transitions, so escape detection
+        # (arrival in another basin) waits until the particle is well down the other side.
+        x = w[..., 0]
+        return torch.where(x > self.saddle_x, 0, torch.where(x < self.flat_edge, 1, -1))
+
+
+class DoubleWell2D(DoubleWell1D):
+    """The 1-D double well along x plus (b/2)·y² along y (b = `y_curvature`). The saddle is at
+    (saddle_x, 0); basins are split by the line x = saddle_x."""
+
+    name, dim = "double_well_2d", 2
+    bounds = ((-2.2, 2.0), (-1.5, 1.5))
+
+    def __init__(self, depth: float = 0.5, sharp_width: float = 0.08, flat_width: float = 0.72,
+                 wall: float = 20.0, y_curvature: float = 1.0):
+        if not y_curvature > 0:
+            raise ValueError("double well: y_curvature must be positive")
+        self.b = float(y_curvature)
+        super().__init__(depth, sharp_width, flat_width, wall)
+        self.params["y_curvature"] = y_curvature
+
+    def loss(self, w):
+        y = w[..., 1]
+        return self._profile(w[..., 0]) + (0.5 * self.b) * y * y
+
+    def grad(self, w):
+        # Write both components into one preallocated output: no torch.stack per call.
+        out = torch.empty_like(w)
+        torch.mul(w[..., 1], self.b, out=out[..., 1])
+        out[..., 0] = self._profile_grad(w[..., 0])
+        return out
+
+
+# -- asymmetric valleys --------------------------------------------------------------------------
+
+
+class Valley1D(Landscape):
+    """L(w) = a_L w²/2 for w < 0 (the sharp side), a_R w²/2 for w ≥ 0 (the flat side)
+    (theory.md §4, He, Huang & Yuan 2019). One minimum at 0 whose `hessian_eigs` are the two
+    one-sided curvatures (a_L, a_R), since the Hessian jumps there. Basin: 0 everywhere."""
+
+    name, dim = "valley_1d", 1
+    bounds = ((-1.0, 1.0),)
+    default_start = (0.0,)
+
+    def __init__(self, a_left: float = 10.0, a_right: float = 1.0):
+        super().__init__()
+        if not (a_left > 0 and a_right > 0):
+            raise ValueError("valley: a_left and a_right must be positive")
+        self.params = dict(a_left=a_left, a_right=a_right)
+        self.a_left, self.a_right = float(a_left), float(a_right)
+        self.title = LANDSCAPES[self.name]
+        self.minima = [Critical((0.0,), (self.a_left, self.a_right), "min", "")]
+
+    def _curv(self, x):
+        # a_L where x < 0, a_R where x ≥ 0, as a tensor op (no Python branching per particle)
+        return torch.where(x < 0, self.a_left, self.a_right)
+
+    def loss(self, w):
+        x = w[..., 0]
+        return 0.5 * self._curv(x) * x * x
+
+    def grad(self, w):
+        return self._curv(w) * w
+
+    def basin(self, w):
+        return torch.zeros(w.shape[:-1], dtype=torch.long, device=w.device)
+
+
+class Valley2D(Landscape):
+    """A smooth asymmetric valley: along x the profile
+        f(x) = a_R x²/2 + (a_L − a_R)·(s²/2)·softplus(−x/s)²,
+    which is ≈ a_L x²/2 for x ≪ −s and ≈ a_R x²/2 for x ≫ s (softplus(u) = log(1 + e^u));
+    along y a quadratic (b/2)·y². One minimum (slightly right of 0, found by Newton)."""
+
+    name, dim = "valley_2d", 2
+    bounds = ((-1.5, 1.5), (-1.0, 1.0))
+
+    def __init__(self, a_left: float = 10.0, a_right: float = 1.0, softness: float = 0.1,
+                 y_curvature: float = 1.0):
+        super().__init__()
+        if not (a_left > 0 and a_right > 0 and softness > 0 and y_curvature > 0):
+            raise ValueError("valley: a_left, a_right, softness and y_curvature must be positive")
+        self.params = dict(a_left=a_left, a_right=a_right, softness=softness, y_curvature=y_curvature)
+        self.aL, self.aR, self.s, self.b = float(a_left), float(a_right), float(softness), float(y_curvature)
+        self.title = LANDSCAPES[self.name]
+        self.minima = [self.critical(self._newton((0.0, 0.0)), "min")]
+        self.default_start = self.minima[0].position
+
+    def loss(self, w):
+        x, y = w[..., 0], w[..., 1]
+        sp = F.softplus(-x / self.s)
+        return 0.5 * self.aR * x * x + (self.aL - self.aR) * 0.5 * self.s**2 * sp * sp + 0.5 * self.b * y * y
+
+    def grad(self, w):
+        x = w[..., 0]
+        # d/dx (s²/2)·softplus(−x/s)² = −s·softplus(−x/s)·sigmoid(−x/s)
+        gx = self.aR * x - (self.aL - self.aR) * self.s * F.softplus(-x / self.s) * torch.sigmoid(-x / self.s)
+        return torch.stack((gx, self.b * w[..., 1]), dim=-1)
+
+    def basin(self, w):
+        return torch.zeros(w.shape[:-1], dtype=torch.long, device=w.device)
+
+
+# -- Zhu et al. toy with real minibatch noise ----------------------------------------------------
+
+
+class Zhu(Landscape):
+    """Zhu, Wu, Yu, Wu & Ma (ICML 2019), code uuujf/SGDNoise (theory.md §5.3). Per-sample loss
+
+        ℓ(w; x) = min(10u² + 100v², ‖w − x + (1,1)‖²),  (x₁, y₁) = w − x − (1,1),
+        u = c·x₁ − c·y₁,  v = c·x₁ + c·y₁,  c = cos(π/4),
+
+    a sharp quadratic around x + (1,1) and a flat one around x − (1,1); L = mean over the data.
+    Data: `n_data` points 1e-2·N(0, diag(10, 1)) rotated by π/4, drawn with `data_seed`.
+    Basins follow the paper's success test: basin 1 (flat) iff both coordinates < −0.5; else 0."""
+
+    name, dim = "zhu", 2
+    bounds = ((-1.6, 1.6), (-1.6, 1.6))
+    default_start = (1.0, 1.0)
+    C = math.cos(math.pi / 4)
+
+    def __init__(self, n_data: int = 100, data_seed: int = 0):
+        super().__init__()
+        n_data = int(n_data)
+        if not 1 <= n_data <= 1000:
+            raise ValueError("zhu: n_data must lie in [1, 1000]")
+        self.params = dict(n_data=n_data, data_seed=data_seed)
+        self.title = LANDSCAPES[self.name]
+        rng = np.random.default_rng(int(data_seed))
+        c = self.C
+        rot = np.array([[c, -c], [c, c]])  # the paper's K (rotation by π/4)
+        x = (rng.standard_normal((n_data, 2)) * np.array([math.sqrt(10.0), 1.0])) @ rot * 1e-2
+        self.data = torch.tensor(x, dtype=torch.float64)
+        self._cache: dict = {}
+        m_sharp = self._newton(tuple(1.0 + x.mean(0)))
+        m_flat = self._newton(tuple(-1.0 + x.mean(0)))
+        self.minima = [self.critical(m_sharp, "min", "sharp"), self.critical(m_flat, "min", "flat")]
+
+    def _data(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            self._cache[key] = self.data.to(dtype=like.dtype, device=like.device)
+        return self._cache[key]
+
+    def _per_sample(self, w, x):
+        """Per-sample losses and gradients; w (..., 1, 2) against data x (..., S, 2)."""
+        c = self.C
+        d1 = w - x - 1.0  # (x₁, y₁): offset from the sharp centre
+        u = c * (d1[..., 0] - d1[..., 1])
+        v = c * (d1[..., 0] + d1[..., 1])
+        sharp = 10 * u * u + 100 * v * v
+        d2 = w - x + 1.0  # offset from the flat centre
+        flat = (d2 * d2).sum(-1)
+        use_sharp = sharp < flat
+        # ∇(10u² + 100v²) = 20u·∂u + 200v·∂v, with ∂u = c·(1, −1), ∂v = c·(1, 1)
+        g_sharp = torch.stack((c * (20 * u + 200 * v), c * (-20 * u + 200 * v)), dim=-1)
+        g = torch.where(use_sharp.unsqueeze(-1), g_sharp, 2 * d2)
+        return torch.minimum(sharp, flat), g
+
+    def loss(self, w):
+        x = self._data(w)
+        losses, _ = self._per_sample(w.unsqueeze(-2), x)
+        return losses.mean(-1)
+
+    def grad(self, w):
+        x = self._data(w)
+        _, g = self._per_sample(w.unsqueeze(-2), x)
+        return g.mean(-2)
+
+    def minibatch_grad(self, w, idx):
+        """Gradient of the minibatch loss: w (..., 2), idx (..., B) indices into the data."""
+        x = self._data(w)[idx]  # (..., B, 2)
+        _, g = self._per_sample(w.unsqueeze(-2), x)
+        return g.mean(-2)
+
+    def basin(self, w):
+        return ((w[..., 0] < -0.5) & (w[..., 1] < -0.5)).long()
+
+
+# -- many wells ----------------------------------------------------------------------------------
+
+
+class ManyWells(Landscape):
+    """L(w) = w²/20 − Σ_i exp(−(w − c_i)²/(2 s_i²)), c_i = −4 … 4, s_i alternating 0.12 (sharp,
+    even i) and 0.3 (flat, odd i) (theory.md §5.4). Basins are split at the local maxima."""
+
+    name, dim = "many_wells", 1
+    bounds = ((-5.0, 5.0),)
+
+    def __init__(self, sharp_width: float = 0.12, flat_width: float = 0.3):
+        super().__init__()
+        if not (0 < sharp_width <= 0.45 and 0 < flat_width <= 0.45):
+            raise ValueError("many wells: widths must lie in (0, 0.45]")
+        self.params = dict(sharp_width=sharp_width, flat_width=flat_width)
+        self.title = LANDSCAPES[self.name]
+        self.centres = torch.arange(-4.0, 5.0, dtype=torch.float64)
+        self.widths = torch.tensor([sharp_width if i % 2 == 0 else flat_width for i in range(9)],
+                                   dtype=torch.float64)
+        self._cache: dict = {}
+        self.maxima = torch.empty(0, dtype=torch.float64)  # set below, once found
+        maxima = []
+        for x, kind in self._critical_points_1d():
+            if kind == "min":
+                i = int(torch.argmin((self.centres - x).abs()))
+                self.minima.append(self.critical((x,), "min", "sharp" if i % 2 == 0 else "flat"))
+            else:  # in 1-D the barriers between wells are local maxima
+                maxima.append(x)
+                self.saddles.append(self.critical((x,), "saddle"))
+        self.maxima = torch.tensor(maxima, dtype=torch.float64)
+        self._cache.clear()
+        near0 = min(range(len(self.minima)), key=lambda i: abs(self.minima[i].position[0]))
+        self.default_start = self.minima[near0].position
+
+    def _cw(self, like):
+        key = (like.dtype, like.device)
+        if key not in self._cache:
+            self._cache[key] = (self.centres.to(like), self.widths.to(like), self.maxima.to(like))
+        return self._cache[key]
+
+    def loss(self, w):
+        c, s, _ = self._cw(w)
+        x = w  # (..., 1) broadcasts against the 9 centres
+        return x[..., 0] ** 2 / 20 - torch.exp(-((x - c) ** 2) / (2 * s * s)).sum(-1)
+
+    def grad(self, w):
+        c, s, _ = self._cw(w)
+        d = w - c
+        return w / 10 + (d / (s * s) * torch.exp(-(d * d) / (2 * s * s))).sum(-1, keepdim=True)
+
+    def basin(self, w):
+        _, _, maxima = self._cw(w)
+        return torch.searchsorted(maxima, w[..., 0].contiguous())
+
+
+# -- classics ------------------------------------------------------------------------------------
+
+
+class Rosenbrock(Landscape):
+    """L = (a − x)² + b·(y − x²)²: one minimum at (a, a²) at the bottom of a curved valley."""
+
+    name = "rosenbrock"
+    bounds = ((-2.0, 2.0), (-1.0, 3.0))
+    default_start = (-1.5, 2.0)
+
+    def __init__(self, a: float = 1.0, b: float = 100.0):
+        super().__init__()
+        if not b > 0:
+            raise ValueError("rosenbrock: b must be positive")
+        self.params = dict(a=a, b=b)
+        self.a, self.b = float(a), float(b)
+        self.title = LANDSCAPES[self.name]
+        self.minima = [self.critical((self.a, self.a**2), "min")]
+
+    def loss(self, w):
+        x, y = w[..., 0], w[..., 1]
+        return (self.a - x) ** 2 + self.b * (y - x * x) ** 2
+
+    def grad(self, w):
+        x, y = w[..., 0], w[..., 1]
+        r = y - x * x
+        return torch.stack((-2 * (self.a - x) - 4 * self.b * x * r, 2 * self.b * r), dim=-1)
+
+    def basin(self, w):
+        return torch.zeros(w.shape[:-1], dtype=torch.long, device=w.device)
+
+
+class Himmelblau(Landscape):
+    """L = (x² + y − 11)² + (x + y² − 7)²: four minima of equal depth (L = 0), four saddles.
+    Basins: the nearest minimum (an approximation of the true basins, good near the minima)."""
+
+    name = "himmelblau"
+    bounds = ((-5.0, 5.0), (-5.0, 5.0))
+    default_start = (0.0, 0.0)
+    MIN_GUESSES = ((3.0, 2.0), (-2.8, 3.1), (-3.8, -3.3), (3.6, -1.8))
+    SADDLE_GUESSES = ((0.09, 2.88), (-3.07, -0.08), (3.39, 0.07), (-0.13, -1.95))
+
+    def __init__(self):
+        super().__init__()
+        self.params = {}
+        self.title = LANDSCAPES[self.name]
+        self.minima = _label_by_sharpness([self.critical(self._newton(g), "min") for g in self.MIN_GUESSES])
+        self.saddles = [self.critical(self._newton(g), "saddle") for g in self.SADDLE_GUESSES]
+
+    def loss(self, w):
+        x, y = w[..., 0], w[..., 1]
+        return (x * x + y - 11) ** 2 + (x + y * y - 7) ** 2
+
+    def grad(self, w):
+        x, y = w[..., 0], w[..., 1]
+        a = x * x + y - 11
+        b = x + y * y - 7
+        return torch.stack((4 * x * a + 2 * b, 2 * a + 4 * y * b), dim=-1)
+
+
+class Rastrigin(Landscape):
+    """L = 20 + Σ_i (w_i² − 10 cos 2π w_i) on [−5.12, 5.12]²: a local minimum near every integer
+    point (121 of them), the global one at 0. Basin: index of the nearest integer point (row-major
+    over −5 … 5), -1 outside the window. Saddles are not listed (there are hundreds)."""
+
+    name = "rastrigin"
+    bounds = ((-5.12, 5.12), (-5.12, 5.12))
+    default_start = (2.0, 1.0)
+
+    def __init__(self):
+        super().__init__()
+        self.params = {}
+        self.title = LANDSCAPES[self.name]
+        # The loss is separable, so each coordinate of a minimum solves the 1-D equation
+        # 2x + 20π sin(2πx) = 0 near an integer k.
+        roots = []
+        for k in range(-5, 6):
+            x = float(k)
+            for _ in range(50):
+                x -= (2 * x + 20 * math.pi * math.sin(2 * math.pi * x)) / (
+                    2 + 40 * math.pi**2 * math.cos(2 * math.pi * x))
+            roots.append(x)
+        for rx in roots:
+            for ry in roots:
+                self.minima.append(self.critical((rx, ry), "min"))
+        # label only the global minimum: the others are as sharp, but higher
+        i0 = 5 * 11 + 5
+        m = self.minima[i0]
+        self.minima[i0] = Critical(m.position, m.hessian_eigs, "min", "global")
+        self.default_start = self.minima[(2 + 5) * 11 + (1 + 5)].position
+
+    def loss(self, w):
+        return 20 + (w * w - 10 * torch.cos(2 * math.pi * w)).sum(-1)
+
+    def grad(self, w):
+        return 2 * w + 20 * math.pi * torch.sin(2 * math.pi * w)
+
+    def basin(self, w):
+        k = torch.round(w)
+        inside = (k.abs() <= 5).all(-1)
+        idx = ((k[..., 0] + 5) * 11 + (k[..., 1] + 5)).long()
+        return torch.where(inside, idx, torch.full_like(idx, -1))
+
+
+class Saddle(Landscape):
+    """L = x²/2 − y²/2 + y⁴/4: a saddle at the origin (curvatures 1 and −1) between two minima at
+    (0, ±1) (curvatures 1 and 2). Basin 0: y ≥ 0, basin 1: y < 0."""
+
+    name = "saddle"
+    bounds = ((-2.0, 2.0), (-1.8, 1.8))
+    default_start = (1.5, 0.05)
+
+    def __init__(self):
+        super().__init__()
+        self.params = {}
+        self.title = LANDSCAPES[self.name]
+        self.minima = [self.critical((0.0, 1.0), "min"), self.critical((0.0, -1.0), "min")]
+        self.saddles = [self.critical((0.0, 0.0), "saddle")]
+
+    def loss(self, w):
+        x, y = w[..., 0], w[..., 1]
+        return 0.5 * x * x - 0.5 * y * y + 0.25 * y**4
+
+    def grad(self, w):
+        x, y = w[..., 0], w[..., 1]
+        return torch.stack((x, y * y * y - y), dim=-1)
+
+    def basin(self, w):
+        return (w[..., 1] < 0).long()
+
+
+# -- user formula --------------------------------------------------------------------------------
+
+
+class FormulaLandscape(Landscape):
+    """A user formula L(x, y) (parsed safely by core.formula, never eval/exec), differentiated by
+    autograd. Minima: the strict local minima of an 81 × 81 grid over `bounds`, refined by Newton
+    (at most 12 kept, lowest first). Saddles: grid points where ‖∇L‖ is locally smallest and the
+    Hessian is indefinite, refined by Newton. Basins: the nearest minimum (a Voronoi partition,
+    an approximation: true basins follow the ridges, which a grid cannot know in general)."""
+
+    name = "formula"
+    MAX_CRITICAL = 12
+    GRID = 81
+
+    def __init__(self, formula: str, bounds=((-3.0, 3.0), (-3.0, 3.0))):
+        super().__init__()
+        from core.formula import compile_formula  # raises FormulaError (a ValueError) on bad text
+
+        self.fn = compile_formula(formula)
+        self.params = dict(formula=self.fn.text)
+        self.title = f"L(x, y) = {self.fn.text}"
+        self.bounds = tuple((float(lo), float(hi)) for lo, hi in bounds)
+        self._find_critical_points()
+
+    def loss(self, w):
+        return self.fn(w[..., 0], w[..., 1])
+
+    def _find_critical_points(self):
+        (x0, x1), (y0, y1) = self.bounds
+        n = self.GRID
+        xs = torch.linspace(x0, x1, n, dtype=torch.float64)
+        ys = torch.linspace(y0, y1, n, dtype=torch.float64)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="ij"), dim=-1)
+        with torch.no_grad():
+            z = self.loss(grid).expand(n, n).numpy().copy()
+        gn = self.grad(grid).norm(dim=-1).numpy()
+        z[~np.isfinite(z)] = np.inf
+        gn[~np.isfinite(gn)] = np.inf
+
+        def strict_local_min(a):
+            inner = a[1:-1, 1:-1]
+            ok = np.isfinite(inner)
+            for dx in (-1, 0, 1):
+                for dy in (-1, 0, 1):
+                    if dx or dy:
+                        ok &= inner < a[1 + dx:n - 1 + dx, 1 + dy:n - 1 + dy]
+            return [(i + 1, j + 1) for i, j in zip(*np.nonzero(ok))]
+
+        def refine(i, j):
+            p = self._newton((float(xs[i]), float(ys[j])), steps=30)
+            inside = all(lo <= v <= hi for v, (lo, hi) in zip(p, self.bounds))
+            if not inside or not np.all(np.isfinite(p)):
+                return None
+            if np.linalg.norm(self.grad(torch.tensor(p)).numpy()) > 1e-6:
+                return None
+            return p
+
+        minima, saddles = [], []
+        for i, j in sorted(strict_local_min(z), key=lambda ij: z[ij])[: 4 * self.MAX_CRITICAL]:
+            p = refine(i, j)
+            if p is not None and all(np.hypot(*np.subtract(p, m.position)) > 1e-4 for m in minima):
+                c = self.critical(p, "min")
+                if c.hessian_eigs[0] >= -1e-9:
+                    minima.append(c)
+            if len(minima) >= self.MAX_CRITICAL:
+                break
+        for i, j in strict_local_min(gn)[: 8 * self.MAX_CRITICAL]:
+            p = refine(i, j)
+            if p is not None and all(np.hypot(*np.subtract(p, s.position)) > 1e-4 for s in saddles):
+                c = self.critical(p, "saddle")
+                if c.hessian_eigs[0] < 0 < c.hessian_eigs[-1]:
+                    saddles.append(c)
+            if len(saddles) >= self.MAX_CRITICAL:
+                break
+        self.minima = _label_by_sharpness(minima)
+        self.saddles = saddles
+        if minima:  # start in the sharpest minimum: the interesting place to escape from
+            self.default_start = max(minima, key=lambda m: m.hessian_eigs[-1]).position
+        else:
+            self.default_start = (0.5 * (x0 + x1), 0.5 * (y0 + y1))
+
+
+_FAMILIES = {
+    "double_well_1d": DoubleWell1D,
+    "double_well_2d": DoubleWell2D,
+    "valley_1d": Valley1D,
+    "valley_2d": Valley2D,
+    "zhu": Zhu,
+    "many_wells": ManyWells,
+    "rosenbrock": Rosenbrock,
+    "himmelblau": Himmelblau,
+    "rastrigin": Rastrigin,
+    "saddle": Saddle,
+}
+
+
+def make_landscape(name: str, formula: str = "", **params) -> Landscape:
+    """Build a landscape by name; its parameters (a_left, a_right, depth, …) are keywords.
+    Raises ValueError (FormulaError for a bad formula) with a one-line message on bad input."""
+    if name == "formula":
+        if not formula:
+            raise ValueError("the formula landscape needs a formula in x and y")
+        return FormulaLandscape(formula, **params)
+    if name not in _FAMILIES:
+        raise ValueError(f"unknown landscape {name!r}; choose one of {', '.join(LANDSCAPES)}")
+    try:
+        return _FAMILIES[name](**params)
+    except TypeError as e:  # an unknown keyword
+        raise ValueError(f"{name}: {e}".splitlines()[0]) from None

@@ -1,0 +1,337 @@
+"""Many particles × many steps of SGD / SAM / PSAM on a toy landscape, several ρ in one run.
+
+All particles for all ρ values live in ONE tensor w of shape (R, N, dim): R values of ρ, N
+particles each. One step of the run is, for every particle at once (theory.md §1):
+
+    ξ  = the noise draw of this step (core.noise), shared by both SAM passes
+    g  = ∇L(w) + ξ
+    if step t is a SAM step (core.schedules):                       one schedule module for all
+        ε = ρ g / (‖g‖ + 1e-12)  per particle (core.sam.sam_perturbation, dim=-1)
+        g = ∇L(w + ε) + ξ                                           second pass, same ξ
+    w ← w − η g
+
+The same noise draws are used for every ρ ("common random numbers"): particle i sees the same ξ_t
+whatever ρ is, so differences between the ρ columns come from ρ, not from luck.
+
+A particle that leaves the finite range (NaN, Inf or |w| > 1e6) is marked `diverged` and frozen at
+its last good position; it never crashes the run and is left out of the means.
+
+Recorded along the way: the first step at which each particle is in another basin than the one
+it started in (`first_passage`, -1 if never; a ridge, basin -1, does not count) and its position then; the time average of w over the steps
+s = burn_in + 1 … T (the first burn_in steps are discarded); and at `record_points` evenly spaced steps the trajectories of the first `keep_paths`
+particles, the mean loss, and a histogram of positions (the occupancy, steps ≥ burn_in).
+
+Speed (bench/toy.py): the loop runs ~40 small tensor operations per step, so what costs time is
+torch's per-operation overhead, not arithmetic. Hence: one torch thread on the CPU (with 2 threads
+torch spends more time splitting 20k-element tensors than computing: measured 35× slower), float32
+by default, hand-written gradients, no `.item()` or other CPU–GPU syncs inside the loop, random
+numbers generated in chunks, bookkeeping only at the recorded steps except what must be exact
+(first passage, divergence, the time average).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.landscapes import LANDSCAPES, make_landscape
+from core.limits import LIMITS
+from core.noise import KINDS as NOISE_KINDS
+from core.noise import Noise
+from core.sam import sam_perturbation
+from core.schedules import OPTIMIZERS, for_optimizer
+
+DIVERGED = 1e6  # |w| above this counts as diverged
+OCCUPANCY_BINS = 60
+MAX_RECORD_POINTS = 1000
+MAX_KEEP_PATHS = 500
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One run. `landscape_params` are the landscape's keyword parameters as (name, value) pairs
+    (a tuple, so the config stays hashable), e.g. (("a_left", 10.0), ("a_right", 1.0)).
+    `dtype` "float64" for checks that need 1e-6 accuracy; "float32" is faster."""
+
+    landscape: str = "double_well_2d"
+    formula: str = ""
+    optimizer: str = "sam"
+    rhos: tuple[float, ...] = (0.05,)
+    lr: float = 0.01
+    noise: str = "isotropic"
+    sigma: float = 1.0
+    batch_size: int = 10
+    particles: int = 1000
+    steps: int = 500
+    seed: int = 0
+    start: tuple[float, ...] | None = None
+    start_spread: float = 0.0
+    k: int = 2
+    f: float = 0.6
+    p: float = 0.3
+    late_f: float = 0.3
+    burn_in: int = 0
+    keep_paths: int = 50
+    record_points: int = 200
+    device: str = "auto"
+    landscape_params: tuple[tuple[str, float], ...] = ()
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        # normalise lists to tuples so that configs built from JSON or argparse still hash
+        object.__setattr__(self, "rhos", tuple(float(r) for r in self.rhos))
+        if self.start is not None:
+            object.__setattr__(self, "start", tuple(float(v) for v in self.start))
+        object.__setattr__(self, "landscape_params", tuple((str(k), v) for k, v in self.landscape_params))
+        validate(self)
+
+    def replace(self, **changes) -> SimConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _check_range(name: str, value, limit_name: str | None = None) -> None:
+    r = LIMITS[limit_name or name]
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or not r.lo <= value <= r.hi:
+        raise ValueError(f"{name} = {value:g} is outside [{r.lo:g}, {r.hi:g}]")
+    if r.integer and value != int(value):
+        raise ValueError(f"{name} must be a whole number, got {value:g}")
+
+
+def validate(cfg: SimConfig) -> None:
+    """Raise ValueError with a one-line message if the config is unknown or above core.limits."""
+    if cfg.landscape not in LANDSCAPES:
+        raise ValueError(f"unknown landscape {cfg.landscape!r}; choose one of {', '.join(LANDSCAPES)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if cfg.noise not in NOISE_KINDS:
+        raise ValueError(f"unknown noise {cfg.noise!r}; choose one of {', '.join(NOISE_KINDS)}")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {cfg.dtype!r}")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
+    if not cfg.rhos:
+        raise ValueError("give at least one value of rho")
+    _check_range("number of rho values", len(cfg.rhos), "n_rhos")
+    for r in cfg.rhos:
+        _check_range("rho", r)
+    for name in ("lr", "sigma", "particles", "steps", "seed", "k", "f", "p", "late_f", "batch_size"):
+        _check_range(name, getattr(cfg, name))
+    total = cfg.particles * cfg.steps * len(cfg.rhos)
+    cap = LIMITS["particle_steps"].hi
+    if total > cap:
+        raise ValueError(f"particles × steps × rho values = {total:,} is above the limit {cap:,.0f}")
+    if not 0 <= cfg.burn_in < cfg.steps:
+        raise ValueError(f"burn_in must lie in [0, steps), got {cfg.burn_in}")
+    if not 0 <= cfg.keep_paths <= MAX_KEEP_PATHS:
+        raise ValueError(f"keep_paths must lie in [0, {MAX_KEEP_PATHS}], got {cfg.keep_paths}")
+    if not 2 <= cfg.record_points <= MAX_RECORD_POINTS:
+        raise ValueError(f"record_points must lie in [2, {MAX_RECORD_POINTS}], got {cfg.record_points}")
+    if not (math.isfinite(cfg.start_spread) and 0 <= cfg.start_spread <= 10):
+        raise ValueError(f"start_spread must lie in [0, 10], got {cfg.start_spread}")
+    if cfg.start is not None and not all(math.isfinite(v) and abs(v) <= 1e3 for v in cfg.start):
+        raise ValueError("start must be finite numbers with |value| ≤ 1000")
+
+
+@dataclass
+class SimResult:
+    """Everything a page or a measurement needs; see core/README.md for the shapes."""
+
+    config: SimConfig
+    rhos: np.ndarray
+    steps_recorded: np.ndarray
+    paths: np.ndarray
+    mean_loss: np.ndarray
+    first_passage: np.ndarray
+    escape_position: np.ndarray
+    final: np.ndarray
+    final_loss: np.ndarray
+    time_avg: np.ndarray
+    occupancy: np.ndarray
+    occupancy_edges: np.ndarray
+    diverged: np.ndarray
+    sam_mask: np.ndarray
+    grad_evals: int
+    wall_s: float
+    device: str
+
+    def to_dict(self) -> dict:
+        """JSON-able: arrays become lists, NaN becomes None, the config is echoed."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = dataclasses.asdict(v) if f.name == "config" else v
+        return _jsonable(out)
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    return v
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto" → CUDA when torch sees a GPU, else the CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for, but torch sees no GPU")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@contextmanager
+def cpu_threads(n: int | None):
+    """Use n torch threads inside the block and restore the previous number after, so that other
+    work in the same process (the CIFAR trainer) keeps its own setting. None: leave as is."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def record_steps(steps: int, points: int) -> np.ndarray:
+    """Step indices 0 … T at which positions are recorded (0 is the start), evenly spaced."""
+    return np.unique(np.round(np.linspace(0, steps, min(points, steps + 1))).astype(np.int64))
+
+
+def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) -> SimResult:
+    """Run cfg; `progress(fraction)` is called now and then with a number in [0, 1]."""
+    validate(cfg)
+    t_start = time.perf_counter()
+    land = make_landscape(cfg.landscape, formula=cfg.formula, **dict(cfg.landscape_params))
+    device = pick_device(cfg.device)
+    dtype = DTYPES[cfg.dtype]
+    schedule, adaptive = for_optimizer(cfg.optimizer, k=cfg.k, f=cfg.f, p=cfg.p, seed=cfg.seed,
+                                       late_f=cfg.late_f)
+    mask = schedule.mask(cfg.steps)
+    R, N, d, T = len(cfg.rhos), cfg.particles, land.dim, cfg.steps
+    start = cfg.start if cfg.start is not None else land.default_start
+    if len(start) != d:
+        raise ValueError(f"start has {len(start)} coordinates but {cfg.landscape} is {d}-D")
+
+    # One thread on the CPU for tensors this small (see the module docstring); restored after.
+    threads = 1 if device.type == "cpu" else None
+    with cpu_threads(threads), torch.no_grad():
+        gen = torch.Generator(device=device).manual_seed(int(cfg.seed))
+        w0 = torch.tensor(start, dtype=dtype, device=device).expand(N, d).clone()
+        if cfg.start_spread > 0:
+            w0 += cfg.start_spread * torch.randn(N, d, generator=gen, dtype=dtype, device=device)
+        w = w0.expand(R, N, d).clone()  # the same starting points for every ρ
+        rho = torch.tensor(cfg.rhos, dtype=dtype, device=device).view(R, 1, 1)
+        noise = Noise(cfg.noise, land, (1, N), cfg.sigma, cfg.batch_size, gen, dtype, device,
+                      start=start if cfg.start is not None else None)
+        out = _run(cfg, land, noise, w, rho, mask, adaptive, progress)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return SimResult(config=cfg, rhos=np.array(cfg.rhos), sam_mask=mask,
+                     grad_evals=int(schedule.grad_evals(T)), wall_s=time.perf_counter() - t_start,
+                     device=str(device), **out)
+
+
+def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
+    R, N, d = w.shape
+    T, lr, P = cfg.steps, float(cfg.lr), min(cfg.keep_paths, N)
+    rec = record_steps(T, cfg.record_points)
+    rec_set = set(rec.tolist())
+    track_escape = len(land.minima) >= 2  # with one basin nobody can leave it
+
+    alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
+    start_basin = land.basin(w)
+    inside = torch.ones(R, N, dtype=torch.bool, device=w.device)  # not yet left the start basin
+    steps_inside = torch.zeros(R, N, dtype=torch.int32, device=w.device)
+    escape_pos = w.clone()
+    sum_w = torch.zeros_like(w)
+
+    lo, hi = land.bounds[0]
+    edges = torch.linspace(lo, hi, OCCUPANCY_BINS + 1, dtype=torch.float64)
+    occupancy = torch.zeros(R * OCCUPANCY_BINS, dtype=torch.float64, device=w.device)
+    group = (torch.arange(R, device=w.device) * OCCUPANCY_BINS).view(R, 1)
+    paths, losses = [], []
+
+    def record(s: int):
+        paths.append(w[:, :P].clone())
+        live = alive[..., 0]
+        loss = torch.where(live, land.loss(w), 0.0)
+        losses.append(loss.sum(1) / live.sum(1).clamp(min=1))
+        if s > cfg.burn_in:  # the same steps as the time average
+            x = w[..., 0]
+            bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
+            ok = live & (bins >= 0) & (bins < OCCUPANCY_BINS)
+            idx = (bins.clamp(0, OCCUPANCY_BINS - 1).long() + group).flatten()
+            occupancy.add_(torch.bincount(idx, weights=ok.flatten().double(), minlength=R * OCCUPANCY_BINS))
+
+    record(0)
+    every = max(1, T // 50)
+    for t in range(T):
+        xi = noise.draw(t)
+        g = noise.grad(w, xi)
+        if mask[t]:
+            (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
+            g = noise.grad(w + eps, xi)
+        w_new = torch.add(w, g, alpha=-lr)
+        # NaN compares False, so one test catches NaN, Inf and |w| > 1e6; frozen from then on
+        alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
+        w = torch.where(alive, w_new, w)
+        s = t + 1  # w is now the position at step s
+        if track_escape:
+            # Keep overwriting the escape position while a particle is inside; it freezes at the
+            # first step outside. steps_inside counts the steps s ≥ 1 spent inside before leaving.
+            escape_pos = torch.where(inside.unsqueeze(-1), w, escape_pos)
+            b = land.basin(w)
+            inside &= (b == start_basin) | (b < 0)  # a ridge (-1) is not yet another basin
+            steps_inside += inside
+        if s > cfg.burn_in:
+            sum_w += w
+        if s in rec_set:
+            record(s)
+        if progress is not None and t % every == 0:
+            progress(t / T)
+    if progress is not None:
+        progress(1.0)
+
+    if track_escape:
+        first_passage = torch.where(inside, -1, steps_inside + 1)
+        escape_pos = torch.where(inside.unsqueeze(-1), math.nan, escape_pos)
+    else:
+        first_passage = torch.full((R, N), -1, dtype=torch.int32)
+        escape_pos = torch.full((R, N, d), math.nan)
+    live = alive[..., 0]
+    final_loss = torch.where(live, land.loss(w), math.nan)
+
+    def np64(x):
+        return x.detach().to("cpu", torch.float64).numpy()
+
+    return dict(
+        steps_recorded=rec,
+        paths=np64(torch.stack(paths, dim=2)),  # (R, P, K, d)
+        mean_loss=np64(torch.stack(losses, dim=1)),
+        first_passage=first_passage.cpu().numpy().astype(np.int64),
+        escape_position=np64(escape_pos),
+        final=np64(w),
+        final_loss=np64(final_loss),
+        time_avg=np64(sum_w / (T - cfg.burn_in)),
+        occupancy=occupancy.view(R, OCCUPANCY_BINS).cpu().numpy(),
+        occupancy_edges=edges.numpy(),
+        diverged=~live.cpu().numpy(),
+    )

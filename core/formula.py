@@ -310,12 +310,12 @@ class _Builder:
         if node.keywords:
             self.fail(node, "keyword arguments are not allowed")
         fn, arity = FUNCTIONS[name]
+        args = [self.build(a, depth + 1) for a in node.args]  # first: refused arguments say why
         n = len(node.args)
         if arity is not None and n != arity:
             self.fail(node, f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {n}")
         if arity is None and n < 2:
             self.fail(node, f"{name}() takes two or more arguments, got {n}")
-        args = [self.build(a, depth + 1) for a in node.args]
         if arity is None:  # min/max of several: reduce pairwise
             piece = args[0]
             for a in args[1:]:

@@ -267,9 +267,18 @@ _JS_HASH = """
 """
 
 # Resolves when the chart has data (optionally different from `old`) or an exception box shows.
+# Polled every animation frame, so it must be cheap: hashing a big figure every frame would eat
+# the CPU the server needs (10 sessions on 2 cores). Plotly.react replaces `el.data` by a new array
+# when new props arrive, so the hash is recomputed only when that reference (or the element)
+# changes; the hash then decides whether the plotted data really differs.
 _JS_WAIT = (
     "([sel, exc, old]) => { if (document.querySelector(exc)) return 'exception';"
-    " const h = (" + _JS_HASH + ")(sel); return (h !== null && h !== old) ? h : false; }"
+    " const el = document.querySelector(sel);"
+    " if (!el || !el.data) return false;"
+    " const w = window.__samlabWait || (window.__samlabWait = {el: null, data: null, hash: null});"
+    " if (w.el !== el || w.data !== el.data) {"
+    "   w.el = el; w.data = el.data; w.hash = (" + _JS_HASH + ")(sel); }"
+    " return (w.hash !== null && w.hash !== old) ? w.hash : false; }"
 )
 
 

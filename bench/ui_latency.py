@@ -58,10 +58,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pages", nargs="+", default=list(DEFAULT_PAGES), choices=list(PAGES))
     ap.add_argument("--changes", type=int, default=20, help="ρ changes per page (default 20)")
+    ap.add_argument("--app", default="app/main.py", help="the Streamlit entry point (default app/main.py)")
     args = ap.parse_args(argv)
 
     loop = Loop()
-    with StreamlitServer("app/main.py") as server:
+    with StreamlitServer(args.app) as server:
         lat = loop.run(measure(server, args.pages, args.changes))
     loop.close()
 

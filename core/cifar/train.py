@@ -1,0 +1,357 @@
+"""Train a CIFAR-10 network with SGD, SAM, ASAM, PSAM, late SAM, every-k or random SAM.
+
+Every optimizer is the same loop: the schedule from `core.schedules.for_optimizer` says, for each step
+t of T, whether it is a SAM step (`Schedule.mask(T)`), and `core.sam.SAM` does the step:
+
+    SAM step (2 gradient evaluations):  g = ∇L_B(w);  w + ε (first_step);  ∇L_B(w + ε) with BatchNorm
+                                        statistics frozen (frozen_bn_stats);  back to w, base step (second_step)
+    SGD step (1 gradient evaluation):   g = ∇L_B(w);  base step (sgd_step)
+
+The base optimizer is Nesterov SGD with weight decay; the loss is cross-entropy with label smoothing.
+The whole subset lives on the device and is augmented there (core.cifar.data.augment).
+
+`train(cfg, on_epoch, should_stop)` streams one metrics dict per epoch to `on_epoch`, stops cleanly
+when `should_stop()` turns true (status "cancelled") or the loss turns NaN/Inf (status "diverged"),
+and on a GPU out-of-memory error retries with half the batch, then on the CPU, saying so in `messages`.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.cifar import data as cdata
+from core.cifar.models import DEFAULT_BATCH, DEFAULT_LR, count_params, make_model
+from core.cifar.sharpness import hutchinson_trace, lambda_max
+from core.sam import SAM, frozen_bn_stats
+from core.schedules import OPTIMIZERS, for_optimizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Frozen: it hashes (cache key), prints into exports and JSON."""
+
+    data: str = "builtin"              # "builtin" (mini subset), "full" (data/full) or a path
+    train_size: int = 5000             # class-balanced subset of the training set
+    test_size: int = 0                 # 0 → the whole test set
+    classes: tuple[str, ...] = ()      # () → all classes
+    model: str = "tiny"                # key of core.cifar.models.MODELS
+    optimizer: str = "sam"             # key of core.schedules.OPTIMIZERS
+    rho: float = 0.05
+    k: int = 2                         # PSAM / every-k period
+    f: float = 0.6                     # PSAM early fraction
+    p: float = 0.3                     # random SAM probability
+    late_f: float = 0.3                # late SAM: last fraction of steps
+    epochs: int = 5
+    batch_size: int = 0                # 0 → the model's default (tiny 128, fast 500)
+    lr: float = 0.0                    # 0 → the model's default peak learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.2
+    warmup: float = 0.2                # fraction of steps with a linear learning-rate warm-up
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"               # "auto" → CUDA when torch sees one, else CPU
+    precision: str = "auto"            # "bf16" | "fp32" | "auto" (bf16 autocast where supported)
+    sharpness_iters: int = 20          # power-iteration steps for λ_max at the end (0 → skip)
+    trace_samples: int = 10            # Hutchinson samples for Tr(H) (0 → skip)
+    eval_batch: int = 500              # the fixed batch for λ_max and Tr(H): the first images of the subset
+
+    def schedule(self):
+        return for_optimizer(self.optimizer, k=self.k, f=self.f, p=self.p, seed=self.seed, late_f=self.late_f)
+
+    def resolved_batch(self) -> int:
+        return self.batch_size or DEFAULT_BATCH.get(self.model, 128)
+
+    def resolved_lr(self) -> float:
+        return self.lr or DEFAULT_LR.get(self.model, 0.1)
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    status: str                        # "done" | "cancelled" | "diverged"
+    message: str                       # one line for the user
+    history: list[dict]                # one dict per finished epoch (see EPOCH_KEYS)
+    test_acc: float
+    train_acc: float
+    grad_evals: int                    # forward-backward passes actually made
+    sam_steps: int
+    total_steps: int                   # planned steps T
+    wall_s: float                      # the training loop only (no data loading, no sharpness)
+    total_s: float                     # end to end
+    images_per_s: float                # training images per second of the loop (epochs × n / wall_s)
+    device: str
+    batch_size: int
+    n_train: int
+    n_test: int
+    classes: tuple[str, ...]
+    n_params: int
+    lambda_max: float | None = None
+    trace: float | None = None
+    messages: list[str] = field(default_factory=list)   # data fallback, OOM retries …
+    hardware: dict = field(default_factory=dict)
+    state: dict | None = field(default=None, repr=False)  # final weights (CPU tensors), not in to_dict
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(replace(self, state=None)).items() if k != "state"}
+        d["config"] = asdict(self.config)
+        return d
+
+
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sam_steps", "grad_evals",
+              "wall_s", "lr")
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise ValueError (one line) for a config that cannot run."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    cfg.schedule()  # validates k, f, p
+    if not (cfg.rho >= 0 and math.isfinite(cfg.rho)):
+        raise ValueError(f"ρ must be a finite number ≥ 0, got {cfg.rho!r}")
+    if cfg.epochs < 1 or cfg.train_size < 1:
+        raise ValueError("epochs and train_size must be ≥ 1")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no GPU")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def hardware_info(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def prepare_data(cfg: TrainConfig):
+    """Load the data (falling back to the built-in subset with a message), draw the balanced subsets.
+    Returns (x_train, y_train, x_test, y_test uint8/int64 numpy, class names, message or None)."""
+    d, msg = cdata.load_or_fallback(cfg.data)
+    if cfg.classes:
+        unknown = [c for c in cfg.classes if c not in d.classes]
+        if unknown:
+            raise ValueError(f"unknown classes {unknown}; the data has {', '.join(d.classes)}")
+        keep = tuple(d.classes.index(c) for c in cfg.classes)
+    else:
+        keep = tuple(range(len(d.classes)))
+    remap = np.full(len(d.classes), -1, dtype=np.int64)
+    remap[list(keep)] = np.arange(len(keep))
+    n_avail = int(np.isin(d.y_train, keep).sum())
+    tr = cdata.balanced_subset(d.y_train, min(cfg.train_size, n_avail), keep, seed=cfg.seed)
+    n_test_avail = int(np.isin(d.y_test, keep).sum())
+    te = cdata.balanced_subset(d.y_test, min(cfg.test_size or n_test_avail, n_test_avail), keep, seed=12345)
+    te = np.sort(te)  # the test set is a fixed set, independent of the training seed
+    if cfg.train_size > n_avail:
+        note = f"the data has only {n_avail} training images of the chosen classes; using all of them"
+        msg = f"{msg}; {note}" if msg else note
+    classes = tuple(d.classes[i] for i in keep)
+    return d.x_train[tr], remap[d.y_train[tr]], d.x_test[te], remap[d.y_test[te]], classes, msg
+
+
+def lr_at(t: int, total: int, peak: float, warmup: float) -> float:
+    """Linear warm-up over the first `warmup`·T steps to `peak`, then linear decay to 0 at step T."""
+    w = max(1, int(round(warmup * total)))
+    if t < w:
+        return peak * (t + 1) / w
+    return peak * max(0.0, (total - t) / max(1, total - w))
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch: int = 1000, autocast=None) -> tuple[float, float]:
+    """Mean cross-entropy (no smoothing) and accuracy of `model` in eval mode on (x, y)."""
+    was = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch):
+        with autocast():
+            out = model(x[i : i + batch]).float()
+        loss_sum += F.cross_entropy(out, y[i : i + batch], reduction="sum").item()
+        correct += (out.argmax(1) == y[i : i + batch]).sum().item()
+    model.train(was)
+    return loss_sum / max(1, len(x)), correct / max(1, len(x))
+
+
+def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, init_state: dict | None = None) -> TrainResult:
+    """Train as configured; see the module docstring. Raises ValueError only for a bad config."""
+    check_config(cfg)
+    t_start = time.perf_counter()
+    xtr, ytr, xte, yte, classes, data_msg = prepare_data(cfg)
+    messages = [data_msg] if data_msg else []
+    device = pick_device(cfg.device)
+    batch = min(cfg.resolved_batch(), len(xtr))
+    while True:
+        try:
+            res = _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_stop,
+                            init_state, messages, t_start)
+            return res
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if device.type == "cuda" and batch > 64:
+                messages.append(f"GPU out of memory at batch {batch}; retrying with batch {batch // 2}")
+                batch //= 2
+            elif device.type == "cuda":
+                messages.append("GPU out of memory even at a small batch; retrying on the CPU")
+                device = torch.device("cpu")
+            else:
+                raise
+
+
+def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_stop, init_state,
+              messages, t_start) -> TrainResult:
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (device.type == "cuda" or _cpu_bf16_ok()))
+    channels_last = use_bf16  # NHWC is what the bf16 convolution kernels (tensor cores, oneDNN AMX) want
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    model = make_model(cfg.model, num_classes=len(classes))
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x_train = cdata.to_device(xtr, device, channels_last=channels_last)
+    y_train = torch.from_numpy(np.ascontiguousarray(ytr)).to(device)
+    x_test = cdata.to_device(xte, device, channels_last=channels_last)
+    y_test = torch.from_numpy(np.ascontiguousarray(yte)).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    schedule, adaptive = cfg.schedule()
+    n = len(x_train)
+    steps_per_epoch = max(1, n // batch)  # drop the last partial batch: every step sees `batch` images
+    total = cfg.epochs * steps_per_epoch
+    mask = schedule.mask(total)
+    peak = cfg.resolved_lr()
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=cfg.rho, adaptive=adaptive, lr=peak,
+              momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def loss_on(xb, yb):
+        with autocast():
+            out = model(xb)
+        return criterion(out.float(), yb), out
+
+    history: list[dict] = []
+    grad_evals = sam_steps = 0
+    status, message = "done", ""
+    train_time = 0.0
+    t = 0
+    model.train()
+    for epoch in range(1, cfg.epochs + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for s in range(steps_per_epoch):
+            if should_stop is not None and should_stop():
+                status, message = "cancelled", f"cancelled after {t} of {total} steps"
+                break
+            idx = perm[s * batch : (s + 1) * batch]
+            xb, yb = x_train[idx], y_train[idx]
+            if cfg.augment:
+                xb = cdata.augment(xb, gen)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(t, total, peak, cfg.warmup)
+            opt.zero_grad(set_to_none=True)
+            loss, out = loss_on(xb, yb)
+            loss.backward()
+            grad_evals += 1
+            if mask[t]:
+                opt.first_step(zero_grad=True)          # w → w + ε
+                with frozen_bn_stats(model):             # running stats describe w, not w + ε
+                    loss_on(xb, yb)[0].backward()        # ∇L_B(w + ε), the same minibatch
+                grad_evals += 1
+                sam_steps += 1
+                opt.second_step(zero_grad=True)          # back to w, base step with ∇L_B(w + ε)
+            else:
+                opt.sgd_step(zero_grad=True)
+            loss_sum += loss.detach() * len(yb)
+            correct += (out.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            t += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_time += time.perf_counter() - t0
+        if status == "cancelled" and seen == 0:
+            break
+        train_loss = loss_sum.item() / max(1, seen)
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            message = f"training diverged in epoch {epoch} (loss is {train_loss}); try a smaller learning rate or ρ"
+            break
+        test_loss, test_acc = evaluate(model, x_test, y_test, autocast=autocast)
+        row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / max(1, seen),
+                   test_loss=test_loss, test_acc=test_acc, sam_steps=sam_steps, grad_evals=grad_evals,
+                   wall_s=train_time, lr=lr_at(max(0, t - 1), total, peak, cfg.warmup))
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(dict(row))
+        if status == "cancelled":
+            break
+
+    lam = tr = None
+    if status == "done" and (cfg.sharpness_iters > 0 or cfg.trace_samples > 0):
+        xe, ye = x_train[: cfg.eval_batch].contiguous(), y_train[: cfg.eval_batch]
+        model = model.to(memory_format=torch.contiguous_format)
+        if cfg.sharpness_iters > 0:
+            lam = lambda_max(model, xe, ye, iters=cfg.sharpness_iters, seed=cfg.seed)
+        if cfg.trace_samples > 0:
+            tr = hutchinson_trace(model, xe, ye, samples=cfg.trace_samples, seed=cfg.seed)
+    if status == "done":
+        message = f"finished {cfg.epochs} epochs" + (f" ({'; '.join(messages)})" if messages else "")
+    last = history[-1] if history else {}
+    return TrainResult(
+        config=cfg, status=status, message=message, history=history,
+        test_acc=last.get("test_acc", math.nan), train_acc=last.get("train_acc", math.nan),
+        grad_evals=grad_evals, sam_steps=sam_steps, total_steps=total, wall_s=train_time,
+        total_s=time.perf_counter() - t_start,
+        images_per_s=(len(history) * steps_per_epoch * batch) / train_time if train_time > 0 else 0.0,
+        device=str(device), batch_size=batch, n_train=n, n_test=len(x_test), classes=classes,
+        n_params=count_params(model), lambda_max=lam, trace=tr, messages=list(messages),
+        hardware=hardware_info(device),
+        state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()},
+    )
+
+
+_BF16_OK: bool | None = None
+
+
+def _cpu_bf16_ok() -> bool:
+    """bf16 autocast on the CPU pays off only with native bf16 matrix units (AMX / AVX512-BF16);
+    elsewhere it is emulated and slower than fp32. Detected once from /proc/cpuinfo."""
+    global _BF16_OK
+    if _BF16_OK is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = f.read()
+            _BF16_OK = "amx_bf16" in flags or "avx512_bf16" in flags
+        except OSError:
+            _BF16_OK = False
+    return _BF16_OK

@@ -470,3 +470,42 @@ def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarra
 def frame_count(fig: go.Figure) -> int:
     """Number of animation frames (for tests and the UI)."""
     return len(fig.frames or ())
+
+
+# --------------------------------------------------------------------------------------------------
+# Small adapters between core objects and the figures (no simulation here)
+# --------------------------------------------------------------------------------------------------
+
+def numpy_loss(land) -> Callable[[np.ndarray], np.ndarray]:
+    """A landscape's loss as a numpy function (..., dim) → (...), for drawing backgrounds."""
+    import torch
+
+    def f(a):
+        with torch.no_grad():
+            return land.loss(torch.as_tensor(np.asarray(a, float), dtype=torch.float64)).numpy()
+
+    return f
+
+
+def basin_fractions(result, land, target: int = 1) -> dict:
+    """Per ρ of a SimResult: the fraction of particles that ever left the start basin (first passage
+    ≥ 0) and the fraction whose final position lies in basin `target` ('success'), each with a 95%
+    Wilson interval (core.measure.wilson_interval). Diverged particles count as failures."""
+    import torch
+
+    from core.measure import wilson_interval
+
+    left, left_lo, left_hi, succ, succ_lo, succ_hi = [], [], [], [], [], []
+    for i in range(len(result.rhos)):
+        fp = np.asarray(result.first_passage[i])
+        final = torch.as_tensor(np.nan_to_num(np.asarray(result.final[i], float), nan=1e9), dtype=torch.float64)
+        ok = (land.basin(final).numpy() == target) & ~np.asarray(result.diverged[i], bool)
+        n = fp.size
+        for k, (v, lo, hi) in (((fp >= 0).sum(), (left, left_lo, left_hi)), (ok.sum(), (succ, succ_lo, succ_hi))):
+            v.append(k / n if n else math.nan)
+            a, b = wilson_interval(int(k), n)
+            lo.append(a)
+            hi.append(b)
+    return {"rhos": np.asarray(result.rhos, float), "left": np.array(left), "left_ci": (np.array(left_lo),
+            np.array(left_hi)), "success": np.array(succ), "success_ci": (np.array(succ_lo), np.array(succ_hi)),
+            "diverged": np.asarray(result.diverged).sum(axis=1)}

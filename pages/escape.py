@@ -1,3 +1,274 @@
+"""Escape lab (claim 1): SAM leaves a sharp minimum faster than SGD, and more so for larger ρ.
+
+A cloud of particles starts in the sharp minimum of a double well (theory.md §3). Each particle
+runs SGD or SAM with gradient noise; its first passage into the flat basin is its escape. The page
+shows the escapes as they happen, the survival curves S(t) with the Kramers prediction for SGD and
+the heuristic SAM speed-up, a ρ sweep, and, on Zhu et al.'s toy, where the claim stops holding.
+
+The page only wires controls to core functions (cached by their frozen config) and to the figures
+of app/stats_charts.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.info('This page is being built.')
+from app import controls, theme
+from app import stats_charts as sc
+from core import measure, theory
+from core.landscapes import make_landscape
+from core.simulate import SimConfig, simulate
+
+SCENES = {"double_well_1d": "1-D double well", "double_well_2d": "2-D double well"}
+RHO_HI = 0.3  # top of the ρ slider; the sweep covers [0, RHO_HI]
+SWEEP_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+# The default lecture scene: hot enough that escapes take hundreds of steps (theory.md §3 notes the
+# checked example takes ~40k steps; σ = 6 brings SGD's Kramers time down to ~1.7k steps).
+DEFAULTS = dict(landscape="double_well_1d", rho=0.2, lr=0.01, sigma=6.0, particles=400, steps=600, seed=0)
+ZHU_RHOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
+CACHE_ENTRIES = 32
+
+
+def _preset(name: str):
+    """A named scene from core.presets if the engine has it, else None."""
+    try:
+        from core import presets
+    except ImportError:
+        return None
+    p = getattr(presets, name, None)
+    return getattr(p, "config", p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cached calls into core/ (keyed by the frozen configs)
+# ---------------------------------------------------------------------------------------------
+
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def escape_run(cfg: SimConfig):
+    """simulate(cfg), then per ρ the survival curve S(t) and the escape statistics with CIs."""
+    res = simulate(cfg)
+    stats, curves = [], []
+    for fp in res.first_passage:
+        t, s = measure.survival_curve(fp, cfg.steps)
+        every = max(1, len(t) // 200)  # 200 points per curve are plenty for the eye
+        curves.append((t[::every], s[::every]))
+        stats.append(measure.escape_stats(fp, cfg.steps, n_boot=400, seed=cfg.seed))
+    return res, stats, curves
+
+
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def sweep_run(cfg: SimConfig):
+    """measure.rho_sweep: one simulate() over SWEEP_RHOS, escape statistics per ρ."""
+    return measure.rho_sweep(cfg, SWEEP_RHOS, n_boot=400)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def landscape_facts(name: str) -> dict:
+    """Curvatures and barrier for the Kramers overlay, and the loss on a grid for the animation."""
+    land = make_landscape(name)
+    m, s = land.minima[0], land.saddles[0]
+    # Escape runs along axis 0 (w₁): use the curvatures along that axis at the minimum and the saddle.
+    lam_min = float(land.hessian(m.position)[0, 0])
+    lam_saddle = float(land.hessian(s.position)[0, 0])
+    return dict(lam_min=lam_min, lam_saddle=lam_saddle, barrier=float(land.barrier()), dim=land.dim,
+                bounds=land.bounds, background=sc.landscape_background(sc.numpy_loss(land), land.bounds, land.dim),
+                sharp=m.position, saddle=s.position)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def zhu_run(cfg: SimConfig):
+    """Zhu et al.'s toy over ρ: ever left the sharp basin, and final success (in the flat basin at T)."""
+    res = simulate(cfg)
+    return sc.basin_fractions(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
+
+
+def _loss_1d(name: str):
+    land = make_landscape(name)
+    return sc.numpy_loss(land)
+
+
+# ---------------------------------------------------------------------------------------------
+# Controls
+# ---------------------------------------------------------------------------------------------
+
+st.title("🏃 Escape lab: SAM leaves sharp minima faster")
+st.markdown(
+    "A cloud of particles starts in the **sharp** minimum of a double well. Gradient noise kicks them "
+    "about; now and then one crosses the barrier into the flat basin: an **escape**. SAM takes its step "
+    "from the worst point within distance ρ, which in a sharp well is far up the wall, so its particles "
+    "are thrown out sooner. The larger ρ, the stronger the effect (theory.md §3)."
+)
+
+c1, c2, c3 = st.columns([1.2, 2, 1.2])
+landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"], container=c1)
+rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
+                          container=c2,
+                          help="SAM runs at ρ/3, 2ρ/3 and ρ (lighter to darker shades). "
+                               "SAM's ascent: ε = ρ·g/‖g‖.")
+with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
+    e1, e2, e3 = st.columns(3)
+    lr = controls.lr_slider(default=DEFAULTS["lr"], container=e1)
+    sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=12.0, default=DEFAULTS["sigma"],
+                                   step=0.25, container=e1,
+                                   help="Isotropic Gaussian gradient noise, shared by both SAM passes.")
+    particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=DEFAULTS["particles"],
+                                       step=50, container=e2)
+    steps = controls.number_slider("steps", "steps T", lo=50, hi=3000, default=DEFAULTS["steps"], step=50,
+                                   container=e2)
+    seed = controls.number_input("seed", "seed", default=DEFAULTS["seed"], container=e3)
+
+sam_rhos = tuple(sorted({round(rho * f, 4) for f in (1 / 3, 2 / 3, 1.0) if rho * f > 0})) or (0.0,)
+particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))
+base = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),
+            seed=int(seed), noise="isotropic", keep_paths=40, record_points=120)
+try:
+    sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
+    sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
+    sweep_cfg = SimConfig(optimizer="sam", rhos=SWEEP_RHOS, **base | dict(keep_paths=0, record_points=2))
+except ValueError as e:  # settings the engine refuses: one line, no traceback
+    st.error(f"These settings cannot run: {e}")
+    st.stop()
+
+with st.spinner("Simulating particles…"):
+    sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
+    sam_res, sam_stats, sam_curves = escape_run(sam_cfg)
+facts = landscape_facts(landscape)
+
+# Divergent particles: shown as such (a count and a notice), never a crash.
+n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
+if n_div:
+    st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
+               "they count as not escaped. Lower the learning rate or the noise.", icon="⚠️")
+
+# ---------------------------------------------------------------------------------------------
+# Theory numbers for the overlays (theory.md §3)
+# ---------------------------------------------------------------------------------------------
+tau = theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma)
+speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos}
+speedups = {r: v for r, v in speedups.items() if v is not None}
+
+series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
+series += [sc.EscapeSeries("sam", float(r), *sam_curves[i], sam_res.first_passage[i]) for i, r in enumerate(sam_rhos)]
+
+# ---------------------------------------------------------------------------------------------
+# Row 1: the survival curves (main chart) and the animation
+# ---------------------------------------------------------------------------------------------
+left, right = st.columns(2, gap="medium")
+with left:
+    fig = sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups)
+    st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+    st.caption(
+        "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
+        "(red shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
+        "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
+        "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
+    )
+    if tau is None:
+        st.caption("No Kramers curve: it needs gradient noise σ > 0.")
+with right:
+    runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
+                           sgd_res.first_passage[0], sgd_res.escape_position[0]),
+            sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos), sam_res.steps_recorded,
+                           sam_res.paths[-1], sam_res.first_passage[-1], sam_res.escape_position[-1])]
+    anim = sc.escape_animation(facts["background"], facts["dim"], runs,
+                               loss_1d=_loss_1d(landscape) if facts["dim"] == 1 else None)
+    st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
+    st.caption(
+        f"Press ▶ to play (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
+        "moving in the landscape (on the loss curve in 1-D). A cross appears where a particle "
+        "escaped, at its first-passage step (its first step in the flat basin)."
+    )
+
+# ---------------------------------------------------------------------------------------------
+# Row 2: statistics table and histogram
+# ---------------------------------------------------------------------------------------------
+rows = []
+for label, s, div in [("SGD", sgd_stats[0], sgd_res.diverged[0])] + [
+        (f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]:
+    rows.append(dict(label=label, escaped_fraction=s.escaped_fraction, escaped_fraction_ci=s.escaped_fraction_ci,
+                     median=s.median_escape_step, median_ci=s.median_escape_step_ci, mean=s.mean_escape_step,
+                     mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(div).sum())))
+st.subheader("Escape statistics")
+table = sc.escape_table(rows)
+if tau is not None:
+    theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
+                   + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
+else:
+    theory_line = "Kramers: undefined without noise."
+st.dataframe(table, hide_index=True, width="stretch")
+st.caption(
+    f"{particles} particles per run, {steps} steps. Escaped fraction with a 95% Wilson interval; median "
+    "first-passage step (— when fewer than half escaped) and mean over the escaped particles, each with a "
+    f"95% bootstrap interval. {theory_line}"
+)
+controls.download_data(
+    "escape data", {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
+                    "kramers_mean_escape_steps": tau, "sam_heuristic_speedup": speedups},
+    config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival", key="dl_escape",
+    csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
+
+h_col, s_col = st.columns(2, gap="medium")
+with h_col:
+    st.plotly_chart(sc.escape_histogram_figure(series, steps), key="escape_histogram", config=theme.PLOTLY_CONFIG)
+    st.caption("How many particles escape in each window of steps. SAM's escapes come earlier and more often; "
+               "particles still inside at step T are not counted.")
+
+# ---------------------------------------------------------------------------------------------
+# ρ sweep
+# ---------------------------------------------------------------------------------------------
+with s_col:
+    with st.spinner("ρ sweep…"):
+        sweep = sweep_run(sweep_cfg)
+    esc = sweep.escape
+    nan = lambda v: math.nan if v is None else float(v)
+    heur = None
+    if tau is not None:
+        heur = [tau * math.log(2) / (theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) or math.nan)
+                for r in sweep.rhos]
+    sweep_fig = sc.rho_sweep_figure(
+        sweep.rhos, [e.escaped_fraction for e in esc], [e.escaped_fraction_ci[0] for e in esc],
+        [e.escaped_fraction_ci[1] for e in esc], [nan(e.median_escape_step) for e in esc],
+        [nan(e.median_escape_step_ci[0]) for e in esc], [nan(e.median_escape_step_ci[1]) for e in esc],
+        steps, current_rho=rho, heuristic_median=heur)
+    st.plotly_chart(sweep_fig, key="rho_sweep", config=theme.PLOTLY_CONFIG)
+    st.caption("SAM at ρ from 0 (= SGD) to 0.3, same noise draws for every ρ. Left: fraction escaped by step T "
+               "(95% Wilson band); right: median first-passage step (95% bootstrap bars; missing where "
+               "fewer than half escaped). The dotted line marks the current ρ.")
+    controls.download_data(
+        "ρ sweep", {"rhos": sweep.rhos, "escape": [e.to_dict() for e in esc]}, config=sweep_cfg,
+        file_stem="escape_rho_sweep", key="dl_sweep",
+        csv=pd.DataFrame({"rho": sweep.rhos, "escaped_fraction": [e.escaped_fraction for e in esc],
+                          "median_escape_step": [nan(e.median_escape_step) for e in esc]}))
+
+# ---------------------------------------------------------------------------------------------
+# Where it breaks: Zhu et al.'s toy
+# ---------------------------------------------------------------------------------------------
+st.subheader("Where it breaks: too much ρ traps SAM")
+zhu_cfg = _preset("ZHU_BREAKS")
+if zhu_cfg is None:
+    zhu_cfg = SimConfig(landscape="zhu", optimizer="sam", rhos=ZHU_RHOS, lr=0.05, noise="minibatch",
+                        batch_size=10, particles=200, steps=500, seed=0, keep_paths=0, record_points=2)
+with st.spinner("Zhu et al.'s toy…"):
+    zhu = zhu_run(zhu_cfg)
+z1, z2 = st.columns([3, 2], gap="medium")
+with z1:
+    zfig = sc.zhu_figure(zhu["rhos"], zhu["left"], *zhu["left_ci"], zhu["success"], *zhu["success_ci"])
+    st.plotly_chart(zfig, key="zhu_chart", config=theme.PLOTLY_CONFIG)
+    controls.download_data("Zhu toy", zhu, config=zhu_cfg, file_stem="escape_zhu", key="dl_zhu",
+                           csv=pd.DataFrame({"rho": zhu["rhos"], "ever_left": zhu["left"],
+                                             "final_success": zhu["success"]}))
+with z2:
+    st.markdown(
+        "On Zhu et al.'s 2-D toy (ICML 2019) the sharp minimum sits next to a **non-smooth ridge**, where the "
+        "per-sample loss switches from the sharp to the flat quadratic. Small ρ lets more particles leave the "
+        "sharp basin (grey). But once ρ approaches the distance to the ridge, SAM's ascent keeps landing on the "
+        "other side of the ridge and the two gradients cancel: particles get **stuck near the ridge** "
+        "(\"hallucinated minimizers\") instead of rolling into the flat basin. So final success (red) peaks at an "
+        "intermediate ρ and falls again: more ρ is not always better."
+    )
+    st.caption(f"{zhu_cfg.particles} particles, {zhu_cfg.steps} steps, lr {zhu_cfg.lr:g}, real minibatch noise "
+               f"(batch {zhu_cfg.batch_size}); success = both coordinates below −0.5 at step T. Bands: 95% Wilson.")

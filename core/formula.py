@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -169,7 +170,9 @@ def _compile(text) -> Formula:
     if not source.strip():
         raise FormulaError("the formula is empty")
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for 1if: we raise instead
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         col = columns[min(max((err.offset or 1) - 1, 0), len(columns) - 1)]
         reason = (err.msg or "invalid syntax").splitlines()[0]

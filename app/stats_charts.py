@@ -420,10 +420,12 @@ def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = 
 
 
 def drift_figure(rhos, sim_mean, sim_lo, sim_hi, chain_rhos=None, chain_mean=None, cycle_rhos=None,
-                 cycle_mean=None, closed_form_sgd: float | None = None, current_rho: float | None = None
-                 ) -> go.Figure:
+                 cycle_mean=None, closed_form_sgd: float | None = None, current_rho: float | None = None,
+                 free_rhos=None, free_mean=None) -> go.Figure:
     """Mean position versus ρ: simulation with 95% CIs, the exact chain curve, the noise-free SAM
-    2-cycle mean ρ(a_L − a_R)/(a_L + a_R − η a_L a_R) and SGD's closed form (at ρ = 0)."""
+    2-cycle mean ρ(a_L − a_R)/(a_L + a_R − η a_L a_R) where that cycle exists, the simulated
+    noise-free SAM mean (`free_*`: the time average of one noise-free particle, whatever cycle it
+    settles on) and SGD's closed form (at ρ = 0)."""
     fig = go.Figure()
     rhos = np.asarray(rhos, float)
     m = np.asarray(sim_mean, float)
@@ -437,6 +439,9 @@ def drift_figure(rhos, sim_mean, sim_lo, sim_hi, chain_rhos=None, chain_mean=Non
     if cycle_mean is not None:
         fig.add_trace(go.Scatter(x=cycle_rhos, y=cycle_mean, mode="lines", name="noise-free SAM 2-cycle mean",
                                  line=dict(color="gray", dash="dot", width=2)))
+    if free_mean is not None:
+        fig.add_trace(go.Scatter(x=free_rhos, y=free_mean, mode="lines", name="noise-free SAM (simulated cycle mean)",
+                                 line=dict(color="gray", dash="dashdot", width=2)))
     if closed_form_sgd is not None and math.isfinite(closed_form_sgd):
         fig.add_trace(go.Scatter(x=[0.0], y=[closed_form_sgd], mode="markers", name="closed form (SGD)",
                                  marker=dict(symbol="diamond-open", size=14, color=COLORS["sgd"],
@@ -509,3 +514,15 @@ def basin_fractions(result, land, target: int = 1) -> dict:
     return {"rhos": np.asarray(result.rhos, float), "left": np.array(left), "left_ci": (np.array(left_lo),
             np.array(left_hi)), "success": np.array(succ), "success_ci": (np.array(succ_lo), np.array(succ_hi)),
             "diverged": np.asarray(result.diverged).sum(axis=1)}
+
+
+def closed_form_density(w: np.ndarray, loss: np.ndarray, lr: float, sigma: float) -> np.ndarray | None:
+    """SGD's continuous-time stationary density p(w) ∝ exp(−2L(w)/(ησ²)) (theory.md §4), normalised
+    on the grid w (the mean of this density is theory.valley_mean_sgd_closed_form). None when σ = 0."""
+    temp = lr * sigma * sigma / 2.0
+    if not temp > 0:
+        return None
+    log_p = -np.asarray(loss, float) / temp
+    p = np.exp(log_p - np.nanmax(log_p))
+    area = np.trapezoid(p, w)
+    return p / area if area > 0 else None

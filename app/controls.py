@@ -90,6 +90,25 @@ def parse_number(name: str, raw, *, lo: float | None = None, hi: float | None = 
     return cast(y), None
 
 
+def parse_float(key: str, raw, lo: float, hi: float, default: float, *, label: str | None = None):
+    """A number with no LIMITS entry (a coordinate): non-numbers, NaN and Inf give `default`,
+    others are clamped into [lo, hi]. Returns (value, notice or None)."""
+    raw = _last(raw)
+    if raw is None:
+        return float(default), None
+    try:
+        x = float(str(raw).strip())
+        finite = math.isfinite(x)
+    except (TypeError, ValueError, OverflowError):
+        finite = False
+    if not finite:
+        return float(default), f"{label or key}: {_short(raw)} is not a finite number; using {default:g}."
+    if x < lo or x > hi:
+        y = min(max(x, lo), hi)
+        return y, f"{label or key}: {x:g} is outside [{lo:g}, {hi:g}]; using {y:g}."
+    return x, None
+
+
 def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None = None):
     """One value from a fixed list; unknown text gives the default and a notice."""
     raw = _last(raw)
@@ -345,6 +364,36 @@ def number_input(name: str, label: str, *, key: str | None = None, lo: float | N
     value = (container or st).number_input(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
     _sync(key, value, default)
     return value
+
+
+def float_slider(key: str, label: str, lo: float, hi: float, default: float, *, step: float | None = None,
+                 fmt: str = "%.3f", help: str | None = None, container=None) -> float:
+    """A slider for a number with no LIMITS entry (e.g. a 1-D start point), bound to ?key=…"""
+    lo, hi, default = float(lo), float(hi), float(default)
+    _init(key, lambda raw: parse_float(key, raw, lo, hi, default, label=label))
+    st.session_state[key] = min(max(float(st.session_state[key]), lo), hi)
+    value = (container or st).slider(label, min_value=lo, max_value=hi, step=float(step or (hi - lo) / 200),
+                                     format=fmt, key=key, help=help)
+    _sync(key, round(float(value), 4), round(default, 4))
+    return float(value)
+
+
+def point_input(bounds, default, *, keys: tuple[str, str] = ("x", "y"), labels=("w₁", "w₂"),
+                container=None) -> tuple[float, float]:
+    """Two number boxes for a point inside `bounds` ((x_lo, x_hi), (y_lo, y_hi)), bound to ?x=…&y=….
+    Pages move the point by writing st.session_state[keys[i]] in a callback (e.g. a click)."""
+    c = container or st
+    cols = c.columns(2)
+    out = []
+    for i, (key, lab) in enumerate(zip(keys, labels)):
+        lo, hi = float(bounds[i][0]), float(bounds[i][1])
+        d = float(default[i])
+        _init(key, lambda raw, key=key, lo=lo, hi=hi, d=d, lab=lab: parse_float(key, raw, lo, hi, d, label=lab))
+        st.session_state[key] = min(max(float(st.session_state[key]), lo), hi)  # bounds may have changed
+        value = cols[i].number_input(lab, min_value=lo, max_value=hi, step=0.05, format="%.3f", key=key)
+        _sync(key, round(float(value), 4), round(d, 4))
+        out.append(float(value))
+    return out[0], out[1]
 
 
 def choice(key: str, label: str, options: Mapping | Sequence, default, *, radio: bool = False,

@@ -1,6 +1,94 @@
-"""SAM Lab entry point (placeholder until the pages land)."""
-import streamlit as st
+"""SAM Lab: the Streamlit entry point.
 
-st.set_page_config(page_title="SAM Lab", layout="wide")
-st.title("SAM Lab")
-st.write("SGD vs SAM vs PSAM, interactively. Pages are on their way.")
+    streamlit run app/main.py
+
+It sets up the page, the navigation over the seven pages in pages/, and the sidebar: lecture
+scenes (each loads a page with its URL parameters), the presentation toggle (?present=1: hides the
+sidebar and the expanders, enlarges the text) and the compute device. Pages never call
+st.set_page_config; they are run by `st.navigation` below.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/, not the repo root, on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import controls, theme  # noqa: E402
+from app.cache import device_info  # noqa: E402
+from app.presets import scenes  # noqa: E402
+
+st.set_page_config(page_title="SAM Lab", page_icon="⛰️", layout="wide", initial_sidebar_state="expanded")
+
+# (file, title, icon, url path); "home" is the default page.
+PAGE_FILES = (
+    ("home.py", "Home", "🏠", "home"),
+    ("sam_step.py", "How a SAM step works", "🎯", "sam_step"),
+    ("playground.py", "Playground", "🛝", "playground"),
+    ("escape.py", "Escape lab", "🏃", "escape"),
+    ("valley.py", "Asymmetric valley lab", "⛰️", "valley"),
+    ("psam.py", "PSAM scheduler", "⏱️", "psam"),
+    ("cifar.py", "CIFAR-10", "🖼️", "cifar"),
+)
+PAGES = {
+    url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=url, default=(url == "home"))
+    for file, title, icon, url in PAGE_FILES
+}
+
+present = theme.is_presentation()
+st.markdown(theme.css(present), unsafe_allow_html=True)
+nav = st.navigation(list(PAGES.values()), position="top" if present else "sidebar")
+
+# Notices about URL values (clamped, defaulted, unknown) appear here, at the top of every page.
+controls.begin_run(st.container())
+
+
+# --- lecture scenes ----------------------------------------------------------------------------
+SCENES = scenes()
+
+
+def _on_scene():
+    name = st.session_state.get("scene")
+    if name in SCENES:
+        st.session_state["_scene_pending"] = name
+    st.session_state["scene"] = None  # the menu resets, so the same scene can be loaded again
+
+
+with st.sidebar:
+    st.markdown("### 🎓 Lecture scenes")
+    st.selectbox("Load a scene", list(SCENES), index=None, key="scene", placeholder="choose a scene…",
+                 format_func=lambda n: SCENES[n].title, on_change=_on_scene,
+                 help="Each scene switches to its page with its parameters in the URL; copy the URL to share it.")
+
+pending = st.session_state.pop("_scene_pending", None)
+if pending:
+    scene = SCENES[pending]
+    # Forget the widget values of the page we go to, so that they are read again from the URL.
+    for key in list(st.session_state.get("_sl_url_keys", set())) + list(scene.params):
+        if key != "present" and key in st.session_state:
+            del st.session_state[key]
+    params = dict(scene.params)
+    if present:
+        params["present"] = "1"
+    st.switch_page(PAGES[scene.page], query_params=params)
+
+# --- presentation toggle: in the sidebar, or at the top of the page while the sidebar is hidden --
+if present:
+    controls.toggle("present", "Presentation mode", container=st.columns([5, 1])[1],
+                    help="Projector view: hides the side bar and the extra controls, enlarges text.")
+else:
+    with st.sidebar:
+        controls.toggle("present", "Presentation mode",
+                        help="Projector view: hides the side bar and the extra controls, enlarges text (?present=1).")
+
+with st.sidebar:
+    info = device_info()
+    st.caption(f"Computing on **{info['device']}** ({info['name']}), torch {info['torch']}")
+
+nav.run()
+controls.check_unknown_params()

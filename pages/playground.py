@@ -1,3 +1,143 @@
-import streamlit as st
+"""Playground: any landscape (or your own formula), several optimizers side by side.
 
-st.info('This page is being built.')
+Each optimizer runs `core.simulate.simulate` on the same landscape, start, noise and seed
+(common random numbers), so the paths differ only because of the optimizer. The animation runs in
+the browser (Plotly frames); the server only computes the paths, cached by config.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from app import cache, charts, controls, theme
+from core.formula import FormulaError
+
+DEFAULT_LANDSCAPE = "double_well_2d"
+DEFAULT_OPTS = ("sgd", "sam", "psam")
+PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_sam")
+DEFAULT_START = {"double_well_2d": (0.6, 1.0)}  # above the sharp well: the optimizers part ways
+DEFAULT_FORMULA = "0.5*x^2 + 2*sin(y)^2 + 0.1*y^2"
+SHOW_PARTICLES = 3  # paths drawn per optimizer (the animation payload grows with this)
+
+st.title("Playground")
+st.caption("Pick a landscape and some optimizers; click the contour to choose where they start.")
+
+chart_col, side = st.columns([3, 1.15], gap="medium")
+with side:
+    rho = controls.rho_slider(default=0.2, hi=1.0, step=0.01)
+    lr = controls.lr_slider(default=0.05)
+    opts = controls.optimizer_multiselect(default=DEFAULT_OPTS, allowed=PLAYGROUND_OPTS)
+    name = controls.landscape_select(default=DEFAULT_LANDSCAPE)
+    formula = ""
+    if name == "formula":
+        formula = controls.text_input("formula", "L(x, y) =", DEFAULT_FORMULA,
+                                      help="x, y, numbers, + − * / ^, sin cos exp log sqrt abs tanh …")
+    view = controls.choice("view", "view", {"contour": "contour", "surface": "3-D surface"}, "contour", radio=True)
+
+with st.expander("More controls: noise, steps, particles, seed, schedules, start point"):
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        noise, sigma = controls.noise_controls(default_kind="isotropic", default_sigma=0.3, hi_sigma=5.0)
+    with c2:
+        steps = controls.number_slider("steps", "steps T", lo=10, hi=2000, default=200, step=10)
+        particles = controls.number_slider("particles", "particles per optimizer", lo=1, hi=20, default=3,
+                                           help="More particles show the spread the noise causes.")
+        seed = controls.number_input("seed", "seed")
+    with c3:
+        sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
+
+# --- the landscape (a bad formula is shown inline; the text stays in the box) -------------------
+try:
+    land = cache.landscape(name, formula)
+    if name == "formula":
+        st.session_state["playground_good_formula"] = formula
+except (FormulaError, ValueError) as e:
+    with side:
+        st.error(f"Formula: {e}")
+    good = st.session_state.get("playground_good_formula", DEFAULT_FORMULA)
+    formula = good
+    land = cache.landscape(name, good)
+    st.info(f"Showing the last formula that worked: `{good}`")
+
+start_default = DEFAULT_START.get(name, land.default_start)
+if land.dim == 2:
+    with side:
+        st.markdown("**Start point** (or click the contour)")
+        start = controls.point_input(land.bounds, start_default)
+else:
+    with side:
+        start = (controls.float_slider("x", "start w", *land.bounds[0], float(start_default[0])),)
+
+if not opts:
+    st.warning("Choose at least one optimizer.")
+    st.stop()
+
+# --- run every optimizer (each cached on its own, so adding one only computes that one) ----------
+cfgs = [controls.sim_config(landscape=name, formula=formula, optimizer=o,
+                            # SGD never uses ρ: a fixed ρ keeps its cache entry when ρ moves
+                            rhos=(0.0,) if o == "sgd" else (rho,), lr=lr, noise=noise, sigma=sigma,
+                            particles=particles, steps=steps, seed=seed, start=start, keep_paths=SHOW_PARTICLES,
+                            record_points=min(steps + 1, 121), **sched)
+        for o in opts]
+results = cache.simulate_many(tuple(cfgs))
+
+
+def loss_along(xy: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        z = land.loss(torch.tensor(xy, dtype=torch.float64)).numpy()
+    return np.where(np.isfinite(z), z, np.nan)
+
+
+tracks = []
+for o, r in zip(opts, results):
+    xy = r.paths[0]
+    tracks.append(charts.Track(key=o, name=charts.track_name(o, None if o == "sgd" else rho), xy=xy,
+                               steps=r.steps_recorded, loss=loss_along(xy), diverged=r.diverged[0, : xy.shape[0]]))
+n_div = {o: int(r.diverged.sum()) for o, r in zip(opts, results) if r.diverged.any()}
+if n_div:
+    st.warning("Diverged (left the finite range, frozen where they left): "
+               + ", ".join(f"{theme.label(o)} {n} of {particles}" for o, n in n_div.items())
+               + ". Try a smaller learning rate.")
+
+with chart_col:
+    title = f"{land.title}: {', '.join(theme.label(o) for o in opts)}"
+    if land.dim == 1:
+        x = np.linspace(*land.bounds[0], 400)
+        fig = charts.curve_figure(x, loss_along(x[:, None]), tracks, title=title)
+        st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+    elif view == "surface":
+        fig = charts.surface_figure(cache.grid(name, formula), tracks, title=title)
+        st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+    else:
+        fig = charts.trajectory_figure(cache.grid(name, formula), tracks, animate=True, clickable=True,
+                                       start=start, title=title, minima=land.minima[:8])
+
+        def _on_click():
+            sel = st.session_state.get("main_chart")
+            points = getattr(getattr(sel, "selection", None), "points", None)
+            if points is None and isinstance(sel, dict):
+                points = sel.get("selection", {}).get("points", [])
+            if points:
+                st.session_state["x"], st.session_state["y"] = float(points[0]["x"]), float(points[0]["y"])
+
+        st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
+                        config=theme.PLOTLY_CONFIG)
+    st.caption("▶ play animates the paths (the slider scrubs through the steps). All optimizers share the start, "
+               "the learning rate, the noise draws and the seed; SAM variants use the same ρ. "
+               "The mode bar (top right) saves a PNG.")
+
+loss_series = [(o, theme.label(o), r.steps_recorded, r.mean_loss[0]) for o, r in zip(opts, results)]
+st.plotly_chart(charts.loss_figure(loss_series, title="Loss along the way"), key="loss_chart",
+                config=theme.PLOTLY_CONFIG)
+st.caption("Mean training loss over the particles at each recorded step. SAM does not aim for the lowest loss "
+           "fastest: it trades some of it for a flatter spot.")
+
+table = pd.DataFrame({"step": results[0].steps_recorded}
+                     | {f"loss_{o}": r.mean_loss[0] for o, r in zip(opts, results)})
+controls.download_data("paths and losses", {o: {"paths": r.paths[0], "steps": r.steps_recorded,
+                                                 "mean_loss": r.mean_loss[0]} for o, r in zip(opts, results)},
+                       config={"page": "playground", "configs": cfgs}, file_stem="playground", key="playground_dl",
+                       csv=table)

@@ -1,3 +1,124 @@
-import streamlit as st
+"""How a SAM step works: one step of SAM drawn on a 2-D contour, next to the SGD step.
 
-st.info('This page is being built.')
+SAM (Foret et al., ICLR 2021), as written in core/sam.py:
+    (1) g = ∇L(w)    (2) ε = ρ·g/‖g‖    (3) w ← w − η·∇L(w + ε)
+SGD takes  w ← w − η·∇L(w). Click the contour to move w; "Step" applies (3) to w.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app import cache, charts, controls, theme
+from core.sam import sam_perturbation
+
+LANDSCAPES_2D = ("double_well_2d", "saddle", "himmelblau", "rosenbrock", "valley_2d", "rastrigin", "zhu")
+DEFAULT_LANDSCAPE = "double_well_2d"
+DEFAULT_POINT = {"double_well_2d": (0.55, 0.7)}  # on the sharp well's slope, where ε matters
+
+
+def sam_step_numbers(land, w, rho: float, lr: float) -> dict:
+    """Equations (1)–(3) at the point w, with the one SAM step of core.sam (never re-implemented)."""
+    wt = torch.tensor(w, dtype=torch.float64)
+    g = land.grad(wt)
+    (eps,) = sam_perturbation([g], rho)
+    g_adv = land.grad(wt + eps)
+    w_sgd = wt - lr * g
+    w_sam = wt - lr * g_adv
+    loss = lambda v: float(land.loss(v))
+    return {
+        "w": wt.tolist(), "grad_w": g.tolist(), "eps": eps.tolist(), "w_adv": (wt + eps).tolist(),
+        "grad_adv": g_adv.tolist(), "w_sgd": w_sgd.tolist(), "w_sam": w_sam.tolist(),
+        "loss_w": loss(wt), "loss_adv": loss(wt + eps), "loss_sgd": loss(w_sgd), "loss_sam": loss(w_sam),
+    }
+
+
+st.title("How a SAM step works")
+st.caption("SAM asks: what is the worst loss within a distance ρ of w? It steps downhill from *there*.")
+
+chart_col, side = st.columns([3, 1.15], gap="medium")
+
+with side:
+    rho = controls.rho_slider(default=0.3, hi=1.0, step=0.01)
+    lr = controls.lr_slider(default=0.1)
+    name = controls.landscape_select(default=DEFAULT_LANDSCAPE, allowed=LANDSCAPES_2D)
+
+land = cache.landscape(name)
+start = DEFAULT_POINT.get(name, land.default_start)
+bounds = land.bounds
+
+
+def _clip(p):
+    return [float(np.clip(p[i], bounds[i][0], bounds[i][1])) for i in range(2)]
+
+
+def _set_point(p, keep_history=False):
+    p = _clip(p)
+    st.session_state["x"], st.session_state["y"] = p
+    hist = st.session_state.get("sam_step_history", []) if keep_history else []
+    st.session_state["sam_step_history"] = hist + [p]
+
+
+def _on_step():
+    w = (st.session_state["x"], st.session_state["y"])
+    nums = sam_step_numbers(land, w, st.session_state["rho"], st.session_state["lr"])
+    if not st.session_state.get("sam_step_history"):
+        st.session_state["sam_step_history"] = [list(w)]
+    _set_point(nums["w_sam"], keep_history=True)
+
+
+def _on_reset():
+    _set_point(start)
+
+
+def _on_click():
+    sel = st.session_state.get("main_chart")
+    points = (sel or {}).get("selection", {}).get("points", []) if isinstance(sel, dict) else \
+        getattr(getattr(sel, "selection", None), "points", [])
+    if points:
+        _set_point((points[0]["x"], points[0]["y"]))
+
+
+if st.session_state.get("sam_step_landscape") != name:  # a new landscape: back to its start
+    if "sam_step_landscape" in st.session_state:
+        _set_point(start)
+    st.session_state["sam_step_landscape"] = name
+
+with side:
+    b1, b2 = st.columns(2)
+    b1.button("Step ▶", on_click=_on_step, type="primary", width="stretch",
+              help="Apply one SAM step: w ← w − η∇L(w+ε).")
+    b2.button("Reset ↺", on_click=_on_reset, width="stretch", help="Back to the start point.")
+    st.markdown("**Current point w** (or click the contour)")
+    x, y = controls.point_input(bounds, start)
+
+w = (x, y)
+nums = sam_step_numbers(land, w, rho, lr)
+history = [p for p in st.session_state.get("sam_step_history", []) if len(p) == 2]
+g = cache.grid(name)
+
+with chart_col:
+    fig = charts.sam_step_figure(g, w=w, grad_w=nums["grad_w"], eps=nums["eps"], grad_adv=nums["grad_adv"],
+                                 rho=rho, lr=lr, history=history, title=f"One SAM step on “{land.title}”")
+    st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
+                    config=theme.PLOTLY_CONFIG)
+    st.caption("Yellow: the ascent ε of length ρ along the gradient, to the worst point w+ε on the dashed "
+               "circle. Blue: the SGD step −η∇L(w). Red: the SAM step −η∇L(w+ε), the gradient taken at w+ε "
+               "but applied at w. Click anywhere to move w; **Step** repeats the SAM update.")
+
+with side:
+    st.markdown("**This step**")
+    st.dataframe(
+        {"quantity": ["‖∇L(w)‖", "‖ε‖ (= ρ)", "L(w)", "L(w+ε)", "L after SGD step", "L after SAM step"],
+         "value": [float(np.linalg.norm(nums["grad_w"])), float(np.linalg.norm(nums["eps"])), nums["loss_w"],
+                   nums["loss_adv"], nums["loss_sgd"], nums["loss_sam"]]},
+        hide_index=True, width="stretch", column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+    angle = np.degrees(np.arccos(np.clip(
+        np.dot(nums["grad_w"], nums["grad_adv"])
+        / (np.linalg.norm(nums["grad_w"]) * np.linalg.norm(nums["grad_adv"]) + 1e-12), -1, 1)))
+    st.caption(f"The SAM step turns {angle:.0f}° away from the SGD step here.")
+
+controls.download_data("step data", nums | {"history": history}, key="sam_step_dl", file_stem="sam_step",
+                       config={"page": "sam_step", "landscape": name, "rho": rho, "lr": lr, "w": list(w)})

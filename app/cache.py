@@ -1,0 +1,68 @@
+"""Cached wrappers around core functions, shared by every session of the server.
+
+`st.cache_data` keys each entry by the frozen config (hashable, immutable), returns a fresh copy
+of the result to every caller (so one session can never change another's result), and keeps at
+most `max_entries` entries, so memory levels off however many configs a lecture hall requests.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.schedules import for_optimizer
+
+# Bounded caches: a toy SimResult with the default display sizes is well under 1 MB.
+SIM_ENTRIES = 128
+
+
+@st.cache_resource(show_spinner=False)
+def device_info() -> dict:
+    """Which device the app computes on: CUDA when torch sees a GPU, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"device": "cuda", "name": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    import platform
+
+    return {"device": "cpu", "name": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+@st.cache_data(max_entries=SIM_ENTRIES, show_spinner=False)
+def simulate(cfg):
+    """core.simulate.simulate(cfg), cached by the frozen SimConfig."""
+    from core.simulate import simulate as _simulate
+
+    return _simulate(cfg)
+
+
+def simulate_many(cfgs) -> list:
+    """Several configs (one per optimizer), each cached on its own, so adding an optimizer to the
+    comparison recomputes only the new one."""
+    return [simulate(c) for c in cfgs]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def schedule_mask(optimizer: str, steps: int, k: int, f: float, p: float, late_f: float, seed: int = 0):
+    """The boolean SAM-step mask of an optimizer's schedule (core.schedules) and its cost
+    relative to full SAM, (T + S)/(2T)."""
+    sched, _ = for_optimizer(optimizer, k=k, f=f, p=p, late_f=late_f, seed=seed)
+    return sched.mask(steps), sched.relative_cost(steps), sched.label()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def landscape(name: str, formula: str = ""):
+    """core.landscapes.make_landscape, built once per (name, formula) and shared read-only.
+    Raises ValueError / FormulaError on bad input (pages show the message)."""
+    from core.landscapes import make_landscape
+
+    return make_landscape(name, formula=formula) if name == "formula" else make_landscape(name)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def grid(name: str, formula: str = "", n: int = 90):
+    """The landscape sampled on an n×n grid over its plotting window (app.charts.Grid)."""
+    from app.charts import landscape_grid
+
+    land = landscape(name, formula)
+    return landscape_grid(land.loss, land.bounds, n=n)

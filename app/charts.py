@@ -1,0 +1,398 @@
+"""Figures for the toy pages (SAM step, playground, PSAM scheduler), built from plain results.
+
+Nothing here simulates: the pages call `core/` (or app/cache.py) for numbers, and these functions
+draw them. Every figure goes through `theme.apply_layout` (fonts, legend) and labels its axes with
+units ("step", "loss", "w₁" …).
+
+Animations use Plotly frames, so play / pause / scrubbing run in the browser without a round trip
+to the server. To keep the JSON small, a path is subsampled to at most MAX_FRAMES frames, and only
+the trajectory traces change from frame to frame (the contour is sent once).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .theme import COLORS, LABELS, apply_layout, color
+
+MAX_FRAMES = 50  # animation frames per figure
+# Plotly ≥ 6 sends numpy arrays as base64 binary; float32 halves that payload (7 digits is plenty
+# for a picture).
+F32 = np.float32
+
+
+class AnimatedFigure(go.Figure):
+    """A Plotly figure whose animation frames are kept as plain dicts and added in `to_dict`
+    (which Streamlit and `to_json` call). Plotly validates frames element by element, which costs
+    ~0.5 s for 50 frames; these frames only repeat trace types already validated in `data`."""
+
+    def set_frames(self, frames: list[dict]) -> AnimatedFigure:
+        for f in frames:  # numpy arrays → plotly.js typed arrays (base64), as to_dict does for data
+            for trace in f["data"]:
+                for axis in ("x", "y", "z"):
+                    if isinstance(trace.get(axis), np.ndarray):
+                        trace[axis] = _typed_array(trace[axis])
+        self._raw_frames = frames
+        return self
+
+    def to_dict(self):
+        out = super().to_dict()
+        out["frames"] = getattr(self, "_raw_frames", [])
+        return out
+
+
+def _typed_array(a: np.ndarray) -> dict:
+    """plotly.js's typed-array spec: {"dtype": "f4", "bdata": base64 of the little-endian bytes}."""
+    a = np.ascontiguousarray(a, dtype="<f4")
+    return {"dtype": "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A landscape sampled on a regular grid: z[i, j] = L(x[j], y[i])."""
+
+    x: np.ndarray  # (nx,)
+    y: np.ndarray  # (ny,)
+    z: np.ndarray  # (ny, nx)
+
+
+@dataclass
+class Track:
+    """One optimizer's trajectories for display: `xy` is (P, K, 2) for P particles over K recorded
+    samples at step numbers `steps` (K,). `loss` (P, K) is optional (for the 3-D view)."""
+
+    key: str  # optimizer key (colour), e.g. "sam"
+    name: str  # legend text, e.g. "SAM (ρ = 0.05)"
+    xy: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray | None = None
+    color: str | None = None
+    diverged: np.ndarray | None = None  # (P,) bool
+
+
+def landscape_grid(loss_fn, bounds, n: int = 90) -> Grid:
+    """Evaluate loss_fn on an n×n grid over bounds ((x_lo, x_hi), (y_lo, y_hi)). loss_fn takes a
+    (..., 2) torch tensor. Non-finite values are kept as NaN (Plotly leaves them blank)."""
+    import torch
+
+    (x0, x1), (y0, y1) = bounds
+    x = np.linspace(x0, x1, n)
+    y = np.linspace(y0, y1, n)
+    xx, yy = np.meshgrid(x, y)
+    w = torch.tensor(np.stack([xx, yy], axis=-1), dtype=torch.float64)
+    with torch.no_grad():
+        z = loss_fn(w).detach().cpu().numpy().astype(float)
+    z = np.where(np.isfinite(z), z, np.nan)
+    return Grid(x, y, z)
+
+
+def _frame_indices(k: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """At most max_frames sample indices from 0 … k−1, always including the first and the last."""
+    if k <= max_frames:
+        return np.arange(k)
+    return np.unique(np.linspace(0, k - 1, max_frames).round().astype(int))
+
+
+def _zrange(z: np.ndarray) -> tuple[float, float]:
+    """Contour levels from the 2nd to the 98th percentile, so one huge wall does not flatten the
+    interesting part of the landscape."""
+    finite = z[np.isfinite(z)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [1, 97])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def contour_trace(grid: Grid, *, showscale: bool = True) -> go.Contour:
+    lo, hi = _zrange(grid.z)
+    return go.Contour(
+        x=grid.x.astype(F32), y=grid.y.astype(F32), z=grid.z.astype(F32),
+        colorscale="Viridis", reversescale=False, opacity=0.85, name="loss L(w)",
+        contours={"start": lo, "end": hi, "size": (hi - lo) / 18, "coloring": "heatmap"},
+        line={"width": 0.5, "color": "rgba(255,255,255,0.35)"}, showscale=showscale,
+        colorbar={"title": {"text": "loss", "side": "right"}, "thickness": 14},
+        hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4f}<extra></extra>", showlegend=False,
+    )
+
+
+def click_grid(grid: Grid, n: int = 45) -> go.Scatter:
+    """A dense, invisible grid of points over the plot. Plotly selection events only fire on
+    points, so this is what makes 'click anywhere on the contour' work with on_select='rerun'."""
+    x = np.linspace(grid.x[0], grid.x[-1], n)
+    y = np.linspace(grid.y[0], grid.y[-1], n)
+    xx, yy = np.meshgrid(x, y)
+    return go.Scatter(
+        x=xx.ravel().astype(F32), y=yy.ravel().astype(F32), mode="markers",
+        marker={"size": 9, "opacity": 0.0, "color": "white"}, name="click to set the start",
+        hovertemplate="click: start at (%{x:.2f}, %{y:.2f})<extra></extra>", showlegend=False,
+    )
+
+
+def _path_xy(track: Track, upto: int, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All particles of a track up to sample `upto` as one polyline per particle, separated by NaN
+    (a gap in Plotly). With `idx`, only those sample indices are used (the animation frames), so a
+    frame holds at most MAX_FRAMES points per particle."""
+    keep = np.arange(upto + 1) if idx is None else np.append(idx[idx < upto], upto)
+    seg = track.xy[:, keep, :2]  # (P, n, 2)
+    gap = np.full((seg.shape[0], 1, 2), np.nan)
+    flat = np.concatenate([seg, gap], axis=1).reshape(-1, 2).astype(F32)
+    return flat[:, 0], flat[:, 1]
+
+
+def _head_xy(track: Track, at: int) -> tuple[np.ndarray, np.ndarray]:
+    head = track.xy[:, at].astype(F32)
+    return head[:, 0], head[:, 1]
+
+
+def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = True, clickable: bool = False,
+                      start=None, title: str | None = None, height: int = 560,
+                      minima: Sequence = ()) -> go.Figure:
+    """Contour of the landscape with each track's paths. With animate=True the paths grow frame
+    by frame (play / pause buttons and a step slider, all in the browser)."""
+    fig = AnimatedFigure()
+    fig.add_trace(contour_trace(grid))
+    if clickable:
+        fig.add_trace(click_grid(grid))
+    for m in minima:  # Critical points of the landscape, labelled
+        fig.add_trace(go.Scatter(
+            x=[m.position[0]], y=[m.position[1]], mode="markers+text", text=[m.label or m.kind],
+            textposition="top center", marker={"symbol": "x", "size": 11, "color": "white",
+                                               "line": {"width": 1, "color": "black"}},
+            showlegend=False, hoverinfo="skip", textfont={"color": "white"}))
+    if start is not None:
+        fig.add_trace(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
+                                 marker={"symbol": "star", "size": 16, "color": "white",
+                                         "line": {"width": 1.5, "color": "black"}}))
+    first_path = len(fig.data)
+    k = max((t.xy.shape[1] for t in tracks), default=1)
+    idx = _frame_indices(k)
+    for t in tracks:
+        c = t.color or color(t.key)
+        at = t.xy.shape[1] - 1
+        xs, ys = _path_xy(t, at, idx if animate else None)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t.name, legendgroup=t.name,
+                                 line={"color": c, "width": 2.5}, hoverinfo="skip"))
+        hx, hy = _head_xy(t, at)
+        fig.add_trace(go.Scatter(x=hx, y=hy, mode="markers", name=t.name, legendgroup=t.name, showlegend=False,
+                                 marker={"color": c, "size": 11, "line": {"width": 1.5, "color": "white"}},
+                                 hovertemplate=f"{t.name}<br>w₁=%{{x:.3f}}<br>w₂=%{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
+    fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
+    apply_layout(fig, title=title, x_title="w₁", y_title="w₂", height=height)
+    if animate and tracks:
+        fig = _with_frames(fig, tracks, idx, first_path)
+    return fig
+
+
+def _with_frames(fig: go.Figure, tracks: Sequence[Track], idx: np.ndarray, first_path: int) -> go.Figure:
+    """Add the animation frames (plain dicts, see AnimatedFigure): the paths up to each frame."""
+    steps_ref = max(tracks, key=lambda t: t.xy.shape[1]).steps
+    trace_ids = list(range(first_path, first_path + 2 * len(tracks)))
+    frames = []
+    for i in idx:
+        data = []
+        for t in tracks:
+            at = min(int(i), t.xy.shape[1] - 1)
+            xs, ys = _path_xy(t, at, idx)
+            hx, hy = _head_xy(t, at)
+            data += [{"type": "scatter", "x": xs, "y": ys}, {"type": "scatter", "x": hx, "y": hy}]
+        frames.append({"data": data, "traces": trace_ids, "name": str(int(steps_ref[int(i)]))})
+    return _add_controls(fig, frames)
+
+
+def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
+    """Play / pause buttons and a step slider (scrubber) under the plot, driving the frames."""
+    play = {"frame": {"duration": 80, "redraw": False}, "transition": {"duration": 0}, "fromcurrent": True,
+            "mode": "immediate"}
+    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
+    fig.update_layout(
+        updatemenus=[{
+            "type": "buttons", "direction": "left", "x": 0.0, "y": -0.08, "xanchor": "left", "yanchor": "top",
+            "pad": {"r": 8, "t": 8}, "showactive": False,
+            "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
+                        {"label": "⏸ pause", "method": "animate", "args": [[None], pause]}],
+        }],
+        sliders=[{
+            "active": len(frames) - 1, "x": 0.2, "y": -0.08, "len": 0.8, "xanchor": "left", "yanchor": "top",
+            "pad": {"t": 8}, "currentvalue": {"prefix": "step ", "visible": True},
+            "steps": [{"label": f["name"], "method": "animate",
+                       "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
+                                              "transition": {"duration": 0}}]} for f in frames],
+        }],
+        margin={"b": 90},
+    )
+    return fig.set_frames(frames)
+
+
+def surface_figure(grid: Grid, tracks: Sequence[Track], *, title: str | None = None, height: int = 560) -> go.Figure:
+    """The landscape as a 3-D surface, with the paths drawn on it (loss as height)."""
+    lo, hi = _zrange(grid.z)
+    z = np.clip(grid.z, None, hi + 0.25 * (hi - lo))  # cap walls so the valleys stay visible
+    cap = hi + 0.25 * (hi - lo)
+    fig = go.Figure(go.Surface(x=grid.x.astype(F32), y=grid.y.astype(F32), z=z.astype(F32),
+                               colorscale="Viridis", opacity=0.9, showscale=False, name="loss L(w)",
+                               hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4f}<extra></extra>"))
+    for t in tracks:
+        if t.loss is None:
+            continue
+        P = t.xy.shape[0]
+        gap = np.full((P, 1), np.nan)
+        xs = np.concatenate([t.xy[:, :, 0], gap], axis=1).ravel().astype(F32)
+        ys = np.concatenate([t.xy[:, :, 1], gap], axis=1).ravel().astype(F32)
+        zs = np.concatenate([np.clip(t.loss, None, cap), gap], axis=1).ravel().astype(F32)
+        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=t.name,
+                                   line={"color": t.color or color(t.key), "width": 6}))
+    apply_layout(fig, title=title, height=height)
+    fig.update_layout(scene={"xaxis_title": "w₁", "yaxis_title": "w₂", "zaxis_title": "loss",
+                             "camera": {"eye": {"x": 1.4, "y": -1.4, "z": 1.0}}})
+    return fig
+
+
+def loss_figure(series: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, title: str | None = None,
+                x_title: str = "step", log_y: bool = False, height: int = 360) -> go.Figure:
+    """Loss versus step: one line per (key, name, steps, loss)."""
+    fig = go.Figure()
+    for key, name, steps, loss in series:
+        fig.add_trace(go.Scatter(x=np.asarray(steps).tolist(), y=np.round(np.asarray(loss, float), 6).tolist(),
+                                 mode="lines", name=name, line={"color": color(key), "width": 2.5}))
+    apply_layout(fig, title=title, x_title=x_title, y_title="loss (mean over particles)", height=height)
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _arrow(fig: go.Figure, start, end, col: str, text: str, width: float = 3.0, dash: bool = False) -> None:
+    fig.add_annotation(x=float(end[0]), y=float(end[1]), ax=float(start[0]), ay=float(start[1]),
+                       xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.2,
+                       arrowwidth=width, arrowcolor=col, text="", opacity=0.6 if dash else 1.0)
+    # A legend entry per arrow (annotations have none): an invisible line with the same colour.
+    fig.add_trace(go.Scatter(x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])],
+                             mode="lines", name=text, line={"color": col, "width": width,
+                                                           "dash": "dot" if dash else "solid"},
+                             hoverinfo="name"))
+
+
+def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: float, history=(),
+                    title: str | None = None, height: int = 600) -> go.Figure:
+    """One SAM step drawn on the contour (Foret et al. 2021, eqs. (1)–(3) in core/sam.py):
+    w, the ascent ε = ρ∇L(w)/‖∇L(w)‖ to w+ε on the circle of radius ρ, the gradient ∇L(w+ε) there,
+    and the two steps: SGD  w − η∇L(w)  and SAM  w − η∇L(w+ε). `history` is the list of earlier
+    points of the SAM iteration, drawn as a path."""
+    w = np.asarray(w, float)
+    w_adv = w + np.asarray(eps, float)
+    sgd_to = w - lr * np.asarray(grad_w, float)
+    sam_to = w - lr * np.asarray(grad_adv, float)
+    fig = go.Figure()
+    fig.add_trace(contour_trace(grid))
+    fig.add_trace(click_grid(grid))
+    if len(history) > 1:
+        h = np.asarray(history, float)
+        fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="lines+markers", name="SAM path so far",
+                                 line={"color": COLORS["sam"], "width": 1.5, "dash": "dot"},
+                                 marker={"size": 5, "color": COLORS["sam"]}))
+    theta = np.linspace(0, 2 * np.pi, 100)
+    fig.add_trace(go.Scatter(x=w[0] + rho * np.cos(theta), y=w[1] + rho * np.sin(theta), mode="lines",
+                             name=f"ball ‖ε‖ ≤ ρ = {rho:g}", line={"color": "white", "width": 2, "dash": "dash"},
+                             hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[w[0]], y=[w[1]], mode="markers+text", text=["w"], textposition="bottom left",
+                             name="w (current point)", textfont={"color": "white", "size": 16},
+                             marker={"size": 13, "color": "white", "line": {"width": 2, "color": "black"}}))
+    fig.add_trace(go.Scatter(x=[w_adv[0]], y=[w_adv[1]], mode="markers+text", text=["w+ε"],
+                             textposition="top right", name="w+ε (worst point on the ball)",
+                             textfont={"color": "white", "size": 16},
+                             marker={"size": 12, "color": COLORS["sam"], "symbol": "diamond",
+                                     "line": {"width": 1.5, "color": "white"}}))
+    _arrow(fig, w, w_adv, "#F0E442", "ascent ε = ρ·∇L(w)/‖∇L(w)‖", width=2.5)
+    # gradients, drawn at the SGD-step length so they compare with the steps
+    _arrow(fig, w_adv, w_adv - lr * np.asarray(grad_adv, float), "#FFFFFF", "−η∇L(w+ε) (gradient at w+ε)",
+           width=2, dash=True)
+    _arrow(fig, w, sgd_to, COLORS["sgd"], "SGD step −η∇L(w)", width=4)
+    _arrow(fig, w, sam_to, COLORS["sam"], "SAM step −η∇L(w+ε)", width=4)
+    fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
+    fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
+    apply_layout(fig, title=title, x_title="w₁", y_title="w₂", height=height, legend_below=True)
+    return fig
+
+
+def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, title: str | None = None,
+                      height: int | None = None) -> go.Figure:
+    """Which steps are SAM steps: one row per schedule (key, label, mask (T,), cost relative to SAM).
+    A tick marks each SAM step; the row's label gives its cost, (T + S)/(2T)."""
+    fig = go.Figure()
+    names = []
+    for key, name, mask, cost in rows:
+        mask = np.asarray(mask, bool)
+        steps = np.flatnonzero(mask)
+        row = f"{name} · cost {cost:.0%}"
+        names.append(row)
+        fig.add_trace(go.Scatter(
+            x=steps.tolist(), y=[row] * len(steps), mode="markers", name=row,
+            marker={"symbol": "line-ns", "size": 22, "line": {"width": 2 if len(mask) <= 300 else 1,
+                                                               "color": color(key)}, "color": color(key)},
+            hovertemplate=f"{name}: SAM at step %{{x}}<extra></extra>"))
+    apply_layout(fig, title=title, x_title="step (each tick = one SAM step, 2 gradient evaluations)",
+                 height=height or 90 + 55 * len(rows), legend=False)
+    total = max((len(r[2]) for r in rows), default=1)
+    fig.update_xaxes(range=[-0.5, total - 0.5])
+    fig.update_yaxes(categoryorder="array", categoryarray=names[::-1], title_text="")
+    return fig
+
+
+def budget_bar_figure(rows: Sequence[tuple[str, str, float, float]], *, metric: str = "final loss",
+                      title: str | None = None, height: int = 340) -> go.Figure:
+    """Outcome per schedule at equal budget: bars of `metric` (key, label, value, error or NaN)."""
+    fig = go.Figure()
+    for key, name, value, err in rows:
+        fig.add_trace(go.Bar(x=[name], y=[value], name=name, marker_color=color(key),
+                             error_y={"type": "data", "array": [err], "visible": bool(np.isfinite(err))},
+                             hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
+    apply_layout(fig, title=title, x_title="schedule (same gradient budget)", y_title=metric, height=height,
+                 legend=False)
+    return fig
+
+
+def track_name(key: str, rho: float | None = None) -> str:
+    base = LABELS.get(key, key)
+    return base if rho is None or key == "sgd" else f"{base} (ρ = {rho:g})"
+
+
+def curve_figure(x: np.ndarray, z: np.ndarray, tracks: Sequence[Track], *, title: str | None = None,
+                 height: int = 520, animate: bool = True) -> go.Figure:
+    """A 1-D landscape as the curve L(w), with each track's particles as dots on it; with
+    animate=True the dots move frame by frame (play / pause / step slider in the browser)."""
+    fig = AnimatedFigure(go.Scatter(x=np.asarray(x, F32), y=np.asarray(z, F32), mode="lines",
+                                    name="loss L(w)", line={"color": "#333333", "width": 2}))
+    first = len(fig.data)
+    k = max((t.xy.shape[1] for t in tracks), default=1)
+    idx = _frame_indices(k)
+    last = int(idx[-1])
+
+    def dots(t: Track, at: int):
+        at = min(at, t.xy.shape[1] - 1)
+        loss = t.loss[:, at] if t.loss is not None else np.zeros(t.xy.shape[0])
+        return t.xy[:, at, 0].astype(F32), np.asarray(loss, F32)
+
+    for t in tracks:
+        px, py = dots(t, last)
+        fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name=t.name,
+                                 marker={"color": t.color or color(t.key), "size": 13, "opacity": 0.85,
+                                         "line": {"width": 1.5, "color": "white"}}))
+    finite = z[np.isfinite(z)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(np.percentile(finite, 98))
+        fig.update_yaxes(range=[lo - 0.08 * (hi - lo + 1e-9), hi + 0.08 * (hi - lo + 1e-9)])
+    apply_layout(fig, title=title, x_title="w", y_title="loss", height=height)
+    if animate and tracks:
+        steps_ref = max(tracks, key=lambda t: t.xy.shape[1]).steps
+        frames = []
+        for i in idx:
+            data = [{"type": "scatter", "x": dots(t, int(i))[0], "y": dots(t, int(i))[1]} for t in tracks]
+            frames.append({"data": data, "traces": list(range(first, first + len(tracks))),
+                           "name": str(int(steps_ref[int(i)]))})
+        fig = _add_controls(fig, frames)
+    return fig

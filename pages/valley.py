@@ -25,16 +25,17 @@ from core.landscapes import make_landscape
 from core.simulate import SimConfig, simulate
 
 SCENES = {"valley_1d": "1-D valley (piecewise quadratic)", "valley_2d": "2-D smooth valley"}
-A_LEFT = (2.0, 5.0, 10.0, 20.0, 40.0)
-A_RIGHT = (0.5, 1.0, 2.0, 5.0)
-DELTAS = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
+# Menu values as text: they are also the URL values (?a_left=20), and text round-trips exactly.
+A_LEFT = ("2", "5", "10", "20", "40")
+A_RIGHT = ("0.5", "1", "2", "5")
+DELTAS = ("-0.3", "-0.2", "-0.1", "0", "0.1", "0.2", "0.3")
 RHO_HI = 0.3
 DRIFT_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # simulated points of the drift chart
 CHAIN_RHOS = tuple(np.round(np.linspace(0.0, RHO_HI, 11), 4).tolist())  # exact-chain and noise-free curves
 CHAIN_N = 500  # grid cells of the exact chain (n = 1000 agrees to < 0.1% on the checked example)
 # The checked example of theory.md §4 (a_L = 10, a_R = 1, η = 0.05, σ = 1), smaller for a live page.
-DEFAULTS = dict(landscape="valley_1d", rho=0.1, a_left=10.0, a_right=1.0, lr=0.05, sigma=1.0, particles=400,
-                steps=600, seed=0, delta=0.2)
+DEFAULTS = dict(landscape="valley_1d", rho=0.1, a_left="10", a_right="1", lr=0.05, sigma=1.0, particles=400,
+                steps=600, seed=0, delta="0.2")
 BURN_IN_FRACTION = 0.2
 CACHE_ENTRIES = 32
 
@@ -102,10 +103,10 @@ st.markdown(
 c1, c2, c3, c4 = st.columns([1.4, 2, 1, 1])
 landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"], container=c1)
 rho = controls.rho_slider("ρ (SAM radius)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005, container=c2)
-a_left = controls.choice("a_left", "a_L (sharp side)", {a: f"{a:g}" for a in A_LEFT}, DEFAULTS["a_left"],
-                         container=c3, help="Curvature of the steep side, w < 0.")
-a_right = controls.choice("a_right", "a_R (flat side)", {a: f"{a:g}" for a in A_RIGHT}, DEFAULTS["a_right"],
-                          container=c4, help="Curvature of the gentle side, w > 0.")
+a_left = float(controls.choice("a_left", "a_L (sharp side)", A_LEFT, DEFAULTS["a_left"], container=c3,
+                               help="Curvature of the steep side, w < 0 (loss units per parameter unit²)."))
+a_right = float(controls.choice("a_right", "a_R (flat side)", A_RIGHT, DEFAULTS["a_right"], container=c4,
+                                help="Curvature of the gentle side, w > 0 (loss units per parameter unit²)."))
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
     lr = controls.lr_slider(default=DEFAULTS["lr"], container=e1)
@@ -236,8 +237,8 @@ with d2:
 # Why the flat side generalises better
 # ---------------------------------------------------------------------------------------------
 st.subheader("Why the flat side generalises better")
-delta = controls.choice("delta", "shift δ between training and test loss (parameter units)",
-                        {d: f"{d:+.1f}" for d in DELTAS}, DEFAULTS["delta"], radio=True)
+delta = float(controls.choice("delta", "shift δ between training and test loss (parameter units)", DELTAS,
+                              DEFAULTS["delta"], radio=True))
 shifted = np.interp(w_grid - delta, w_grid, loss_grid, left=np.nan, right=np.nan)
 f_train = lambda x: float(np.interp(x, w_grid, loss_grid))
 f_test = lambda x, d: float(np.interp(x - d, w_grid, loss_grid))

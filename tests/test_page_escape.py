@@ -1,0 +1,134 @@
+"""Escape lab page (issue 3, page 4) in Streamlit's AppTest, plus the figure builders it uses.
+
+Claims checked:
+- the page runs without exceptions and draws its main chart (key "main_chart");
+- the main chart carries the theory overlays: Kramers for SGD and the SAM speed-up heuristic
+  (theory.md §3), found by trace name;
+- moving ρ changes the plotted data (the chart JSON differs, and the SAM traces carry the new ρ);
+- URL query parameters restore a view (ρ and the scene);
+- bad URL values (NaN, 10¹² particles) give a notice, never a traceback;
+- diverging particles are reported with a notice, not a crash;
+- the escape animation marks exactly the particles whose first passage is ≤ the frame's step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import stats_charts as sc
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "escape.py")
+TIMEOUT = 180  # the first run imports torch and simulates on a shared 2-core machine
+
+
+def _run(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(charts) == 1, f"expected one chart {key!r}, got {len(charts)}"
+    return json.loads(charts[0].proto.spec)
+
+
+def _names(spec: dict) -> list[str]:
+    return [d.get("name") or "" for d in spec["data"]]
+
+
+@pytest.fixture(scope="module")
+def default_page() -> AppTest:
+    return _run()
+
+
+def test_runs_and_main_chart_has_theory_overlays(default_page):
+    names = _names(_chart(default_page, "main_chart"))
+    assert "SGD" in names
+    assert any(n.startswith("SAM ρ=") for n in names), names
+    assert any("Kramers" in n for n in names), f"no Kramers overlay: {names}"
+    assert any("heuristic" in n for n in names), f"no SAM heuristic overlay: {names}"
+    # the other charts of the page are there too, each with a legend-worthy name on every trace
+    for key in ("escape_animation", "escape_histogram", "rho_sweep", "zhu_chart"):
+        _chart(default_page, key)
+
+
+def test_animation_has_frames_and_escape_markers(default_page):
+    spec = _chart(default_page, "escape_animation")
+    assert len(spec.get("frames", [])) >= 10
+    assert any("escapes" in n for n in _names(spec))
+
+
+def test_changing_rho_changes_the_plotted_data(default_page):
+    at = default_page
+    before = _chart(at, "main_chart")["data"]
+    at.slider(key="rho").set_value(0.3).run()
+    assert not at.exception, [e.value for e in at.exception]
+    after = _chart(at, "main_chart")
+    assert after["data"] != before
+    # the largest SAM radius is now 0.3: its survival curve is on the chart
+    assert "SAM ρ=0.3" in _names(after)
+
+
+def test_query_params_restore_the_view():
+    at = _run(rho="0.15", landscape="double_well_2d")
+    assert at.slider(key="rho").value == pytest.approx(0.15)
+    assert at.selectbox(key="landscape").value == "double_well_2d"
+    assert "SAM ρ=0.15" in _names(_chart(at, "main_chart"))
+    # 2-D scene: the animation background is a contour
+    assert _chart(at, "escape_animation")["data"][0]["type"] == "contour"
+    assert not [w.value for w in at.warning if "rho" in w.value.lower() or "ρ" in w.value]
+
+
+def test_bad_url_values_get_notices_not_tracebacks():
+    at = _run(rho="nan", particles="1e12")
+    warnings = " | ".join(w.value for w in at.warning)
+    assert "ρ" in warnings and "finite" in warnings, warnings
+    assert "particles" in warnings, warnings
+    assert at.slider(key="rho").value == pytest.approx(0.2)  # the page default
+
+
+def test_divergence_is_a_notice_not_a_crash():
+    # η = 1 on the double well's walls (curvature 20): ηλ = 20 > 2, so gradient descent diverges
+    # (theory.md §2 stability condition); the page must say so and keep drawing.
+    at = _run(lr="1.0", steps="100")
+    assert any("diverged" in w.value for w in at.warning), [w.value for w in at.warning]
+    _chart(at, "main_chart")
+
+
+# ---- the figure builders, on synthetic arrays --------------------------------------------------
+
+def test_escape_markers_appear_at_their_first_passage_step():
+    rng = np.random.default_rng(0)
+    steps = np.arange(0, 101, 5)  # recorded steps 0, 5, …, 100
+    fp = rng.integers(-1, 101, size=80)  # first passages (−1 = never)
+    pos = rng.normal(size=(80, 2))
+    run = sc.AnimatedRun("SAM", "red", steps, rng.normal(size=(10, steps.size, 2)), fp, pos)
+    bg = sc.landscape_background(lambda w: (w ** 2).sum(-1), ((-2, 2), (-2, 2)), 2, n=20)
+    fig = sc.escape_animation(bg, 2, [run], n_frames=steps.size, max_markers=80)
+    assert sc.frame_count(fig) == steps.size
+    for frame in fig.frames:
+        step = int(frame.name)
+        markers = frame.data[1]  # traces: particles, escapes
+        expected = (fp >= 0) & (fp <= step)
+        assert len(markers.x) == expected.sum()
+        assert np.allclose(sorted(markers.x), sorted(pos[expected, 0]))
+
+
+def test_survival_overlays_follow_kramers_and_heuristic():
+    # Kramers overlay S(t) = exp(−t/τ); heuristic SAM S(t) = exp(−t·speed-up/τ) (theory.md §3)
+    t = np.arange(0, 101)
+    s = sc.EscapeSeries("sgd", 0.0, t, np.exp(-t / 50.0), np.full(10, -1))
+    fig = sc.survival_figure([s], kramers_tau=50.0, sam_speedups={0.1: 2.0})
+    kr = next(d for d in fig.data if d.name.startswith("Kramers"))
+    he = next(d for d in fig.data if d.name.startswith("heuristic"))
+    assert np.allclose(kr.y, np.exp(-np.asarray(kr.x) / 50.0))
+    assert np.allclose(he.y, np.exp(-np.asarray(he.x) * 2.0 / 50.0))

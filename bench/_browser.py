@@ -58,6 +58,8 @@ REDRAW_S = 20.0
 MAIN_CHART = ".st-key-main_chart .js-plotly-plot"
 EXCEPTION = '[data-testid="stException"]'
 ALERT = '[data-testid="stAlert"]'
+# The app's notices (clamped / defaulted / unknown URL values, capped requests) are st.warning boxes.
+NOTICE = '[data-testid="stAlertContentWarning"]'
 
 
 class HarnessError(AssertionError):
@@ -295,6 +297,26 @@ async def exception_texts(page) -> list[str]:
 async def alert_texts(page) -> list[str]:
     """Text of every st.info / st.warning / st.error box on the page."""
     return [t.strip() for t in await page.locator(ALERT).all_inner_texts()]
+
+
+async def notice_texts(page) -> list[str]:
+    """Text of every st.warning box: the app's notices about URL values and capped requests."""
+    return [t.strip() for t in await page.locator(NOTICE).all_inner_texts()]
+
+
+async def wait_notice(page, text: str, timeout: float = REDRAW_S) -> list[str]:
+    """Wait until a notice (st.warning) containing `text` shows; return all notice texts.
+
+    Some notices (e.g. unknown URL keys) are only known after the page ran, so they arrive after
+    the chart; reading the alerts right when the chart appears would miss them.
+    """
+    try:
+        await page.locator(NOTICE).filter(has_text=text).first.wait_for(state="visible", timeout=timeout * 1000)
+    except Exception:
+        raise HarnessError(
+            f"{page.url}: no notice containing {text!r} within {timeout:.0f} s; alerts: {await alert_texts(page)}"
+        ) from None
+    return await notice_texts(page)
 
 
 async def wait_chart(page, timeout: float = PAGE_LOAD_S, old: str | None = None, what: str = "") -> str:

@@ -20,13 +20,15 @@ from bench._browser import (
     FIRST_LOAD_S,
     PAGES,
     REPO,
-    alert_texts,
     chart_hash,
     exception_texts,
     has_slider,
+    notice_texts,
     nudge_slider,
     open_page,
     slider_value,
+    wait_chart,
+    wait_notice,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -76,7 +78,7 @@ def test_url_restores_rho(name, loop, server, page):
     loop.run(open_page(page, server.url(PAGES[name], rho="0.15"), timeout=FIRST_LOAD_S))
     assert math.isclose(loop.run(slider_value(page)), 0.15, rel_tol=1e-9)
     assert loop.run(exception_texts(page)) == []
-    notices = [t for t in loop.run(alert_texts(page)) if "rho" in t.lower() or "ρ" in t]
+    notices = [t for t in loop.run(notice_texts(page)) if "rho" in t.lower() or "ρ" in t]
     assert notices == [], f"{name}: a valid ρ in the URL produced a notice: {notices}"
 
 
@@ -87,8 +89,8 @@ def test_hostile_url_gives_notice_not_traceback(name, loop, server, page):
     url = server.url(PAGES[name], rho="nan", particles="1e12", no_such_key="1")
     loop.run(open_page(page, url, timeout=FIRST_LOAD_S))
     assert loop.run(exception_texts(page)) == []
-    notices = loop.run(alert_texts(page))
-    assert any("no_such_key" in t for t in notices), f"{name}: no notice for the unknown key; alerts: {notices}"
+    notices = loop.run(wait_notice(page, "no_such_key"))  # raises with the notices shown if missing
+    assert loop.run(exception_texts(page)) == []
     # Either the page has a particle count (clamped to the cap) or the key is unknown there.
     assert any("particles" in t for t in notices), f"{name}: no notice for particles=1e12; alerts: {notices}"
     if loop.run(has_slider(page)):
@@ -97,3 +99,51 @@ def test_hostile_url_gives_notice_not_traceback(name, loop, server, page):
         )
         value = loop.run(slider_value(page))
         assert math.isfinite(value), f"{name}: ρ slider shows {value}"
+
+
+def _scenes() -> dict:
+    try:
+        from app.presets import scenes
+    except ImportError:  # app/presets.py not there yet
+        return {}
+    return scenes()
+
+
+SCENES = _scenes()
+
+
+@pytest.mark.parametrize("scene_name", list(SCENES))
+def test_lecture_scene_url(scene_name, loop, server, page):
+    """Each lecture scene is a URL (app/presets.py); opening it shows its page, chart and ρ, with
+    no notice (a scene the controls would have to clamp is a broken scene)."""
+    scene = SCENES[scene_name]
+    _require_built(scene.page)
+    loop.run(open_page(page, server.url(PAGES[scene.page], **scene.params), timeout=FIRST_LOAD_S))
+    assert loop.run(exception_texts(page)) == []
+    assert loop.run(notice_texts(page)) == [], f"scene {scene_name}: notices for its own parameters"
+    if "rho" in scene.params:
+        assert math.isclose(loop.run(slider_value(page)), float(scene.params["rho"]), rel_tol=1e-9)
+
+
+def test_scene_from_sidebar(loop, server, browser, page):
+    """Choosing a scene in the sidebar menu switches to its page with its ρ; the resulting URL,
+    opened in a fresh session, reproduces the same view (same ρ, same chart data)."""
+    with_rho = [s for s in SCENES.values() if "rho" in s.params and s.page != "home"]
+    if not with_rho:
+        pytest.skip("no lecture scene with a ρ yet (app/presets.py)")
+    scene = with_rho[0]
+    _require_built(scene.page)
+    escape_chart = loop.run(open_page(page, server.url(PAGES["escape"]), timeout=FIRST_LOAD_S))
+    loop.run(page.locator(".st-key-scene").click())
+    loop.run(page.get_by_role("option", name=scene.title).click())
+    loop.run(page.wait_for_url(f"**/{scene.page}**", timeout=30_000))
+    chart = loop.run(wait_chart(page, old=escape_chart, what=f"scene {scene.name} from the sidebar"))
+    assert math.isclose(loop.run(slider_value(page)), float(scene.params["rho"]), rel_tol=1e-9)
+
+    ctx = loop.run(browser.new_context(viewport={"width": 1400, "height": 1000}))
+    try:
+        fresh = loop.run(ctx.new_page())
+        assert loop.run(open_page(fresh, page.url)) == chart, f"{page.url} in a new session draws other data"
+        assert math.isclose(loop.run(slider_value(fresh)), float(scene.params["rho"]), rel_tol=1e-9)
+    finally:
+        loop.run(ctx.close())

@@ -25,6 +25,7 @@ import torch
 from core import theory
 from core.sam import sam_perturbation
 from core.schedules import for_optimizer
+from core.simulate import simulate
 
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 
@@ -320,8 +321,6 @@ class SweepResult(_ToDict):
 
 def rho_sweep(cfg, rhos, n_boot: int = 1000) -> SweepResult:
     """Run cfg once with all `rhos` (core.simulate.simulate) and measure each ρ."""
-    from core.simulate import simulate  # imported here: simulate pulls in landscapes and noise
-
     run_cfg = dataclasses.replace(cfg, rhos=tuple(float(r) for r in rhos))
     result = simulate(run_cfg)
     escape = [escape_stats(fp, run_cfg.steps, n_boot=n_boot, seed=run_cfg.seed) for fp in result.first_passage]

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.simulate import cpu_threads
+
 # ---------------------------------------------------------------------------------------------
 # §2 Noise-free SAM on a 1-D quadratic L = λw²/2
 # ---------------------------------------------------------------------------------------------
@@ -211,8 +213,6 @@ def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, s
         raise ValueError("the exact chain needs gradient noise σ > 0")
     if not (lr > 0.0 and rho >= 0.0 and hi > lo and n >= 10):
         raise ValueError("the exact chain needs η > 0, ρ ≥ 0, hi > lo and n ≥ 10")
-    from core.simulate import cpu_threads  # one torch thread: see below
-
     # One CPU thread: these are ~1M-element operations and a 1000×1000 solve; on a shared 2-core
     # machine two threads made this 10× slower (50 ms → 600 ms measured with other work running).
     with cpu_threads(1), torch.no_grad():

@@ -164,6 +164,9 @@ def valley_grad(a_left: float, a_right: float) -> Callable[[torch.Tensor], torch
     return lambda w: torch.where(w < 0, a_left * w, a_right * w)
 
 
+MAX_CHAIN_POINTS = 3000
+
+
 @dataclass
 class ChainResult:
     """Stationary distribution of the exact grid chain: `density` on the cell centres `grid`
@@ -211,8 +214,10 @@ def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, s
     """
     if not sigma > 0.0:
         raise ValueError("the exact chain needs gradient noise σ > 0")
-    if not (lr > 0.0 and rho >= 0.0 and hi > lo and n >= 10):
-        raise ValueError("the exact chain needs η > 0, ρ ≥ 0, hi > lo and n ≥ 10")
+    if not (lr > 0.0 and rho >= 0.0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError("the exact chain needs η > 0, ρ ≥ 0 and a finite grid with hi > lo")
+    if not 10 <= n <= MAX_CHAIN_POINTS:  # the matrix has n² entries: 3000² float64 = 72 MB
+        raise ValueError(f"the exact chain needs 10 ≤ n ≤ {MAX_CHAIN_POINTS} grid points, got {n}")
     # One CPU thread: these are ~1M-element operations and a 1000×1000 solve; on a shared 2-core
     # machine two threads made this 10× slower (50 ms → 600 ms measured with other work running).
     with cpu_threads(1), torch.no_grad():

@@ -251,9 +251,14 @@ def test_exact_chain_matches_a_direct_simulation_for_sam_and_asam(one_thread):
         assert abs(averages.mean() - chain.mean) < 4 * se + 0.005 * abs(chain.mean), (rho, adaptive)
 
 
-def test_exact_chain_refuses_zero_noise_with_a_message():
+def test_exact_chain_refuses_bad_or_oversized_requests_with_a_message():
+    """No noise (deterministic chain), and grids whose n² matrix would exhaust memory."""
     with pytest.raises(ValueError, match="σ > 0"):
         theory.exact_chain_valley(A_L, A_R, LR, 0.0)
+    with pytest.raises(ValueError, match="grid points"):
+        theory.exact_chain_valley(A_L, A_R, LR, SIGMA, n=100_000)
+    with pytest.raises(ValueError, match="finite grid"):
+        theory.exact_chain_1d(theory.valley_grad(A_L, A_R), LR, SIGMA, lo=-math.inf)
 
 
 @pytest.mark.parametrize("a_left,a_right,lr,rho", [(2.0, 1.0, 0.6, 0.1), (3.0, 1.0, 0.8, 0.05), (1.5, 1.0, 0.5, 0.2)])

@@ -77,15 +77,18 @@ def resolve(spec: str) -> Path:
 
 
 def load(spec: str = "builtin", md5: str | None = None) -> CifarData:
-    """Load a data set by name or path; raise DataError (one line) if that fails."""
-    path = resolve(spec)
+    """Load a data set by name or path; raise DataError (one line) if that fails.
+    'download' fetches the official archive (network needed) and checks its MD5."""
+    path = download_official() if (spec or "").strip() == "download" else resolve(spec)
     if not path.exists():
         raise DataError(f"data path not found: {str(path)[:200]}")
     try:
         st = path.stat()
     except OSError as e:
         raise DataError(f"cannot read {path.name}: {e.strerror}") from None
-    return _load_cached(str(path.resolve()), st.st_size, st.st_mtime_ns, md5)
+    if md5 is not None:
+        check_md5(path, md5)  # before any cache: the file on disk is what must match
+    return _load_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def load_or_fallback(spec: str = "builtin") -> tuple[CifarData, str | None]:
@@ -99,7 +102,7 @@ def load_or_fallback(spec: str = "builtin") -> tuple[CifarData, str | None]:
 
 
 @lru_cache(maxsize=4)
-def _load_cached(path: str, size: int, mtime_ns: int, md5: str | None) -> CifarData:
+def _load_cached(path: str, size: int, mtime_ns: int) -> CifarData:
     """Decode once per (path, size, mtime): in memory (this LRU) and on disk (data/cache/*.npz)."""
     key = hashlib.sha1(f"{path}|{size}|{mtime_ns}".encode()).hexdigest()[:16]
     cache = CACHE_DIR / f"{key}.npz"
@@ -111,7 +114,7 @@ def _load_cached(path: str, size: int, mtime_ns: int, md5: str | None) -> CifarD
             return _readonly(data)
         except (OSError, ValueError, KeyError):
             pass  # a broken cache file: decode again and overwrite it
-    data = _decode(Path(path), md5)
+    data = _decode(Path(path))
     try:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
@@ -129,9 +132,7 @@ def _readonly(d: CifarData) -> CifarData:
     return d
 
 
-def _decode(path: Path, md5: str | None) -> CifarData:
-    if md5 is not None:
-        check_md5(path, md5)
+def _decode(path: Path) -> CifarData:
     try:
         if path.is_dir():
             if (path / "data_batch_1").exists() or (path / "cifar-10-batches-py").is_dir():
@@ -219,6 +220,7 @@ class _SafeUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("_codecs", "encode"),  # how protocol-2 pickles store bytes; it only encodes a string
     }
 
     def find_class(self, module, name):

@@ -1,0 +1,97 @@
+"""The CIFAR trainer: every optimizer through core.schedules + core.sam, exact gradient-evaluation
+counts, cancellation, divergence, reproducibility, OOM fallback, bad data paths."""
+
+import math
+
+import pytest
+import torch
+
+from core.cifar import train as ctrain
+from core.cifar.train import TrainConfig, train
+from core.schedules import OPTIMIZERS, for_optimizer
+
+# 320 images, batch 32 → T = 10 steps per epoch: enough for every schedule to differ from the others
+SMALL = dict(train_size=320, test_size=100, batch_size=32, epochs=1, sharpness_iters=0, trace_samples=0,
+             model="tiny")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_one_epoch_grad_evals_match_schedule(name):
+    """Gradient evaluations counted in the loop = T + S, with S the SAM steps of the optimizer's
+    schedule (Schedule.grad_evals); SAM steps = Schedule.sam_steps. Computed independently here."""
+    cfg = TrainConfig(optimizer=name, k=3, f=0.6, p=0.3, late_f=0.3, seed=1, rho=0.5 if name == "asam" else 0.05,
+                      **SMALL)
+    rows = []
+    res = train(cfg, on_epoch=rows.append)
+    schedule, _ = for_optimizer(name, k=3, f=0.6, p=0.3, seed=1, late_f=0.3)
+    assert res.status == "done" and res.total_steps == 10
+    assert res.grad_evals == schedule.grad_evals(10)
+    assert res.sam_steps == schedule.sam_steps(10)
+    assert len(rows) == 1 and rows[0]["grad_evals"] == res.grad_evals and rows[0]["sam_steps"] == res.sam_steps
+    assert set(ctrain.EPOCH_KEYS) <= set(rows[0]) and 0.0 <= rows[0]["test_acc"] <= 1.0
+    assert math.isfinite(rows[0]["train_loss"]) and rows[0]["wall_s"] > 0
+
+
+def test_schedules_really_differ():
+    """The counts above are not all the same number: SGD 10, SAM 20, PSAM(k=3, f=0.6) 12, late SAM 13."""
+    counts = {n: for_optimizer(n, k=3, late_f=0.3)[0].grad_evals(10) for n in ("sgd", "sam", "psam", "late_sam")}
+    assert counts == {"sgd": 10, "sam": 20, "psam": 12, "late_sam": 13}
+
+
+def test_seed_reproducible_and_sharpness_measured():
+    """The same seed gives the same run; another seed a different one. λ_max and Tr(H) are reported."""
+    cfg = TrainConfig(optimizer="sam", **{**SMALL, "sharpness_iters": 3, "trace_samples": 1, "train_size": 160,
+                                          "eval_batch": 16})
+    a, b = train(cfg), train(cfg)
+    c = train(TrainConfig(**{**cfg.__dict__, "seed": 7}))
+    assert a.history[0]["train_loss"] == b.history[0]["train_loss"] and a.test_acc == b.test_acc
+    assert a.history[0]["train_loss"] != c.history[0]["train_loss"]
+    assert a.lambda_max is not None and a.lambda_max > 0 and a.trace is not None
+    assert a.state is not None and "state" not in a.to_dict()
+
+
+def test_cancel_halfway():
+    """should_stop() turning true mid-epoch stops the run with status 'cancelled', counts consistent."""
+    calls = []
+    res = train(TrainConfig(optimizer="sam", **SMALL), should_stop=lambda: calls.append(1) or len(calls) > 4)
+    assert res.status == "cancelled" and "cancel" in res.message
+    assert res.grad_evals == 8  # 4 SAM steps done before the stop
+    assert res.lambda_max is None
+
+
+def test_divergence_is_a_status_not_a_crash():
+    """A learning rate of 1e30 blows the weights up: status 'diverged' and a one-line message."""
+    res = train(TrainConfig(optimizer="sgd", lr=1e30, **{**SMALL, "epochs": 2}))
+    assert res.status == "diverged" and "diverged" in res.message and "\n" not in res.message
+
+
+def test_bad_data_path_falls_back_with_message(tmp_path):
+    res = train(TrainConfig(data=str(tmp_path / "missing.tar.gz"), optimizer="sgd", **SMALL))
+    assert res.status == "done" and any("not found" in m and "built-in" in m for m in res.messages)
+
+
+def test_bad_config_is_one_line_valueerror():
+    for bad in (dict(optimizer="adam"), dict(rho=float("nan")), dict(f=2.0), dict(classes=("unicorn",))):
+        with pytest.raises(ValueError) as e:
+            train(TrainConfig(**{**SMALL, **bad}))
+        assert "\n" not in str(e.value)
+
+
+def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch):
+    """On CUDA out-of-memory the trainer halves the batch (while > 64), then moves to the CPU."""
+    real = ctrain._train_on
+    tried = []
+
+    def fake(cfg, device, batch, *args):
+        tried.append((device.type, batch))
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(cfg, device, batch, *args)
+
+    monkeypatch.setattr(ctrain, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(ctrain, "_train_on", fake)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    res = train(TrainConfig(optimizer="sgd", **{**SMALL, "batch_size": 160}))
+    assert tried == [("cuda", 160), ("cuda", 80), ("cuda", 40), ("cpu", 40)]
+    assert res.status == "done" and res.device == "cpu"
+    assert sum("out of memory" in m for m in res.messages) == 3

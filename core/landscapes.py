@@ -7,7 +7,8 @@ out by hand (autograd would cost three times as much). The user formula is the e
 is differentiated by autograd.
 
 Critical points (minima and saddles) are found once, when the landscape is built: from a starting
-guess, Newton's method on the analytic gradient with the Hessian from autograd (`_newton`), then
+guess, Newton's method on the analytic gradient with the Hessian by central differences
+(`_newton`), then
 the Hessian eigenvalues at the point (the curvatures λ of theory.md §3). For 1-D landscapes the
 critical points are found from the sign changes of the gradient on a fine grid.
 
@@ -97,15 +98,52 @@ class Landscape:
         d2 = ((w.unsqueeze(-2) - centres) ** 2).sum(-1)
         return d2.argmin(-1)
 
+    def escaped(self, w: torch.Tensor, start) -> torch.Tensor:
+        """True where w lies in another basin than `start` (an int, or a tensor of basin indices
+        per particle); the ridge (-1) is not another basin. Families with a cheaper test override
+        this, since the simulator calls it every step."""
+        b = self.basin(w)
+        return (b != start) & (b >= 0)
+
     def hessian(self, point) -> np.ndarray:
-        """The Hessian matrix at one point, by autograd in float64."""
+        """The Hessian matrix at one point: central differences of the gradient in float64,
+        H[:, j] = (∇L(p + h e_j) − ∇L(p − h e_j)) / 2h with h = 1e-5 (error ~1e-10, far below what
+        any overlay needs). Not torch.autograd.functional.hessian: its first call imports
+        torch._dynamo, which takes seconds."""
         p = torch.tensor(point, dtype=torch.float64)
-        h = torch.autograd.functional.hessian(lambda v: self.loss(v), p)
-        return h.reshape(self.dim, self.dim).numpy()
+        h = 1e-5 * max(1.0, float(p.abs().max()))
+        steps = torch.eye(self.dim, dtype=torch.float64) * h  # row j = h e_j
+        cols = (self.grad(p + steps) - self.grad(p - steps)) / (2 * h)  # row j = column j of H
+        m = cols.T.numpy()
+        return 0.5 * (m + m.T)
 
     def critical(self, point, kind: str, label: str = "") -> Critical:
         eigs = np.linalg.eigvalsh(self.hessian(point))
         return Critical(tuple(float(v) for v in point), tuple(float(v) for v in eigs), kind, label)
+
+    def escape_geometry(self, basin: int | None = None) -> tuple[float, float, float] | None:
+        """(λ_min, λ_saddle, ΔL) for Kramers' formula (theory.md §3), escaping from minimum
+        `basin` (default: the starting one) over the saddle with the lowest barrier; None if the
+        landscape has no saddle or the start is not in a basin.
+
+        In d > 1 dimensions Langer's form τ = (2π/|λ_s|)·√(|det H_s| / det H_min)·e^{ΔL/T}/η is
+        theory.md's 1-D formula with λ_min → |λ_s|·det H_min / |det H_s| (for the 2-D double
+        well that is exactly the curvature along x, the y-curvatures cancel)."""
+        b = self.start_basin() if basin is None else basin
+        if not (0 <= b < len(self.minima)) or not self.saddles:
+            return None
+        m = self.minima[b]
+        lm = float(self.loss(torch.tensor(m.position, dtype=torch.float64)))
+
+        def height(s):
+            return float(self.loss(torch.tensor(s.position, dtype=torch.float64))) - lm
+
+        s = min(self.saddles, key=height)
+        lam_s = min(s.hessian_eigs)
+        det_m, det_s = float(np.prod(m.hessian_eigs)), float(np.prod(s.hessian_eigs))
+        if not (lam_s < 0 and det_m > 0 and det_s != 0):
+            return None
+        return abs(lam_s) * det_m / abs(det_s), lam_s, height(s)
 
     def start_basin(self) -> int:
         w = torch.tensor(self.default_start, dtype=torch.float64)
@@ -207,13 +245,13 @@ class DoubleWell1D(Landscape):
     def _profile_grad(self, x):
         # d/dx of −d·exp(−(x−c)²/s) is (2d/s)·(x−c)·exp(−(x−c)²/s); written with few tensor ops
         # because this runs twice per SAM step for every particle.
+        # In-place operations (`_`) reuse the temporaries instead of allocating new ones.
         a = x - 1.0
         b = x + 1.0
-        g = (a * (2 * self.d / self.s1)) * torch.exp(a * a * (-1 / self.s1)) + (
-            b * (2 * self.d / self.s2)
-        ) * torch.exp(b * b * (-1 / self.s2))
+        g = (a * a).mul_(-1 / self.s1).exp_().mul_(a).mul_(2 * self.d / self.s1)
+        g += (b * b).mul_(-1 / self.s2).exp_().mul_(b).mul_(2 * self.d / self.s2)
         if self.k:  # the walls: k·(x − 1.5) right of 1.5, k·(x + 1.5) left of −1.5, else 0
-            g += (x - x.clamp(-self.WALL_AT, self.WALL_AT)).mul_(self.k)
+            g.add_(x - x.clamp(-self.WALL_AT, self.WALL_AT), alpha=self.k)
         return g
 
     def loss(self, w):
@@ -268,6 +306,12 @@ class DoubleWell1D(Landscape):
         x = w[..., 0]
         return torch.where(x > self.saddle_x, 0, torch.where(x < self.flat_edge, 1, -1))
 
+    def escaped(self, w, start):
+        # one comparison instead of basin()'s two torch.where (which are slow on the CPU)
+        if isinstance(start, int) and start in (0, 1):
+            return w[..., 0] < self.flat_edge if start == 0 else w[..., 0] > self.saddle_x
+        return super().escaped(w, start)
+
 
 class DoubleWell2D(DoubleWell1D):
     """The 1-D double well along x plus (b/2)·y² along y (b = `y_curvature`). The saddle is at
@@ -317,16 +361,14 @@ class Valley1D(Landscape):
         self.title = LANDSCAPES[self.name]
         self.minima = [Critical((0.0,), (self.a_left, self.a_right), "min", "")]
 
-    def _curv(self, x):
-        # a_L where x < 0, a_R where x ≥ 0, as a tensor op (no Python branching per particle)
-        return torch.where(x < 0, self.a_left, self.a_right)
-
     def loss(self, w):
         x = w[..., 0]
-        return 0.5 * self._curv(x) * x * x
+        return 0.5 * torch.where(x < 0, self.a_left, self.a_right) * x * x
 
     def grad(self, w):
-        return self._curv(w) * w
+        # a_R·w + (a_L − a_R)·min(w, 0): a_L w left of 0, a_R w right of it. Arithmetic instead of
+        # torch.where, which is several times slower on the CPU, in the simulator's hot loop.
+        return torch.add(w * self.a_right, w.clamp(max=0.0), alpha=self.a_left - self.a_right)
 
     def basin(self, w):
         return torch.zeros(w.shape[:-1], dtype=torch.long, device=w.device)
@@ -441,6 +483,11 @@ class Zhu(Landscape):
 
     def basin(self, w):
         return ((w[..., 0] < -0.5) & (w[..., 1] < -0.5)).long()
+
+    def escaped(self, w, start):
+        if isinstance(start, int) and start == 0:
+            return (w[..., 0] < -0.5) & (w[..., 1] < -0.5)
+        return super().escaped(w, start)
 
 
 # -- many wells ----------------------------------------------------------------------------------

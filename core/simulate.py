@@ -24,8 +24,8 @@ particles, the mean loss, and a histogram of positions (the occupancy, steps ≥
 Speed (bench/toy.py): the loop runs ~40 small tensor operations per step, so what costs time is
 torch's per-operation overhead, not arithmetic. Hence: one torch thread on the CPU (with 2 threads
 torch spends more time splitting 20k-element tensors than computing: measured 35× slower), float32
-by default, hand-written gradients, no `.item()` or other CPU–GPU syncs inside the loop, random
-numbers generated in chunks, bookkeeping only at the recorded steps except what must be exact
+by default, hand-written gradients, no torch.where in the hot loop on the CPU (slow there), no
+`.item()` on the GPU (a sync), random numbers generated in chunks, bookkeeping only at the recorded steps except what must be exact
 (first passage, divergence, the time average).
 """
 
@@ -53,6 +53,9 @@ OCCUPANCY_BINS = 60
 MAX_RECORD_POINTS = 1000
 MAX_KEEP_PATHS = 500
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# torch threads for a run on the CPU. 1 is fastest for these small tensors (bench/toy.py --sweep
+# measures it); the previous setting is restored after the run.
+CPU_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) ->
         raise ValueError(f"start has {len(start)} coordinates but {cfg.landscape} is {d}-D")
 
     # One thread on the CPU for tensors this small (see the module docstring); restored after.
-    threads = 1 if device.type == "cpu" else None
+    threads = CPU_THREADS if device.type == "cpu" else None
     with cpu_threads(threads), torch.no_grad():
         gen = torch.Generator(device=device).manual_seed(int(cfg.seed))
         w0 = torch.tensor(start, dtype=dtype, device=device).expand(N, d).clone()
@@ -254,13 +257,19 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     T, lr, P = cfg.steps, float(cfg.lr), min(cfg.keep_paths, N)
     rec = record_steps(T, cfg.record_points)
     rec_set = set(rec.tolist())
-    track_escape = len(land.minima) >= 2  # with one basin nobody can leave it
+    on_cpu = w.device.type == "cpu"
 
-    alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
-    start_basin = land.basin(w)
-    inside = torch.ones(R, N, dtype=torch.bool, device=w.device)  # not yet left the start basin
+    # Escape bookkeeping. All particles usually start in one basin; then `start` is a plain int
+    # and the landscape can test "arrived elsewhere" with one comparison.
+    track_escape = len(land.minima) >= 2  # with one basin nobody can leave it
+    start = land.basin(w)
+    if bool((start == start.flatten()[0]).all()):
+        start = int(start.flatten()[0])
+    inside = torch.ones(R, N, dtype=torch.bool, device=w.device)  # not yet arrived elsewhere
     steps_inside = torch.zeros(R, N, dtype=torch.int32, device=w.device)
     escape_pos = w.clone()
+    alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
+    any_diverged = False
     sum_w = torch.zeros_like(w)
 
     lo, hi = land.bounds[0]
@@ -290,16 +299,24 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
             (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
             g = noise.grad(w + eps, xi)
         w_new = torch.add(w, g, alpha=-lr)
-        # NaN compares False, so one test catches NaN, Inf and |w| > 1e6; frozen from then on
-        alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
-        w = torch.where(alive, w_new, w)
+        # Divergence: NaN compares False, so one test catches NaN, Inf and |w| > 1e6. On the CPU
+        # torch.where costs as much as ~20 multiplications, so while no particle has diverged we
+        # test the whole tensor at once (a CPU read, no sync to wait for) and skip it; from the
+        # first divergence on, or on a GPU (where `where` is cheap and .item() would stall the
+        # queue), every step freezes diverged particles at their last good position.
+        if on_cpu and not any_diverged and w_new.abs().max().item() <= DIVERGED:
+            w = w_new
+        else:
+            any_diverged = True
+            alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
+            w = torch.where(alive, w_new, w)
         s = t + 1  # w is now the position at step s
         if track_escape:
-            # Keep overwriting the escape position while a particle is inside; it freezes at the
-            # first step outside. steps_inside counts the steps s ≥ 1 spent inside before leaving.
-            escape_pos = torch.where(inside.unsqueeze(-1), w, escape_pos)
-            b = land.basin(w)
-            inside &= (b == start_basin) | (b < 0)  # a ridge (-1) is not yet another basin
+            # While a particle is inside, keep copying its position into escape_pos (as
+            # arithmetic, cheaper than torch.where; w is always finite): it freezes at the first
+            # step spent elsewhere. steps_inside counts the steps s ≥ 1 spent inside.
+            escape_pos.addcmul_(w - escape_pos, inside.unsqueeze(-1).to(w.dtype))
+            inside &= ~land.escaped(w, start)
             steps_inside += inside
         if s > cfg.burn_in:
             sum_w += w

@@ -1,0 +1,256 @@
+"""The command line: `python -m core <command> ... [--json]`. The pages call the same functions.
+
+    python -m core escape --optimizer sam --rho 0.1 --json      escape from the sharp well
+    python -m core valley --rho 0.1 --json                      mean position in the asymmetric valley
+    python -m core sweep --rhos 0,0.05,0.1,0.2 --json           escape + stationary mean per ρ
+    python -m core bench --json                                 bench/toy.py's figures
+    python -m core cifar ...                                    the CIFAR-10 trainer (core.cifar.cli)
+
+With --json one JSON object is printed, with the config echoed under "config". These fields are a
+stable contract (issue 2):
+    escape: escaped_fraction, median_escape_step (null if under half escaped), mean_escape_step
+            (over the escaped particles), grad_evals (per particle),
+            theory.kramers_mean_escape_steps (SGD's Kramers time; null where undefined), wall_s
+    valley: mean_position, theory.closed_form_sgd, theory.exact_chain, wall_s
+    bench:  the figures of bench/toy.py (wall_s, numpy_wall_s, speedup_vs_numpy, …)
+Bad arguments (unknown names, numbers outside core.limits, bad formulas) print one line on
+stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import sys
+
+from core.simulate import SimConfig
+
+
+class UsageError(Exception):
+    """A user mistake: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + message over several lines; we want one
+        raise UsageError(message)
+
+
+def _rho_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one value")
+    return values
+
+
+def _common(p: argparse.ArgumentParser, *, landscape: bool = True, lr: float, sigma: float,
+            particles: int, steps: int, rho: float | None = 0.1) -> None:
+    if landscape:
+        p.add_argument("--landscape", default="double_well_2d")
+        p.add_argument("--formula", default="", help="L(x, y) for --landscape formula")
+    p.add_argument("--optimizer", default="sam", help="sgd, sam, asam, psam, late_sam, every_k, random_sam")
+    if rho is not None:
+        p.add_argument("--rho", type=float, default=rho)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--noise", default="isotropic", help="none, isotropic, hessian, minibatch")
+    p.add_argument("--sigma", type=float, default=sigma)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--particles", type=int, default=particles)
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=2, help="SAM period (psam, every_k)")
+    p.add_argument("--f", type=float, default=0.6, help="early fraction (psam)")
+    p.add_argument("--p", type=float, default=0.3, help="SAM probability (random_sam)")
+    p.add_argument("--late-f", type=float, default=0.3, help="late fraction (late_sam)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m core", description="SAM Lab engine: toy simulations and benchmarks")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("escape", help="escape from the starting (sharp) minimum")
+    _common(p, lr=0.05, sigma=2.5, particles=400, steps=300)
+
+    p = sub.add_parser("valley", help="stationary mean position in the 1-D asymmetric valley")
+    p.add_argument("--a-left", type=float, default=10.0)
+    p.add_argument("--a-right", type=float, default=1.0)
+    p.add_argument("--burn-in", type=int, default=200)
+    _common(p, landscape=False, lr=0.05, sigma=1.0, particles=500, steps=1000)
+
+    p = sub.add_parser("sweep", help="escape statistics and stationary mean for several ρ in one run")
+    p.add_argument("--rhos", type=_rho_list, default=(0.0, 0.05, 0.1, 0.15, 0.2))
+    p.add_argument("--burn-in", type=int, default=0)
+    _common(p, lr=0.05, sigma=2.5, particles=400, steps=300, rho=None)
+
+    p = sub.add_parser("bench", help="bench/toy.py: SAM on the 2-D double well vs a numpy loop")
+    p.add_argument("--particles", type=int, default=10_000)
+    p.add_argument("--steps", type=int, default=1_000)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("cifar", help="CIFAR-10 training (see python -m core cifar --help)", add_help=False)
+    return ap
+
+
+def _config(args, landscape: str, rhos, **extra) -> SimConfig:
+    return SimConfig(
+        landscape=landscape, formula=getattr(args, "formula", ""), optimizer=args.optimizer, rhos=rhos,
+        lr=args.lr, noise=args.noise, sigma=args.sigma, batch_size=args.batch_size,
+        particles=args.particles, steps=args.steps, seed=args.seed, k=args.k, f=args.f, p=args.p,
+        late_f=args.late_f, device=args.device, keep_paths=0, record_points=2, **extra)
+
+
+def _finite(x):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def run_escape(args) -> dict:
+    from core import measure, theory
+    from core.landscapes import make_landscape
+    from core.simulate import simulate
+
+    cfg = _config(args, args.landscape, (args.rho,))
+    res = simulate(cfg)
+    stats = measure.escape_stats(res.first_passage[0], cfg.steps, n_boot=500, seed=cfg.seed)
+    land = make_landscape(cfg.landscape, formula=cfg.formula)
+    kramers = speedup = None
+    geometry = land.escape_geometry()
+    if geometry is not None and cfg.noise == "isotropic":
+        kramers = theory.kramers_escape_steps(*geometry, cfg.lr, cfg.sigma)
+        if args.optimizer != "sgd" and args.rho > 0:
+            speedup = theory.sam_speedup_heuristic(geometry[0], args.rho, cfg.lr, cfg.sigma)
+    return {
+        "command": "escape", "config": dataclasses.asdict(cfg),
+        "escaped_fraction": stats.escaped_fraction, "escaped_fraction_ci": stats.escaped_fraction_ci,
+        "median_escape_step": stats.median_escape_step, "median_escape_step_ci": stats.median_escape_step_ci,
+        "mean_escape_step": stats.mean_escape_step, "mean_escape_step_ci": stats.mean_escape_step_ci,
+        "grad_evals": res.grad_evals, "diverged_fraction": float(res.diverged.mean()),
+        "theory": {"kramers_mean_escape_steps": _finite(kramers), "sam_speedup_heuristic": _finite(speedup),
+                   "lam_min": geometry[0] if geometry else None,
+                   "lam_saddle": geometry[1] if geometry else None,
+                   "barrier": geometry[2] if geometry else None},
+        "wall_s": res.wall_s, "device": res.device,
+    }
+
+
+def run_valley(args) -> dict:
+    from core import measure, theory
+    from core.schedules import OPTIMIZERS
+    from core.simulate import simulate
+
+    params = (("a_left", args.a_left), ("a_right", args.a_right))
+    cfg = _config(args, "valley_1d", (args.rho,), landscape_params=params, burn_in=args.burn_in)
+    res = simulate(cfg)
+    sm = measure.stationary_mean(res)
+    closed = chain = None
+    if cfg.noise == "isotropic" and cfg.sigma > 0:
+        closed = theory.valley_mean_sgd_closed_form(args.a_left, args.a_right, cfg.lr, cfg.sigma)
+        kind, adaptive = OPTIMIZERS[cfg.optimizer]
+        if kind in ("never", "always"):  # the chain is for one fixed update rule, not a schedule
+            rho = 0.0 if kind == "never" else args.rho
+            chain = theory.exact_chain_valley(args.a_left, args.a_right, cfg.lr, cfg.sigma, rho=rho,
+                                              adaptive=adaptive).mean
+    return {
+        "command": "valley", "config": dataclasses.asdict(cfg),
+        "mean_position": float(sm.mean[0]), "mean_position_ci": [float(sm.ci_low[0]), float(sm.ci_high[0])],
+        "grad_evals": res.grad_evals, "diverged_fraction": float(res.diverged.mean()),
+        "theory": {"closed_form_sgd": _finite(closed), "exact_chain": _finite(chain)},
+        "wall_s": res.wall_s, "device": res.device,
+    }
+
+
+def run_sweep(args) -> dict:
+    from core import measure
+
+    cfg = _config(args, args.landscape, args.rhos, burn_in=args.burn_in)
+    sweep = measure.rho_sweep(cfg, args.rhos, n_boot=500)
+    out = sweep.to_dict()
+    out["command"] = "sweep"
+    out["config"] = dataclasses.asdict(cfg)
+    return out
+
+
+def run_bench(args) -> dict:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "toy.py")
+    if not os.path.exists(path):
+        raise UsageError(f"bench/toy.py not found next to core/ ({path})")
+    spec = importlib.util.spec_from_file_location("bench_toy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--particles", str(args.particles), "--steps", str(args.steps), "--repeat", str(args.repeat),
+            "--json"] + (["--no-baseline"] if args.no_baseline else [])
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # bench prints its own line; we print ours
+        out = module.main(argv)
+    out["command"] = "bench"
+    out["config"] = {"particles": args.particles, "steps": args.steps, "repeat": args.repeat}
+    return out
+
+
+def _human(out: dict) -> str:
+    cmd = out["command"]
+    lines = [f"{cmd}: " + ", ".join(f"{k}={v}" for k, v in out["config"].items()
+                                    if k in ("landscape", "optimizer", "rhos", "lr", "sigma", "particles", "steps"))]
+    if cmd == "escape":
+        th = out["theory"]
+        lines += [f"  escaped fraction   {out['escaped_fraction']:.3f}",
+                  f"  median escape step {out['median_escape_step']}",
+                  f"  mean escape step   {out['mean_escape_step']}  (of those that escaped)",
+                  f"  Kramers (SGD)      {th['kramers_mean_escape_steps']}",
+                  f"  gradient evals     {out['grad_evals']} per particle"]
+    elif cmd == "valley":
+        th = out["theory"]
+        lines += [f"  mean position      {out['mean_position']:.4f}",
+                  f"  closed form (SGD)  {th['closed_form_sgd']}",
+                  f"  exact chain        {th['exact_chain']}"]
+    elif cmd == "sweep":
+        for rho, esc, mean in zip(out["rhos"], out["escape"], out["stationary"]["mean"]):
+            lines.append(f"  ρ={rho:<6g} escaped {esc['escaped_fraction']:.3f}  median {esc['median_escape_step']}"
+                         f"  mean position {mean}")
+    elif cmd == "bench":
+        lines += [f"  simulate {out['wall_s'] * 1e3:.1f} ms ({out['particle_steps_per_s']:.2e} particle-steps/s)"]
+        if "numpy_wall_s" in out:
+            lines.append(f"  numpy loop {out['numpy_wall_s'] * 1e3:.1f} ms → {out['speedup_vs_numpy']:.1f}×")
+    if "wall_s" in out:
+        lines.append(f"  wall {out['wall_s']:.3f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "cifar":  # lazy: the toy commands never import the CIFAR code
+        from core.cifar.cli import main as cifar_main
+
+        return cifar_main(argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        run = {"escape": run_escape, "valley": run_valley, "sweep": run_sweep, "bench": run_bench}[args.command]
+        out = run(args)
+    except UsageError as e:
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    except ValueError as e:  # SimConfig validation, FormulaError, unknown names
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        return 2
+    if args.json:
+        from core.simulate import _jsonable
+
+        print(json.dumps(_jsonable(out), allow_nan=False))
+    else:
+        print(_human(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,7 +40,7 @@ import torch
 
 MAX_LENGTH = 300  # characters
 MAX_NODES = 200  # nodes of the syntax tree
-MAX_DEPTH = 30  # nesting depth of the syntax tree
+MAX_DEPTH = 50  # nesting depth of the syntax tree (a sum of n terms is n deep)
 MAX_LITERAL = 1e6  # largest number literal
 MAX_EXPONENT = 100.0  # largest |exponent| when the exponent is a constant
 PROBE = (-3.0, 3.0, 21)  # probe grid: lo, hi, points per axis

@@ -4,7 +4,7 @@ A scene is just a link: loading it switches to its page with its query parameter
 a copied URL are the same thing. Scenes come from two places:
 
 * `core.presets.PRESETS` (the engine's named configs, shared with the CLI and tests), turned into
-  URL parameters by `scene_from_preset`, and
+  URL parameters by `scene_from_preset` (only the parameters the page reads, in its ranges), and
 * `APP_SCENES` below, for views that are not a single simulation (the SAM-step diagram, the
   schedule timeline).
 """
@@ -41,37 +41,58 @@ APP_SCENES: tuple[Scene, ...] = (
 )
 
 
-def _page_for(preset) -> str:
-    page = getattr(preset, "page", None)
-    if page in PAGES:
-        return page
-    name = str(getattr(preset, "name", "")).lower()
-    for p in PAGES:
-        if p in name:
-            return p
-    return "playground"
+# What each page reads from the URL, and the ranges its widgets accept. A scene only carries
+# parameters its page accepts, so opening a scene never triggers a "clamped" notice (tests/e2e and
+# tests/test_page_*.py open every scene and check). Numbers: (lo, hi); choices: a tuple of strings.
+_LR = tuple(f"{v:g}" for v in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0))
+PAGE_PARAMS: dict[str, dict] = {
+    # pages of other authors: ρ and the scene's landscape only; the rest stays at the page's defaults
+    "escape": {"rho": (0.0, 0.3), "landscape": ("double_well_2d", "double_well_1d", "zhu")},
+    "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d")},
+    "sam_step": {"rho": (0.0, 1.0), "lr": _LR},
+    "playground": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 5.0), "steps": (10, 2000), "particles": (1, 20),
+                   "seed": (0, 2**31 - 1), "landscape": None, "opts": None, "k": (1, 10), "f": (0.0, 1.0),
+                   "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
+    "psam": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (20, 1000), "particles": (50, 2000),
+             "seed": (0, 2**31 - 1), "landscape": ("double_well_1d", "double_well_2d", "many_wells"),
+             "k": (1, 10), "f": (0.0, 1.0), "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
+}
+
+
+def _fits(rule, value: str) -> bool:
+    if rule is None:
+        return True
+    if isinstance(rule, tuple) and rule and isinstance(rule[0], str):
+        return value in rule
+    try:
+        return rule[0] <= float(value) <= rule[1]
+    except ValueError:
+        return False
+
+
+def fit_params(page: str, params: dict) -> dict:
+    """Keep only the parameters `page` reads, with values its widgets accept."""
+    rules = PAGE_PARAMS.get(page, {})
+    return {k: v for k, v in params.items() if k in rules and _fits(rules[k], v)}
 
 
 def scene_from_preset(name: str, preset) -> Scene:
-    """Turn an engine preset (an object with a `config: SimConfig`, or a SimConfig itself) into URL
-    parameters for its page. Only fields the pages read from the URL are written."""
-    cfg = getattr(preset, "config", preset)
+    """Turn an engine preset (core.presets.Preset: title, page, config, claim) into URL parameters
+    for its page: ρ is the largest ρ of the preset, and only what the page accepts is kept."""
+    cfg = preset.config
+    page = preset.page if preset.page in PAGES else "playground"
     params: dict[str, str] = {}
-    rhos = getattr(cfg, "rhos", None)
-    if rhos:
-        params["rho"] = f"{max(rhos):g}"
+    if cfg.rhos:
+        params["rho"] = f"{max(cfg.rhos):g}"
     for key in ("lr", "sigma", "steps", "particles", "seed", "k", "f", "p", "late_f"):
-        if hasattr(cfg, key):
-            value = getattr(cfg, key)
-            params[key] = f"{value:g}" if isinstance(value, float) else str(value)
-    if getattr(cfg, "landscape", None):
-        params["landscape"] = cfg.landscape
-    if getattr(cfg, "optimizer", None):
-        params["opts"] = cfg.optimizer if cfg.optimizer == "sgd" else f"sgd,{cfg.optimizer}"
-    params.update(getattr(preset, "params", None) or {})
-    title = getattr(preset, "title", None) or name.replace("_", " ")
-    claim = getattr(preset, "claim", None) or getattr(preset, "description", "") or ""
-    return Scene(name, str(title), _page_for(preset), params, str(claim))
+        value = getattr(cfg, key)
+        params[key] = f"{value:g}" if isinstance(value, float) else str(value)
+    params["landscape"] = cfg.landscape
+    if page == "playground":
+        params["opts"] = "sgd,sam" if cfg.optimizer in ("sgd", "sam") else f"sgd,sam,{cfg.optimizer}"
+    if page == "psam" and cfg.particles < 50:
+        params.pop("particles")
+    return Scene(name, str(preset.title), page, fit_params(page, params), str(preset.claim))
 
 
 def scenes() -> dict[str, Scene]:
@@ -84,7 +105,7 @@ def scenes() -> dict[str, Scene]:
     for name, preset in dict(PRESETS).items():
         try:
             out[name] = scene_from_preset(name, preset)
-        except Exception:  # a preset we cannot turn into a URL is skipped, never a crash
+        except (AttributeError, TypeError, ValueError):  # a preset we cannot turn into a URL is skipped
             continue
     for s in APP_SCENES:
         out.setdefault(s.name, s)

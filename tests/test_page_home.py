@@ -1,0 +1,84 @@
+"""pages/home.py and app/main.py: the story page, the navigation and the sidebar.
+
+Claims:
+1. app/main.py runs Home by default, without exceptions, with the main chart, and navigates to every
+   page of pages/ (url paths as in the conventions).
+2. Home links each of the thesis' four claims to the page that shows it, names the counter-evidence
+   (Zhou et al. 2025, LookSAM) and the compute device.
+3. Hostile URL parameters on Home (unknown there) each get a notice, not a traceback.
+4. The presentation toggle is bound to ?present=1.
+5. Every lecture scene carries only parameters its page accepts: opening it gives no notice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.presets import scenes
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = str(REPO / "app" / "main.py")
+
+
+def _main(**params) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_home_is_default_with_claims_links_and_device():
+    at = _main()
+    assert at.title[0].value.startswith("SAM Lab")
+    links = [(p.proto.page, p.proto.label) for p in at.get("page_link")]
+    targets = {label: page for page, label in links if label.startswith("See it")}
+    assert targets == {"See it: Escape lab": "escape", "See it: Asymmetric valley lab": "valley",  # claims 1, 2
+                       "See it: ρ sweep in the Escape lab": "escape", "See it: PSAM scheduler": "psam"}  # 3, 4
+    text = " ".join(m.value for m in at.markdown)
+    assert "Zhou et al., ICLR 2025" in text and "LookSAM" in text
+    assert any("computes on" in i.value for i in at.info)
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-main_chart"))
+    assert json.loads(chart.proto.spec)["data"]
+
+
+@pytest.mark.parametrize("page", ["sam_step", "playground", "psam"])
+def test_navigation_reaches_pages(page):
+    at = _main()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(c.proto.id.endswith("-main_chart") for c in at.get("plotly_chart"))
+
+
+def test_hostile_url_on_home_gives_notices():
+    at = _main(rho="nan", particles="1e12", no_such_key="1")
+    warnings = " | ".join(w.value for w in at.warning)
+    for key in ("rho", "particles", "no_such_key"):
+        assert key in warnings, warnings
+
+
+def test_presentation_toggle_from_url():
+    at = _main(present="1")
+    assert at.toggle(key="present").value is True
+    css = " ".join(m.value for m in at.markdown if "<style>" in m.value)
+    assert "stSidebar" in css and "display: none" in css
+    at = _main()
+    assert at.toggle(key="present").value is False
+
+
+@pytest.mark.parametrize("name", [n for n, s in scenes().items() if s.page in ("sam_step", "playground", "psam")])
+def test_scene_params_give_no_notice(name):
+    scene = scenes()[name]
+    at = AppTest.from_file(str(REPO / "pages" / f"{scene.page}.py"), default_timeout=180)
+    for k, v in scene.params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [w.value for w in at.warning if "Diverged" not in w.value], [w.value for w in at.warning]
+    if "rho" in scene.params:
+        assert at.slider(key="rho").value == pytest.approx(float(scene.params["rho"]))

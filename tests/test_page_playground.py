@@ -1,0 +1,121 @@
+"""pages/playground.py: several optimizers side by side on any landscape, animated in the browser.
+
+Claims:
+1. Runs without exceptions; the main chart is a contour with one path per optimizer and animation
+   frames (play / pause buttons, a step slider), at most charts.MAX_FRAMES of them.
+2. Moving ρ changes the plotted paths of the SAM variants (SGD's path is unaffected: ρ is not used).
+3. Query parameters restore the view (optimizers, landscape, ρ, start point).
+4. Bad input gets a message, never a traceback: a bad formula (inline st.error, the text stays),
+   NaN / huge URL values, an oversized particle count and divergence (st.warning).
+5. 1-D landscapes and the 3-D surface view draw too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.charts import MAX_FRAMES
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "playground.py")
+
+
+def _run(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _main(at) -> dict:
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-main_chart")]
+    assert len(charts) == 1
+    return json.loads(charts[0].proto.spec)
+
+
+def _paths(spec) -> dict:
+    """Path traces by legend name (the lines; the moving heads have showlegend False)."""
+    return {t["name"]: t for t in spec["data"] if t.get("mode") == "lines" and t.get("showlegend", True)}
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    return _run()
+
+
+def test_animated_contour_with_frames(default_page):
+    spec = _main(default_page)
+    assert any(t["type"] == "contour" for t in spec["data"])
+    assert set(_paths(spec)) == {"SGD", "SAM (ρ = 0.2)", "PSAM (ρ = 0.2)"}
+    frames = spec.get("frames", [])
+    assert 2 <= len(frames) <= MAX_FRAMES
+    assert spec["layout"]["updatemenus"][0]["buttons"][0]["method"] == "animate"
+    assert len(spec["layout"]["sliders"][0]["steps"]) == len(frames)
+    # frames grow: the last frame's first path holds more points than the first frame's
+    first, last = frames[0]["data"][0]["x"], frames[-1]["data"][0]["x"]
+    assert len(str(last)) > len(str(first))
+    assert default_page.get("plotly_chart")[1].proto.id.endswith("-loss_chart")
+
+
+def test_rho_changes_sam_paths_not_sgd(default_page):
+    at = default_page
+    before = _paths(_main(at))
+    at.slider(key="rho").set_value(0.6).run()
+    assert not at.exception
+    after = _paths(_main(at))
+    assert after["SGD"]["x"] == before["SGD"]["x"]  # ρ does not enter SGD
+    assert after["SAM (ρ = 0.6)"]["x"] != before["SAM (ρ = 0.2)"]["x"]
+    at.slider(key="rho").set_value(0.2).run()
+
+
+def test_url_restores_view():
+    at = _run(opts="sgd,asam,late_sam", landscape="himmelblau", rho="0.15", x="1.5", y="-2", lr="0.005")
+    assert set(_paths(_main(at))) == {"SGD", "ASAM (ρ = 0.15)", "late SAM (ρ = 0.15)"}
+    assert at.selectbox(key="landscape").value == "himmelblau"
+    assert (at.session_state["x"], at.session_state["y"]) == (pytest.approx(1.5), pytest.approx(-2.0))
+    start = next(t for t in _main(at)["data"] if t.get("name") == "start")
+    assert start["x"] == [1.5] and start["y"] == [-2.0]
+    assert not at.warning, [w.value for w in at.warning]
+
+
+def test_bad_formula_inline_error_and_text_kept():
+    at = _run(landscape="formula")
+    assert not at.error
+    for bad in ("x^^2", "__import__('os').system('ls')", "open('/etc/passwd')", "x" * 400):
+        at.text_input(key="formula").set_value(bad).run()
+        assert not at.exception, bad
+        assert at.error and at.error[0].value.startswith("Formula:"), bad
+        assert at.text_input(key="formula").value == bad[:300]  # the user's text stays in the box
+        _main(at)  # the last good formula is still drawn
+    at.text_input(key="formula").set_value("x^2 + (y-1)^2").run()
+    assert not at.error and not at.exception
+
+
+@pytest.mark.parametrize("params, expect", [
+    ({"rho": "nan"}, "ρ"), ({"lr": "inf"}, "lr"), ({"particles": "1e12"}, "particles"),
+    ({"steps": "99999999"}, "steps"), ({"opts": "bogus"}, "optimizers"), ({"landscape": "nope"}, "unknown"),
+])
+def test_bad_url_values_get_a_notice(params, expect):
+    at = _run(**params)
+    assert any(expect in w.value for w in at.warning), [w.value for w in at.warning]
+    _main(at)
+
+
+def test_divergence_gets_a_message():
+    """Himmelblau's quartic walls at η = 0.5: every particle leaves the finite range."""
+    at = _run(landscape="himmelblau", lr="0.5", x="4.5", y="4.5")
+    assert any("Diverged" in w.value for w in at.warning), [w.value for w in at.warning]
+    _main(at)
+
+
+def test_one_dimensional_and_surface_views():
+    at = _run(landscape="double_well_1d")
+    spec = _main(at)
+    assert spec["layout"]["xaxis"]["title"]["text"] == "w" and spec.get("frames")
+    at = _run(view="surface")
+    assert any(t["type"] == "surface" for t in _main(at)["data"])

@@ -1,0 +1,97 @@
+"""pages/psam.py: which steps use SAM under each schedule, their cost, and an equal-budget comparison.
+
+Claims:
+1. Runs without exceptions; a timeline row per schedule, each labelled with its cost relative to SAM.
+2. PSAM's cost is (1 + f/k)/2 of SAM's (core/schedules.py), e.g. 65% at k = 2, f = 0.6, and the
+   timeline follows k and f: changing k changes the PSAM row.
+3. Equal budget: every schedule spends at most SAM's 2T gradient evaluations; SGD takes 2T steps.
+4. Moving ρ changes the main chart's data; the URL restores ρ, k, f and T.
+5. Bad URL values get a notice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "psam.py")
+
+
+def _run(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _chart(at, key: str) -> dict:
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(charts) == 1
+    return json.loads(charts[0].proto.spec)
+
+
+def _table(at):
+    return at.dataframe[0].value
+
+
+@pytest.fixture(scope="module")
+def default_page():
+    return _run()
+
+
+def test_timeline_rows_with_costs(default_page):
+    rows = [t["name"] for t in _chart(default_page, "timeline_chart")["data"]]
+    assert len(rows) == 6
+    psam = next(r for r in rows if r.startswith("PSAM"))
+    assert "k=2, f=0.6" in psam and psam.endswith("cost 65%")  # (1 + 0.6/2)/2 = 0.65
+    assert next(r for r in rows if r.startswith("SGD")).endswith("cost 50%")
+    assert next(r for r in rows if r.startswith("SAM ·")).endswith("cost 100%")
+
+
+def test_equal_budget(default_page):
+    table = _table(default_page)
+    T = 100  # the page's default T
+    assert (table["gradient evaluations"] <= 2 * T).all()
+    sgd = table[table["schedule"] == "SGD"].iloc[0]
+    sam = table[table["schedule"] == "SAM"].iloc[0]
+    assert sgd["steps"] == 2 * T and sam["steps"] == T
+    # each schedule uses its budget: one more step would exceed it (at most 2 evaluations short)
+    assert (table["gradient evaluations"] >= 2 * T - 1).all()
+    assert table["in a flat minimum"].between(0, 1).all()
+
+
+def test_rho_changes_main_chart_and_k_changes_timeline(default_page):
+    at = default_page
+    main0, time0 = _chart(at, "main_chart"), _chart(at, "timeline_chart")
+    at.slider(key="rho").set_value(0.6).run()
+    assert not at.exception
+    assert _chart(at, "main_chart")["data"] != main0["data"]
+    at.slider(key="k").set_value(4).run()
+    time1 = _chart(at, "timeline_chart")
+    psam = next(t for t in time1["data"] if t["name"].startswith("PSAM"))
+    # (1 + f/k)/2 = (1 + 0.6/4)/2 = 57.5%, shown rounded to a whole percent
+    assert "k=4" in psam["name"] and abs(float(psam["name"].split("cost ")[1].rstrip("%")) - 57.5) <= 0.5
+    assert time1["data"] != time0["data"]
+
+
+def test_url_restores_view():
+    at = _run(rho="0.25", k="3", f="0.5", steps="60", budget="steps")
+    assert at.slider(key="rho").value == pytest.approx(0.25)
+    assert at.slider(key="k").value == 3 and at.slider(key="f").value == pytest.approx(0.5)
+    table = _table(at)
+    assert (table["steps"] == 60).all()  # "equal number of steps" mode from the URL
+    assert not at.warning, [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("params, expect", [
+    ({"rho": "-inf"}, "ρ"), ({"k": "1e9"}, "k"), ({"particles": "1e12"}, "particles"), ({"budget": "zzz"}, "zzz"),
+])
+def test_bad_url_values_get_a_notice(params, expect):
+    at = _run(**params)
+    assert any(expect in w.value for w in at.warning), [w.value for w in at.warning]
+    _chart(at, "main_chart")

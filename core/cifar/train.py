@@ -18,6 +18,7 @@ and on a GPU out-of-memory error retries with half the batch, then on the CPU, s
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -140,7 +141,7 @@ def pick_device(name: str) -> torch.device:
 
 def hardware_info(device: torch.device) -> dict:
     info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+            "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -338,6 +339,17 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
         hardware=hardware_info(device),
         state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()},
     )
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 _BF16_OK: bool | None = None

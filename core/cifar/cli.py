@@ -1,0 +1,224 @@
+"""Command line for the CIFAR lab: `python -m core cifar ...` (core/__main__.py dispatches here).
+
+    python -m core cifar --optimizer psam --k 2 --f 0.6 --rho 0.05 --epochs 5 --json
+    python -m core cifar table --seeds 3 --epochs 5 --json        # the thesis table
+
+One run prints test_acc, grad_evals, sam_steps, wall_s, lambda_max, trace and the per-epoch history.
+The table runs SGD, SAM, PSAM and late SAM under equal settings over several seeds and prints
+mean ± std of test accuracy and λ_max, gradient evaluations, wall time and the cost relative to SAM.
+Bad arguments print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from core.cifar.data import DataError
+from core.cifar.models import MODELS
+from core.limits import LIMITS
+from core.schedules import OPTIMIZERS
+
+TABLE_OPTIMIZERS = ("sgd", "sam", "psam", "late_sam")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse would print the whole usage)
+        raise _BadArgs(message)
+
+
+class _BadArgs(Exception):
+    pass
+
+
+def _in_range(name):
+    r = LIMITS[name]
+
+    def parse(text):
+        try:
+            x = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (math.isfinite(x) and r.lo <= x <= r.hi):
+            raise argparse.ArgumentTypeError(f"{text!r} is outside [{r.lo:g}, {r.hi:g}]")
+        if r.integer:
+            if x != int(x):
+                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+            return int(x)
+        return x
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m core cifar", description=__doc__.splitlines()[0])
+    p.add_argument("mode", nargs="?", default="run", choices=("run", "table"))
+    p.add_argument("--data", default="builtin", help="builtin | full | download | a path")
+    p.add_argument("--train-size", type=_in_range("train_size"), default=5000)
+    p.add_argument("--test-size", type=int, default=0)
+    p.add_argument("--epochs", type=_in_range("epochs"), default=5)
+    p.add_argument("--model", choices=tuple(MODELS), default="tiny")
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="sam")
+    p.add_argument("--optimizers", default=",".join(TABLE_OPTIMIZERS), help="table mode: comma list")
+    p.add_argument("--rho", type=_in_range("rho"), default=0.05)
+    p.add_argument("--k", type=_in_range("k"), default=2)
+    p.add_argument("--f", type=_in_range("f"), default=0.6)
+    p.add_argument("--p", type=_in_range("p"), default=0.3)
+    p.add_argument("--late-f", type=_in_range("late_f"), default=0.3)
+    p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument("--lr", type=float, default=0.0)
+    p.add_argument("--seed", type=_in_range("seed"), default=0)
+    p.add_argument("--seeds", type=int, default=3, help="table mode: seeds 0 … n−1")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--sharpness-iters", type=int, default=20)
+    p.add_argument("--trace-samples", type=int, default=10)
+    p.add_argument("--eval-batch", type=int, default=500)
+    p.add_argument("--warmup-run", action="store_true", help="one untimed short run first (GPU kernel warm-up)")
+    p.add_argument("--out", default="", help="also write the JSON to this file")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def config_from_args(a):
+    from core.cifar.train import TrainConfig
+
+    if a.batch_size < 0 or a.test_size < 0 or not (0 <= a.lr <= 10):
+        raise _BadArgs("--batch-size, --test-size must be ≥ 0 and --lr in [0, 10]")
+    return TrainConfig(data=a.data, train_size=a.train_size, test_size=a.test_size, model=a.model,
+                       optimizer=a.optimizer, rho=a.rho, k=a.k, f=a.f, p=a.p, late_f=a.late_f,
+                       epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                       precision=a.precision, sharpness_iters=a.sharpness_iters,
+                       trace_samples=a.trace_samples, eval_batch=a.eval_batch)
+
+
+def run_summary(res) -> dict:
+    """The fields the CLI prints for one run."""
+    keys = ("status", "message", "test_acc", "train_acc", "grad_evals", "sam_steps", "total_steps", "wall_s",
+            "total_s", "images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages")
+    out = {k: getattr(res, k) for k in keys}
+    out["history"] = res.history
+    return out
+
+
+def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None) -> dict:
+    """Run each optimizer for seeds 0 … seeds−1 under `base` (only optimizer and seed change).
+    Returns {"rows": [...], "runs": [...]}: per optimizer mean ± std (ddof=1) of test accuracy and λ_max,
+    gradient evaluations, mean wall time, and cost relative to SAM (grad evals and wall time)."""
+    from core.cifar.train import train
+
+    runs, rows = [], []
+    for name in optimizers:
+        accs, lams, walls, evals = [], [], [], []
+        for seed in range(seeds):
+            res = train(replace(base, optimizer=name, seed=seed))
+            d = run_summary(res)
+            d.update(optimizer=name, seed=seed, config=asdict(res.config))
+            runs.append(d)
+            if progress:
+                progress(d)
+            accs.append(res.test_acc)
+            lams.append(res.lambda_max if res.lambda_max is not None else math.nan)
+            walls.append(res.wall_s)
+            evals.append(res.grad_evals)
+        rows.append(dict(optimizer=name, seeds=seeds, test_acc_mean=_mean(accs), test_acc_std=_std(accs),
+                         lambda_max_mean=_mean(lams), lambda_max_std=_std(lams), grad_evals=int(np.mean(evals)),
+                         wall_s_mean=_mean(walls), wall_s_std=_std(walls)))
+    sam = next((r for r in rows if r["optimizer"] == "sam"), None)
+    for r in rows:
+        r["cost_vs_sam_evals"] = r["grad_evals"] / sam["grad_evals"] if sam else math.nan
+        r["cost_vs_sam_wall"] = r["wall_s_mean"] / sam["wall_s_mean"] if sam else math.nan
+    return {"rows": rows, "runs": runs}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.mean(xs)) if xs else math.nan
+
+
+def _std(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.std(xs, ddof=1)) if len(xs) > 1 else math.nan
+
+
+def format_table(rows) -> str:
+    lines = [f"{'optimizer':10} {'test acc %':>16} {'λ_max':>16} {'grad evals':>10} {'wall s':>8} {'vs SAM':>7}"]
+    for r in rows:
+        lines.append(f"{r['optimizer']:10} {100 * r['test_acc_mean']:7.2f} ± {100 * r['test_acc_std']:5.2f}  "
+                     f"{r['lambda_max_mean']:7.1f} ± {r['lambda_max_std']:5.1f}  {r['grad_evals']:10d} "
+                     f"{r['wall_s_mean']:8.2f} {r['cost_vs_sam_wall']:7.2f}")
+    return "\n".join(lines)
+
+
+def record(kind: str, command: str, config, results: dict, hardware: dict, note: str = "",
+           recorded: bool = False) -> dict:
+    """A recorded run (core/runs/*.json): hardware, command, date, torch version, config, results."""
+    import torch
+
+    return {"kind": kind, "recorded": recorded, "note": note, "command": command,
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "torch": torch.__version__, "hardware": hardware, "config": asdict(config), "results": results}
+
+
+def _clean(obj):
+    """JSON without NaN: NaN/Inf become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        a = build_parser().parse_args(argv)
+        cfg = config_from_args(a)
+        from core.cifar.train import check_config, hardware_info, pick_device, train
+
+        check_config(cfg)
+        device = pick_device(cfg.device)
+    except (_BadArgs, ValueError) as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    command = "python -m core cifar " + " ".join(argv)
+    try:
+        if a.warmup_run:
+            train(replace(cfg, epochs=1, train_size=min(cfg.train_size, 2000), sharpness_iters=0, trace_samples=0))
+        if a.mode == "table":
+            opts = tuple(o.strip() for o in a.optimizers.split(",") if o.strip())
+            bad = [o for o in opts if o not in OPTIMIZERS]
+            if bad or not 1 <= a.seeds <= 20:
+                print(f"error: unknown optimizers {bad} or --seeds outside 1…20", file=sys.stderr)
+                return 2
+            progress = None if a.json else (lambda d: print(
+                f"  {d['optimizer']:9} seed {d['seed']}: acc {d['test_acc']:.4f} λ {d['lambda_max']} "
+                f"{d['wall_s']:.1f} s", flush=True))
+            table = thesis_table(cfg, opts, a.seeds, progress)
+            out = record("table", command, cfg, table, hardware_info(device))
+            text = format_table(table["rows"])
+        else:
+            res = train(cfg)
+            out = record("run", command, cfg, run_summary(res), hardware_info(device))
+            text = "\n".join(f"{k}: {v}" for k, v in run_summary(res).items() if k != "history")
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = _clean(out)
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump(out, fh, indent=1)
+    print(json.dumps(out, indent=1) if a.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,12 +3,22 @@ counts, cancellation, divergence, reproducibility, OOM fallback, bad data paths.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from core.cifar import train as ctrain
 from core.cifar.train import TrainConfig, train
 from core.schedules import OPTIMIZERS, for_optimizer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 # 320 images, batch 32 → T = 10 steps per epoch: enough for every schedule to differ from the others
 SMALL = dict(train_size=320, test_size=100, batch_size=32, epochs=1, sharpness_iters=0, trace_samples=0,
@@ -95,3 +105,52 @@ def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch):
     assert tried == [("cuda", 160), ("cuda", 80), ("cuda", 40), ("cpu", 40)]
     assert res.status == "done" and res.device == "cpu"
     assert sum("out of memory" in m for m in res.messages) == 3
+
+
+def test_recompute_bn_gives_exact_batch_statistics():
+    """After recompute_bn the first BatchNorm's running mean/var are the exact mean and (unbiased)
+    variance of its input over all images: a cumulative average over equal batches."""
+    from core.cifar.models import make_model
+    from core.cifar.profiles import recompute_bn
+
+    torch.manual_seed(0)
+    model = make_model("tiny")
+    x = torch.randn(96, 3, 32, 32)
+    recompute_bn(model, x, batch=32)
+    with torch.no_grad():
+        h = model.features[0](x)  # the first convolution's output feeds the first BatchNorm
+    bn = model.features[1]
+    assert torch.allclose(bn.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    # var of each batch is unbiased over its 32·32·32 values; averaging the 3 batch variances differs
+    # from the pooled variance by the spread of the batch means, tiny for i.i.d. inputs: 2% margin
+    assert torch.allclose(bn.running_var, h.var((0, 2, 3)), rtol=0.02)
+    assert not model.training
+
+
+def test_filter_normalized_direction_matches_filter_norms():
+    """Li et al. 2018: each filter of d has the norm of the same filter of w; 1-D tensors get d = 0."""
+    from core.cifar.models import make_model
+    from core.cifar.profiles import filter_normalized_direction
+
+    model = make_model("tiny")
+    state = model.state_dict()
+    d = filter_normalized_direction(state, model, seed=0)
+    w = state["features.0.weight"]
+    assert torch.allclose(d["features.0.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-4)
+    assert torch.count_nonzero(d["features.1.weight"]) == 0 and "features.1.running_mean" not in d
+    assert not torch.equal(d["features.0.weight"], filter_normalized_direction(state, model, seed=1)["features.0.weight"])
+
+
+def test_interpolation_profile_endpoints():
+    """The profile at t = 0 and t = 1 evaluates exactly the two solutions (BN recomputed), in [−1, 2]."""
+    from core.cifar.profiles import ProfileConfig, interpolation_profile
+
+    cfg = TrainConfig(optimizer="sgd", **{**SMALL, "train_size": 160})
+    a, b = train(cfg), train(TrainConfig(**{**cfg.__dict__, "optimizer": "sam"}))
+    p = interpolation_profile(cfg, a.state, b.state, ProfileConfig(points=4, n_eval=160, bn_images=160))
+    assert list(p.ts) == [-1.0, 0.0, 1.0, 2.0]
+    q = interpolation_profile(cfg, b.state, a.state, ProfileConfig(points=4, n_eval=160, bn_images=160))
+    # the same two points with the roles swapped: t=0 here is t=1 there
+    assert p.train_loss[1] == pytest.approx(q.train_loss[2], rel=1e-5)
+    assert p.train_loss[2] == pytest.approx(q.train_loss[1], rel=1e-5)
+    assert np.all(np.isfinite(p.test_loss)) and p.train_loss[0] != p.train_loss[3]

@@ -76,17 +76,17 @@ def main(argv=None) -> int:
         parser.error("count must be at least 1")
     report = {"count": args.count, "seed": args.seed}
     for name, strategy in STRATEGIES.items():
-        report[name] = run(strategy, args.count, args.seed)
-    if args.json:
-        print(json.dumps(report))
-        return 0
-    for name in STRATEGIES:
-        r = report[name]
+        report[name] = r = run(strategy, args.count, args.seed)
+        if args.json:
+            continue
         print(f"{name:12s} {r['examples']:7,d} examples in {r['wall_s']:7.1f} s "
               f"({r['per_example_ms']:.2f} ms each, slowest {r['slowest_ms']:.1f} ms): "
               f"{r['accepted']:,} accepted, {r['refused']:,} refused with a FormulaError, 0 other outcomes")
+        print(f"    slowest: {r['slowest_text']!r}")
         for label, k in r["top_reasons"]:
-            print(f"    {k:7,d}  {label}")
+            print(f"    {k:7,d}  {label}", flush=True)
+    if args.json:
+        print(json.dumps(report))
     return 0
 
 

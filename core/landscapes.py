@@ -250,8 +250,9 @@ class DoubleWell1D(Landscape):
         b = x + 1.0
         g = (a * a).mul_(-1 / self.s1).exp_().mul_(a).mul_(2 * self.d / self.s1)
         g += (b * b).mul_(-1 / self.s2).exp_().mul_(b).mul_(2 * self.d / self.s2)
-        if self.k:  # the walls: k·(x − 1.5) right of 1.5, k·(x + 1.5) left of −1.5, else 0
-            g.add_(x - x.clamp(-self.WALL_AT, self.WALL_AT), alpha=self.k)
+        if self.k:  # the walls: k·(x − 1.5) right of 1.5, k·(x + 1.5) left of −1.5, else 0,
+            # which is what softshrink(x, 1.5) computes in one operation
+            g.add_(F.softshrink(x, self.WALL_AT), alpha=self.k)
         return g
 
     def loss(self, w):
@@ -333,7 +334,7 @@ class DoubleWell2D(DoubleWell1D):
         return self._profile(w[..., 0]) + (0.5 * self.b) * y * y
 
     def grad(self, w):
-        # Write both components into one preallocated output: no torch.stack per call.
+        # Write both components into one preallocated output (measured faster than torch.stack).
         out = torch.empty_like(w)
         torch.mul(w[..., 1], self.b, out=out[..., 1])
         out[..., 0] = self._profile_grad(w[..., 0])
@@ -444,42 +445,56 @@ class Zhu(Landscape):
         m_flat = self._newton(tuple(-1.0 + x.mean(0)))
         self.minima = [self.critical(m_sharp, "min", "sharp"), self.critical(m_flat, "min", "flat")]
 
-    def _data(self, like: torch.Tensor) -> torch.Tensor:
+    def _data(self, like: torch.Tensor):
+        """The data in rotated coordinates, as (u_i, v_i) with u = U(w) − u_i, v = V(w) − v_i below;
+        converted once per dtype and device."""
         key = (like.dtype, like.device)
         if key not in self._cache:
-            self._cache[key] = self.data.to(dtype=like.dtype, device=like.device)
+            x = self.data.to(dtype=like.dtype, device=like.device)
+            c = self.C
+            self._cache[key] = (c * (x[:, 0] - x[:, 1]), c * (x[:, 0] + x[:, 1]) + 2 * c)
         return self._cache[key]
 
-    def _per_sample(self, w, x):
-        """Per-sample losses and gradients; w (..., 1, 2) against data x (..., S, 2)."""
+    def _per_sample(self, w, ud, vd, want_loss: bool = False):
+        """Per-sample losses and the gradient (g_u, g_v) in rotated coordinates, for w (..., 2)
+        against data (ud, vd) of shape (S,) or (..., S).
+
+        With u = c·(x₁ − y₁), v = c·(x₁ + y₁) as in the paper, the sharp piece is 10u² + 100v²,
+        and the flat piece ‖w − x + (1,1)‖² is u² + (v + 2√2)² (a rotation keeps lengths; the flat
+        centre sits 4c = 2√2 further along v). Working in (u, v) needs no (…, S, 2) tensors."""
         c = self.C
-        d1 = w - x - 1.0  # (x₁, y₁): offset from the sharp centre
-        u = c * (d1[..., 0] - d1[..., 1])
-        v = c * (d1[..., 0] + d1[..., 1])
-        sharp = 10 * u * u + 100 * v * v
-        d2 = w - x + 1.0  # offset from the flat centre
-        flat = (d2 * d2).sum(-1)
-        use_sharp = sharp < flat
-        # ∇(10u² + 100v²) = 20u·∂u + 200v·∂v, with ∂u = c·(1, −1), ∂v = c·(1, 1)
-        g_sharp = torch.stack((c * (20 * u + 200 * v), c * (-20 * u + 200 * v)), dim=-1)
-        g = torch.where(use_sharp.unsqueeze(-1), g_sharp, 2 * d2)
-        return torch.minimum(sharp, flat), g
+        U = (c * (w[..., 0] - w[..., 1])).unsqueeze(-1)
+        V = (c * (w[..., 0] + w[..., 1])).unsqueeze(-1)
+        u = U - ud
+        v = V - vd
+        vf = v + 4 * c  # v measured from the flat centre
+        uu = u * u
+        sharp = 10 * uu + 100 * v * v
+        flat = uu + vf * vf
+        m = (sharp < flat).to(w.dtype)  # 1 where the sharp piece is the smaller one (the min)
+        # ∇ in (u, v): sharp (20u, 200v), flat (2u, 2vf); blended by m without torch.where
+        g_u = u * (2 + 18 * m)
+        g_v = 2 * vf + m * (200 * v - 2 * vf)
+        return (torch.minimum(sharp, flat) if want_loss else None), g_u, g_v
+
+    def _to_xy(self, g_u, g_v):
+        """Back from (u, v) to (x, y): ∂u = c·(1, −1), ∂v = c·(1, 1)."""
+        c = self.C
+        return torch.stack((c * (g_u + g_v), c * (g_v - g_u)), dim=-1)
 
     def loss(self, w):
-        x = self._data(w)
-        losses, _ = self._per_sample(w.unsqueeze(-2), x)
+        losses, _, _ = self._per_sample(w, *self._data(w), want_loss=True)
         return losses.mean(-1)
 
     def grad(self, w):
-        x = self._data(w)
-        _, g = self._per_sample(w.unsqueeze(-2), x)
-        return g.mean(-2)
+        _, g_u, g_v = self._per_sample(w, *self._data(w))
+        return self._to_xy(g_u.mean(-1), g_v.mean(-1))
 
     def minibatch_grad(self, w, idx):
         """Gradient of the minibatch loss: w (..., 2), idx (..., B) indices into the data."""
-        x = self._data(w)[idx]  # (..., B, 2)
-        _, g = self._per_sample(w.unsqueeze(-2), x)
-        return g.mean(-2)
+        ud, vd = self._data(w)
+        _, g_u, g_v = self._per_sample(w, ud[idx], vd[idx])
+        return self._to_xy(g_u.mean(-1), g_v.mean(-1))
 
     def basin(self, w):
         return ((w[..., 0] < -0.5) & (w[..., 1] < -0.5)).long()

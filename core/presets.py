@@ -50,7 +50,7 @@ VALLEY = Preset(
 ZHU_BREAKS = Preset(
     "Where more ρ stops helping (Zhu et al. toy)", "escape",
     SimConfig(landscape="zhu", optimizer="sam", rhos=(0.0, 0.03, 0.05, 0.1, 0.2), lr=0.009,
-              noise="minibatch", batch_size=10, particles=200, steps=500, seed=0, record_points=50),
+              noise="minibatch", batch_size=10, particles=100, steps=500, seed=0, record_points=25),
     "A small ρ carries SAM to the flat minimum; a larger ρ traps it on the ridge between the basins.",
 )
 
@@ -78,9 +78,9 @@ SAM_BOUNCE = Preset(
 
 MANY_WELLS = Preset(
     "Exploring many wells", "playground",
-    SimConfig(landscape="many_wells", optimizer="sam", rhos=(0.0, 0.1, 0.2), lr=0.01, noise="isotropic",
-              sigma=3.0, particles=200, steps=500, seed=0),
-    "Noise carries particles from well to well; SAM leaves the sharp wells more readily.",
+    SimConfig(landscape="many_wells", optimizer="sam", rhos=(0.0, 0.05, 0.1), lr=0.01, noise="isotropic",
+              sigma=6.0, particles=100, steps=500, seed=0),
+    "Noise carries particles from well to well; SAM leaves the starting sharp well more readily.",
 )
 
 PRESETS: dict[str, Preset] = {

@@ -265,8 +265,10 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     start = land.basin(w)
     if bool((start == start.flatten()[0]).all()):
         start = int(start.flatten()[0])
-    inside = torch.ones(R, N, dtype=torch.bool, device=w.device)  # not yet arrived elsewhere
-    steps_inside = torch.zeros(R, N, dtype=torch.int32, device=w.device)
+    # 1.0 while a particle has not yet arrived elsewhere, then 0.0 (floats, so that the updates
+    # below are multiplications: cheaper than torch.where or boolean indexing)
+    inside = torch.ones(R, N, 1, dtype=w.dtype, device=w.device)
+    steps_inside = torch.zeros(R, N, 1, dtype=w.dtype, device=w.device)  # exact in float32 up to 2²⁴
     escape_pos = w.clone()
     alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
     any_diverged = False
@@ -274,21 +276,28 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
 
     lo, hi = land.bounds[0]
     edges = torch.linspace(lo, hi, OCCUPANCY_BINS + 1, dtype=torch.float64)
-    occupancy = torch.zeros(R * OCCUPANCY_BINS, dtype=torch.float64, device=w.device)
+    occupancy = torch.zeros(R, OCCUPANCY_BINS, dtype=torch.float64, device=w.device)
     group = (torch.arange(R, device=w.device) * OCCUPANCY_BINS).view(R, 1)
     paths, losses = [], []
 
     def record(s: int):
         paths.append(w[:, :P].clone())
+        if not any_diverged:  # the common case, with fewer operations
+            losses.append(land.loss(w).mean(1))
+            if s > cfg.burn_in:  # the same steps as the time average
+                for r in range(R):  # histc drops values outside [lo, hi]
+                    occupancy[r].add_(torch.histc(w[r, :, 0], OCCUPANCY_BINS, lo, hi).to(occupancy.dtype))
+            return
         live = alive[..., 0]
         loss = torch.where(live, land.loss(w), 0.0)
         losses.append(loss.sum(1) / live.sum(1).clamp(min=1))
-        if s > cfg.burn_in:  # the same steps as the time average
+        if s > cfg.burn_in:
             x = w[..., 0]
             bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
             ok = live & (bins >= 0) & (bins < OCCUPANCY_BINS)
             idx = (bins.clamp(0, OCCUPANCY_BINS - 1).long() + group).flatten()
-            occupancy.add_(torch.bincount(idx, weights=ok.flatten().double(), minlength=R * OCCUPANCY_BINS))
+            counts = torch.bincount(idx, weights=ok.flatten().double(), minlength=R * OCCUPANCY_BINS)
+            occupancy.add_(counts.view(R, OCCUPANCY_BINS))
 
     record(0)
     every = max(1, T // 50)
@@ -305,18 +314,18 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
         # first divergence on, or on a GPU (where `where` is cheap and .item() would stall the
         # queue), every step freezes diverged particles at their last good position.
         if on_cpu and not any_diverged and w_new.abs().max().item() <= DIVERGED:
-            w = w_new
+            w = w_new  # max |w| over all particles (NaN propagates through max and fails the test)
         else:
             any_diverged = True
             alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
             w = torch.where(alive, w_new, w)
         s = t + 1  # w is now the position at step s
         if track_escape:
-            # While a particle is inside, keep copying its position into escape_pos (as
-            # arithmetic, cheaper than torch.where; w is always finite): it freezes at the first
-            # step spent elsewhere. steps_inside counts the steps s ≥ 1 spent inside.
-            escape_pos.addcmul_(w - escape_pos, inside.unsqueeze(-1).to(w.dtype))
-            inside &= ~land.escaped(w, start)
+            # While a particle is inside, keep copying its position into escape_pos (w is always
+            # finite, so this can be arithmetic): it freezes at the first step spent elsewhere.
+            # steps_inside counts the steps s ≥ 1 spent inside.
+            escape_pos.addcmul_(w - escape_pos, inside)
+            inside.mul_(land.escaped(w, start).logical_not_().unsqueeze(-1))
             steps_inside += inside
         if s > cfg.burn_in:
             sum_w += w
@@ -328,8 +337,9 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
         progress(1.0)
 
     if track_escape:
-        first_passage = torch.where(inside, -1, steps_inside + 1)
-        escape_pos = torch.where(inside.unsqueeze(-1), math.nan, escape_pos)
+        home = inside[..., 0] > 0
+        first_passage = torch.where(home, -1, steps_inside[..., 0].long() + 1)
+        escape_pos = torch.where(home.unsqueeze(-1), math.nan, escape_pos)
     else:
         first_passage = torch.full((R, N), -1, dtype=torch.int32)
         escape_pos = torch.full((R, N, d), math.nan)
@@ -348,7 +358,7 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
         final=np64(w),
         final_loss=np64(final_loss),
         time_avg=np64(sum_w / (T - cfg.burn_in)),
-        occupancy=occupancy.view(R, OCCUPANCY_BINS).cpu().numpy(),
+        occupancy=occupancy.cpu().numpy(),
         occupancy_edges=edges.numpy(),
         diverged=~live.cpu().numpy(),
     )

@@ -178,3 +178,18 @@ def test_minibatch_gradient_is_unbiased():
 def test_auto_device_uses_the_gpu():
     r = simulate(SimConfig(optimizer="sam", rhos=(0.1,), **SMALL))
     assert r.device.startswith("cuda")
+
+
+def test_progress_is_reported_from_0_to_1():
+    seen = []
+    simulate(SimConfig(optimizer="sam", rhos=(0.1,), **SMALL), progress=seen.append)
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 10
+
+
+@pytest.mark.parametrize("name", ["valley_2d", "many_wells", "himmelblau", "rastrigin", "saddle", "zhu"])
+def test_every_family_runs_with_every_noise_it_supports(name):
+    noises = ["none", "isotropic", "hessian"] + (["minibatch"] if name == "zhu" else [])
+    for noise in noises:
+        r = simulate(SimConfig(landscape=name, optimizer="asam", rhos=(0.5,), lr=0.001, noise=noise, sigma=0.5,
+                               particles=20, steps=20, record_points=5))
+        assert np.isfinite(r.final).all() and not r.diverged.any()

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ast
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -170,9 +169,10 @@ def _compile(text) -> Formula:
     if not source.strip():
         raise FormulaError("the formula is empty")
     try:
-        with warnings.catch_warnings():  # e.g. "invalid decimal literal" for 1if: we raise instead
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source, mode="eval")
+        # Python may also emit a SyntaxWarning here (e.g. "invalid decimal literal" for "1if").
+        # We leave it alone: silencing it with warnings.catch_warnings() would change the global
+        # warning filters, which is not safe while other server threads run.
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as err:
         col = columns[min(max((err.offset or 1) - 1, 0), len(columns) - 1)]
         reason = (err.msg or "invalid syntax").splitlines()[0]

@@ -23,11 +23,15 @@ from contextlib import ExitStack
 from datetime import timedelta
 from unittest import mock
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.formula import FUNCTIONS, Formula, FormulaError, compile_formula
+
+# ast.parse warns about some odd text (e.g. "1if") before refusing it; expected, not a problem.
+pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")
 
 CI_EXAMPLES = 300
 # Per-example time bound. A normal example takes about a millisecond, but on this 2-core machine

@@ -1,3 +1,251 @@
-import streamlit as st
+"""CIFAR-10 lab: SGD, SAM, PSAM and late SAM on a real network.
 
-st.info('This page is being built.')
+Training runs in the background (core/jobs.py): the page stays usable, a fragment polls the jobs and
+draws live progress and learning curves, and finished runs are kept by job id for this browser's
+session token (in the URL as ?lab=…), so a reload finds them again. On a server one GPU job runs at a
+time and the rest are queued, with the position shown. On a CPU, live runs are limited to the tiny
+model on the built-in mini subset, with a time estimate before starting. Recorded GPU runs (core/runs/)
+show real figures in a lecture without a GPU, marked as recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import streamlit as st
+import torch
+
+from app import cifar_view, controls, theme
+from core.cifar import data as cdata
+from core.cifar.models import MODELS
+from core.cifar.profiles import ProfileConfig, interpolation_profile
+from core.cifar.train import TrainConfig, train
+from core.jobs import JobError, default_runner
+
+HAS_GPU = torch.cuda.is_available()
+LANE = "gpu" if HAS_GPU else "cpu"
+# Measured throughputs (images per gradient evaluation per second) for the time estimate:
+# tiny CNN on this 2-core CPU ≈ 3,000 img/s (bf16, one busy core); fast net on an H100 ≈ 100,000 img/s.
+RATE = {("tiny", False): 3_000, ("tiny", True): 150_000, ("fast", False): 150, ("fast", True): 100_000}
+CPU_MAX_EPOCHS = 10
+TABLE_OPTS = ("sgd", "sam", "psam", "late_sam", "asam", "every_k", "random_sam")
+runner = default_runner()
+
+
+# --- who am I: a session token that survives a reload (in the URL), released when the session ends --
+@st.cache_resource(scope="session", on_release=lambda owner: default_runner().cancel_owner(owner),
+                   show_spinner=False)
+def _session_owner(token: str) -> str:
+    return token
+
+
+def _owner() -> str:
+    if "lab" not in st.session_state:
+        raw = st.query_params.get("lab", "")
+        st.session_state["lab"] = raw if re.fullmatch(r"[0-9a-f]{32}", str(raw)) else uuid.uuid4().hex
+    token = st.session_state["lab"]
+    st.query_params["lab"] = token
+    return _session_owner(token)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _check_data(spec: str) -> tuple[str, int, int, str | None]:
+    """(source, n_train, n_test, message) for a data choice; a bad path falls back with a message."""
+    d, msg = cdata.load_or_fallback(spec)
+    return d.source, len(d.y_train), len(d.y_test), msg
+
+
+def _estimate_s(cfg: TrainConfig) -> float:
+    schedule, _ = cfg.schedule()
+    batch = cfg.resolved_batch()
+    steps = cfg.epochs * max(1, min(cfg.train_size, 50_000) // batch)
+    return schedule.grad_evals(steps) * batch / RATE[(cfg.model, HAS_GPU)] + (3.0 if not HAS_GPU else 1.0)
+
+
+def _job(cfg: TrainConfig):
+    def fn(report, should_stop):
+        res = train(cfg, on_epoch=report, should_stop=should_stop)
+        return {"result": res.to_dict(), "state": res.state}
+    return fn
+
+
+owner = _owner()
+st.title("CIFAR-10 lab")
+st.caption("Do SAM's gains hold on a real network, and is PSAM enough? Train SGD, SAM, PSAM and late SAM "
+           "side by side, then look at sharpness and the loss between the solutions.")
+
+# --- controls ----------------------------------------------------------------------------------
+left, right = st.columns([1, 1], gap="large")
+with left:
+    rho = controls.rho_slider(default=0.05, hi=0.5, step=0.01)
+    opts = controls.optimizer_multiselect(default=("sgd", "sam", "psam"), allowed=TABLE_OPTS,
+                                          label="optimizers (one background run each)")
+    if HAS_GPU:
+        model = controls.choice("model", "model", MODELS, "fast")
+        train_size = controls.number_slider("train_size", "training images (class-balanced subset)", lo=500,
+                                            hi=50_000, default=10_000, step=500)
+        epochs = controls.number_slider("epochs", "epochs", lo=1, hi=50, default=10)
+    else:
+        model = "tiny"
+        st.info("No GPU on this server: live runs use the tiny CNN on the built-in mini subset "
+                "(5,000 training images). The recorded GPU runs below show the fast net.", icon="ℹ️")
+        train_size = controls.number_slider("train_size", "training images (class-balanced subset)", lo=500,
+                                            hi=5_000, default=2_000, step=500)
+        epochs = controls.number_slider("epochs", "epochs", lo=1, hi=CPU_MAX_EPOCHS, default=3)
+with right:
+    sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
+    seed = controls.number_input("seed", "seed", default=0)
+    with st.expander("Data", expanded=controls.parse_text("data", st.query_params.get("data"))[0] != ""):
+        spec = controls.text_input("data", "data: 'builtin', 'full' or a path (ImageFolder dir/tar, "
+                                   "cifar-10-batches-py)", "builtin", max_chars=300).strip() or "builtin"
+source, n_tr, n_te, data_msg = _check_data(spec)
+if data_msg:
+    st.warning(data_msg, icon="⚠️")
+if not HAS_GPU and spec != "builtin":
+    st.info("No GPU on this server: live runs use the built-in mini subset whatever the data choice.", icon="ℹ️")
+    spec = "builtin"
+    source, n_tr, n_te, _ = _check_data(spec)
+st.caption(f"Data: {source} ({n_tr:,} training / {n_te:,} test images).")
+
+base = TrainConfig(data=spec, train_size=int(train_size), model=model, rho=float(rho),
+                   k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]), p=float(sched["p"]),
+                   epochs=int(epochs), seed=int(seed), sharpness_iters=10 if not HAS_GPU else 20,
+                   trace_samples=3 if not HAS_GPU else 10, eval_batch=256 if not HAS_GPU else 500)
+cfgs = [TrainConfig(**{**base.__dict__, "optimizer": o, "rho": rho * (10 if o == "asam" else 1)}) for o in opts]
+estimate = sum(_estimate_s(c) for c in cfgs)
+running, queued = runner.lane_load(LANE)
+b1, b2, b3 = st.columns([1, 1, 2])
+start = b1.button("Train in the background", type="primary", disabled=not cfgs)
+stop = b2.button("Cancel my runs")
+b3.caption(f"Estimated time: about {estimate:.0f} s for {len(cfgs)} run(s) on the {'GPU' if HAS_GPU else 'CPU'}"
+           f" (ASAM uses 10 × ρ). Server {('GPU' if HAS_GPU else 'CPU')} lane: {running} running, {queued} queued.")
+if start:
+    for c in cfgs:
+        try:
+            runner.submit(owner, _job(c), lane=LANE, label=cifar_view.run_label(c.__dict__))
+        except JobError as e:
+            st.warning(str(e), icon="⚠️")
+            break
+if stop:
+    n = runner.cancel_owner(owner)
+    st.toast(f"Cancelled {n} run(s).")
+
+jobs = runner.jobs(owner)
+active = any(j.active for j in jobs)
+
+
+# --- live progress: a fragment that polls the jobs while any is active ---------------------------
+@st.fragment(run_every=1.0 if active else None)
+def live():
+    views = runner.jobs(owner)
+    for j in views[-8:]:
+        epochs_total = None
+        for c in cfgs:
+            if cifar_view.run_label(c.__dict__) == j.label:
+                epochs_total = c.epochs
+        done = len(j.progress)
+        if j.status == "queued":
+            st.write(f"⏳ **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
+        elif j.status == "running":
+            frac = min(1.0, done / epochs_total) if epochs_total else 0.0
+            st.progress(frac, text=f"**{j.label}**: epoch {done}" + (f" of {epochs_total}" if epochs_total else ""))
+        elif j.status == "done" and j.result:
+            r = j.result["result"]
+            icon = {"done": "✅", "cancelled": "⏹️", "diverged": "💥"}.get(r["status"], "")
+            st.write(f"{icon} **{j.label}**: {r['message']} — test accuracy {100 * r['test_acc']:.1f}%")
+            for m in r.get("messages", []):
+                st.caption(m)
+        else:
+            st.write(f"⏹️ **{j.label}**: {j.status}" + (f" ({j.error})" if j.error else ""))
+    curves = [(_cfg_of(j), list(j.progress)) for j in views if j.progress]
+    if curves:
+        st.plotly_chart(cifar_view.learning_curves(curves), key="main_chart", config=theme.PLOTLY_CONFIG)
+        st.caption("Test accuracy per epoch (solid, left axis) and the training loss (dotted, right axis). "
+                   "SAM steps cost two gradient evaluations, so compare curves against the cost in the table.")
+    else:
+        recorded_curves()
+    if active and not any(v.active for v in views):
+        st.rerun()  # the last run finished: redraw the whole page (table, profiles)
+
+
+def _cfg_of(j) -> dict:
+    if j.result:
+        return j.result["result"]["config"]
+    for c in cfgs:
+        if cifar_view.run_label(c.__dict__) == j.label:
+            return c.__dict__
+    return {**base.__dict__, "optimizer": "sgd"}
+
+
+def recorded_curves():
+    """Before any live run: the learning curves of the first recorded run (seed 0), marked as recorded."""
+    rec = next(iter(cifar_view.load_recorded()), None)
+    runs = [(r["config"], r["history"]) for r in (rec["results"]["runs"] if rec else []) if r.get("seed") == 0]
+    st.plotly_chart(cifar_view.learning_curves(runs), key="main_chart", config=theme.PLOTLY_CONFIG)
+    if rec:
+        hw = rec.get("hardware", {})
+        st.caption(f"📼 Recorded, not live: learning curves of `{rec['file']}` ({hw.get('gpu') or 'CPU'}, seed 0). "
+                   "Test accuracy solid (left axis), training loss dotted (right axis). Your own runs replace them.")
+    else:
+        st.caption("Learning curves appear here when a run finishes its first epoch.")
+
+
+st.subheader("Live runs")
+if jobs:
+    live()
+else:
+    st.caption("No runs yet in this session. Press *Train in the background*; the recorded runs below need none.")
+    recorded_curves()
+
+# --- comparison table and loss profile -----------------------------------------------------------
+finished = [j for j in jobs if j.status == "done" and j.result and j.result["result"]["status"] == "done"]
+if finished:
+    st.subheader("Comparison")
+    df = cifar_view.comparison_table([j.result["result"] for j in finished])
+    st.dataframe(df, hide_index=True)
+    st.caption("λ_max: top Hessian eigenvalue (power iteration on Hessian-vector products), Tr(H): Hutchinson, both on "
+               "a fixed batch of training images. Cost vs SAM counts gradient evaluations.")
+    controls.download_data("runs", [j.result["result"] for j in finished], config=base.__dict__,
+                           file_stem="cifar_runs", csv=df)
+
+    sgd = [j for j in finished if j.result["result"]["config"]["optimizer"] == "sgd"]
+    sam = [j for j in finished if j.result["result"]["config"]["optimizer"] in ("sam", "psam", "late_sam", "asam")]
+    st.subheader("Loss between the solutions")
+    if sgd and sam:
+        pick = st.selectbox("compare SGD with", [j.label for j in sam], key="profile_with")
+        other = next(j for j in sam if j.label == pick)
+        key = (sgd[-1].id, other.id)
+        if st.button("Compute the loss profile", key="profile_go"):
+            tcfg = TrainConfig(**{**sgd[-1].result["result"]["config"], "classes": ()})
+            with st.spinner("Evaluating 13 points, BatchNorm statistics recomputed at each…"):
+                prof = interpolation_profile(tcfg, sgd[-1].result["state"], other.result["state"],
+                                             ProfileConfig(points=13, n_eval=1000, bn_images=1000),
+                                             label=f"SGD → {theme.label(other.result['result']['config']['optimizer'])}")
+            st.session_state.setdefault("cifar_profiles", {})[key] = prof.to_dict()
+        prof = st.session_state.get("cifar_profiles", {}).get(key)
+        if prof:
+            st.plotly_chart(cifar_view.profile_figure([prof]), key="profile_chart", config=theme.PLOTLY_CONFIG)
+            st.caption("The loss along the straight line from the SGD solution (t = 0) to the other one (t = 1), "
+                       "extended to t ∈ [−1, 2]; BatchNorm statistics are recomputed at every point. A flatter side "
+                       "rises more slowly (He et al. 2019, the asymmetric valley on a real net).")
+            controls.download_data("profile", prof, config=base.__dict__, file_stem="cifar_profile", key="prof_dl")
+    else:
+        st.caption("Finish an SGD run and a SAM-type run with the same settings to compare their solutions.")
+
+# --- recorded runs -------------------------------------------------------------------------------
+st.subheader("Recorded runs")
+recorded = cifar_view.load_recorded()
+if not recorded:
+    st.caption("No recorded runs are shipped yet.")
+for i, rec in enumerate(recorded):
+    hw = rec.get("hardware", {})
+    tag = "GPU" if hw.get("gpu") else "CPU"
+    with st.expander(f"📼 recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
+        st.caption(cifar_view.recorded_caption(rec))
+        st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
+        st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
+        st.caption("Each marker is one optimizer: mean test accuracy against mean wall time over the seeds, bars "
+                   "± one standard deviation. Further left is cheaper, higher is better.")
+        controls.download_data("recorded run", rec, config=rec.get("config"), file_stem=rec.get("file", "run")[:-5],
+                               key=f"rec_dl_{i}")

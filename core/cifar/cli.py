@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-batch", type=int, default=500)
     p.add_argument("--warmup-run", action="store_true", help="one untimed short run first (GPU kernel warm-up)")
     p.add_argument("--out", default="", help="also write the JSON to this file")
+    p.add_argument("--record", action="store_true", help="mark the JSON as a recorded run (core/runs/)")
+    p.add_argument("--note", default="", help="a note stored with a recorded run")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -203,11 +205,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {d['optimizer']:9} seed {d['seed']}: acc {d['test_acc']:.4f} λ {d['lambda_max']} "
                 f"{d['wall_s']:.1f} s", flush=True))
             table = thesis_table(cfg, opts, a.seeds, progress)
-            out = record("table", command, cfg, table, hardware_info(device))
+            out = record("table", command, cfg, table, hardware_info(device), a.note, a.record)
             text = format_table(table["rows"])
         else:
             res = train(cfg)
-            out = record("run", command, cfg, run_summary(res), hardware_info(device))
+            out = record("run", command, cfg, run_summary(res), hardware_info(device), a.note, a.record)
             text = "\n".join(f"{k}: {v}" for k, v in run_summary(res).items() if k != "history")
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,142 @@
+"""Figures and tables for the CIFAR lab, built from core.cifar results (dicts / dataclasses).
+
+No training happens here: the page passes finished (or running) results in, these functions return
+Plotly figures and pandas tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app import theme
+
+RUNS_DIR = Path(__file__).resolve().parents[1] / "core" / "runs"
+
+
+def run_label(cfg: dict) -> str:
+    """'PSAM (k=2, f=0.6) ρ=0.05, seed 0' from a TrainConfig dict."""
+    name = theme.label(cfg["optimizer"])
+    extra = {"psam": f" (k={cfg['k']}, f={cfg['f']:g})", "late_sam": f" (last {cfg['late_f']:.0%})",
+             "every_k": f" (k={cfg['k']})", "random_sam": f" (p={cfg['p']:g})"}.get(cfg["optimizer"], "")
+    rho = "" if cfg["optimizer"] == "sgd" else f" ρ={cfg['rho']:g}"
+    return f"{name}{extra}{rho}, seed {cfg['seed']}"
+
+
+def learning_curves(runs: list[tuple[dict, list[dict]]]) -> go.Figure:
+    """Test accuracy (solid) and training loss (dotted, right axis) per epoch, one colour per optimizer.
+    `runs` is a list of (config dict, history rows)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for cfg, hist in runs:
+        if not hist:
+            continue
+        c = theme.color(cfg["optimizer"])
+        ep = [h["epoch"] for h in hist]
+        name = run_label(cfg)
+        fig.add_trace(go.Scatter(x=ep, y=[100 * h["test_acc"] for h in hist], mode="lines+markers", name=name,
+                                 line={"color": c}, legendgroup=name), secondary_y=False)
+        fig.add_trace(go.Scatter(x=ep, y=[h["train_loss"] for h in hist], mode="lines", name=f"{name}: train loss",
+                                 line={"color": c, "dash": "dot"}, legendgroup=name, showlegend=False),
+                      secondary_y=True)
+    theme.apply_layout(fig, x_title="epoch", y_title="test accuracy (%)", height=380)
+    fig.update_yaxes(title_text="training loss (cross-entropy, nats), dotted", secondary_y=True)
+    return fig
+
+
+def comparison_table(results: list[dict]) -> pd.DataFrame:
+    """One row per finished run (TrainResult.to_dict()), with the cost relative to SAM in gradient
+    evaluations where a SAM run with the same settings is present."""
+    sam_evals = {(r["config"]["epochs"], r["n_train"]): r["grad_evals"]
+                 for r in results if r["config"]["optimizer"] == "sam"}
+    rows = []
+    for r in results:
+        c = r["config"]
+        base = sam_evals.get((c["epochs"], r["n_train"]))
+        rows.append({
+            "run": run_label(c), "status": r["status"], "test acc (%)": round(100 * r["test_acc"], 2)
+            if r["test_acc"] == r["test_acc"] else None,
+            "λ_max": None if r.get("lambda_max") is None else round(r["lambda_max"], 1),
+            "Tr(H)": None if r.get("trace") is None else round(r["trace"], 0),
+            "grad evals": r["grad_evals"], "SAM steps": r["sam_steps"],
+            "cost vs SAM": None if not base else round(r["grad_evals"] / base, 2),
+            "wall (s)": round(r["wall_s"], 1), "device": r["device"],
+        })
+    return pd.DataFrame(rows)
+
+
+def profile_figure(profiles: list[dict]) -> go.Figure:
+    """1-D loss profiles (ProfileResult.to_dict()): training loss solid, test loss dashed."""
+    fig = go.Figure()
+    palette = ("#D55E00", "#009E73", "#CC79A7", "#56B4E9")
+    for i, p in enumerate(profiles):
+        c = palette[i % len(palette)]
+        fig.add_trace(go.Scatter(x=p["ts"], y=p["train_loss"], mode="lines+markers", name=f"{p['label']}: train",
+                                 line={"color": c}))
+        fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
+                                 line={"color": c, "dash": "dash"}))
+    for x, name in ((0, "SGD solution"), (1, "SAM solution")):
+        if any(p["kind"] == "interpolation" for p in profiles):
+            fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name)
+    theme.apply_layout(fig, x_title="t (position along the direction, dimensionless)",
+                       y_title="loss (cross-entropy, nats)", height=380)
+    return fig
+
+
+def load_recorded(runs_dir: Path = RUNS_DIR) -> list[dict]:
+    """The recorded runs shipped in core/runs/*.json (bad files are skipped, never fatal)."""
+    out = []
+    for f in sorted(Path(runs_dir).glob("*.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get("kind") == "table" and "results" in d:
+            d["file"] = f.name
+            out.append(d)
+    return out
+
+
+def recorded_table(rec: dict) -> pd.DataFrame:
+    rows = []
+    for r in rec["results"]["rows"]:
+        def pm(m, s, scale=1.0, nd=2):
+            if m is None:
+                return "–"
+            return f"{scale * m:.{nd}f} ± {scale * s:.{nd}f}" if s is not None and not math.isnan(s) else f"{scale * m:.{nd}f}"
+        rows.append({"optimizer": theme.label(r["optimizer"]), "seeds": r["seeds"],
+                     "test acc (%)": pm(r["test_acc_mean"], r["test_acc_std"], 100),
+                     "λ_max": pm(r["lambda_max_mean"], r["lambda_max_std"], 1, 1),
+                     "grad evals": r["grad_evals"], "wall (s)": pm(r["wall_s_mean"], r["wall_s_std"]),
+                     "cost vs SAM (time)": None if r.get("cost_vs_sam_wall") is None else round(r["cost_vs_sam_wall"], 2),
+                     "cost vs SAM (evals)": None if r.get("cost_vs_sam_evals") is None else round(r["cost_vs_sam_evals"], 2)})
+    return pd.DataFrame(rows)
+
+
+def recorded_figure(rec: dict) -> go.Figure:
+    """Test accuracy (mean ± std over seeds) against wall time, one marker per optimizer."""
+    fig = go.Figure()
+    for r in rec["results"]["rows"]:
+        if r["test_acc_mean"] is None:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r["wall_s_mean"]], y=[100 * r["test_acc_mean"]], mode="markers", name=theme.label(r["optimizer"]),
+            marker={"color": theme.color(r["optimizer"]), "size": 14},
+            error_y={"type": "data", "array": [100 * (r["test_acc_std"] or 0)], "visible": True},
+            error_x={"type": "data", "array": [r["wall_s_std"] or 0], "visible": True}))
+    theme.apply_layout(fig, x_title="wall time per run (s)", y_title="test accuracy (%), mean ± std over seeds",
+                       height=340)
+    return fig
+
+
+def recorded_caption(rec: dict) -> str:
+    hw = rec.get("hardware", {})
+    where = hw.get("gpu") or f"CPU ({hw.get('cpu', '?')}, {hw.get('threads', '?')} threads)"
+    c = rec.get("config", {})
+    return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, {rec.get('date', '')[:10]}: "
+            f"model {c.get('model')}, {c.get('train_size')} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}. "
+            f"Command: `{rec.get('command', '')}`. {rec.get('note', '')}")

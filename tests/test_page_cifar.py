@@ -1,0 +1,85 @@
+"""pages/cifar.py in AppTest.
+
+Claims:
+1. The default page runs without exceptions and shows the main chart (recorded curves before any run).
+2. A bad data path shows its one-line message and the page falls back to the built-in subset.
+3. A run trains in the background through core/jobs.py; after it finishes the page shows it in the
+   comparison table, a reload with the same ?lab= token finds it again, and another session does not.
+4. Recorded runs from core/runs/ are listed and marked as recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from core.jobs import default_runner
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cifar.py")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _run(**params) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = str(v)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _keys(at):
+    return [c.proto.id for c in at.get("plotly_chart")]
+
+
+def test_default_page_runs_with_main_chart():
+    at = _run()
+    assert any(i.endswith("-main_chart") for i in _keys(at))
+    assert at.slider(key="rho").label.startswith("ρ")
+    assert any("Estimated time" in c.value for c in at.caption)
+
+
+def test_bad_data_path_shows_message(tmp_path):
+    at = _run(data=str(tmp_path / "no_such.tar.gz"))
+    warnings = [w.value for w in at.warning]
+    assert any("not found" in w and "built-in" in w for w in warnings), warnings
+    assert any("cifar10-mini" in c.value for c in at.caption)
+
+
+def test_background_run_survives_reload_and_stays_private():
+    at = _run(train_size=500, epochs=1, opts="sgd")
+    at.button[0].click().run()  # "Train in the background"
+    assert not at.exception
+    owner = at.session_state["lab"]
+    jobs = default_runner().jobs(owner)
+    assert len(jobs) == 1
+    view = default_runner().wait(owner, jobs[0].id, timeout=170)
+    assert view.status == "done", view.error
+    assert view.result["result"]["grad_evals"] == view.result["result"]["total_steps"]  # SGD: one per step
+    again = _run(lab=owner, train_size=500, epochs=1, opts="sgd")  # a reload: a new session, same URL
+    table = again.dataframe[0].value
+    assert len(table) == 1 and table["status"].iloc[0] == "done"
+    stranger = _run(train_size=500, epochs=1, opts="sgd")
+    assert stranger.session_state["lab"] != owner and default_runner().jobs(stranger.session_state["lab"]) == []
+    assert not any(h.value == "Comparison" for h in stranger.subheader)
+    assert any(h.value == "Comparison" for h in again.subheader)
+
+
+def test_recorded_runs_are_marked():
+    from app import cifar_view
+
+    recorded = cifar_view.load_recorded()
+    at = _run()
+    labels = [e.label for e in at.expander]
+    assert sum("recorded" in lab for lab in labels) == len(recorded)

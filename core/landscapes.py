@@ -75,6 +75,7 @@ class Landscape:
     default_start: tuple[float, ...] = (0.0, 0.0)
     params: dict
     data: torch.Tensor | None = None  # per-sample data (only the Zhu toy has minibatch noise)
+    loss_terms: int = 1  # terms per point in `loss` (data points, wells): sizes batched evaluations
 
     def __init__(self):
         self.minima: list[Critical] = []
@@ -440,6 +441,7 @@ class Zhu(Landscape):
         rot = np.array([[c, -c], [c, c]])  # the paper's K (rotation by π/4)
         x = (rng.standard_normal((n_data, 2)) * np.array([math.sqrt(10.0), 1.0])) @ rot * 1e-2
         self.data = torch.tensor(x, dtype=torch.float64)
+        self.loss_terms = n_data
         self._cache: dict = {}
         m_sharp = self._newton(tuple(1.0 + x.mean(0)))
         m_flat = self._newton(tuple(-1.0 + x.mean(0)))
@@ -522,6 +524,7 @@ class ManyWells(Landscape):
         self.params = dict(sharp_width=sharp_width, flat_width=flat_width)
         self.title = LANDSCAPES[self.name]
         self.centres = torch.arange(-4.0, 5.0, dtype=torch.float64)
+        self.loss_terms = len(self.centres)
         self.widths = torch.tensor([sharp_width if i % 2 == 0 else flat_width for i in range(9)],
                                    dtype=torch.float64)
         self._cache: dict = {}

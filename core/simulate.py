@@ -25,8 +25,8 @@ Speed (bench/toy.py): the loop runs ~40 small tensor operations per step, so wha
 torch's per-operation overhead, not arithmetic. Hence: one torch thread on the CPU (with 2 threads
 torch spends more time splitting 20k-element tensors than computing: measured 35× slower), float32
 by default, hand-written gradients, no torch.where in the hot loop on the CPU (slow there), no
-`.item()` on the GPU (a sync), random numbers generated in chunks, bookkeeping only at the recorded steps except what must be exact
-(first passage, divergence, the time average).
+`.item()` on the GPU (a sync), random numbers generated in chunks, recorded steps measured in batches, and per step only the
+bookkeeping that must be exact (first passage, divergence, the time average).
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
-from core.landscapes import LANDSCAPES, make_landscape
+from core.landscapes import LANDSCAPES, Landscape, make_landscape
 from core.limits import LIMITS
 from core.noise import KINDS as NOISE_KINDS
 from core.noise import Noise
@@ -218,11 +219,18 @@ def record_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, min(points, steps + 1))).astype(np.int64))
 
 
+@lru_cache(maxsize=32)
+def landscape_for(name: str, formula: str, params: tuple) -> Landscape:
+    """make_landscape, cached: finding the critical points costs more than a small run, and a
+    landscape does not change once built."""
+    return make_landscape(name, formula=formula, **dict(params))
+
+
 def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) -> SimResult:
     """Run cfg; `progress(fraction)` is called now and then with a number in [0, 1]."""
     validate(cfg)
     t_start = time.perf_counter()
-    land = make_landscape(cfg.landscape, formula=cfg.formula, **dict(cfg.landscape_params))
+    land = landscape_for(cfg.landscape, cfg.formula, cfg.landscape_params)
     device = pick_device(cfg.device)
     dtype = DTYPES[cfg.dtype]
     schedule, adaptive = for_optimizer(cfg.optimizer, k=cfg.k, f=cfg.f, p=cfg.p, seed=cfg.seed,
@@ -276,28 +284,46 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
 
     lo, hi = land.bounds[0]
     edges = torch.linspace(lo, hi, OCCUPANCY_BINS + 1, dtype=torch.float64)
-    occupancy = torch.zeros(R, OCCUPANCY_BINS, dtype=torch.float64, device=w.device)
+    occupancy = torch.zeros(R * OCCUPANCY_BINS, dtype=torch.float64, device=w.device)
     group = (torch.arange(R, device=w.device) * OCCUPANCY_BINS).view(R, 1)
     paths, losses = [], []
 
+    # Recorded steps are buffered and measured (loss, histogram) a batch at a time: a few large
+    # operations instead of a dozen small ones per recorded step. The buffer holds about 2²⁰
+    # numbers (the loss of the Zhu toy and of the many wells has one term per data point or well).
+    batch = max(1, (1 << 20) // (R * N * max(d, land.loss_terms)))
+    buffer: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
     def record(s: int):
-        paths.append(w[:, :P].clone())
-        if not any_diverged:  # the common case, with fewer operations
-            losses.append(land.loss(w).mean(1))
-            if s > cfg.burn_in:  # the same steps as the time average
-                for r in range(R):  # histc drops values outside [lo, hi]
-                    occupancy[r].add_(torch.histc(w[r, :, 0], OCCUPANCY_BINS, lo, hi).to(occupancy.dtype))
+        buffer.append((s, w.clone(), alive.clone() if any_diverged else None))
+        if len(buffer) >= batch:
+            flush()
+
+    def flush():
+        if not buffer:
             return
-        live = alive[..., 0]
-        loss = torch.where(live, land.loss(w), 0.0)
-        losses.append(loss.sum(1) / live.sum(1).clamp(min=1))
-        if s > cfg.burn_in:
-            x = w[..., 0]
+        ws = torch.stack([b[1] for b in buffer])  # (k, R, N, d)
+        paths.append(ws[:, :, :P])
+        loss = land.loss(ws)  # (k, R, N)
+        if all(b[2] is None for b in buffer):  # no divergence yet: plain means
+            live = None
+            losses.append(loss.mean(-1))
+        else:
+            live = torch.stack([b[2][..., 0] if b[2] is not None else torch.ones_like(loss[0], dtype=torch.bool)
+                                for b in buffer])
+            loss = torch.where(live, loss, 0.0)
+            losses.append(loss.sum(-1) / live.sum(-1).clamp(min=1))
+        after = torch.tensor([b[0] > cfg.burn_in for b in buffer], device=w.device)  # the time average's steps
+        if bool(after.any()):
+            x = ws[after][..., 0]  # (k', R, N)
             bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
-            ok = live & (bins >= 0) & (bins < OCCUPANCY_BINS)
+            ok = (bins >= 0) & (bins < OCCUPANCY_BINS)  # positions outside the window are not counted
+            if live is not None:
+                ok &= live[after]
             idx = (bins.clamp(0, OCCUPANCY_BINS - 1).long() + group).flatten()
-            counts = torch.bincount(idx, weights=ok.flatten().double(), minlength=R * OCCUPANCY_BINS)
-            occupancy.add_(counts.view(R, OCCUPANCY_BINS))
+            occupancy.add_(torch.bincount(idx, weights=ok.flatten().to(occupancy.dtype),
+                                          minlength=R * OCCUPANCY_BINS))
+        buffer.clear()
 
     record(0)
     every = max(1, T // 50)
@@ -333,6 +359,7 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
             record(s)
         if progress is not None and t % every == 0:
             progress(t / T)
+    flush()
     if progress is not None:
         progress(1.0)
 
@@ -351,14 +378,14 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
 
     return dict(
         steps_recorded=rec,
-        paths=np64(torch.stack(paths, dim=2)),  # (R, P, K, d)
-        mean_loss=np64(torch.stack(losses, dim=1)),
+        paths=np64(torch.cat(paths).permute(1, 2, 0, 3)),  # (K, R, P, d) → (R, P, K, d)
+        mean_loss=np64(torch.cat(losses).T),  # (K, R) → (R, K)
         first_passage=first_passage.cpu().numpy().astype(np.int64),
         escape_position=np64(escape_pos),
         final=np64(w),
         final_loss=np64(final_loss),
         time_avg=np64(sum_w / (T - cfg.burn_in)),
-        occupancy=occupancy.cpu().numpy(),
+        occupancy=occupancy.view(R, OCCUPANCY_BINS).cpu().numpy(),
         occupancy_edges=edges.numpy(),
         diverged=~live.cpu().numpy(),
     )

@@ -255,6 +255,35 @@ async def launch_browser(pw):
     return await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
+# Installed in every page before Streamlit's own scripts: timestamps (browser clock) of each key
+# press and of each websocket message from the server. With them a redraw splits into the part
+# until the server's last message arrived (debounce, rerun, transfer) and the browser's part after
+# it (React + Plotly drawing).
+_JS_INIT = """
+(() => {
+  const rec = window.__samlab = {key: null, msgs: []};
+  document.addEventListener('keydown', () => { rec.key = performance.now(); rec.msgs = []; }, true);
+  const WS = window.WebSocket;
+  window.WebSocket = class extends WS {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => { if (rec.msgs.length < 10000) rec.msgs.push(performance.now()); });
+    }
+  };
+})();
+"""
+
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+async def new_page(browser, viewport: dict | None = None):
+    """A fresh browser context (= its own Streamlit session) with one instrumented page.
+    Close it with `await page.context.close()`."""
+    ctx = await browser.new_context(viewport=viewport or VIEWPORT)
+    await ctx.add_init_script(_JS_INIT)
+    return await ctx.new_page()
+
+
 # JS run in the page. `el.data` of a `.js-plotly-plot` div is Plotly's list of traces as drawn;
 # a 32-bit FNV-1a hash of its JSON changes exactly when the plotted data changes.
 _JS_HASH = """
@@ -280,7 +309,8 @@ _JS_WAIT = (
     " const w = window.__samlabWait || (window.__samlabWait = {el: null, data: null, hash: null});"
     " if (w.el !== el || w.data !== el.data) {"
     "   w.el = el; w.data = el.data; w.hash = (" + _JS_HASH + ")(sel); }"
-    " return (w.hash !== null && w.hash !== old) ? w.hash : false; }"
+    " if (w.hash !== null && w.hash !== old) { w.t = performance.now(); return w.hash; }"
+    " return false; }"
 )
 
 
@@ -378,12 +408,30 @@ async def has_slider(page, key: str = "rho") -> bool:
     return await page.locator(f".st-key-{key}").get_by_role("slider").count() > 0
 
 
-async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direction: int = 0) -> float:
+@dataclass
+class Redraw:
+    """One slider change. total_s: key press → chart data changed (Python clock, what a user
+    waits). server_s: key press → the server's last message before the redraw (browser clock;
+    includes the widget's debounce, the rerun and the transfer); NaN if not instrumented."""
+
+    total_s: float
+    server_s: float
+
+
+_JS_SPLIT = """() => {
+  const rec = window.__samlab, w = window.__samlabWait;
+  if (!rec || rec.key === null || !w || !w.t) return null;
+  const before = rec.msgs.filter(t => t >= rec.key && t <= w.t);
+  return before.length ? (before[before.length - 1] - rec.key) / 1000 : null;
+}"""
+
+
+async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direction: int = 0) -> Redraw:
     """Move the slider one step with the keyboard and wait for the main chart to redraw.
 
-    Returns the slider-to-redraw latency in seconds: from the key press to the moment the chart's
-    plotted data differs from before. `direction` +1 / -1 forces ArrowRight / ArrowLeft; 0 moves
-    right unless the slider is at its maximum.
+    Returns the slider-to-redraw latency: from the key press to the moment the chart's plotted
+    data differs from before. `direction` +1 / -1 forces ArrowRight / ArrowLeft; 0 moves right
+    unless the slider is at its maximum.
     """
     thumb = rho_thumb(page, key)
     before = await chart_hash(page)
@@ -396,7 +444,9 @@ async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direct
     t0 = time.perf_counter()
     await page.keyboard.press("ArrowRight" if direction > 0 else "ArrowLeft")
     await wait_chart(page, timeout=timeout, old=before, what=f"{page.url} after moving {key}")
-    return time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    server = await page.evaluate(_JS_SPLIT)
+    return Redraw(total, float("nan") if server is None else server)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,8 +485,16 @@ class Summary:
 
 @dataclass
 class SessionResult:
-    latencies: list[float]  # seconds, one per ρ change that redrew
+    redraws: list[Redraw]  # one per ρ change that redrew
     errors: list[str]  # exception boxes, timeouts, pages that never rendered
+
+    @property
+    def latencies(self) -> list[float]:
+        return [r.total_s for r in self.redraws]
+
+    @property
+    def server_latencies(self) -> list[float]:
+        return [r.server_s for r in self.redraws if r.server_s == r.server_s]  # drop NaN
 
 
 async def student_session(browser, server: StreamlitServer, pages=("escape", "valley"), changes: int = 10,
@@ -449,15 +507,14 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
     session carries on, so one bad page cannot hide the others' numbers.
     """
     res = SessionResult([], [])
-    ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await new_page(browser, {"width": 1280, "height": 900})
     try:
-        page = await ctx.new_page()
         for name in pages:
             params = {} if start_rho is None else {"rho": f"{start_rho:g}"}
             try:
                 await open_page(page, server.url(PAGES[name], **params), timeout=load_timeout)
                 for _ in range(changes):
-                    res.latencies.append(await nudge_slider(page, timeout=redraw_timeout))
+                    res.redraws.append(await nudge_slider(page, timeout=redraw_timeout))
             except HarnessError as e:
                 res.errors.append(str(e))
             except Exception as e:  # a playwright error (page crashed, navigation failed): also an error
@@ -466,7 +523,7 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
             if exc:
                 res.errors.append(f"{name}: exception shown: {exc}")
     finally:
-        await ctx.close()
+        await page.context.close()
     return res
 
 
@@ -478,4 +535,4 @@ async def many_students(browser, server: StreamlitServer, sessions: int, changes
         student_session(browser, server, pages, changes, start_rho=round(0.05 + 0.04 * (i % 10), 3), **kw)
         for i in range(sessions)
     ])
-    return SessionResult([x for r in results for x in r.latencies], [e for r in results for e in r.errors])
+    return SessionResult([x for r in results for x in r.redraws], [e for r in results for e in r.errors])

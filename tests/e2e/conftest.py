@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench._browser import REPO, Loop, StreamlitServer, browser_available, launch_browser
+from bench._browser import REPO, Loop, StreamlitServer, browser_available, launch_browser, new_page
 
 ARTIFACTS = REPO / "test-artifacts"
 
@@ -46,10 +46,9 @@ def browser(loop):
 @pytest.fixture
 def page(loop, browser):
     """A fresh browser context (its own Streamlit session) and page; closed after the test."""
-    ctx = loop.run(browser.new_context(viewport={"width": 1400, "height": 1000}))
-    pg = loop.run(ctx.new_page())
+    pg = loop.run(new_page(browser))
     yield pg
-    loop.run(ctx.close())
+    loop.run(pg.context.close())
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from bench._browser import (
     chart_hash,
     exception_texts,
     has_slider,
+    new_page,
     notice_texts,
     nudge_slider,
     open_page,
@@ -59,7 +60,7 @@ def test_page_renders_and_rho_redraws(name, loop, server, page, artifacts):
         assert name not in RHO_PAGES, f"{name}: no ρ slider (widget key 'rho') on a page that needs one"
         return
     rho0 = loop.run(slider_value(page))
-    latency = loop.run(nudge_slider(page))
+    redraw = loop.run(nudge_slider(page))
     rho1 = loop.run(slider_value(page))
     after = loop.run(chart_hash(page))
     assert rho1 != rho0, f"{name}: the ρ slider did not move ({rho0})"
@@ -70,7 +71,8 @@ def test_page_renders_and_rho_redraws(name, loop, server, page, artifacts):
     assert rho_in_url and math.isclose(float(rho_in_url[-1]), rho1, rel_tol=1e-6), (
         f"{name}: URL {page.url} does not carry ρ={rho1}"
     )
-    print(f"{name}: ρ {rho0} → {rho1} redrawn in {1000 * latency:.0f} ms")
+    print(f"{name}: ρ {rho0} → {rho1} redrawn in {1000 * redraw.total_s:.0f} ms "
+          f"(server's part {1000 * redraw.server_s:.0f} ms)")
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -132,10 +134,9 @@ def test_scene_from_sidebar(loop, server, browser, page):
     chart = loop.run(wait_chart(page, old=start_chart, what=f"scene {scene.name} from the sidebar"))
     assert math.isclose(loop.run(slider_value(page)), float(scene.params["rho"]), rel_tol=1e-9)
 
-    ctx = loop.run(browser.new_context(viewport={"width": 1400, "height": 1000}))
+    fresh = loop.run(new_page(browser))
     try:
-        fresh = loop.run(ctx.new_page())
         assert loop.run(open_page(fresh, page.url)) == chart, f"{page.url} in a new session draws other data"
         assert math.isclose(loop.run(slider_value(fresh)), float(scene.params["rho"]), rel_tol=1e-9)
     finally:
-        loop.run(ctx.close())
+        loop.run(fresh.context.close())

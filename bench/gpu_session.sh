@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The CIFAR GPU session in ONE script (issue 4): run it on an H100 with the device tool, e.g.
+#   run(command="bash bench/gpu_session.sh", carry=["data/full"], timeout_s=600)
+# after copying the full set:  mkdir -p data/full && cp /work/shared/data/cifar10-jpeg.tar.gz data/full/
+# It writes recorded runs (JSON) into $OUT (copy them to core/runs/ afterwards) and prints a summary.
+#
+# Steps and wall-time estimate on one H100 (fast net ≈ 110k img/s for SGD, SAM ≈ 2× the time):
+#   1. CUDA check                                                        ~10 s (torch import)
+#   2. decode data/full (60k JPEGs, 16 threads) into data/cache          ~15 s
+#   3. SGD throughput, fast net, 50k × 3 epochs after a warm-up run      ~15 s
+#   4. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 5 seeds     ~20 × (3–6 s + eval + λ_max) ≈ 150 s
+#   5. thesis table 50k × 10 epochs, SGD/SAM/PSAM/late SAM × 3 seeds     ~12 × (5–10 s + eval + λ_max) ≈ 150 s
+#   total ≈ 6 min; over 9 min means the net is slower than planned: step 5 is the one to cut (SEEDS_50K=2).
+#
+#   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (the tests use this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+OUT=${OUT:-/tmp/gpu_session_out}
+mkdir -p "$OUT"
+SEEDS_10K=${SEEDS_10K:-5}
+SEEDS_50K=${SEEDS_50K:-3}
+
+if [ "${1:-}" = "--dry-run" ]; then
+  COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
+  SIZE_T=(--train-size 500 --epochs 1); SIZE_A=(--train-size 200 --epochs 1); SIZE_B=(--train-size 300 --epochs 1)
+  SEEDS_10K=2; SEEDS_50K=2; TAG=dryrun_
+else
+  COMMON=(--device cuda --model fast --data full)
+  SIZE_T=(--train-size 50000 --epochs 3); SIZE_A=(--train-size 10000 --epochs 30); SIZE_B=(--train-size 50000 --epochs 10)
+  TAG=gpu_
+  $PY - <<'PY'
+import torch, sys
+print("torch", torch.__version__, "CUDA", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
+sys.exit(0 if torch.cuda.is_available() else 1)
+PY
+  if [ ! -e data/full/cifar10-jpeg.tar.gz ]; then
+    mkdir -p data/full
+    for src in shared/data/cifar10-jpeg.tar.gz /work/shared/data/cifar10-jpeg.tar.gz; do
+      [ -e "$src" ] && cp "$src" data/full/ && break
+    done
+  fi
+  time $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)"
+fi
+
+NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an untimed warm-up run"
+NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"
+echo "== throughput"
+$PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
+  --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json" | grep -E "images_per_s|wall_s|test_acc"
+echo "== table A (${SIZE_A[*]}, $SEEDS_10K seeds)"
+$PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record \
+  --note "$NOTE_A" --out "$OUT/${TAG}table_a.json"
+echo "== table B (${SIZE_B[*]}, $SEEDS_50K seeds)"
+$PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --record \
+  --note "$NOTE_A" --out "$OUT/${TAG}table_b.json"
+
+echo "== summary"
+$PY - "$OUT" "$TAG" <<'PY'
+import json, sys
+out, tag = sys.argv[1], sys.argv[2]
+t = json.load(open(f"{out}/{tag}throughput.json"))
+print(f"SGD throughput: {t['results']['images_per_s']:.0f} img/s on {t['hardware'].get('gpu', 'CPU')} (target ≥ 200,000)")
+for name in ("table_a", "table_b"):
+    d = json.load(open(f"{out}/{tag}{name}.json"))
+    c = d["config"]
+    rows = {r["optimizer"]: r for r in d["results"]["rows"]}
+    print(f"-- {c['train_size']} images × {c['epochs']} epochs, {rows['sgd']['seeds']} seeds")
+    for o, r in rows.items():
+        print(f"  {o:9} acc {100*r['test_acc_mean']:6.2f} ± {100*(r['test_acc_std'] or 0):4.2f}  "
+              f"λ {r['lambda_max_mean'] or float('nan'):7.1f} ± {r['lambda_max_std'] or 0:5.1f}  "
+              f"evals {r['grad_evals']:6d}  {r['wall_s_mean']:6.2f} s  ×SAM {r['cost_vs_sam_wall']:.2f}")
+    if "psam" in rows and "sam" in rows:
+        gap = 100 * (rows["sam"]["test_acc_mean"] - rows["psam"]["test_acc_mean"])
+        print(f"  PSAM/SAM wall time {rows['psam']['cost_vs_sam_wall']:.2f} (target ≤ 0.70); "
+              f"SAM − PSAM accuracy {gap:+.2f} points (within 0.3: {abs(gap) <= 0.3}); "
+              f"SAM − SGD {100*(rows['sam']['test_acc_mean'] - rows['sgd']['test_acc_mean']):+.2f} points")
+PY
+ls -la "$OUT"

@@ -66,3 +66,12 @@ def grid(name: str, formula: str = "", n: int = 90):
 
     land = landscape(name, formula)
     return landscape_grid(land.loss, land.bounds, n=n)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def grid_window(name: str, bounds: tuple, formula: str = "", n: int = 70):
+    """The landscape sampled on an n×n grid over `bounds` ((x_lo, x_hi), (y_lo, y_hi)), for
+    zoomed views. Callers round the bounds so nearby views share an entry."""
+    from app.charts import landscape_grid
+
+    return landscape_grid(landscape(name, formula).loss, bounds, n=n)

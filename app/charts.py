@@ -184,6 +184,9 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
     apply_layout(fig, title=title, x_title="w₁", y_title="w₂", height=height)
+    # legend in one row between the title and the plot: the contour's colour bar takes the right side
+    fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.03, "xanchor": "left", "yanchor": "bottom"},
+                      margin={"t": 85 if title else 45})
     if animate and tracks:
         fig = _with_frames(fig, tracks, idx, first_path)
     return fig
@@ -212,19 +215,19 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
     fig.update_layout(
         updatemenus=[{
-            "type": "buttons", "direction": "left", "x": 0.0, "y": -0.08, "xanchor": "left", "yanchor": "top",
+            "type": "buttons", "direction": "left", "x": 0.0, "y": -0.13, "xanchor": "left", "yanchor": "top",
             "pad": {"r": 8, "t": 8}, "showactive": False,
             "buttons": [{"label": "▶ play", "method": "animate", "args": [None, play]},
-                        {"label": "⏸ pause", "method": "animate", "args": [[None], pause]}],
+                        {"label": "pause", "method": "animate", "args": [[None], pause]}],
         }],
         sliders=[{
-            "active": len(frames) - 1, "x": 0.2, "y": -0.08, "len": 0.8, "xanchor": "left", "yanchor": "top",
+            "active": len(frames) - 1, "x": 0.25, "y": -0.13, "len": 0.75, "xanchor": "left", "yanchor": "top",
             "pad": {"t": 8}, "currentvalue": {"prefix": "step ", "visible": True},
             "steps": [{"label": f["name"], "method": "animate",
                        "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                               "transition": {"duration": 0}}]} for f in frames],
         }],
-        margin={"b": 90},
+        margin={"b": 130},
     )
     return fig.set_frames(frames)
 

@@ -23,17 +23,18 @@ from app import controls, theme  # noqa: E402
 from app.cache import device_info  # noqa: E402
 from app.presets import scenes  # noqa: E402
 
-st.set_page_config(page_title="SAM Lab", page_icon="⛰️", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="expanded")
 
 # (file, title, icon, url path); "home" is the default page.
+# Material icons ship with Streamlit's own font, so they render even where no emoji font is installed.
 PAGE_FILES = (
-    ("home.py", "Home", "🏠", "home"),
-    ("sam_step.py", "How a SAM step works", "🎯", "sam_step"),
-    ("playground.py", "Playground", "🛝", "playground"),
-    ("escape.py", "Escape lab", "🏃", "escape"),
-    ("valley.py", "Asymmetric valley lab", "⛰️", "valley"),
-    ("psam.py", "PSAM scheduler", "⏱️", "psam"),
-    ("cifar.py", "CIFAR-10", "🖼️", "cifar"),
+    ("home.py", "Home", ":material/home:", "home"),
+    ("sam_step.py", "How a SAM step works", ":material/my_location:", "sam_step"),
+    ("playground.py", "Playground", ":material/toys:", "playground"),
+    ("escape.py", "Escape lab", ":material/directions_run:", "escape"),
+    ("valley.py", "Asymmetric valley lab", ":material/landscape:", "valley"),
+    ("psam.py", "PSAM scheduler", ":material/schedule:", "psam"),
+    ("cifar.py", "CIFAR-10", ":material/image:", "cifar"),
 )
 PAGES = {
     url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=url, default=(url == "home"))
@@ -60,7 +61,7 @@ def _on_scene():
 
 
 with st.sidebar:
-    st.markdown("### 🎓 Lecture scenes")
+    st.markdown("### :material/school: Lecture scenes")
     st.selectbox("Load a scene", list(SCENES), index=None, key="scene", placeholder="choose a scene…",
                  format_func=lambda n: SCENES[n].title, on_change=_on_scene,
                  help="Each scene switches to its page with its parameters in the URL; copy the URL to share it.")
@@ -79,7 +80,7 @@ if pending:
 
 # --- presentation toggle: in the sidebar, or at the top of the page while the sidebar is hidden --
 if present:
-    controls.toggle("present", "Presentation mode", container=st.columns([5, 1])[1],
+    controls.toggle("present", "Presentation mode", container=st.columns([3, 1])[1],
                     help="Projector view: hides the side bar and the extra controls, enlarges text.")
 else:
     with st.sidebar:

@@ -33,12 +33,12 @@ CLAIMS = (
 PAGES_DIR = Path(__file__).resolve().parent  # absolute paths: page_link resolves against app/main.py's folder
 
 
-def link(page: str, label: str, icon: str = "➡️") -> None:
+def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
     """st.page_link needs st.navigation (app/main.py); a page run on its own shows plain text."""
     try:
         st.page_link(str(PAGES_DIR / f"{page}.py"), label=label, icon=icon)
     except Exception:  # run outside app/main.py (e.g. AppTest of this file alone)
-        st.markdown(f"{icon} {label}")
+        st.markdown(f"→ {label}")
 
 
 cols = st.columns(2, gap="large")
@@ -51,11 +51,11 @@ for i, (claim, detail, page, label) in enumerate(CLAIMS):
 st.markdown("#### Start here")
 c1, c2, c3 = st.columns(3)
 with c1:
-    link("sam_step", "How one SAM step works", "🎯")
+    link("sam_step", "How one SAM step works", ":material/my_location:")
 with c2:
-    link("playground", "Playground: any landscape, any optimizer", "🛝")
+    link("playground", "Playground: any landscape, any optimizer", ":material/toys:")
 with c3:
-    link("cifar", "CIFAR-10: the claims on a real network", "🖼️")
+    link("cifar", "CIFAR-10: the claims on a real network", ":material/image:")
 
 left, right = st.columns([1.3, 1], gap="large")
 with left:

@@ -18,7 +18,9 @@ from core.formula import FormulaError
 DEFAULT_LANDSCAPE = "double_well_2d"
 DEFAULT_OPTS = ("sgd", "sam", "psam")
 PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_sam")
-DEFAULT_START = {"double_well_2d": (0.6, 1.0)}  # above the sharp well: the optimizers part ways
+# The default scene: start on the slope above the sharp well, mild noise (σ = 1), SAM at ρ = 0.2. The
+# lecture scene "SGD vs SAM in the double well" (core.presets.PLAYGROUND) turns the noise up to show escapes.
+DEFAULT_START = {"double_well_2d": (0.6, 1.0)}
 DEFAULT_FORMULA = "0.5*x^2 + 2*sin(y)^2 + 0.1*y^2"
 SHOW_PARTICLES = 3  # paths drawn per optimizer (the animation payload grows with this)
 
@@ -40,9 +42,9 @@ with side:
 with st.expander("More controls: noise, steps, particles, seed, schedules, start point"):
     c1, c2, c3 = st.columns(3)
     with c1:
-        noise, sigma = controls.noise_controls(default_kind="isotropic", default_sigma=0.3, hi_sigma=5.0)
+        noise, sigma = controls.noise_controls(default_kind="isotropic", default_sigma=1.0, hi_sigma=5.0)
     with c2:
-        steps = controls.number_slider("steps", "steps T", lo=10, hi=2000, default=200, step=10)
+        steps = controls.number_slider("steps", "steps T", lo=10, hi=2000, default=300, step=10)
         particles = controls.number_slider("particles", "particles per optimizer", lo=1, hi=20, default=3,
                                            help="More particles show the spread the noise causes.")
         seed = controls.number_input("seed", "seed")
@@ -80,7 +82,7 @@ cfgs = [controls.sim_config(landscape=name, formula=formula, optimizer=o,
                             # SGD never uses ρ: a fixed ρ keeps its cache entry when ρ moves
                             rhos=(0.0,) if o == "sgd" else (rho,), lr=lr, noise=noise, sigma=sigma,
                             particles=particles, steps=steps, seed=seed, start=start, keep_paths=SHOW_PARTICLES,
-                            record_points=min(steps + 1, 121), **sched)
+                            record_points=min(steps + 1, 101), **sched)
         for o in opts]
 results = cache.simulate_many(tuple(cfgs))
 
@@ -126,8 +128,9 @@ with chart_col:
         st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
                         config=theme.PLOTLY_CONFIG)
     st.caption("▶ play animates the paths (the slider scrubs through the steps). All optimizers share the start, "
-               "the learning rate, the noise draws and the seed; SAM variants use the same ρ. "
-               "The mode bar (top right) saves a PNG.")
+               "the learning rate, the noise draws and the seed; SAM variants use the same ρ. In a sharp well SAM "
+               "jitters more than SGD: the ascent ε amplifies the noise along sharp directions, which is what lets "
+               "it escape. The mode bar (top right) saves a PNG.")
 
 loss_series = [(o, theme.label(o), r.steps_recorded, r.mean_loss[0]) for o, r in zip(opts, results)]
 st.plotly_chart(charts.loss_figure(loss_series, title="Loss along the way"), key="loss_chart",

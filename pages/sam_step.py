@@ -41,7 +41,7 @@ st.caption("SAM asks: what is the worst loss within a distance ρ of w? It steps
 chart_col, side = st.columns([3, 1.15], gap="medium")
 
 with side:
-    rho = controls.rho_slider(default=0.3, hi=1.0, step=0.01)
+    rho = controls.rho_slider(default=0.1, hi=1.0, step=0.01)
     lr = controls.lr_slider(default=0.1)
     name = controls.landscape_select(default=DEFAULT_LANDSCAPE, allowed=LANDSCAPES_2D)
 
@@ -94,10 +94,31 @@ with side:
     st.markdown("**Current point w** (or click the contour)")
     x, y = controls.point_input(bounds, start)
 
+    zoom = controls.choice("zoom", "view", {"near": "zoom to w", "all": "whole landscape"}, "near", radio=True)
+
 w = (x, y)
 nums = sam_step_numbers(land, w, rho, lr)
 history = [p for p in st.session_state.get("sam_step_history", []) if len(p) == 2]
-g = cache.grid(name)
+
+
+def window_around(w, half: float):
+    """A square view of half-width `half` around w, shifted to stay inside the landscape's window
+    and rounded so that small moves of w reuse the cached grid."""
+    out = []
+    for i in range(2):
+        lo, hi = bounds[i]
+        half_i = min(half, (hi - lo) / 2)
+        c = min(max(w[i], lo + half_i), hi - half_i)
+        out.append((round(c - half_i, 2), round(c + half_i, 2)))
+    return tuple(out)
+
+
+if zoom == "near":
+    # large enough for the ρ-ball and both steps, small enough that the steps are visible
+    step_len = max(np.linalg.norm(np.subtract(nums["w_sgd"], w)), np.linalg.norm(np.subtract(nums["w_sam"], w)))
+    g = cache.grid_window(name, window_around(w, max(2.5 * rho, 3.0 * step_len, 0.25)))
+else:
+    g = cache.grid(name)
 
 with chart_col:
     fig = charts.sam_step_figure(g, w=w, grad_w=nums["grad_w"], eps=nums["eps"], grad_adv=nums["grad_adv"],

@@ -2,6 +2,7 @@
 counts, cancellation, divergence, reproducibility, OOM fallback, bad data paths."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,37 @@ def test_interpolation_profile_endpoints():
     assert p.train_loss[1] == pytest.approx(q.train_loss[2], rel=1e-5)
     assert p.train_loss[2] == pytest.approx(q.train_loss[1], rel=1e-5)
     assert np.all(np.isfinite(p.test_loss)) and p.train_loss[0] != p.train_loss[3]
+
+
+def test_cli_table_json_and_recorded_view(tmp_path, capsys):
+    """`python -m core cifar table`: per optimizer mean ± std over seeds, grad evals from the schedule,
+    cost relative to SAM (SAM itself 1.0); the JSON is what core/runs/ holds and the page can show it."""
+    import json
+    import subprocess
+
+    from app import cifar_view
+    from core.cifar import cli
+
+    out = tmp_path / "t.json"
+    rc = cli.main(["table", "--train-size", "100", "--test-size", "50", "--epochs", "1", "--batch-size", "20",
+                   "--seeds", "2", "--sharpness-iters", "2", "--trace-samples", "1", "--eval-batch", "8",
+                   "--record", "--note", "test", "--out", str(out), "--json"])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["recorded"] is True and d["hardware"]["device"] == "cpu" and "torch" in d and "date" in d
+    rows = {r["optimizer"]: r for r in d["results"]["rows"]}
+    assert list(rows) == ["sgd", "sam", "psam", "late_sam"] and len(d["results"]["runs"]) == 8
+    assert rows["sam"]["cost_vs_sam_evals"] == 1.0
+    assert rows["sgd"]["grad_evals"] == 5 and rows["sam"]["grad_evals"] == 10  # T = 100 / 20 = 5 steps
+    assert rows["psam"]["grad_evals"] == for_optimizer("psam")[0].grad_evals(5)
+    accs = [r["test_acc"] for r in d["results"]["runs"] if r["optimizer"] == "sgd"]
+    assert rows["sgd"]["test_acc_mean"] == pytest.approx(np.mean(accs))
+    assert rows["sgd"]["test_acc_std"] == pytest.approx(np.std(accs, ddof=1))
+    d["file"] = out.name
+    assert len(cifar_view.recorded_table(d)) == 4
+    capsys.readouterr()
+    assert cli.main(["--epochs", "0"]) == 2 and cli.main(["--optimizer", "adam"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(e.startswith("error:") for e in err)
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # the GPU script at least parses

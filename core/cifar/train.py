@@ -225,6 +225,8 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
               messages, t_start) -> TrainResult:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
     use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (device.type == "cuda" or _cpu_bf16_ok()))
     channels_last = use_bf16  # NHWC is what the bf16 convolution kernels (tensor cores, oneDNN AMX) want
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)

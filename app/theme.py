@@ -168,6 +168,7 @@ def css(present: bool) -> str:
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] {display: none !important;}
 [data-testid="stExpander"] {display: none !important;}
 html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.3rem !important;}
+[data-testid="stCaptionContainer"] p {font-size: 1.1rem !important;}
 h1 {font-size: 3.0rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.2rem !important;}
 .block-container {max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;}

@@ -20,7 +20,7 @@ DEFAULT_OPTS = ("sgd", "sam", "psam")
 PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_sam")
 # The default scene: start on the slope above the sharp well, mild noise (σ = 1), SAM at ρ = 0.2. The
 # lecture scene "SGD vs SAM in the double well" (core.presets.PLAYGROUND) turns the noise up to show escapes.
-DEFAULT_START = {"double_well_2d": (0.6, 1.0)}
+DEFAULT_START = {"double_well_2d": (0.6, 1.0), "formula": (2.0, 1.5)}
 DEFAULT_FORMULA = "0.5*x^2 + 2*sin(y)^2 + 0.1*y^2"
 SHOW_PARTICLES = 3  # paths drawn per optimizer (the animation payload grows with this)
 
@@ -62,7 +62,8 @@ except (FormulaError, ValueError) as e:
     good = st.session_state.get("playground_good_formula", DEFAULT_FORMULA)
     formula = good
     land = cache.landscape(name, good)
-    st.info(f"Showing the last formula that worked: `{good}`")
+    with side:
+        st.caption(f"Showing the last formula that worked: `{good}`")
 
 start_default = DEFAULT_START.get(name, land.default_start)
 if land.dim == 2:

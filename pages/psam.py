@@ -104,7 +104,8 @@ def outcome(r) -> dict:
     p_flat = float(flat.mean()) if flat.size else float("nan")
     return {
         "steps": int(r.config.steps), "gradient evaluations": int(r.grad_evals),
-        "cost vs SAM": r.grad_evals / budget,
+        # (T' + S)/(2T'): the cost per step relative to SAM, at this run's own number of steps T'
+        "cost per step vs SAM": r.grad_evals / (2 * r.config.steps),
         "in a flat minimum": p_flat, "± (95%)": 1.96 * np.sqrt(p_flat * (1 - p_flat) / n),
         "left the start basin": float((r.first_passage[0] >= 0).mean()),
         "mean final loss": float(np.nanmean(np.where(ok, r.final_loss[0], np.nan))) if ok.any() else float("nan"),
@@ -117,7 +118,7 @@ st.subheader("Same problem, same budget: what each schedule achieves")
 chart_col, text_col = st.columns([2.2, 1], gap="medium")
 with chart_col:
     fig = charts.budget_bar_figure(
-        [(o, label, v, e) for (o, label, _, _), v, e in zip(rows, table["in a flat minimum"], table["± (95%)"])],
+        [(o, theme.label(o), v, e) for (o, _, _, _), v, e in zip(rows, table["in a flat minimum"], table["± (95%)"])],
         metric="fraction of particles in a flat minimum",
         title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
                else f"Equal steps: {steps} steps each"))
@@ -136,7 +137,7 @@ with text_col:
 
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f")
-                            for c in ("cost vs SAM", "in a flat minimum", "± (95%)", "left the start basin",
+                            for c in ("cost per step vs SAM", "in a flat minimum", "± (95%)", "left the start basin",
                                       "mean final loss")})
 
 evals = [r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps_recorded] for r in results]

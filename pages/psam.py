@@ -50,10 +50,12 @@ with top_left:
     mode = controls.choice("budget", "compare at", {"equal": "equal budget (gradient evaluations)",
                                                     "steps": "equal number of steps"}, "equal", radio=True)
 with top_right:
-    sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
+    sched = controls.schedule_controls(which=("k", "f"))
 
-with st.expander("More controls: the toy problem"):
-    e1, e2, e3 = st.columns(3)
+with st.expander("More controls: late SAM, random SAM, the toy problem"):
+    e0, e1, e2, e3 = st.columns(4)
+    with e0:
+        sched |= controls.schedule_controls(which=("late_f", "p"))
     with e1:
         name = controls.landscape_select(default=DEFAULTS["landscape"], allowed=SCENE_LANDSCAPES,
                                          label="toy problem (sharp and flat minima)")

@@ -219,6 +219,13 @@ def record_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, min(points, steps + 1))).astype(np.int64))
 
 
+def _in_range(w: torch.Tensor) -> bool:
+    """True if every coordinate is finite and within ±1e6: one pass (aminmax) over the tensor,
+    NaN propagates into min and max and fails the test. A CPU read, no device sync."""
+    lo, hi = torch.aminmax(w)
+    return float(hi) <= DIVERGED and float(lo) >= -DIVERGED
+
+
 @lru_cache(maxsize=32)
 def landscape_for(name: str, formula: str, params: tuple) -> Landscape:
     """make_landscape, cached: finding the critical points costs more than a small run, and a
@@ -277,7 +284,7 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     # below are multiplications: cheaper than torch.where or boolean indexing)
     inside = torch.ones(R, N, 1, dtype=w.dtype, device=w.device)
     steps_inside = torch.zeros(R, N, 1, dtype=w.dtype, device=w.device)  # exact in float32 up to 2²⁴
-    escape_pos = w.clone()
+    escape_pos = torch.zeros_like(w)
     alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
     any_diverged = False
     sum_w = torch.zeros_like(w)
@@ -339,19 +346,20 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
         # test the whole tensor at once (a CPU read, no sync to wait for) and skip it; from the
         # first divergence on, or on a GPU (where `where` is cheap and .item() would stall the
         # queue), every step freezes diverged particles at their last good position.
-        if on_cpu and not any_diverged and w_new.abs().max().item() <= DIVERGED:
-            w = w_new  # max |w| over all particles (NaN propagates through max and fails the test)
+        if on_cpu and not any_diverged and _in_range(w_new):
+            w = w_new
         else:
             any_diverged = True
             alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
             w = torch.where(alive, w_new, w)
         s = t + 1  # w is now the position at step s
         if track_escape:
-            # While a particle is inside, keep copying its position into escape_pos (w is always
-            # finite, so this can be arithmetic): it freezes at the first step spent elsewhere.
-            # steps_inside counts the steps s ≥ 1 spent inside.
-            escape_pos.addcmul_(w - escape_pos, inside)
-            inside.mul_(land.escaped(w, start).logical_not_().unsqueeze(-1))
+            # `left` is 1 exactly once per particle, at its first step elsewhere: that step's w is
+            # added to escape_pos (which starts at 0), as arithmetic, cheaper than torch.where
+            # (w is always finite). steps_inside counts the steps s ≥ 1 spent inside.
+            still = inside * land.escaped(w, start).logical_not_().unsqueeze(-1)
+            escape_pos.addcmul_(w, inside.sub_(still))  # inside − still = left
+            inside = still
             steps_inside += inside
         if s > cfg.burn_in:
             sum_w += w

@@ -23,24 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-try:  # the shared theme (app/theme.py, owned by the app framework); a local fallback until it lands
-    from app.theme import COLORS, apply_layout, rho_color
-except ImportError:  # pragma: no cover - only while app/theme.py does not exist yet
-    COLORS = {"sgd": "#1f77b4", "sam": "#d62728", "asam": "#9467bd", "psam": "#2ca02c",
-              "late_sam": "#ff7f0e", "every_k": "#8c564b", "random_sam": "#e377c2"}
-
-    def rho_color(rho, rhos):
-        """Shades of the SAM colour: light for the smallest ρ, full for the largest."""
-        rhos = sorted(rhos)
-        i = rhos.index(rho) if rho in rhos else len(rhos) - 1
-        frac = 0.35 + 0.65 * (i + 1) / len(rhos)
-        r, g, b = 214, 39, 40
-        mix = lambda c: int(255 - (255 - c) * frac)
-        return f"rgb({mix(r)},{mix(g)},{mix(b)})"
-
-    def apply_layout(fig, **kw):
-        fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), **kw)
-        return fig
+from app.theme import COLORS, apply_layout, rho_color
 
 
 def sam_shade(rho: float, rhos: Sequence[float]) -> str:
@@ -48,11 +31,11 @@ def sam_shade(rho: float, rhos: Sequence[float]) -> str:
     return rho_color(float(rho), [float(r) for r in rhos])
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=title, height=height, legend=dict(title=None))
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y)
-    apply_layout(fig)
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420, legend_below: bool = True) -> go.Figure:
+    """The shared look (app/theme.py): fonts, margins, legend below the plot so it never hides data."""
+    apply_layout(fig, title=title, x_title=x or None, y_title=y or None, height=height, legend_below=legend_below)
+    if legend_below:  # room for the legend under the x-axis title
+        fig.update_layout(legend=dict(y=-0.22, yanchor="top"), margin=dict(b=20))
     return fig
 
 
@@ -61,7 +44,7 @@ def _ci_band(fig, x, lo, hi, color, name, row=None, col=None):
     x = np.asarray(x, float)
     fig.add_trace(go.Scatter(
         x=np.concatenate([x, x[::-1]]), y=np.concatenate([np.asarray(hi, float), np.asarray(lo, float)[::-1]]),
-        fill="toself", fillcolor=color, opacity=0.18, line=dict(width=0), hoverinfo="skip",
+        mode="lines", fill="toself", fillcolor=color, opacity=0.18, line=dict(width=0), hoverinfo="skip",
         name=name, showlegend=False), row=row, col=col)
 
 
@@ -116,8 +99,8 @@ def survival_figure(series: Sequence[EscapeSeries], kramers_tau: float | None = 
                 x=tt, y=np.exp(-tt * speedup / kramers_tau), mode="lines",
                 name=f"heuristic SAM ρ={rho:g} (×{speedup:.2g}, overshoots at large ρ)",
                 line=dict(color=sam_shade(rho, sam_rhos or [rho]), dash="dot", width=1.5)))
-    _layout(fig, title or "Survival: fraction still in the sharp minimum",
-            "step t (iterations)", "S(t), fraction not yet escaped")
+    _layout(fig, title or "Survival in the sharp minimum",
+            "step t (iterations)", "S(t), fraction not yet escaped", height=540)
     fig.update_yaxes(range=[0, 1.02])
     return fig
 
@@ -130,10 +113,10 @@ def escape_histogram_figure(series: Sequence[EscapeSeries], steps: int, bins: in
     for s in series:
         fp = np.asarray(s.first_passage)
         fp = fp[fp >= 0]
-        fig.add_trace(go.Histogram(x=fp, name=f"{s.label} ({fp.size} escaped)", opacity=0.55,
+        fig.add_trace(go.Histogram(x=fp, name=f"{s.label} ({fp.size} escaped)", opacity=0.85,
                                    marker_color=_series_color(s, sam_rhos),
                                    xbins=dict(start=0, end=steps, size=size)))
-    fig.update_layout(barmode="overlay")
+    fig.update_layout(barmode="group", bargap=0.15)
     return _layout(fig, "When particles escape", "first-passage step (iterations)",
                    "particles escaping in the bin (count)", height=380)
 
@@ -171,7 +154,7 @@ def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi,
     A median is missing (NaN) where fewer than half of the particles escaped within T steps.
     """
     rhos = np.asarray(rhos, float)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
                         subplot_titles=(f"escaped by step {steps}", "median escape step"))
     sam = COLORS["sam"]
     _ci_band(fig, rhos, frac_lo, frac_hi, sam, "CI", row=1, col=1)
@@ -205,35 +188,35 @@ def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi,
     return fig
 
 
-def zhu_figure(rhos, escaped, escaped_lo, escaped_hi, success, success_lo, success_hi,
-               sgd_success: float | None = None) -> go.Figure:
-    """Zhu et al.'s 2-D toy: the chance of leaving the sharp basin and the final success versus ρ.
+def zhu_figure(outcomes: dict, sgd_success: float | None = None) -> go.Figure:
+    """Zhu et al.'s 2-D toy: where the particles are at step T, versus ρ (from `final_outcomes`).
 
-    'success' = ending in the flat basin at step T; it peaks at an intermediate ρ because a large ρ
-    traps SAM near the non-smooth ridge (theory.md §3, "where the claim stops holding").
+    'success' = in the flat basin at T; it peaks at an intermediate ρ because a large ρ traps SAM
+    near the non-smooth ridge (theory.md §3, "where the claim stops holding"). The other two lines:
+    still at the sharp minimum, and trapped (neither: bouncing around the ridge).
     """
-    rhos = np.asarray(rhos, float)
+    rhos = np.asarray(outcomes["rhos"], float)
     fig = go.Figure()
-    _ci_band(fig, rhos, escaped_lo, escaped_hi, "gray", "CI")
-    fig.add_trace(go.Scatter(x=rhos, y=escaped, mode="lines+markers", name="ever left the sharp basin",
-                             line=dict(color="gray", dash="dash")))
-    _ci_band(fig, rhos, success_lo, success_hi, COLORS["sam"], "CI")
-    fig.add_trace(go.Scatter(x=rhos, y=success, mode="lines+markers", name="SAM: final success (in flat basin at T)",
-                             line=dict(color=COLORS["sam"], width=3)))
-    s = np.asarray(success, float)
+    lines = (("stayed", "still at the sharp minimum", COLORS["sgd"], "dash", 2),
+             ("trapped", "trapped near the ridge", "gray", "dot", 2),
+             ("success", "success: in the flat minimum at T", COLORS["sam"], "solid", 4))
+    for key, name, color, dash, width in lines:
+        lo, hi = outcomes[key + "_ci"]
+        _ci_band(fig, rhos, lo, hi, color, "CI")
+        fig.add_trace(go.Scatter(x=rhos, y=outcomes[key], mode="lines+markers", name=name,
+                                 line=dict(color=color, dash=dash, width=width), marker=dict(size=8)))
+    s = np.asarray(outcomes["success"], float)
     if np.isfinite(s).any():
         i = int(np.nanargmax(s))
         fig.add_trace(go.Scatter(x=[rhos[i]], y=[s[i]], mode="markers+text", text=[f"best ρ = {rhos[i]:g}"],
-                                 textposition="top center", marker=dict(size=14, symbol="star", color="gold",
-                                                                        line=dict(color="black", width=1)),
-                                 name="peak"))
+                                 textposition="middle right", marker=dict(size=16, symbol="star", color="gold",
+                                                                          line=dict(color="black", width=1)),
+                                 name="peak of success"))
     if sgd_success is not None and math.isfinite(sgd_success):
         fig.add_hline(y=sgd_success, line=dict(color=COLORS["sgd"], dash="dash"))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"SGD success ({sgd_success:.0%})",
-                                 line=dict(color=COLORS["sgd"], dash="dash")))
-    _layout(fig, "Where it breaks: too much ρ traps SAM (Zhu et al. toy)",
-            "SAM radius ρ (parameter units)", "fraction of particles", height=420)
-    fig.update_yaxes(range=[0, 1.05])
+    _layout(fig, "Final position versus ρ on Zhu et al.'s toy", "SAM radius ρ (parameter units)",
+            "fraction of particles at step T", height=440)
+    fig.update_yaxes(range=[-0.02, 1.05])
     return fig
 
 
@@ -316,40 +299,45 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     first, _ = frame_traces(frame_idx[0])
     for tr in first:
         fig.add_trace(tr)
-    trace_ids = list(range(1, 1 + len(first)))
+    # Each frame restates trace 0 (the background) as an empty trace of its type: plotly.js merges it
+    # and keeps the landscape. (With only traces 1… in the frames the contour vanished on play.)
+    keep = go.Scatter() if dim == 1 else go.Contour()
     frames, slider_steps = [], []
     for k in frame_idx:
         trs, step = frame_traces(k)
         name = str(int(step))
-        frames.append(go.Frame(data=trs, traces=trace_ids, name=name))
+        frames.append(go.Frame(data=[keep, *trs], traces=list(range(1 + len(trs))), name=name))
         slider_steps.append(dict(method="animate", label=name,
-                                 args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                 args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                     transition=dict(duration=0))]))
     fig.frames = frames
     fig.update_layout(
-        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.12, xanchor="left", yanchor="top",
+        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
                           direction="left", buttons=[
                               dict(label="▶ play", method="animate",
-                                   args=[None, dict(frame=dict(duration=120, redraw=False), fromcurrent=True,
+                                   args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True,
                                                     transition=dict(duration=0))]),
                               dict(label="❚❚ pause", method="animate",
                                    args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
                                                       transition=dict(duration=0))])])],
-        sliders=[dict(active=0, steps=slider_steps, x=0.18, len=0.82, y=-0.08, yanchor="top",
+        sliders=[dict(active=0, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
                       currentvalue=dict(prefix="step ", visible=True))],
     )
     if dim == 1:
-        _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 480)
+        _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 500,
+                legend_below=False)
         finite = z[np.isfinite(z)]
-        if finite.size:
-            pad = 0.1 * (finite.max() - finite.min() + 1e-9)
-            fig.update_yaxes(range=[finite.min() - pad, finite.max() + pad])
+        if finite.size:  # the walls far out can be tall: show the wells, cut the walls at the 80th percentile
+            top = float(np.quantile(finite, 0.8))
+            pad = 0.1 * (top - finite.min() + 1e-9)
+            fig.update_yaxes(range=[finite.min() - pad, top + pad])
     else:
         _layout(fig, title or "Particles leaving the sharp minimum", "w₁ (parameter units)",
-                "w₂ (parameter units)", 520)
+                "w₂ (parameter units)", 540, legend_below=False)
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
-    fig.update_layout(margin=dict(b=120))
+    # legend in one row above the plot; play/pause and the step slider below it
+    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom"), margin=dict(t=90, b=130))
     return fig
 
 
@@ -409,10 +397,18 @@ def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = 
     ymax = max([float(np.max(o.density())) for o in occ if len(o.counts)] + [1e-9])
     for o in occ:
         if o.mean is not None and math.isfinite(o.mean):
-            fig.add_trace(go.Scatter(x=[o.mean, o.mean], y=[0, 1.08 * ymax], mode="lines+text",
-                                     text=["", f"{o.label} mean {o.mean:+.3f}"], textposition="top center",
+            fig.add_trace(go.Scatter(x=[o.mean, o.mean], y=[0, 1.1 * ymax], mode="lines",
                                      line=dict(color=col(o.optimizer, o.rho), width=3),
                                      name=f"{o.label}: mean position {o.mean:+.3f}"))
+    # Show where the mass is: the bins holding all but the outer 0.1% on each side, padded.
+    xs = np.concatenate([0.5 * (o.edges[1:] + o.edges[:-1]) for o in occ]) if occ else np.zeros(0)
+    ws = np.concatenate([np.asarray(o.counts, float) for o in occ]) if occ else np.zeros(0)
+    if ws.sum() > 0:
+        order = np.argsort(xs)
+        cdf = np.cumsum(ws[order]) / ws.sum()
+        lo, hi = xs[order][np.searchsorted(cdf, 0.001)], xs[order][min(np.searchsorted(cdf, 0.999), cdf.size - 1)]
+        pad = 0.25 * (hi - lo) + 1e-3
+        fig.update_xaxes(range=[lo - pad, hi + pad])
     fig.add_vline(x=0.0, line=dict(color="black", width=1, dash="dot"))
     fig.update_layout(barmode="overlay", bargap=0)
     _layout(fig, title or "Where the particles spend their time", x_label, "density (1 / parameter unit)", 440)
@@ -454,7 +450,8 @@ def drift_figure(rhos, sim_mean, sim_lo, sim_hi, chain_rhos=None, chain_mean=Non
 
 
 def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarray, delta: float,
-                        points: Sequence[tuple[str, str, float, float, float]]) -> go.Figure:
+                        points: Sequence[tuple[str, str, float, float, float]],
+                        x_range: tuple[float, float] | None = None) -> go.Figure:
     """Training loss L(w) and the 'test' loss L(w − δ): the same valley moved by δ.
 
     points: (label, colour, position, train loss, test loss) for each solution; the vertical segment
@@ -469,7 +466,13 @@ def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarra
         fig.add_trace(go.Scatter(x=[pos, pos], y=[tr, te], mode="lines+markers",
                                  name=f"{label} at w={pos:+.3f}: test loss {te:.3f} (+{te - tr:.3f})",
                                  line=dict(color=color, width=3), marker=dict(size=[8, 12], symbol=["circle", "x"])))
-    return _layout(fig, "Why the flat side generalises better", "w (parameter units)", "loss", 420)
+    _layout(fig, "Training loss and shifted test loss", "w (parameter units)", "loss", 440)
+    if x_range is not None:
+        fig.update_xaxes(range=list(x_range))
+    if points:  # zoom on the solutions: the losses that matter are small next to the steep wall
+        top = max(max(p[4] for p in points), max(p[3] for p in points), 0.02)
+        fig.update_yaxes(range=[-0.05 * top, 2.5 * top])
+    return fig
 
 
 def frame_count(fig: go.Figure) -> int:
@@ -492,28 +495,36 @@ def numpy_loss(land) -> Callable[[np.ndarray], np.ndarray]:
     return f
 
 
-def basin_fractions(result, land, target: int = 1) -> dict:
-    """Per ρ of a SimResult: the fraction of particles that ever left the start basin (first passage
-    ≥ 0) and the fraction whose final position lies in basin `target` ('success'), each with a 95%
-    Wilson interval (core.measure.wilson_interval). Diverged particles count as failures."""
+def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
+    """Per ρ of a SimResult: where each particle is at step T. 'success' = in basin `target`;
+    'stayed' = within `near` of the starting minimum (land.minima[0]); 'trapped' = neither (and
+    diverged particles). Each fraction with a 95% Wilson interval (core.measure.wilson_interval)."""
     import torch
 
     from core.measure import wilson_interval
 
-    left, left_lo, left_hi, succ, succ_lo, succ_hi = [], [], [], [], [], []
+    start = np.asarray(land.minima[0].position, float)
+    out = {"rhos": np.asarray(result.rhos, float)}
+    fracs = {k: ([], [], []) for k in ("success", "stayed", "trapped")}
     for i in range(len(result.rhos)):
-        fp = np.asarray(result.first_passage[i])
-        final = torch.as_tensor(np.nan_to_num(np.asarray(result.final[i], float), nan=1e9), dtype=torch.float64)
-        ok = (land.basin(final).numpy() == target) & ~np.asarray(result.diverged[i], bool)
-        n = fp.size
-        for k, (v, lo, hi) in (((fp >= 0).sum(), (left, left_lo, left_hi)), (ok.sum(), (succ, succ_lo, succ_hi))):
-            v.append(k / n if n else math.nan)
-            a, b = wilson_interval(int(k), n)
-            lo.append(a)
-            hi.append(b)
-    return {"rhos": np.asarray(result.rhos, float), "left": np.array(left), "left_ci": (np.array(left_lo),
-            np.array(left_hi)), "success": np.array(succ), "success_ci": (np.array(succ_lo), np.array(succ_hi)),
-            "diverged": np.asarray(result.diverged).sum(axis=1)}
+        final = np.asarray(result.final[i], float)
+        alive = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
+        safe = torch.as_tensor(np.where(alive[:, None], final, 1e9), dtype=torch.float64)
+        success = alive & (land.basin(safe).numpy() == target)
+        stayed = alive & ~success & (np.linalg.norm(final - start, axis=-1) < near)
+        trapped = ~success & ~stayed
+        n = final.shape[0]
+        for key, mask in (("success", success), ("stayed", stayed), ("trapped", trapped)):
+            k = int(mask.sum())
+            lo, hi = wilson_interval(k, n)
+            fracs[key][0].append(k / n if n else math.nan)
+            fracs[key][1].append(lo)
+            fracs[key][2].append(hi)
+    for key, (v, lo, hi) in fracs.items():
+        out[key] = np.array(v)
+        out[key + "_ci"] = (np.array(lo), np.array(hi))
+    out["diverged"] = np.asarray(result.diverged).sum(axis=1)
+    return out
 
 
 def closed_form_density(w: np.ndarray, loss: np.ndarray, lr: float, sigma: float) -> np.ndarray | None:

@@ -21,26 +21,19 @@ from app import controls, theme
 from app import stats_charts as sc
 from core import measure, theory
 from core.landscapes import make_landscape
+from core.presets import ZHU_BREAKS
 from core.simulate import SimConfig, simulate
 
-SCENES = {"double_well_1d": "1-D double well", "double_well_2d": "2-D double well"}
+SCENES = {"double_well_2d": "2-D double well", "double_well_1d": "1-D double well",
+          "zhu": "Zhu et al. 2-D toy (minibatch noise)"}
 RHO_HI = 0.3  # top of the ρ slider; the sweep covers [0, RHO_HI]
 SWEEP_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-# The default lecture scene: hot enough that escapes take hundreds of steps (theory.md §3 notes the
-# checked example takes ~40k steps; σ = 6 brings SGD's Kramers time down to ~1.7k steps).
-DEFAULTS = dict(landscape="double_well_1d", rho=0.2, lr=0.01, sigma=6.0, particles=400, steps=600, seed=0)
-ZHU_RHOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)
+# The default lecture scene is core.presets.ESCAPE: theory.md §3's double well made hotter (η = 0.05,
+# σ = 2.5) so that escapes take hundreds of steps (Kramers τ ≈ 510) instead of ~40k.
+DEFAULTS = dict(landscape="double_well_2d", rho=0.2, lr=0.05, sigma=2.5, particles=400, steps=300, seed=0)
 CACHE_ENTRIES = 32
 
 
-def _preset(name: str):
-    """A named scene from core.presets if the engine has it, else None."""
-    try:
-        from core import presets
-    except ImportError:
-        return None
-    p = getattr(presets, name, None)
-    return getattr(p, "config", p)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,20 +63,21 @@ def sweep_run(cfg: SimConfig):
 def landscape_facts(name: str) -> dict:
     """Curvatures and barrier for the Kramers overlay, and the loss on a grid for the animation."""
     land = make_landscape(name)
-    m, s = land.minima[0], land.saddles[0]
-    # Escape runs along axis 0 (w₁): use the curvatures along that axis at the minimum and the saddle.
-    lam_min = float(land.hessian(m.position)[0, 0])
-    lam_saddle = float(land.hessian(s.position)[0, 0])
-    return dict(lam_min=lam_min, lam_saddle=lam_saddle, barrier=float(land.barrier()), dim=land.dim,
-                bounds=land.bounds, background=sc.landscape_background(sc.numpy_loss(land), land.bounds, land.dim),
-                sharp=m.position, saddle=s.position)
+    facts = dict(lam_min=None, lam_saddle=None, barrier=None, dim=land.dim, bounds=land.bounds,
+                 background=sc.landscape_background(sc.numpy_loss(land), land.bounds, land.dim))
+    if land.saddles and hasattr(land, "barrier"):  # the double wells; the Zhu toy has a ridge, not a saddle
+        m, s = land.minima[0], land.saddles[0]
+        # Escape runs along axis 0 (w₁): the curvatures along that axis at the minimum and the saddle.
+        facts.update(lam_min=float(land.hessian(m.position)[0, 0]), lam_saddle=float(land.hessian(s.position)[0, 0]),
+                     barrier=float(land.barrier()))
+    return facts
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def zhu_run(cfg: SimConfig):
-    """Zhu et al.'s toy over ρ: ever left the sharp basin, and final success (in the flat basin at T)."""
+    """Zhu et al.'s toy over ρ: fractions in the flat minimum / at the sharp minimum / trapped at step T."""
     res = simulate(cfg)
-    return sc.basin_fractions(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
+    return sc.final_outcomes(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
 
 
 def _loss_1d(name: str):
@@ -94,6 +88,11 @@ def _loss_1d(name: str):
 # ---------------------------------------------------------------------------------------------
 # Controls
 # ---------------------------------------------------------------------------------------------
+
+# Lecture scenes link here with ?opts=sgd,sam (the optimizers of their run); this page always compares
+# SGD with SAM, so the parameter is accepted and dropped instead of being reported as unknown.
+if "opts" in st.query_params:
+    del st.query_params["opts"]
 
 st.title("🏃 Escape lab: SAM leaves sharp minima faster")
 st.markdown(
@@ -107,7 +106,7 @@ c1, c2, c3 = st.columns([1.2, 2, 1.2])
 landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"], container=c1)
 rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
                           container=c2,
-                          help="SAM runs at ρ/3, 2ρ/3 and ρ (lighter to darker shades). "
+                          help="SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades). "
                                "SAM's ascent: ε = ρ·g/‖g‖.")
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
@@ -121,10 +120,12 @@ with st.expander("More settings (noise, learning rate, particles, steps, seed)")
                                    container=e2)
     seed = controls.number_input("seed", "seed", default=DEFAULTS["seed"], container=e3)
 
-sam_rhos = tuple(sorted({round(rho * f, 4) for f in (1 / 3, 2 / 3, 1.0) if rho * f > 0})) or (0.0,)
+sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
 particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))
+# The Zhu toy has real minibatch noise (its data set); the double wells get isotropic Gaussian noise σ.
+noise = dict(noise="minibatch", batch_size=ZHU_BREAKS.config.batch_size) if landscape == "zhu" else dict(noise="isotropic")
 base = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),
-            seed=int(seed), noise="isotropic", keep_paths=40, record_points=120)
+            seed=int(seed), keep_paths=40, record_points=120, **noise)
 try:
     sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
     sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
@@ -147,8 +148,9 @@ if n_div:
 # ---------------------------------------------------------------------------------------------
 # Theory numbers for the overlays (theory.md §3)
 # ---------------------------------------------------------------------------------------------
-tau = theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma)
-speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos}
+kramers_ok = facts["lam_min"] is not None and base["noise"] == "isotropic"
+tau = theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma) if kramers_ok else None
+speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos} if kramers_ok else {}
 speedups = {r: v for r, v in speedups.items() if v is not None}
 
 series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
@@ -163,12 +165,12 @@ with left:
     st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
     st.caption(
         "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
-        "(red shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
+        "(orange shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
         "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
         "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
     )
     if tau is None:
-        st.caption("No Kramers curve: it needs gradient noise σ > 0.")
+        st.caption("No Kramers curve here: it needs a saddle and isotropic gradient noise σ > 0.")
 with right:
     runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
                            sgd_res.first_passage[0], sgd_res.escape_position[0]),
@@ -198,7 +200,7 @@ if tau is not None:
     theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
                    + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
 else:
-    theory_line = "Kramers: undefined without noise."
+    theory_line = "Kramers: no prediction for this scene."
 st.dataframe(table, hide_index=True, width="stretch")
 st.caption(
     f"{particles} particles per run, {steps} steps. Escaped fraction with a 95% Wilson interval; median "
@@ -213,9 +215,11 @@ controls.download_data(
 
 h_col, s_col = st.columns(2, gap="medium")
 with h_col:
-    st.plotly_chart(sc.escape_histogram_figure(series, steps), key="escape_histogram", config=theme.PLOTLY_CONFIG)
-    st.caption("How many particles escape in each window of steps. SAM's escapes come earlier and more often; "
-               "particles still inside at step T are not counted.")
+    hist_series = [series[0], series[-1]]  # SGD and the largest ρ: two overlaid histograms stay readable
+    st.plotly_chart(sc.escape_histogram_figure(hist_series, steps), key="escape_histogram",
+                    config=theme.PLOTLY_CONFIG)
+    st.caption(f"How many particles escape in each window of steps, SGD against SAM at ρ = {sam_rhos[-1]:g}. "
+               "SAM's escapes come earlier and more often; particles still inside at step T are not counted.")
 
 # ---------------------------------------------------------------------------------------------
 # ρ sweep
@@ -226,7 +230,7 @@ with s_col:
     esc = sweep.escape
     nan = lambda v: math.nan if v is None else float(v)
     heur = None
-    if tau is not None:
+    if tau is not None and kramers_ok:
         heur = [tau * math.log(2) / (theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) or math.nan)
                 for r in sweep.rhos]
     sweep_fig = sc.rho_sweep_figure(
@@ -248,27 +252,27 @@ with s_col:
 # Where it breaks: Zhu et al.'s toy
 # ---------------------------------------------------------------------------------------------
 st.subheader("Where it breaks: too much ρ traps SAM")
-zhu_cfg = _preset("ZHU_BREAKS")
-if zhu_cfg is None:
-    zhu_cfg = SimConfig(landscape="zhu", optimizer="sam", rhos=ZHU_RHOS, lr=0.05, noise="minibatch",
-                        batch_size=10, particles=200, steps=500, seed=0, keep_paths=0, record_points=2)
+zhu_cfg = ZHU_BREAKS.config.replace(keep_paths=0, record_points=2)
 with st.spinner("Zhu et al.'s toy…"):
     zhu = zhu_run(zhu_cfg)
 z1, z2 = st.columns([3, 2], gap="medium")
 with z1:
-    zfig = sc.zhu_figure(zhu["rhos"], zhu["left"], *zhu["left_ci"], zhu["success"], *zhu["success_ci"])
-    st.plotly_chart(zfig, key="zhu_chart", config=theme.PLOTLY_CONFIG)
+    st.plotly_chart(sc.zhu_figure(zhu), key="zhu_chart", config=theme.PLOTLY_CONFIG)
     controls.download_data("Zhu toy", zhu, config=zhu_cfg, file_stem="escape_zhu", key="dl_zhu",
-                           csv=pd.DataFrame({"rho": zhu["rhos"], "ever_left": zhu["left"],
-                                             "final_success": zhu["success"]}))
+                           csv=pd.DataFrame({"rho": zhu["rhos"], "success": zhu["success"],
+                                             "stayed": zhu["stayed"], "trapped": zhu["trapped"]}))
 with z2:
     st.markdown(
-        "On Zhu et al.'s 2-D toy (ICML 2019) the sharp minimum sits next to a **non-smooth ridge**, where the "
-        "per-sample loss switches from the sharp to the flat quadratic. Small ρ lets more particles leave the "
-        "sharp basin (grey). But once ρ approaches the distance to the ridge, SAM's ascent keeps landing on the "
-        "other side of the ridge and the two gradients cancel: particles get **stuck near the ridge** "
-        "(\"hallucinated minimizers\") instead of rolling into the flat basin. So final success (red) peaks at an "
-        "intermediate ρ and falls again: more ρ is not always better."
+        "On Zhu et al.'s 2-D toy (ICML 2019) the sharp minimum sits **0.26 away from a non-smooth ridge**, "
+        "where each sample's loss switches from a sharp quadratic to a flat one. SGD (ρ = 0) never leaves "
+        "the sharp minimum in 500 steps (blue). With ηλ = 1.8 along the sharp direction, SAM bounces across "
+        "the minimum with amplitude ηλρ/(2 − ηλ) = 9ρ (theory.md §2): a **small ρ** makes the bounce just "
+        "reach the ridge and nearly every particle rolls into the flat minimum (orange). A **larger ρ** puts "
+        "SAM's look-ahead point beyond the ridge at every step; the gradient there points back, and the "
+        "particles end **trapped near the ridge** at high loss (grey, \"hallucinated minimizers\"). Success "
+        "peaks at an intermediate ρ: more ρ is not always better."
     )
     st.caption(f"{zhu_cfg.particles} particles, {zhu_cfg.steps} steps, lr {zhu_cfg.lr:g}, real minibatch noise "
-               f"(batch {zhu_cfg.batch_size}); success = both coordinates below −0.5 at step T. Bands: 95% Wilson.")
+               f"(batch {zhu_cfg.batch_size}), ρ ∈ {{{', '.join(f'{r:g}' for r in zhu_cfg.rhos)}}} "
+               "(core.presets.ZHU_BREAKS). Success = both coordinates below −0.5 at step T; 'still at the "
+               "sharp minimum' = within 0.1 of it. Bands: 95% Wilson intervals.")

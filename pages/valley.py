@@ -170,7 +170,7 @@ with left:
     fig = sc.occupancy_figure(occ, curves)
     st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
     st.caption(
-        "Bars: where SGD (blue) and SAM (red) particles spend their time after a burn-in of "
+        "Bars: where SGD (blue) and SAM (orange) particles spend their time after a burn-in of "
         f"{base['burn_in']} steps, as a density; thick vertical lines: their mean positions. Dashed: SGD's "
         "closed-form density ∝ exp(−2L/(ησ²)); solid curves: the **exact** stationary density of the grid "
         "Markov chain (same noise, same SAM step) for SGD and SAM. The dotted line is the valley floor w = 0."
@@ -180,11 +180,11 @@ with left:
                    "(exact for SGD, since its two axes do not interact).")
 with right:
     st.subheader("Mean position")
-    rows = [{"run": "SGD", "simulation E[w] [95% CI]":
+    rows = [{"run": "SGD", "simulated E[w] [95% CI]":
              f"{sgd_mean.mean[0]:+.4f} [{sgd_mean.ci_low[0]:+.4f}, {sgd_mean.ci_high[0]:+.4f}]",
              "exact chain": f"{chains['sgd'].mean:+.4f}" if "sgd" in chains else "—",
              "closed form": f"{closed:+.4f}" if closed is not None else "—"},
-            {"run": f"SAM ρ={rho:g}", "simulation E[w] [95% CI]":
+            {"run": f"SAM ρ={rho:g}", "simulated E[w] [95% CI]":
              f"{sam_mean.mean[0]:+.4f} [{sam_mean.ci_low[0]:+.4f}, {sam_mean.ci_high[0]:+.4f}]",
              "exact chain": f"{chains['sam'].mean:+.4f}" if "sam" in chains else "—", "closed form": "—"}]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -223,7 +223,7 @@ with d1:
         csv=pd.DataFrame({"rho": drift.rhos, "mean": drift.mean, "ci_low": drift.ci_low, "ci_high": drift.ci_high}))
 with d2:
     st.markdown(
-        "**Drift grows with ρ.** Red dots: simulated mean position for SAM at each ρ (ρ = 0 is SGD), with 95% "
+        "**Drift grows with ρ.** Orange dots: simulated mean position for SAM at each ρ (ρ = 0 is SGD), with 95% "
         "intervals. Black: the exact chain. Grey dash-dot: **noise-free** SAM — even without noise SAM never "
         "settles at the bottom but bounces across the floor, and its bounce sits on the flat side, growing "
         "with ρ; noise adds SGD's own flat-side bias on top. Diamond: SGD's closed form at ρ = 0."
@@ -248,12 +248,12 @@ for label, color, m in (("SGD", theme.COLORS["sgd"], float(sgd_mean.mean[0])),
     if math.isfinite(m):
         points.append((label, color, m, f_train(m), f_test(m, delta)))
         d = abs(delta) or 0.2
-        shift_rows.append({"solution": f"{label} at w = {m:+.3f}", "training loss L(w)": f"{f_train(m):.4f}",
-                           f"test L(w − {d:g})": f"{f_test(m, d):.4f}", f"test L(w + {d:g})": f"{f_test(m, -d):.4f}",
-                           "average over ±δ": f"{0.5 * (f_test(m, d) + f_test(m, -d)):.4f}"})
+        shift_rows.append({"solution": f"{label}, w = {m:+.3f}", "train L(w)": f"{f_train(m):.4f}",
+                           f"test δ=+{d:g}": f"{f_test(m, d):.4f}", f"test δ=−{d:g}": f"{f_test(m, -d):.4f}",
+                           "mean ±δ": f"{0.5 * (f_test(m, d) + f_test(m, -d)):.4f}"})
 s1, s2 = st.columns([3, 2], gap="medium")
 with s1:
-    sfig = sc.shifted_loss_figure(w_grid, loss_grid, shifted, delta, points)
+    sfig = sc.shifted_loss_figure(w_grid, loss_grid, shifted, delta, points, x_range=(-0.4, 0.8))
     st.plotly_chart(sfig, key="shift_chart", config=theme.PLOTLY_CONFIG)
     controls.download_data("shifted loss", {"w": w_grid, "train_loss": loss_grid, "test_loss": shifted,
                                             "delta": delta, "solutions": shift_rows},
@@ -267,4 +267,6 @@ with s2:
         "either, because the flat side rises slowly. Averaged over both directions, the flat-side solution "
         "(SAM's) has the lower test loss."
     )
-    st.dataframe(pd.DataFrame(shift_rows), hide_index=True, width="stretch")
+st.dataframe(pd.DataFrame(shift_rows), hide_index=True, width="stretch")
+st.caption("Losses of each solution (its mean position) under the training loss and under shifts by +δ and −δ; "
+           "the last column is their average.")

@@ -64,6 +64,7 @@ def test_runs_and_main_chart_has_theory_overlays(default_page):
 def test_animation_has_frames_and_escape_markers(default_page):
     spec = _chart(default_page, "escape_animation")
     assert len(spec.get("frames", [])) >= 10
+    assert spec["data"][0]["type"] == "contour"  # the default scene is the 2-D double well
     assert any("escapes" in n for n in _names(spec))
 
 
@@ -79,12 +80,12 @@ def test_changing_rho_changes_the_plotted_data(default_page):
 
 
 def test_query_params_restore_the_view():
-    at = _run(rho="0.15", landscape="double_well_2d")
+    at = _run(rho="0.15", landscape="double_well_1d")
     assert at.slider(key="rho").value == pytest.approx(0.15)
-    assert at.selectbox(key="landscape").value == "double_well_2d"
+    assert at.selectbox(key="landscape").value == "double_well_1d"
     assert "SAM ρ=0.15" in _names(_chart(at, "main_chart"))
-    # 2-D scene: the animation background is a contour
-    assert _chart(at, "escape_animation")["data"][0]["type"] == "contour"
+    # 1-D scene: the animation background is the loss curve, not the 2-D default's contour
+    assert _chart(at, "escape_animation")["data"][0]["type"] == "scatter"
     assert not [w.value for w in at.warning if "rho" in w.value.lower() or "ρ" in w.value]
 
 
@@ -94,6 +95,13 @@ def test_bad_url_values_get_notices_not_tracebacks():
     assert "ρ" in warnings and "finite" in warnings, warnings
     assert "particles" in warnings, warnings
     assert at.slider(key="rho").value == pytest.approx(0.2)  # the page default
+
+
+def test_zhu_scene_runs_without_kramers():
+    # The Zhu toy has a ridge, not a saddle, and minibatch noise: no Kramers curve, but no crash either.
+    at = _run(landscape="zhu", lr="0.01")
+    names = _names(_chart(at, "main_chart"))
+    assert "SGD" in names and not any("Kramers" in n for n in names)
 
 
 def test_divergence_is_a_notice_not_a_crash():
@@ -117,7 +125,7 @@ def test_escape_markers_appear_at_their_first_passage_step():
     assert sc.frame_count(fig) == steps.size
     for frame in fig.frames:
         step = int(frame.name)
-        markers = frame.data[1]  # traces: particles, escapes
+        markers = frame.data[2]  # traces: background (kept), particles, escapes
         expected = (fp >= 0) & (fp <= step)
         assert len(markers.x) == expected.sum()
         assert np.allclose(sorted(markers.x), sorted(pos[expected, 0]))

@@ -87,15 +87,15 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
     return fig
 
 
-def load_recorded(runs_dir: Path = RUNS_DIR) -> list[dict]:
-    """The recorded runs shipped in core/runs/*.json (bad files are skipped, never fatal)."""
+def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)) -> list[dict]:
+    """The recorded runs shipped in core/runs/*.json of the given kinds (bad files are skipped, never fatal)."""
     out = []
     for f in sorted(Path(runs_dir).glob("*.json")):
         try:
             d = json.loads(f.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(d, dict) and d.get("kind") == "table" and "results" in d:
+        if isinstance(d, dict) and d.get("kind") in kinds and "results" in d:
             d["file"] = f.name
             out.append(d)
     return out
@@ -140,3 +140,13 @@ def recorded_caption(rec: dict) -> str:
     return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, {rec.get('date', '')[:10]}: "
             f"model {c.get('model')}, {c.get('train_size')} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}. "
             f"Command: `{rec.get('command', '')}`. {rec.get('note', '')}")
+
+
+def escape_table(rec: dict) -> pd.DataFrame:
+    """Escape from an SGD solution (core.cifar.profiles.escape): one row per continuation."""
+    res = rec["results"]
+    return pd.DataFrame([{
+        "continue with": "SGD" if r["optimizer"] == "sgd" else f"SAM ρ={r['rho']:g}",
+        "distance ‖w − w₀‖": round(r["distance"], 3), "loss jump": round(r["loss_jump"], 4),
+        "λ_max": round(r["lambda_max"], 1), "λ_max drop": round(r["lambda_drop"], 1),
+        "test acc (%)": round(100 * r["test_acc"], 2)} for r in res["rows"]])

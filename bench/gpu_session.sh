@@ -10,6 +10,7 @@
 #   3. SGD throughput, fast net, 50k × 3 epochs after a warm-up run      ~15 s
 #   4. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 5 seeds     ~20 × (3–6 s + eval + λ_max) ≈ 150 s
 #   5. thesis table 50k × 10 epochs, SGD/SAM/PSAM/late SAM × 3 seeds     ~12 × (5–10 s + eval + λ_max) ≈ 150 s
+#   6. escape: SGD 10k × 10 epochs, then 2 epochs each of SGD and SAM at ρ 0.05/0.1/0.2   ~20 s
 #   total ≈ 6 min; over 9 min means the net is slower than planned: step 5 is the one to cut (SEEDS_50K=2).
 #
 #   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (the tests use this).
@@ -25,11 +26,11 @@ SEEDS_50K=${SEEDS_50K:-3}
 if [ "${1:-}" = "--dry-run" ]; then
   COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
   SIZE_T=(--train-size 500 --epochs 1); SIZE_A=(--train-size 200 --epochs 1); SIZE_B=(--train-size 300 --epochs 1)
-  SEEDS_10K=2; SEEDS_50K=2; TAG=dryrun_
+  SIZE_E=(--train-size 200 --epochs 1); SEEDS_10K=2; SEEDS_50K=2; TAG=dryrun_
 else
   COMMON=(--device cuda --model fast --data full)
   SIZE_T=(--train-size 50000 --epochs 3); SIZE_A=(--train-size 10000 --epochs 30); SIZE_B=(--train-size 50000 --epochs 10)
-  TAG=gpu_
+  SIZE_E=(--train-size 10000 --epochs 10); TAG=gpu_
   $PY - <<'PY'
 import torch, sys
 print("torch", torch.__version__, "CUDA", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
@@ -50,11 +51,15 @@ echo "== throughput"
 $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
   --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json" | grep -E "images_per_s|wall_s|test_acc"
 echo "== table A (${SIZE_A[*]}, $SEEDS_10K seeds)"
-$PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record \
-  --note "$NOTE_A" --out "$OUT/${TAG}table_a.json"
+$PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record --profiles \
+  --note "$NOTE_A; loss profiles between seed 0's SGD and SAM solutions" --out "$OUT/${TAG}table_a.json"
 echo "== table B (${SIZE_B[*]}, $SEEDS_50K seeds)"
 $PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --record \
   --note "$NOTE_A" --out "$OUT/${TAG}table_b.json"
+
+echo "== escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at several rho)"
+$PY -m core cifar escape "${COMMON[@]}" "${SIZE_E[@]}" --rhos 0.05,0.1,0.2 --continue-epochs 2 --record \
+  --note "escape on a real net: distance travelled, loss jump, lambda_max drop" --out "$OUT/${TAG}escape.json"
 
 echo "== summary"
 $PY - "$OUT" "$TAG" <<'PY'
@@ -76,5 +81,8 @@ for name in ("table_a", "table_b"):
         print(f"  PSAM/SAM wall time {rows['psam']['cost_vs_sam_wall']:.2f} (target ≤ 0.70); "
               f"SAM − PSAM accuracy {gap:+.2f} points (within 0.3: {abs(gap) <= 0.3}); "
               f"SAM − SGD {100*(rows['sam']['test_acc_mean'] - rows['sgd']['test_acc_mean']):+.2f} points")
+for r in json.load(open(f"{out}/{tag}escape.json"))["results"]["rows"]:
+    print(f"  escape {r['optimizer']:4} ρ={r['rho']:<5g} distance {r['distance']:.3f}  loss jump {r['loss_jump']:+.4f}  "
+          f"λ_max {r['lambda_max']:.1f} (drop {r['lambda_drop']:+.1f})")
 PY
 ls -la "$OUT"

@@ -247,5 +247,18 @@ for i, rec in enumerate(recorded):
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
         st.caption("Each marker is one optimizer: mean test accuracy against mean wall time over the seeds, bars "
                    "± one standard deviation. Further left is cheaper, higher is better.")
+        if rec["results"].get("profiles"):
+            st.plotly_chart(cifar_view.profile_figure(rec["results"]["profiles"]), key=f"recorded_profile_{i}",
+                            config=theme.PLOTLY_CONFIG)
+            st.caption("Recorded loss profiles (seed 0): along the line from the SGD solution (t = 0) to the SAM "
+                       "solution (t = 1), extended to [−1, 2], and along filter-normalised random directions "
+                       "(Li et al. 2018), BatchNorm statistics recomputed at every point.")
         controls.download_data("recorded run", rec, config=rec.get("config"), file_stem=rec.get("file", "run")[:-5],
                                key=f"rec_dl_{i}")
+for rec in cifar_view.load_recorded(kinds=("escape",)):
+    tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
+    with st.expander(f"📼 recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
+        st.caption(cifar_view.recorded_caption(rec))
+        st.dataframe(cifar_view.escape_table(rec), hide_index=True)
+        st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
+                   "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net).")

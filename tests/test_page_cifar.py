@@ -82,4 +82,4 @@ def test_recorded_runs_are_marked():
     recorded = cifar_view.load_recorded()
     at = _run()
     labels = [e.label for e in at.expander]
-    assert sum("recorded" in lab for lab in labels) == len(recorded)
+    assert sum("recorded" in lab for lab in labels) == len(recorded) + len(cifar_view.load_recorded(kinds=("escape",)))

@@ -58,7 +58,7 @@ def _in_range(name):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core cifar", description=__doc__.splitlines()[0])
-    p.add_argument("mode", nargs="?", default="run", choices=("run", "table"))
+    p.add_argument("mode", nargs="?", default="run", choices=("run", "table", "escape"))
     p.add_argument("--data", default="builtin", help="builtin | full | download | a path")
     p.add_argument("--train-size", type=_in_range("train_size"), default=5000)
     p.add_argument("--test-size", type=int, default=0)
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sharpness-iters", type=int, default=20)
     p.add_argument("--trace-samples", type=int, default=10)
     p.add_argument("--eval-batch", type=int, default=500)
+    p.add_argument("--profiles", action="store_true", help="table mode: loss profiles between seed 0's SGD and SAM")
+    p.add_argument("--rhos", default="0.05,0.1,0.2", help="escape mode: SAM radii to continue with")
+    p.add_argument("--continue-epochs", type=int, default=2, help="escape mode: epochs after the SGD solution")
     p.add_argument("--warmup-run", action="store_true", help="one untimed short run first (GPU kernel warm-up)")
     p.add_argument("--out", default="", help="also write the JSON to this file")
     p.add_argument("--record", action="store_true", help="mark the JSON as a recorded run (core/runs/)")
@@ -109,17 +112,21 @@ def run_summary(res) -> dict:
     return out
 
 
-def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None) -> dict:
+def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None, profiles: bool = False) -> dict:
     """Run each optimizer for seeds 0 … seeds−1 under `base` (only optimizer and seed change).
     Returns {"rows": [...], "runs": [...]}: per optimizer mean ± std (ddof=1) of test accuracy and λ_max,
-    gradient evaluations, mean wall time, and cost relative to SAM (grad evals and wall time)."""
+    gradient evaluations, mean wall time, and cost relative to SAM (grad evals and wall time).
+    With `profiles`, also the 1-D loss profiles between seed 0's SGD and SAM solutions (t ∈ [−1, 2]) and
+    along a filter-normalised random direction at each."""
     from core.cifar.train import train
 
-    runs, rows = [], []
+    runs, rows, states = [], [], {}
     for name in optimizers:
         accs, lams, walls, evals = [], [], [], []
         for seed in range(seeds):
             res = train(replace(base, optimizer=name, seed=seed))
+            if seed == 0 and profiles and name in ("sgd", "sam") and res.status == "done":
+                states[name] = (res.state, res.device)
             d = run_summary(res)
             d.update(optimizer=name, seed=seed, config=asdict(res.config))
             runs.append(d)
@@ -136,7 +143,19 @@ def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None) -> d
     for r in rows:
         r["cost_vs_sam_evals"] = r["grad_evals"] / sam["grad_evals"] if sam else math.nan
         r["cost_vs_sam_wall"] = r["wall_s_mean"] / sam["wall_s_mean"] if sam else math.nan
-    return {"rows": rows, "runs": runs}
+    out = {"rows": rows, "runs": runs}
+    if len(states) == 2:
+        from core.cifar.profiles import ProfileConfig, interpolation_profile, random_direction_profile
+
+        dev = states["sgd"][1]
+        cfg0 = replace(base, seed=0)
+        out["profiles"] = [interpolation_profile(cfg0, states["sgd"][0], states["sam"][0], label="SGD → SAM",
+                                                 device=dev).to_dict()]
+        for name in ("sgd", "sam"):
+            out["profiles"].append(random_direction_profile(
+                cfg0, states[name][0], ProfileConfig(t_min=-1.0, t_max=1.0, points=11),
+                label=f"{name.upper()}, random direction", device=dev).to_dict())
+    return out
 
 
 def _mean(xs):
@@ -204,9 +223,24 @@ def main(argv: list[str] | None = None) -> int:
             progress = None if a.json else (lambda d: print(
                 f"  {d['optimizer']:9} seed {d['seed']}: acc {d['test_acc']:.4f} λ {d['lambda_max']} "
                 f"{d['wall_s']:.1f} s", flush=True))
-            table = thesis_table(cfg, opts, a.seeds, progress)
+            table = thesis_table(cfg, opts, a.seeds, progress, profiles=a.profiles)
             out = record("table", command, cfg, table, hardware_info(device), a.note, a.record)
             text = format_table(table["rows"])
+        elif a.mode == "escape":
+            from core.cifar.profiles import EscapeConfig, escape
+
+            try:
+                rhos = tuple(float(r) for r in a.rhos.split(",") if r.strip())
+            except ValueError:
+                rhos = ()
+            if not rhos or not all(0 < r <= LIMITS["rho"].hi for r in rhos) or not 1 <= a.continue_epochs <= 50:
+                print("error: --rhos must be numbers in (0, 2], --continue-epochs in 1…50", file=sys.stderr)
+                return 2
+            esc = escape(cfg, EscapeConfig(rhos=rhos, continue_epochs=a.continue_epochs))
+            out = record("escape", command, cfg, esc.to_dict(), hardware_info(device), a.note, a.record)
+            text = "\n".join(f"{r['optimizer']:4} ρ={r['rho']:<5g} distance {r['distance']:.3f}  loss jump "
+                             f"{r['loss_jump']:+.4f}  λ_max {r['lambda_max']:.1f} (drop {r['lambda_drop']:+.1f})"
+                             for r in esc.rows)
         else:
             res = train(cfg)
             out = record("run", command, cfg, run_summary(res), hardware_info(device), a.note, a.record)

@@ -176,17 +176,17 @@ class EscapeResult:
 def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init: object = None) -> EscapeResult:
     """Train `base_cfg` with SGD (or take `init`, a TrainResult with .state), then continue from its
     weights w₀ with SGD and with SAM at each ρ in cfg.rhos, same seed so the same minibatches."""
-    from core.cifar.train import train
+    from core.cifar.train import pick_device, train
 
     base_cfg = replace(base_cfg, optimizer="sgd")
     start = init if init is not None else train(base_cfg, should_stop=should_stop)
     state0 = start.state
-    device = torch.device("cpu")
+    device = pick_device(base_cfg.device)
     data = _Data(base_cfg, cfg.eval_images, cfg.eval_images, device)
-    model = make_model(base_cfg.model, num_classes=len(data.classes))
+    model = make_model(base_cfg.model, num_classes=len(data.classes)).to(device)
 
     def measure(state):
-        model.load_state_dict(state)
+        model.load_state_dict(state)  # copies the CPU tensors onto the model's device
         loss, _ = _eval(model, data.x_tr, data.y_tr)
         lam = lambda_max(model, data.x_tr, data.y_tr, iters=base_cfg.sharpness_iters or 20, seed=0)
         return loss, lam
@@ -199,7 +199,7 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
             break
         res = train(replace(base_cfg, optimizer=opt, rho=rho, epochs=cfg.continue_epochs, lr=cfg.lr, warmup=0.0,
                             sharpness_iters=0, trace_samples=0), init_state=state0, should_stop=should_stop)
-        p = _params(res.state, model)
+        p = _params(res.state, model)  # CPU copies: ‖w − w₀‖ over all learnable parameters
         dist = float(torch.sqrt(sum(((p[k] - p0[k]) ** 2).sum() for k in p0)))
         loss, lam = measure(res.state)
         rows.append(dict(optimizer=opt, rho=rho, distance=dist, loss=loss, loss_jump=loss - loss0, lambda_max=lam,

@@ -65,15 +65,20 @@ class Noise:
             self.transform = hessian_noise_matrix(landscape, start).to(dtype=dtype, device=device)
 
     def _refill(self) -> None:
-        shape = (self.chunk, *self.shape)
+        # Drawn as (chunk, last axis, R, N) and viewed as (chunk, R, N, last axis): the last axis
+        # (coordinates, or minibatch members) outermost in memory, like w in the simulator (see
+        # core.landscapes.stack_coords for why).
+        *lead, last = self.shape
+        shape = (self.chunk, last, *lead)
         if self.kind == "minibatch":
             n = len(self.landscape.data)
-            self._buffer = torch.randint(0, n, shape, generator=self.gen, device=self.device)
+            idx = torch.randint(0, n, shape, generator=self.gen, device=self.device)
+            self._buffer = idx.movedim(1, -1)
         else:
             z = torch.randn(shape, generator=self.gen, dtype=self.dtype, device=self.device)
-            if self.transform is not None:
-                z = z @ self.transform.T  # z ~ N(0, I) → A z ~ N(0, A Aᵀ)
-            self._buffer = z.mul_(self.sigma)
+            if self.transform is not None:  # z ~ N(0, I) → A z ~ N(0, A Aᵀ), A acting on axis 1
+                z = torch.einsum("ij,cj...->ci...", self.transform, z)
+            self._buffer = z.mul_(self.sigma).movedim(1, -1)
         self._offset = 0
 
     def draw(self, t: int):

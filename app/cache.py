@@ -60,7 +60,7 @@ def landscape(name: str, formula: str = ""):
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def grid(name: str, formula: str = "", n: int = 90):
+def grid(name: str, formula: str = "", n: int = 70):
     """The landscape sampled on an n×n grid over its plotting window (app.charts.Grid)."""
     from app.charts import landscape_grid
 

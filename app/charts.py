@@ -120,7 +120,7 @@ def contour_trace(grid: Grid, *, showscale: bool = True) -> go.Contour:
     )
 
 
-def click_grid(grid: Grid, n: int = 45) -> go.Scatter:
+def click_grid(grid: Grid, n: int = 30) -> go.Scatter:
     """A dense, invisible grid of points over the plot. Plotly selection events only fire on
     points, so this is what makes 'click anywhere on the contour' work with on_select='rerun'."""
     x = np.linspace(grid.x[0], grid.x[-1], n)

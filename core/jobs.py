@@ -251,5 +251,5 @@ def default_runner() -> JobRunner:
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = JobRunner()
+            _DEFAULT = JobRunner(max_kept=50)  # finished runs hold weights: keep the newest 50
         return _DEFAULT

@@ -56,6 +56,23 @@ def _check_data(spec: str) -> tuple[str, int, int, str | None]:
     return d.source, len(d.y_train), len(d.y_test), msg
 
 
+def _safe_spec(text: str) -> tuple[str, str | None]:
+    """On a shared server, users may name only 'builtin', 'full' or a file under the repo's data/ folder:
+    never an arbitrary server path (that would let anyone probe or read the server's files)."""
+    if text in ("builtin", "full"):
+        return text, None
+    root = cdata.REPO / "data"
+    try:
+        path = (cdata.REPO / text).resolve()
+        inside = path.is_relative_to(root.resolve())
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        return "builtin", (f"data: only 'builtin', 'full' or a path under data/ can be used here, not "
+                           f"{text[:60]!r}; using the built-in subset (5,000 train / 1,000 test images) instead")
+    return str(path), None
+
+
 def _estimate_s(cfg: TrainConfig) -> float:
     schedule, _ = cfg.schedule()
     batch = cfg.resolved_batch()
@@ -97,9 +114,11 @@ with right:
     sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
     seed = controls.number_input("seed", "seed", default=0)
     with st.expander("Data", expanded=controls.parse_text("data", st.query_params.get("data"))[0] != ""):
-        spec = controls.text_input("data", "data: 'builtin', 'full' or a path (ImageFolder dir/tar, "
-                                   "cifar-10-batches-py)", "builtin", max_chars=300).strip() or "builtin"
+        spec = controls.text_input("data", "data: 'builtin', 'full' or a file under data/ (ImageFolder "
+                                   "dir/tar, cifar-10-batches-py)", "builtin", max_chars=300).strip() or "builtin"
+spec, path_msg = _safe_spec(spec)
 source, n_tr, n_te, data_msg = _check_data(spec)
+data_msg = path_msg or data_msg
 if data_msg:
     st.warning(data_msg, icon="⚠️")
 if not HAS_GPU and spec != "builtin":

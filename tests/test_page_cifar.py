@@ -50,10 +50,17 @@ def test_default_page_runs_with_main_chart():
     assert any("Estimated time" in c.value for c in at.caption)
 
 
-def test_bad_data_path_shows_message(tmp_path):
-    at = _run(data=str(tmp_path / "no_such.tar.gz"))
+@pytest.mark.parametrize("path,expect", [("data/no_such.tar.gz", "not found"), ("/etc/passwd", "only 'builtin'"),
+                                         ("data/../../etc", "only 'builtin'"), ("data/cifar10-mini.tar.gz", None)])
+def test_bad_data_path_shows_message(path, expect):
+    """A missing data file gets its message and the built-in fallback; paths outside data/ are refused
+    (a server must not read or probe arbitrary files); a good file under data/ gives no warning."""
+    at = _run(data=path)
     warnings = [w.value for w in at.warning]
-    assert any("not found" in w and "built-in" in w for w in warnings), warnings
+    if expect:
+        assert any(expect in w and "built-in" in w for w in warnings), warnings
+    else:
+        assert not any("data" in w for w in warnings), warnings
     assert any("cifar10-mini" in c.value for c in at.caption)
 
 

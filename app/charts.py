@@ -234,11 +234,15 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
 
 def surface_figure(grid: Grid, tracks: Sequence[Track], *, title: str | None = None, height: int = 560) -> go.Figure:
     """The landscape as a 3-D surface, with the paths drawn on it (loss as height)."""
-    lo, hi = _zrange(grid.z)
-    z = np.clip(grid.z, None, hi + 0.25 * (hi - lo))  # cap walls so the valleys stay visible
-    cap = hi + 0.25 * (hi - lo)
+    finite = grid.z[np.isfinite(grid.z)]
+    lo = float(finite.min()) if finite.size else 0.0
+    # cap the walls at the 75th percentile of the loss so the valleys, not the walls, fill the box
+    cap = float(np.percentile(finite, 75)) if finite.size else 1.0
+    cap = cap if cap > lo else lo + 1.0
+    z = np.clip(grid.z, None, cap)
+    lift = 0.015 * (cap - lo)  # paths float just above the surface, or the surface hides them
     fig = go.Figure(go.Surface(x=grid.x.astype(F32), y=grid.y.astype(F32), z=z.astype(F32),
-                               colorscale="Viridis", opacity=0.9, showscale=False, name="loss L(w)",
+                               colorscale="Viridis", opacity=0.85, showscale=False, name="loss L(w)",
                                hovertemplate="w₁=%{x:.3f}<br>w₂=%{y:.3f}<br>L=%{z:.4f}<extra></extra>"))
     for t in tracks:
         if t.loss is None:
@@ -247,12 +251,15 @@ def surface_figure(grid: Grid, tracks: Sequence[Track], *, title: str | None = N
         gap = np.full((P, 1), np.nan)
         xs = np.concatenate([t.xy[:, :, 0], gap], axis=1).ravel().astype(F32)
         ys = np.concatenate([t.xy[:, :, 1], gap], axis=1).ravel().astype(F32)
-        zs = np.concatenate([np.clip(t.loss, None, cap), gap], axis=1).ravel().astype(F32)
+        zs = np.concatenate([np.clip(t.loss, None, cap) + lift, gap], axis=1).ravel().astype(F32)
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=t.name,
-                                   line={"color": t.color or color(t.key), "width": 6}))
+                                   line={"color": t.color or color(t.key), "width": 7}))
     apply_layout(fig, title=title, height=height)
-    fig.update_layout(scene={"xaxis_title": "w₁", "yaxis_title": "w₂", "zaxis_title": "loss",
-                             "camera": {"eye": {"x": 1.4, "y": -1.4, "z": 1.0}}})
+    fig.update_layout(scene={"xaxis": {"title": {"text": "w₁"}}, "yaxis": {"title": {"text": "w₂"}},
+                             "zaxis": {"title": {"text": "loss"}}, "aspectmode": "manual",
+                             "aspectratio": {"x": 1.3, "y": 1.0, "z": 0.55},
+                             "camera": {"eye": {"x": 1.25, "y": -1.35, "z": 0.95}}},
+                      margin={"l": 0, "r": 0, "b": 0})
     return fig
 
 

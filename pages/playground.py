@@ -128,7 +128,9 @@ with chart_col:
 
         st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
                         config=theme.PLOTLY_CONFIG)
-    st.caption("▶ play animates the paths (the slider scrubs through the steps). All optimizers share the start, "
+    how = ("Drag to turn the surface; the walls are cut off so the valleys show. " if view == "surface" and land.dim == 2
+           else "▶ play animates the paths (the slider scrubs through the steps). ")
+    st.caption(how + "All optimizers share the start, "
                "the learning rate, the noise draws and the seed; SAM variants use the same ρ. In a sharp well SAM "
                "jitters more than SGD: the ascent ε amplifies the noise along sharp directions, which is what lets "
                "it escape. The mode bar (top right) saves a PNG.")

@@ -14,6 +14,8 @@ Naming convention for theory traces (the tests look for these words in the trace
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.theme import COLORS, apply_layout, rho_color
+from app.theme import COLORS, apply_layout, is_presentation, rho_color
 
 
 def sam_shade(rho: float, rhos: Sequence[float]) -> str:
@@ -31,12 +33,37 @@ def sam_shade(rho: float, rhos: Sequence[float]) -> str:
     return rho_color(float(rho), [float(r) for r in rhos])
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420, legend_below: bool = True) -> go.Figure:
-    """The shared look (app/theme.py): fonts, margins, legend below the plot so it never hides data."""
-    apply_layout(fig, title=title, x_title=x or None, y_title=y or None, height=height, legend_below=legend_below)
+@functools.lru_cache(maxsize=128)
+def _theme_layout(title: str, x: str, y: str, height: int, legend_below: bool, present: bool) -> str:
+    """The layout app/theme.apply_layout gives an empty figure, as JSON (an immutable cache value).
+
+    Why cached: apply_layout validates the whole 'plotly_white' template on every call, ~12 ms per
+    chart, and the two lab pages draw seven charts per ρ change inside a 300 ms budget."""
+    fig = apply_layout(go.Figure(), title=title, x_title=x or None, y_title=y or None, height=height,
+                       present=present, legend_below=legend_below)
     if legend_below:  # room for the legend under the x-axis title
         fig.update_layout(legend=dict(y=-0.22, yanchor="top"), margin=dict(b=20))
-    return fig
+    return json.dumps(fig.to_dict()["layout"])
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Recursive dict merge: values in `over` win, nested dicts are merged."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420, legend_below: bool = True) -> go.Figure:
+    """The shared look (app/theme.py: fonts, margins, template), legend below the plot so it never
+    hides data. Returns a NEW figure (same class): the theme's layout merged under the figure's own
+    settings, built without re-validating the template (the figure's parts were validated already)."""
+    theme_layout = json.loads(_theme_layout(title, x, y, height, legend_below, is_presentation()))
+    spec = fig.to_dict()
+    out = type(fig)(data=spec["data"], layout=_merge(theme_layout, spec["layout"]), _validate=False)
+    if hasattr(fig, "_raw_frames"):
+        out._raw_frames = fig._raw_frames
+    return out
 
 
 def _ci_band(fig, x, lo, hi, color, name, row=None, col=None):
@@ -99,7 +126,7 @@ def survival_figure(series: Sequence[EscapeSeries], kramers_tau: float | None = 
                 x=tt, y=np.exp(-tt * speedup / kramers_tau), mode="lines",
                 name=f"heuristic SAM ρ={rho:g} (×{speedup:.2g}, overshoots at large ρ)",
                 line=dict(color=sam_shade(rho, sam_rhos or [rho]), dash="dot", width=1.5)))
-    _layout(fig, title or "Survival in the sharp minimum",
+    fig = _layout(fig, title or "Survival in the sharp minimum",
             "step t (iterations)", "S(t), fraction not yet escaped", height=540)
     fig.update_yaxes(range=[0, 1.02])
     return fig
@@ -181,10 +208,10 @@ def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi,
     if current_rho is not None:
         for col in (1, 2):
             fig.add_vline(x=current_rho, line=dict(color="black", width=1, dash="dot"), row=1, col=col)
-    _layout(fig, "The effect grows with ρ", "", "", height=400)
+    fig = _layout(fig, "The effect grows with ρ", "", "", height=400)
     fig.update_xaxes(title_text="SAM radius ρ (parameter units)")
-    fig.update_yaxes(title_text="fraction escaped", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="median first-passage step (iterations)", row=1, col=2)
+    fig.update_layout(yaxis=dict(title_text="fraction escaped", range=[0, 1.02]),  # left panel
+                      yaxis2=dict(title_text="median first-passage step (iterations)"))  # right panel
     return fig
 
 
@@ -214,7 +241,7 @@ def zhu_figure(outcomes: dict, sgd_success: float | None = None) -> go.Figure:
                                  name="peak of success"))
     if sgd_success is not None and math.isfinite(sgd_success):
         fig.add_hline(y=sgd_success, line=dict(color=COLORS["sgd"], dash="dash"))
-    _layout(fig, "Final position versus ρ on Zhu et al.'s toy", "SAM radius ρ (parameter units)",
+    fig = _layout(fig, "Final position versus ρ on Zhu et al.'s toy", "SAM radius ρ (parameter units)",
             "fraction of particles at step T", height=440)
     fig.update_yaxes(range=[-0.02, 1.05])
     return fig
@@ -234,6 +261,23 @@ def landscape_background(loss: Callable[[np.ndarray], np.ndarray], bounds, dim: 
     xx, yy = np.meshgrid(x, y)
     z = np.asarray(loss(np.stack([xx, yy], axis=-1)), float)
     return x, y, z
+
+
+class FramedFigure(go.Figure):
+    """A plotly Figure whose animation frames stay plain dicts until it is serialised.
+
+    Why: building 30 frames × 5 traces as validated plotly objects took ~250 ms, most of the page's
+    300 ms budget. `to_dict()` (which st.plotly_chart and plotly.io call) adds the frames back, so
+    the browser gets an ordinary animated figure. `raw_frames` is the list of frame dicts."""
+
+    def to_dict(self):
+        out = super().to_dict()
+        out["frames"] = list(getattr(self, "_raw_frames", []))
+        return out
+
+    @property
+    def raw_frames(self) -> list[dict]:
+        return list(getattr(self, "_raw_frames", []))
 
 
 @dataclass(frozen=True)
@@ -258,7 +302,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     1-D: particles are drawn on the loss curve (x = w, y = L(w)); 2-D: on the loss contour.
     """
     x, y, z = background
-    fig = go.Figure()
+    fig = FramedFigure()
     if dim == 1:
         fig.add_trace(go.Scatter(x=x, y=z, mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
                                  hoverinfo="skip"))
@@ -280,38 +324,39 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         return pos[:, 0], pos[:, 1]
 
     def frame_traces(k):
+        """The traces of one frame as plain dicts: building ~30 × 4 validated plotly objects took
+        ~300 ms, over the page's whole time budget; the dicts are checked once, with the figure."""
         step = runs[0].steps_recorded[k] if runs else 0
         out = []
         for r in runs:
             px, py = coords(r.paths[:, k, :])
-            out.append(go.Scatter(x=px, y=py, mode="markers", name=f"{r.label}: particles",
-                                  marker=dict(color=r.color, size=7, opacity=0.75, line=dict(width=0.5, color="white"))))
+            out.append(dict(type="scatter", x=px.tolist(), y=py.tolist(), mode="markers", name=f"{r.label}: particles",
+                            marker=dict(color=r.color, size=7, opacity=0.75, line=dict(width=0.5, color="white"))))
         for r in runs:
             fp = np.asarray(r.first_passage)[:max_markers]
             ep = np.asarray(r.escape_position)[:max_markers]
             hit = (fp >= 0) & (fp <= step)
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
-            out.append(go.Scatter(x=ex, y=ey, mode="markers", name=f"{r.label}: escapes ({int(hit.sum())})",
-                                  marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5,
-                                                                                                  color=r.color))))
+            out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
+                            name=f"{r.label}: escapes ({int(hit.sum())})",
+                            marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
         return out, step
 
     first, _ = frame_traces(frame_idx[0])
     for tr in first:
-        fig.add_trace(tr)
+        fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}))
     # Each frame restates trace 0 (the background) as an empty trace of its type: plotly.js merges it
     # and keeps the landscape. (With only traces 1… in the frames the contour vanished on play.)
-    keep = go.Scatter() if dim == 1 else go.Contour()
+    keep = dict(type="scatter" if dim == 1 else "contour")
     frames, slider_steps = [], []
     for k in frame_idx:
         trs, step = frame_traces(k)
         name = str(int(step))
-        frames.append(go.Frame(data=[keep, *trs], traces=list(range(1 + len(trs))), name=name))
+        frames.append(dict(data=[keep, *trs], traces=list(range(1 + len(trs))), name=name))
         slider_steps.append(dict(method="animate", label=name,
                                  args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                     transition=dict(duration=0))]))
-    fig.frames = frames
-    fig.update_layout(
+    controls = dict(
         updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
                           direction="left", buttons=[
                               dict(label="▶ play", method="animate",
@@ -324,7 +369,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
                       currentvalue=dict(prefix="step ", visible=True))],
     )
     if dim == 1:
-        _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 500,
+        fig = _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 500,
                 legend_below=False)
         finite = z[np.isfinite(z)]
         if finite.size:  # the walls far out can be tall: show the wells, cut the walls at the 80th percentile
@@ -332,12 +377,14 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
             pad = 0.1 * (top - finite.min() + 1e-9)
             fig.update_yaxes(range=[finite.min() - pad, top + pad])
     else:
-        _layout(fig, title or "Particles leaving the sharp minimum", "w₁ (parameter units)",
+        fig = _layout(fig, title or "Particles leaving the sharp minimum", "w₁ (parameter units)",
                 "w₂ (parameter units)", 540, legend_below=False)
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend in one row above the plot; play/pause and the step slider below it
     fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom"), margin=dict(t=90, b=130))
+    fig.update_layout(controls)
+    fig._raw_frames = frames
     return fig
 
 
@@ -411,7 +458,7 @@ def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = 
         fig.update_xaxes(range=[lo - pad, hi + pad])
     fig.add_vline(x=0.0, line=dict(color="black", width=1, dash="dot"))
     fig.update_layout(barmode="overlay", bargap=0)
-    _layout(fig, title or "Where the particles spend their time", x_label, "density (1 / parameter unit)", 440)
+    fig = _layout(fig, title or "Where the particles spend their time", x_label, "density (1 / parameter unit)", 440)
     return fig
 
 
@@ -466,7 +513,7 @@ def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarra
         fig.add_trace(go.Scatter(x=[pos, pos], y=[tr, te], mode="lines+markers",
                                  name=f"{label} at w={pos:+.3f}: test loss {te:.3f} (+{te - tr:.3f})",
                                  line=dict(color=color, width=3), marker=dict(size=[8, 12], symbol=["circle", "x"])))
-    _layout(fig, "Training loss and shifted test loss", "w (parameter units)", "loss", 440)
+    fig = _layout(fig, "Training loss and shifted test loss", "w (parameter units)", "loss", 440)
     if x_range is not None:
         fig.update_xaxes(range=list(x_range))
     if points:  # zoom on the solutions: the losses that matter are small next to the steep wall
@@ -477,7 +524,7 @@ def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarra
 
 def frame_count(fig: go.Figure) -> int:
     """Number of animation frames (for tests and the UI)."""
-    return len(fig.frames or ())
+    return len(fig.to_dict().get("frames") or ())
 
 
 # --------------------------------------------------------------------------------------------------

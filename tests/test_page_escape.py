@@ -13,6 +13,7 @@ Claims checked:
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -39,6 +40,13 @@ def _chart(at: AppTest, key: str) -> dict:
     charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
     assert len(charts) == 1, f"expected one chart {key!r}, got {len(charts)}"
     return json.loads(charts[0].proto.spec)
+
+
+def _array(v) -> np.ndarray:
+    """A trace array from Plotly JSON: a list, or a typed array {"dtype": ..., "bdata": base64}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v, dtype=float)
 
 
 def _names(spec: dict) -> list[str]:
@@ -123,12 +131,12 @@ def test_escape_markers_appear_at_their_first_passage_step():
     bg = sc.landscape_background(lambda w: (w ** 2).sum(-1), ((-2, 2), (-2, 2)), 2, n=20)
     fig = sc.escape_animation(bg, 2, [run], n_frames=steps.size, max_markers=80)
     assert sc.frame_count(fig) == steps.size
-    for frame in fig.frames:
-        step = int(frame.name)
-        markers = frame.data[2]  # traces: background (kept), particles, escapes
+    for frame in fig.to_dict()["frames"]:
+        step = int(frame["name"])
+        markers = frame["data"][2]  # traces: background (kept), particles, escapes
         expected = (fp >= 0) & (fp <= step)
-        assert len(markers.x) == expected.sum()
-        assert np.allclose(sorted(markers.x), sorted(pos[expected, 0]))
+        assert len(_array(markers["x"])) == expected.sum()
+        assert np.allclose(sorted(_array(markers["x"])), sorted(pos[expected, 0]))
 
 
 def test_survival_overlays_follow_kramers_and_heuristic():
@@ -136,7 +144,8 @@ def test_survival_overlays_follow_kramers_and_heuristic():
     t = np.arange(0, 101)
     s = sc.EscapeSeries("sgd", 0.0, t, np.exp(-t / 50.0), np.full(10, -1))
     fig = sc.survival_figure([s], kramers_tau=50.0, sam_speedups={0.1: 2.0})
-    kr = next(d for d in fig.data if d.name.startswith("Kramers"))
-    he = next(d for d in fig.data if d.name.startswith("heuristic"))
-    assert np.allclose(kr.y, np.exp(-np.asarray(kr.x) / 50.0))
-    assert np.allclose(he.y, np.exp(-np.asarray(he.x) * 2.0 / 50.0))
+    data = json.loads(fig.to_json())["data"]
+    kr = next(d for d in data if d["name"].startswith("Kramers"))
+    he = next(d for d in data if d["name"].startswith("heuristic"))
+    assert np.allclose(_array(kr["y"]), np.exp(-_array(kr["x"]) / 50.0))
+    assert np.allclose(_array(he["y"]), np.exp(-_array(he["x"]) * 2.0 / 50.0))

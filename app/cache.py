@@ -3,6 +3,8 @@
 `st.cache_data` keys each entry by the frozen config (hashable, immutable), returns a fresh copy
 of the result to every caller (so one session can never change another's result), and keeps at
 most `max_entries` entries, so memory levels off however many configs a lecture hall requests.
+`landscape` is an `st.cache_resource`: one shared Landscape object per (name, formula), which the
+pages only read (loss, grad, basin), never modify.
 """
 
 from __future__ import annotations

@@ -66,6 +66,10 @@ except (FormulaError, ValueError) as e:
         st.caption(f"Showing the last formula that worked: `{good}`")
 
 start_default = DEFAULT_START.get(name, land.default_start)
+if st.session_state.get("playground_landscape", name) != name:  # a new landscape: start at its default start
+    for i, key in enumerate(("x", "y")[: land.dim]):
+        st.session_state[key] = float(start_default[i])
+st.session_state["playground_landscape"] = name
 if land.dim == 2:
     with side:
         st.markdown("**Start point** (or click the contour)")

@@ -119,3 +119,13 @@ def test_one_dimensional_and_surface_views():
     assert spec["layout"]["xaxis"]["title"]["text"] == "w" and spec.get("frames")
     at = _run(view="surface")
     assert any(t["type"] == "surface" for t in _main(at)["data"])
+
+
+def test_new_landscape_starts_at_its_default_start():
+    at = _run()
+    at.selectbox(key="landscape").set_value("himmelblau").run()
+    assert not at.exception
+    start = next(t for t in _main(at)["data"] if t.get("name") == "start")
+    from core.landscapes import make_landscape
+
+    assert (start["x"][0], start["y"][0]) == pytest.approx(make_landscape("himmelblau").default_start)

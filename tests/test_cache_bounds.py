@@ -2,8 +2,9 @@
 
 Claims:
 1. Every `st.cache_data` in app/ and pages/ declares `max_entries` (a literal or a module constant
-   that is a positive int), and every `st.cache_resource` on a function with arguments does too
-   (a zero-argument resource has exactly one entry).
+   that is a positive int), and every `st.cache_resource` on a function with arguments does too.
+   Exempt: a zero-argument resource (exactly one entry) and a `scope="session"` resource (it lives
+   and dies with its session, so it grows with open sessions, not with configs requested).
 2. Requesting more distinct configs than `max_entries` keeps the cache at `max_entries` entries
    (least-recently-used ones are dropped), for the real cached functions in app/cache.py.
 """
@@ -31,7 +32,9 @@ def _cache_decorators(tree: ast.Module):
             target = call.func if call else dec
             if isinstance(target, ast.Attribute) and target.attr in ("cache_data", "cache_resource"):
                 kw = {k.arg: k.value for k in call.keywords} if call else {}
-                yield node, target.attr, kw.get("max_entries")
+                scope = kw.get("scope")
+                session = isinstance(scope, ast.Constant) and scope.value == "session"
+                yield node, target.attr, kw.get("max_entries"), session
 
 
 def _int_value(expr, tree: ast.Module) -> int | None:
@@ -51,12 +54,12 @@ def test_every_cache_declares_max_entries():
     found, problems = 0, []
     for path in SOURCES:
         tree = ast.parse(path.read_text(), filename=str(path))
-        for fn, kind, max_entries in _cache_decorators(tree):
+        for fn, kind, max_entries, session_scoped in _cache_decorators(tree):
             found += 1
             has_args = bool(fn.args.args or fn.args.posonlyargs or fn.args.kwonlyargs or fn.args.vararg)
             where = f"{path.relative_to(REPO)}:{fn.lineno} {fn.name}"
-            if kind == "cache_resource" and not has_args:
-                continue  # one entry by construction
+            if kind == "cache_resource" and (not has_args or session_scoped):
+                continue  # one entry by construction / released with its session
             if max_entries is None:
                 problems.append(f"{where}: st.{kind} without max_entries")
                 continue

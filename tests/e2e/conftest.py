@@ -43,12 +43,21 @@ def browser(loop):
     loop.run(pw.stop())
 
 
-@pytest.fixture
-def page(loop, browser):
-    """A fresh browser context (its own Streamlit session) and page; closed after the test."""
+@pytest.fixture(scope="session")
+def context(loop, browser):
+    """One browser context for the page tests, so Streamlit's JavaScript is fetched once (HTTP
+    cache). Each page load still opens its own websocket, i.e. its own Streamlit session."""
     pg = loop.run(new_page(browser))
-    yield pg
+    yield pg.context
     loop.run(pg.context.close())
+
+
+@pytest.fixture
+def page(loop, context):
+    """A fresh page (a new Streamlit session on load) in the shared, instrumented context."""
+    pg = loop.run(context.new_page())
+    yield pg
+    loop.run(pg.close())
 
 
 @pytest.fixture(scope="session")

@@ -251,5 +251,6 @@ def default_runner() -> JobRunner:
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = JobRunner(max_kept=50)  # finished runs hold weights: keep the newest 50
+            # finished runs hold weights: keep the newest 50; one click may queue all 7 optimizers
+            _DEFAULT = JobRunner(max_kept=50, max_queued_per_owner=8)
         return _DEFAULT

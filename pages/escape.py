@@ -32,6 +32,7 @@ SWEEP_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 # σ = 2.5) so that escapes take hundreds of steps (Kramers τ ≈ 510) instead of ~40k.
 DEFAULTS = dict(landscape="double_well_2d", rho=0.2, lr=0.05, sigma=2.5, particles=400, steps=300, seed=0)
 CACHE_ENTRIES = 32
+ESCAPE_MARKERS = 150  # escape crosses drawn per run (more would only blur the picture and slow the page)
 
 
 
@@ -176,13 +177,14 @@ with right:
                            sgd_res.first_passage[0], sgd_res.escape_position[0]),
             sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos), sam_res.steps_recorded,
                            sam_res.paths[-1], sam_res.first_passage[-1], sam_res.escape_position[-1])]
-    anim = sc.escape_animation(facts["background"], facts["dim"], runs,
+    anim = sc.escape_animation(facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
                                loss_1d=_loss_1d(landscape) if facts["dim"] == 1 else None)
     st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
     st.caption(
         f"Press ▶ to play (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
-        "moving in the landscape (on the loss curve in 1-D). A cross appears where a particle "
-        "escaped, at its first-passage step (its first step in the flat basin)."
+        "moving in the landscape (on the loss curve in 1-D). A cross appears where one of the first "
+        f"{ESCAPE_MARKERS} particles escaped, at its first-passage step (its first step in the flat basin); "
+        "the legend counts them."
     )
 
 # ---------------------------------------------------------------------------------------------

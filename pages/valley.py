@@ -180,14 +180,13 @@ with left:
                    "(exact for SGD, since its two axes do not interact).")
 with right:
     st.subheader("Mean position")
-    rows = [{"run": "SGD", "simulated E[w] [95% CI]":
-             f"{sgd_mean.mean[0]:+.4f} [{sgd_mean.ci_low[0]:+.4f}, {sgd_mean.ci_high[0]:+.4f}]",
-             "exact chain": f"{chains['sgd'].mean:+.4f}" if "sgd" in chains else "—",
-             "closed form": f"{closed:+.4f}" if closed is not None else "—"},
-            {"run": f"SAM ρ={rho:g}", "simulated E[w] [95% CI]":
-             f"{sam_mean.mean[0]:+.4f} [{sam_mean.ci_low[0]:+.4f}, {sam_mean.ci_high[0]:+.4f}]",
-             "exact chain": f"{chains['sam'].mean:+.4f}" if "sam" in chains else "—", "closed form": "—"}]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    fmt = lambda v: f"{v:+.4f}" if v is not None and math.isfinite(v) else "—"
+    table = {"": ["simulated E[w]", "95% interval", "exact chain", "closed form"],
+             "SGD": [fmt(sgd_mean.mean[0]), f"[{fmt(sgd_mean.ci_low[0])}, {fmt(sgd_mean.ci_high[0])}]",
+                     fmt(chains["sgd"].mean) if "sgd" in chains else "—", fmt(closed)],
+             f"SAM ρ={rho:g}": [fmt(sam_mean.mean[0]), f"[{fmt(sam_mean.ci_low[0])}, {fmt(sam_mean.ci_high[0])}]",
+                               fmt(chains["sam"].mean) if "sam" in chains else "—", "—"]}
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
     st.caption(f"Time average of each particle over steps > {base['burn_in']}, averaged over {particles} "
                "particles (95% normal interval). Positive = flat side. The closed form is a continuous-time "
                "approximation (a few % low); the exact chain is exact up to its grid.")

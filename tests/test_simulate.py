@@ -193,3 +193,15 @@ def test_every_family_runs_with_every_noise_it_supports(name):
         r = simulate(SimConfig(landscape=name, optimizer="asam", rhos=(0.5,), lr=0.001, noise=noise, sigma=0.5,
                                particles=20, steps=20, record_points=5))
         assert np.isfinite(r.final).all() and not r.diverged.any()
+
+
+def test_user_formula_runs_and_its_nan_region_marks_divergence():
+    """A formula is differentiated by autograd; where its gradient is not finite (√x for x < 0)
+    particles are marked diverged instead of poisoning the run."""
+    ok = simulate(SimConfig(landscape="formula", formula="(x^2 - 1)^2 + y^2", optimizer="sam", rhos=(0.1,),
+                            lr=0.01, sigma=1.0, particles=50, steps=50, start=(1.0, 0.0)))
+    assert not ok.diverged.any() and np.abs(ok.final[0, :, 0]).mean() > 0.5  # near the minima x = ±1
+    bad = simulate(SimConfig(landscape="formula", formula="sqrt(x) + y^2", optimizer="sgd", rhos=(0.0,), lr=0.1,
+                             sigma=5.0, particles=200, steps=30, start=(0.3, 0.0)))
+    assert bad.diverged.any() and not bad.diverged.all()
+    assert np.isfinite(bad.final).all() and np.isfinite(bad.time_avg).all()

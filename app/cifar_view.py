@@ -43,7 +43,7 @@ def learning_curves(runs: list[tuple[dict, list[dict]]]) -> go.Figure:
         fig.add_trace(go.Scatter(x=ep, y=[h["train_loss"] for h in hist], mode="lines", name=f"{name}: train loss",
                                  line={"color": c, "dash": "dot"}, legendgroup=name, showlegend=False),
                       secondary_y=True)
-    theme.apply_layout(fig, x_title="epoch", y_title="test accuracy (%)", height=380)
+    theme.apply_layout(fig, x_title="epoch", y_title="test accuracy (%)", height=420, legend_below=True)
     fig.update_yaxes(title_text="training loss (cross-entropy, nats), dotted", secondary_y=True)
     return fig
 

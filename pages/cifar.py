@@ -106,7 +106,7 @@ with left:
     else:
         model = "tiny"
         st.info("No GPU on this server: live runs use the tiny CNN on the built-in mini subset "
-                "(5,000 training images). The recorded GPU runs below show the fast net.", icon="ℹ️")
+                "(5,000 training images). The recorded GPU runs below show the fast net.", icon=":material/info:")
         train_size = controls.number_slider("train_size", "training images (class-balanced subset)", lo=500,
                                             hi=5_000, default=2_000, step=500)
         epochs = controls.number_slider("epochs", "epochs", lo=1, hi=CPU_MAX_EPOCHS, default=3)
@@ -122,7 +122,7 @@ data_msg = path_msg or data_msg
 if data_msg:
     st.warning(data_msg, icon="⚠️")
 if not HAS_GPU and spec != "builtin":
-    st.info("No GPU on this server: live runs use the built-in mini subset whatever the data choice.", icon="ℹ️")
+    st.info("No GPU on this server: live runs use the built-in mini subset whatever the data choice.", icon=":material/info:")
     spec = "builtin"
     source, n_tr, n_te, _ = _check_data(spec)
 st.caption(f"Data: {source} ({n_tr:,} training / {n_te:,} test images).")
@@ -165,18 +165,19 @@ def live():
                 epochs_total = c.epochs
         done = len(j.progress)
         if j.status == "queued":
-            st.write(f"⏳ **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
+            st.write(f":material/hourglass_empty: **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
         elif j.status == "running":
             frac = min(1.0, done / epochs_total) if epochs_total else 0.0
             st.progress(frac, text=f"**{j.label}**: epoch {done}" + (f" of {epochs_total}" if epochs_total else ""))
         elif j.status == "done" and j.result:
             r = j.result["result"]
-            icon = {"done": "✅", "cancelled": "⏹️", "diverged": "💥"}.get(r["status"], "")
+            icon = {"done": ":material/check_circle:", "cancelled": ":material/stop_circle:",
+                    "diverged": ":material/error:"}.get(r["status"], "")
             st.write(f"{icon} **{j.label}**: {r['message']} — test accuracy {100 * r['test_acc']:.1f}%")
             for m in r.get("messages", []):
                 st.caption(m)
         else:
-            st.write(f"⏹️ **{j.label}**: {j.status}" + (f" ({j.error})" if j.error else ""))
+            st.write(f":material/stop_circle: **{j.label}**: {j.status}" + (f" ({j.error})" if j.error else ""))
     curves = [(_cfg_of(j), list(j.progress)) for j in views if j.progress]
     if curves:
         st.plotly_chart(cifar_view.learning_curves(curves), key="main_chart", config=theme.PLOTLY_CONFIG)
@@ -204,7 +205,7 @@ def recorded_curves():
     st.plotly_chart(cifar_view.learning_curves(runs), key="main_chart", config=theme.PLOTLY_CONFIG)
     if rec:
         hw = rec.get("hardware", {})
-        st.caption(f"📼 Recorded, not live: learning curves of `{rec['file']}` ({hw.get('gpu') or 'CPU'}, seed 0). "
+        st.caption(f"Recorded, not live: learning curves of `{rec['file']}` ({hw.get('gpu') or 'CPU'}, seed 0). "
                    "Test accuracy solid (left axis), training loss dotted (right axis). Your own runs replace them.")
     else:
         st.caption("Learning curves appear here when a run finishes its first epoch.")
@@ -260,7 +261,7 @@ if not recorded:
 for i, rec in enumerate(recorded):
     hw = rec.get("hardware", {})
     tag = "GPU" if hw.get("gpu") else "CPU"
-    with st.expander(f"📼 recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
+    with st.expander(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
         st.caption(cifar_view.recorded_caption(rec))
         st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
@@ -276,7 +277,7 @@ for i, rec in enumerate(recorded):
                                key=f"rec_dl_{i}")
 for rec in cifar_view.load_recorded(kinds=("escape",)):
     tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
-    with st.expander(f"📼 recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
+    with st.expander(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
         st.caption(cifar_view.recorded_caption(rec))
         st.dataframe(cifar_view.escape_table(rec), hide_index=True)
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "

@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import shlex
 import sys
 from dataclasses import asdict, replace
 
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     except (_BadArgs, ValueError) as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    command = "python -m core cifar " + " ".join(argv)
+    shown = [x for i, x in enumerate(argv) if x != "--note" and (i == 0 or argv[i - 1] != "--note")]
+    command = "python -m core cifar " + shlex.join(shown)  # the note is stored on its own
     try:
         if a.warmup_run:
             train(replace(cfg, epochs=1, train_size=min(cfg.train_size, 2000), sharpness_iters=0, trace_samples=0))

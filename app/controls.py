@@ -41,6 +41,7 @@ MAX_TEXT = 300  # longest formula / text accepted from a URL parameter
 LR_OPTIONS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 _NOTICE_AREA = "_sl_notice_area"
 _KEYS = "_sl_url_keys"
+_PREV_KEYS = "_sl_url_keys_before"  # the keys of the previous run (app/main.py resets them for a scene)
 _SHOWN = "_sl_notices_shown"
 
 # Keys the app itself puts in the URL besides widget keys (never reported as unknown).
@@ -225,8 +226,14 @@ def begin_run(notice_area=None) -> None:
     """Called by app/main.py at the top of every run: where notices go (a container at the top
     of the page), and a fresh list of the URL keys the page's widgets use."""
     st.session_state[_NOTICE_AREA] = notice_area
+    st.session_state[_PREV_KEYS] = st.session_state.get(_KEYS, set())
     st.session_state[_KEYS] = set()
     st.session_state[_SHOWN] = set()
+
+
+def previous_keys() -> set:
+    """URL keys the widgets used in the previous run (the page on screen before this run)."""
+    return set(st.session_state.get(_PREV_KEYS, set()))
 
 
 def notice(message: str) -> None:

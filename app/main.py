@@ -69,8 +69,9 @@ with st.sidebar:
 pending = st.session_state.pop("_scene_pending", None)
 if pending:
     scene = SCENES[pending]
-    # Forget the widget values of the page we go to, so that they are read again from the URL.
-    for key in list(st.session_state.get("_sl_url_keys", set())) + list(scene.params):
+    # Forget the widget values of the page on screen and of the scene's keys, so the scene's page
+    # starts from its defaults plus the scene's URL parameters (the same view a copied URL gives).
+    for key in controls.previous_keys() | set(scene.params):
         if key != "present" and key in st.session_state:
             del st.session_state[key]
     params = dict(scene.params)

@@ -11,7 +11,8 @@
 #   4. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 5 seeds     ~20 × (3–6 s + eval + λ_max) ≈ 150 s
 #   5. thesis table 50k × 10 epochs, SGD/SAM/PSAM/late SAM × 3 seeds     ~12 × (5–10 s + eval + λ_max) ≈ 150 s
 #   6. escape: SGD 10k × 10 epochs, then 2 epochs each of SGD and SAM at ρ 0.05/0.1/0.2   ~20 s
-#   total ≈ 6 min; over 9 min means the net is slower than planned: step 5 is the one to cut (SEEDS_50K=2).
+#   total ≈ 6 min. The seeds are sized from the measured throughput (3–5 for 10k, 2–3 for 50k) so a
+#   slower net still fits ~9 min; FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
 #
 #   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (the tests use this).
 set -euo pipefail
@@ -26,7 +27,7 @@ SEEDS_50K=${SEEDS_50K:-3}
 if [ "${1:-}" = "--dry-run" ]; then
   COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
   SIZE_T=(--train-size 500 --epochs 1); SIZE_A=(--train-size 200 --epochs 1); SIZE_B=(--train-size 300 --epochs 1)
-  SIZE_E=(--train-size 200 --epochs 1); SEEDS_10K=2; SEEDS_50K=2; TAG=dryrun_
+  SIZE_E=(--train-size 200 --epochs 1); SEEDS_10K=2; SEEDS_50K=2; TAG=dryrun_; DRY=1
 else
   COMMON=(--device cuda --model fast --data full)
   SIZE_T=(--train-size 50000 --epochs 3); SIZE_A=(--train-size 10000 --epochs 30); SIZE_B=(--train-size 50000 --epochs 10)
@@ -49,7 +50,22 @@ NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an 
 NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"
 echo "== throughput"
 $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
-  --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json" | grep -E "images_per_s|wall_s|test_acc"
+  --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json" | grep -E "images_per_s|wall_s|test_acc" || true
+if [ -z "${DRY:-}" ] && [ -z "${FIXED_SEEDS:-}" ]; then
+  # Size the seeds to the measured speed so the whole script stays under ~9 minutes: ~200 s per table.
+  # A seed of the table costs SGD 1 + SAM 2 + PSAM 1.3 + late SAM 1.3 = 5.6 passes over N·E images,
+  # plus ~4 s per run for evaluation and λ_max.
+  read -r SEEDS_10K SEEDS_50K < <($PY - "$OUT/${TAG}throughput.json" <<'PY'
+import json, math, sys
+rate = json.load(open(sys.argv[1]))["results"]["images_per_s"]
+cost = lambda n, e: 5.6 * n * e / rate + 16
+a = min(5, max(3, math.floor(200 / cost(10_000, 30))))
+b = min(3, max(2, math.floor(200 / cost(50_000, 10))))
+print(a, b)
+PY
+)
+  echo "measured throughput → seeds: $SEEDS_10K for 10k × 30, $SEEDS_50K for 50k × 10"
+fi
 echo "== table A (${SIZE_A[*]}, $SEEDS_10K seeds)"
 $PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record --profiles \
   --note "$NOTE_A; loss profiles between seed 0's SGD and SAM solutions" --out "$OUT/${TAG}table_a.json"

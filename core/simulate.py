@@ -324,7 +324,12 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
             loss = torch.where(live, loss, 0.0)
             losses.append(loss.sum(-1) / live.sum(-1).clamp(min=1))
         after = torch.tensor([b[0] > cfg.burn_in for b in buffer], device=w.device)  # the time average's steps
-        if bool(after.any()):
+        if bool(after.any()) and live is None:  # no divergence: one histc per ρ (drops values outside)
+            x = ws[after][..., 0]  # (k', R, N)
+            for r in range(R):
+                occupancy[r * OCCUPANCY_BINS:(r + 1) * OCCUPANCY_BINS] += torch.histc(
+                    x[:, r], OCCUPANCY_BINS, lo, hi).to(occupancy.dtype)
+        elif bool(after.any()):
             x = ws[after][..., 0]  # (k', R, N)
             bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
             ok = (bins >= 0) & (bins < OCCUPANCY_BINS)  # positions outside the window are not counted

@@ -105,21 +105,27 @@ st.markdown(
 
 c1, c2, c3 = st.columns([1.2, 2, 1.2])
 landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"], container=c1)
+if landscape == "zhu":
+    st.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
+            "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
+            "breaks\" below.", icon="ℹ️")
+# Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
+d = DEFAULTS | (dict(lr=0.01, steps=ZHU_BREAKS.config.steps) if landscape == "zhu" else {})
 rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
                           container=c2,
                           help="SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades). "
                                "SAM's ascent: ε = ρ·g/‖g‖.")
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
-    lr = controls.lr_slider(default=DEFAULTS["lr"], container=e1)
-    sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=12.0, default=DEFAULTS["sigma"],
+    lr = controls.lr_slider(default=d["lr"], container=e1)
+    sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=12.0, default=d["sigma"],
                                    step=0.25, container=e1,
                                    help="Isotropic Gaussian gradient noise, shared by both SAM passes.")
-    particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=DEFAULTS["particles"],
+    particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=d["particles"],
                                        step=50, container=e2)
-    steps = controls.number_slider("steps", "steps T", lo=50, hi=3000, default=DEFAULTS["steps"], step=50,
+    steps = controls.number_slider("steps", "steps T", lo=50, hi=3000, default=d["steps"], step=50,
                                    container=e2)
-    seed = controls.number_input("seed", "seed", default=DEFAULTS["seed"], container=e3)
+    seed = controls.number_input("seed", "seed", default=d["seed"], container=e3)
 
 sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
 particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))

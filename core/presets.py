@@ -79,7 +79,7 @@ SAM_BOUNCE = Preset(
 MANY_WELLS = Preset(
     "Exploring many wells", "playground",
     SimConfig(landscape="many_wells", optimizer="sam", rhos=(0.0, 0.05, 0.1), lr=0.01, noise="isotropic",
-              sigma=6.0, particles=100, steps=500, seed=0),
+              sigma=6.0, particles=100, steps=300, seed=0),
     "Noise carries particles from well to well; SAM leaves the starting sharp well more readily.",
 )
 

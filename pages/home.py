@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import streamlit as st
@@ -31,6 +32,27 @@ CLAIMS = (
      "(k = 2, f = 0.6).", "psam", "PSAM scheduler"),
 )
 PAGES_DIR = Path(__file__).resolve().parent  # absolute paths: page_link resolves against app/main.py's folder
+RUNS_DIR = PAGES_DIR.parent / "core" / "runs"  # recorded CIFAR runs (python -m core cifar table --record)
+
+
+@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
+def recorded_tables() -> list[dict]:
+    """The recorded CIFAR comparison tables in core/runs/*.json; unreadable files are skipped."""
+    out = []
+    for path in sorted(RUNS_DIR.glob("*.json")):
+        try:
+            rec = json.loads(path.read_text())
+            if rec.get("kind") != "table" or not rec.get("recorded"):
+                continue
+            rows = [{"optimizer": r["optimizer"],
+                     "test accuracy %": f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}",
+                     "λ_max": round(r["lambda_max_mean"]), "gradient evaluations vs SAM": f"{r['cost_vs_sam_evals']:.2f}×",
+                     "seeds": r["seeds"]} for r in rec["results"]["rows"]]
+            out.append({"file": path.name, "device": rec.get("hardware", {}).get("device", "?"),
+                        "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
@@ -87,6 +109,14 @@ with right:
         hide_index=True, width="stretch")
     st.caption("Calibration runs from the project's theory brief (docs/theory.md §6). PSAM matches SAM at 65% of "
                "the time yet ends as sharp as SGD: flatness at the end is not the whole story.")
+
+tables = recorded_tables()
+if tables:
+    with st.expander(f"Recorded CIFAR-10 runs in this project ({len(tables)})"):
+        for t in tables:
+            st.markdown(f"**{t['file']}** · {t['device'].upper()} · {t['date']}")
+            st.dataframe(t["rows"], hide_index=True, width="stretch")
+            st.caption(t["note"])
 
 info = device_info()
 st.info(f"This app computes on **{info['device'].upper()}** ({info['name']}, torch {info['torch']}). "

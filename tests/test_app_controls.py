@@ -136,3 +136,21 @@ def test_theme_colours():
     shades = [lightness(theme.rho_color(r, rhos)) for r in rhos[1:]]
     assert shades == sorted(shades, reverse=True) and len(set(shades)) == 3  # darker as ρ grows
     assert not math.isnan(shades[0])
+
+
+def test_presentation_mode_enlarges_figure_fonts():
+    import plotly.graph_objects as go
+
+    normal = theme.apply_layout(go.Figure(), x_title="step", present=False).layout.font.size
+    big = theme.apply_layout(go.Figure(), x_title="step", present=True).layout.font.size
+    assert big > normal
+
+
+def test_animation_frames_bounded_and_keep_ends():
+    """charts._frame_indices: at most MAX_FRAMES samples, always the first and the last."""
+    from app import charts
+
+    for k in (1, 2, 50, 51, 201, 5001):
+        idx = charts._frame_indices(k)
+        assert len(idx) <= charts.MAX_FRAMES and idx[0] == 0 and idx[-1] == k - 1
+        assert (idx[1:] > idx[:-1]).all()

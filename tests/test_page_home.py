@@ -82,3 +82,21 @@ def test_scene_params_give_no_notice(name):
     assert not [w.value for w in at.warning if "Diverged" not in w.value], [w.value for w in at.warning]
     if "rho" in scene.params:
         assert at.slider(key="rho").value == pytest.approx(float(scene.params["rho"]))
+
+
+def test_recorded_runs_listed():
+    """Every recorded comparison table in core/runs/ appears on Home (count read independently)."""
+    recorded = []
+    for path in (REPO / "core" / "runs").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if rec.get("kind") == "table" and rec.get("recorded"):
+            recorded.append(path.name)
+    at = _main()
+    labels = [e.label for e in at.expander]
+    if not recorded:
+        assert not any(lab.startswith("Recorded CIFAR-10") for lab in labels)
+    else:
+        assert f"Recorded CIFAR-10 runs in this project ({len(recorded)})" in labels

@@ -145,6 +145,16 @@ def validate(cfg: SimConfig) -> None:
         raise ValueError(f"start_spread must lie in [0, 10], got {cfg.start_spread}")
     if cfg.start is not None and not all(math.isfinite(v) and abs(v) <= 1e3 for v in cfg.start):
         raise ValueError("start must be finite numbers with |value| ≤ 1000")
+    for key, value in cfg.landscape_params:
+        if not _finite_numbers(value):
+            raise ValueError(f"landscape parameter {key} must be a finite number, got {value!r}"[:200])
+
+
+def _finite_numbers(v) -> bool:
+    """A finite number, or a (nested) tuple of them (e.g. a formula's plotting bounds)."""
+    if isinstance(v, tuple):
+        return all(_finite_numbers(x) for x in v)
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass

@@ -125,6 +125,7 @@ def test_schedule_mask_and_grad_evals_come_from_core_schedules():
     dict(landscape="nope"), dict(optimizer="adam"), dict(noise="pink"), dict(particles=20_001),
     dict(steps=0), dict(rhos=(3.0,)), dict(rhos=tuple(0.01 * i for i in range(13))), dict(rhos=()),
     dict(lr=float("nan")), dict(particles=20_000, steps=5_000), dict(burn_in=500), dict(dtype="float16"),
+    dict(landscape_params=(("depth", [1, 2]),)), dict(landscape_params=(("depth", float("inf")),)),
 ])
 def test_bad_configs_are_one_line_value_errors(changes):
     with pytest.raises(ValueError) as e:

@@ -32,6 +32,7 @@ Families (`make_landscape(name, **params)`):
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -823,7 +824,8 @@ def make_landscape(name: str, formula: str = "", **params) -> Landscape:
         return FormulaLandscape(formula, **params)
     if name not in _FAMILIES:
         raise ValueError(f"unknown landscape {name!r}; choose one of {', '.join(LANDSCAPES)}")
-    try:
-        return _FAMILIES[name](**params)
-    except TypeError as e:  # an unknown keyword
-        raise ValueError(f"{name}: {e}".splitlines()[0]) from None
+    known = [p for p in inspect.signature(_FAMILIES[name]).parameters]
+    for key in params:
+        if key not in known:
+            raise ValueError(f"{name} has no parameter {key!r}; it has {', '.join(known) or 'none'}")
+    return _FAMILIES[name](**params)

@@ -340,6 +340,8 @@ def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, tit
         steps = np.flatnonzero(mask)
         row = f"{name} · cost {cost:.0%}"
         names.append(row)
+        if steps.size == 0:  # no SAM step (SGD): one point left of the axis keeps the row on the chart
+            steps = np.array([-10])
         fig.add_trace(go.Scatter(
             x=steps.tolist(), y=[row] * len(steps), mode="markers", name=row,
             marker={"symbol": "line-ns", "size": 22, "line": {"width": 2 if len(mask) <= 300 else 1,

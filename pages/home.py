@@ -101,7 +101,7 @@ with right:
         "- **LookSAM (Liu et al., CVPR 2022)**: using SAM only every k-th step throughout training degrades "
         "accuracy as k grows.\n\n"
         "The PSAM scheduler compares all of them at equal budget, so you can judge for yourself.")
-    st.markdown("#### Recorded on one H100 (CIFAR-10, 10k images × 30 epochs, 5 seeds)")
+    st.markdown("#### Calibration on one H100 (CIFAR-10, 10k images × 30 epochs, 5 seeds)")
     st.dataframe(
         {"optimizer": ["SGD", "SAM ρ=0.05", "PSAM ρ=0.05", "late SAM ρ=0.05"],
          "test accuracy %": ["81.83 ± 0.20", "82.38 ± 0.15", "82.34 ± 0.22", "82.04 ± 0.22"],

@@ -305,7 +305,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     fig = FramedFigure()
     if dim == 1:
         fig.add_trace(go.Scatter(x=x, y=z, mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
-                                 hoverinfo="skip"))
+                                 hoverinfo="skip", showlegend=False))
     else:
         zc = np.clip(z, np.nanmin(z), np.nanpercentile(z, 90))
         fig.add_trace(go.Contour(x=x, y=y, z=zc, colorscale="Greys", reversescale=True, showscale=False,
@@ -382,7 +382,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend in one row above the plot; play/pause and the step slider below it
-    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.0, yanchor="bottom"), margin=dict(t=90, b=130))
+    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=120, b=130))
     fig.update_layout(controls)
     fig._raw_frames = frames
     return fig

@@ -69,6 +69,16 @@ def test_runs_and_main_chart_has_theory_overlays(default_page):
         _chart(default_page, key)
 
 
+def test_where_it_breaks_peaks_at_an_intermediate_rho(default_page):
+    # theory.md §3 "where the claim stops holding": on the Zhu toy (core.presets.ZHU_BREAKS, fixed seed)
+    # final success is highest at neither end of the ρ grid; the page must draw that, peak marked.
+    data = _chart(default_page, "zhu_chart")["data"]
+    success = next(d for d in data if d.get("name", "").startswith("success"))
+    y = _array(success["y"])
+    assert 0 < int(np.argmax(y)) < len(y) - 1, y
+    assert any(d.get("name") == "peak of success" for d in data)
+
+
 def test_animation_has_frames_and_escape_markers(default_page):
     spec = _chart(default_page, "escape_animation")
     assert len(spec.get("frames", [])) >= 10

@@ -81,9 +81,11 @@ def zhu_run(cfg: SimConfig):
     return sc.final_outcomes(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _loss_1d(name: str):
-    land = make_landscape(name)
-    return sc.numpy_loss(land)
+    """The landscape's loss as a numpy function, built once per name (make_landscape searches for the
+    critical points, which takes a while) and shared read-only."""
+    return sc.numpy_loss(make_landscape(name))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,15 @@ from torch.func import functional_call
 from core.cifar.sharpness import hutchinson_trace, lambda_max
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _small_model_and_hessian(seed):
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))  # 43 parameters

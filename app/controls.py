@@ -116,12 +116,22 @@ def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None
     if raw is None:
         return default, None
     text = str(raw).strip()
-    by_text = {str(o): o for o in options}
+    # The URL holds `_fmt(option)` (20.0 is written as "20"), so match that form as well as str().
+    by_text = {str(o): o for o in options} | {_fmt(o): o for o in options}
     if text in by_text:
         return by_text[text], None
-    lowered = {str(o).lower(): o for o in options}
+    lowered = {k.lower(): o for k, o in by_text.items()}
     if text.lower() in lowered:
         return lowered[text.lower()], None
+    numeric = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
+    if numeric:  # numeric options: "20", "20.0" and "2e1" all mean the option 20.0
+        try:
+            x = float(text)
+        except (ValueError, OverflowError):
+            x = math.nan
+        for o in numeric:
+            if math.isclose(x, float(o), rel_tol=1e-9, abs_tol=1e-12):
+                return o, None
     choices = ", ".join(str(o) for o in options[:10])
     return default, f"{label or key}: unknown value {_short(raw)}; using {default}. Choose one of: {choices}."
 
@@ -243,7 +253,7 @@ def notice(message: str) -> None:
         return
     shown.add(message)
     area = st.session_state.get(_NOTICE_AREA)
-    (area if area is not None else st).warning(message, icon="⚠️")
+    (area if area is not None else st).warning(message, icon=":material/warning:")
 
 
 def _register(key: str) -> None:
@@ -407,7 +417,7 @@ def choice(key: str, label: str, options: Mapping | Sequence, default, *, radio:
            help: str | None = None, container=None):
     """A selectbox (or horizontal radio) bound to ?key=value. `options` may map values to labels."""
     values = list(options.keys()) if isinstance(options, Mapping) else list(options)
-    names = dict(options) if isinstance(options, Mapping) else {v: str(v) for v in values}
+    names = dict(options) if isinstance(options, Mapping) else {v: _fmt(v) for v in values}
     if default not in values:
         default = values[0]
     _init(key, lambda raw: parse_choice(key, raw, values, default, label=label))
@@ -574,9 +584,11 @@ def download_data(label: str, data, *, config=None, file_stem: str = "sam_lab", 
     c = container or st
     payload = {"config": _jsonable(config), "data": _jsonable(data)}
     cols = c.columns(2) if csv is not None else [c]
-    cols[0].download_button(f"⬇ {label} (JSON)", json.dumps(payload, indent=1), file_name=f"{file_stem}.json",
-                            mime="application/json", key=f"{key or file_stem}_json", on_click="ignore")
+    cols[0].download_button(f"{label} (JSON)", json.dumps(payload, indent=1), file_name=f"{file_stem}.json",
+                            mime="application/json", key=f"{key or file_stem}_json", on_click="ignore",
+                            icon=":material/download:")
     if csv is not None:
         header = "".join(f"# {k}: {v}\n" for k, v in (_jsonable(config) or {}).items())
-        cols[1].download_button(f"⬇ {label} (CSV)", header + csv.to_csv(index=False), file_name=f"{file_stem}.csv",
-                                mime="text/csv", key=f"{key or file_stem}_csv", on_click="ignore")
+        cols[1].download_button(f"{label} (CSV)", header + csv.to_csv(index=False), file_name=f"{file_stem}.csv",
+                                mime="text/csv", key=f"{key or file_stem}_csv", on_click="ignore",
+                                icon=":material/download:")

@@ -97,7 +97,7 @@ def _loss_1d(name: str):
 if "opts" in st.query_params:
     del st.query_params["opts"]
 
-st.title("🏃 Escape lab: SAM leaves sharp minima faster")
+st.title("Escape lab: SAM leaves sharp minima faster")
 st.markdown(
     "A cloud of particles starts in the **sharp** minimum of a double well. Gradient noise kicks them "
     "about; now and then one crosses the barrier into the flat basin: an **escape**. SAM takes its step "
@@ -110,7 +110,7 @@ landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"],
 if landscape == "zhu":
     st.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
             "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
-            "breaks\" below.", icon="ℹ️")
+            "breaks\" below.", icon=":material/info:")
 # Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
 d = DEFAULTS | (dict(lr=0.01, steps=ZHU_BREAKS.config.steps) if landscape == "zhu" else {})
 rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
@@ -152,7 +152,7 @@ facts = landscape_facts(landscape)
 n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
 if n_div:
     st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
-               "they count as not escaped. Lower the learning rate or the noise.", icon="⚠️")
+               "they count as not escaped. Lower the learning rate or the noise.", icon=":material/warning:")
 
 # ---------------------------------------------------------------------------------------------
 # Theory numbers for the overlays (theory.md §3)

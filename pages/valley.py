@@ -25,17 +25,17 @@ from core.landscapes import make_landscape
 from core.simulate import SimConfig, simulate
 
 SCENES = {"valley_1d": "1-D valley (piecewise quadratic)", "valley_2d": "2-D smooth valley"}
-# Menu values as text: they are also the URL values (?a_left=20), and text round-trips exactly.
-A_LEFT = ("2", "5", "10", "20", "40")
-A_RIGHT = ("0.5", "1", "2", "5")
-DELTAS = ("-0.3", "-0.2", "-0.1", "0", "0.1", "0.2", "0.3")
+# Menu values (also the URL values: ?a_left=20 selects 20.0; controls.choice matches numbers).
+A_LEFT = (2.0, 5.0, 10.0, 20.0, 40.0)
+A_RIGHT = (0.5, 1.0, 2.0, 5.0)
+DELTAS = (-0.3, -0.2, -0.1, 0.0, 0.1, 0.2, 0.3)
 RHO_HI = 0.3
 DRIFT_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)  # simulated points of the drift chart
 CHAIN_RHOS = tuple(np.round(np.linspace(0.0, RHO_HI, 11), 4).tolist())  # exact-chain and noise-free curves
 CHAIN_N = 500  # grid cells of the exact chain (n = 1000 agrees to < 0.1% on the checked example)
 # The checked example of theory.md §4 (a_L = 10, a_R = 1, η = 0.05, σ = 1), smaller for a live page.
-DEFAULTS = dict(landscape="valley_1d", rho=0.1, a_left="10", a_right="1", lr=0.05, sigma=1.0, particles=400,
-                steps=600, seed=0, delta="0.2")
+DEFAULTS = dict(landscape="valley_1d", rho=0.1, a_left=10.0, a_right=1.0, lr=0.05, sigma=1.0, particles=400,
+                steps=600, seed=0, delta=0.2)
 BURN_IN_FRACTION = 0.2
 CACHE_ENTRIES = 32
 
@@ -91,7 +91,7 @@ def profile(name: str, a_left: float, a_right: float):
 # Controls
 # ---------------------------------------------------------------------------------------------
 
-st.title("⛰️ Asymmetric valley lab: SAM drifts to the flat side")
+st.title("Asymmetric valley lab: SAM drifts to the flat side")
 st.markdown(
     "Many minima are **asymmetric**: steep on one side, gentle on the other (He, Huang & Yuan, 2019). "
     "Noise shakes the particles; the steep wall pushes them back hard, the gentle side lets them wander, "
@@ -141,7 +141,7 @@ n_div = int(sgd_mean.n_diverged.sum() + sam_mean.n_diverged.sum())
 if n_div:
     st.warning(f"{n_div} particles diverged (|w| > 10⁶ or NaN); they are left out of the means and "
                "histograms. Lower the learning rate: SAM is stable on a quadratic only if ηλ(1 + ρλ) < 2.",
-               icon="⚠️")
+               icon=":material/warning:")
 
 one_d = landscape == "valley_1d"
 has_noise = sigma > 0

@@ -44,6 +44,18 @@ def test_parse_number_clamps_to_widget_range_and_global_cap():
     assert isinstance(controls.parse_number("seed", "3.7")[0], int)  # integer controls stay integers
 
 
+def test_numeric_choice_round_trips_through_the_url():
+    # The URL holds _fmt(value) (20.0 is written "20"); reading it back must give the same option,
+    # for every option of a float menu, and other spellings of the same number must match too.
+    options = (-0.3, 0.0, 0.5, 2.0, 20.0, 1e-4)
+    for o in options:
+        assert controls.parse_choice("a", controls._fmt(o), options, options[0]) == (o, None)
+    assert controls.parse_choice("a", "2e1", options, 0.5) == (20.0, None)
+    value, msg = controls.parse_choice("a", "21", options, 0.5)
+    assert value == 0.5 and "21" in msg  # a number that is not on the menu still falls back
+    assert controls.parse_choice("a", "nan", options, 0.5)[1]
+
+
 def test_parse_choice_multi_bool():
     assert controls.parse_choice("landscape", "saddle", ["a", "saddle"], "a") == ("saddle", None)
     value, msg = controls.parse_choice("landscape", "nope", ["a", "saddle"], "a")

@@ -92,8 +92,8 @@ def test_changing_rho_changes_the_plotted_data(default_page):
 def test_query_params_restore_the_view():
     at = _run(rho="0.15", a_left="20", delta="-0.1")
     assert at.slider(key="rho").value == pytest.approx(0.15)
-    assert at.selectbox(key="a_left").value == "20"
-    assert at.radio(key="delta").value == "-0.1"
+    assert at.selectbox(key="a_left").value == 20.0
+    assert at.radio(key="delta").value == -0.1
     assert "exact chain (SAM ρ=0.15)" in _names(_chart(at, "main_chart"))
     assert any("δ = -0.10" in n for n in _names(_chart(at, "shift_chart")))
     assert not at.warning, [w.value for w in at.warning]  # valid values: no notices

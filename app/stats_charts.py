@@ -14,8 +14,6 @@ Naming convention for theory traces (the tests look for these words in the trace
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.theme import COLORS, apply_layout, is_presentation, rho_color
+from app.theme import COLORS, apply_layout, rho_color
 
 
 def sam_shade(rho: float, rhos: Sequence[float]) -> str:
@@ -33,37 +31,10 @@ def sam_shade(rho: float, rhos: Sequence[float]) -> str:
     return rho_color(float(rho), [float(r) for r in rhos])
 
 
-@functools.lru_cache(maxsize=128)
-def _theme_layout(title: str, x: str, y: str, height: int, legend_below: bool, present: bool) -> str:
-    """The layout app/theme.apply_layout gives an empty figure, as JSON (an immutable cache value).
-
-    Why cached: apply_layout validates the whole 'plotly_white' template on every call, ~12 ms per
-    chart, and the two lab pages draw seven charts per ρ change inside a 300 ms budget."""
-    fig = apply_layout(go.Figure(), title=title, x_title=x or None, y_title=y or None, height=height,
-                       present=present, legend_below=legend_below)
-    if legend_below:  # room for the legend under the x-axis title
-        fig.update_layout(legend=dict(y=-0.22, yanchor="top"), margin=dict(b=20))
-    return json.dumps(fig.to_dict()["layout"])
-
-
-def _merge(base: dict, over: dict) -> dict:
-    """Recursive dict merge: values in `over` win, nested dicts are merged."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 420, legend_below: bool = True) -> go.Figure:
-    """The shared look (app/theme.py: fonts, margins, template), legend below the plot so it never
-    hides data. Returns a NEW figure (same class): the theme's layout merged under the figure's own
-    settings, built without re-validating the template (the figure's parts were validated already)."""
-    theme_layout = json.loads(_theme_layout(title, x, y, height, legend_below, is_presentation()))
-    spec = fig.to_dict()
-    out = type(fig)(data=spec["data"], layout=_merge(theme_layout, spec["layout"]), _validate=False)
-    if hasattr(fig, "_raw_frames"):
-        out._raw_frames = fig._raw_frames
-    return out
+    """The shared look (app/theme.apply_layout), legend below the plot so it never hides data."""
+    return apply_layout(fig, title=title, x_title=x or None, y_title=y or None, height=height,
+                        legend_below=legend_below)
 
 
 def _ci_band(fig, x, lo, hi, color, name, row=None, col=None):
@@ -338,7 +309,8 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
             hit = (fp >= 0) & (fp <= step)
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
             out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
-                            name=f"{r.label}: escapes ({int(hit.sum())})",
+                            # counts only the particles that get a cross (the first max_markers)
+                            name=f"{r.label}: {int(hit.sum())} escapes among the {len(fp)} marked",
                             marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
         return out, step
 
@@ -540,47 +512,3 @@ def numpy_loss(land) -> Callable[[np.ndarray], np.ndarray]:
             return land.loss(torch.as_tensor(np.asarray(a, float), dtype=torch.float64)).numpy()
 
     return f
-
-
-def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
-    """Per ρ of a SimResult: where each particle is at step T. 'success' = in basin `target`;
-    'stayed' = within `near` of the starting minimum (land.minima[0]); 'trapped' = neither (and
-    diverged particles). Each fraction with a 95% Wilson interval (core.measure.wilson_interval)."""
-    import torch
-
-    from core.measure import wilson_interval
-
-    start = np.asarray(land.minima[0].position, float)
-    out = {"rhos": np.asarray(result.rhos, float)}
-    fracs = {k: ([], [], []) for k in ("success", "stayed", "trapped")}
-    for i in range(len(result.rhos)):
-        final = np.asarray(result.final[i], float)
-        alive = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
-        safe = torch.as_tensor(np.where(alive[:, None], final, 1e9), dtype=torch.float64)
-        success = alive & (land.basin(safe).numpy() == target)
-        stayed = alive & ~success & (np.linalg.norm(final - start, axis=-1) < near)
-        trapped = ~success & ~stayed
-        n = final.shape[0]
-        for key, mask in (("success", success), ("stayed", stayed), ("trapped", trapped)):
-            k = int(mask.sum())
-            lo, hi = wilson_interval(k, n)
-            fracs[key][0].append(k / n if n else math.nan)
-            fracs[key][1].append(lo)
-            fracs[key][2].append(hi)
-    for key, (v, lo, hi) in fracs.items():
-        out[key] = np.array(v)
-        out[key + "_ci"] = (np.array(lo), np.array(hi))
-    out["diverged"] = np.asarray(result.diverged).sum(axis=1)
-    return out
-
-
-def closed_form_density(w: np.ndarray, loss: np.ndarray, lr: float, sigma: float) -> np.ndarray | None:
-    """SGD's continuous-time stationary density p(w) ∝ exp(−2L(w)/(ησ²)) (theory.md §4), normalised
-    on the grid w (the mean of this density is theory.valley_mean_sgd_closed_form). None when σ = 0."""
-    temp = lr * sigma * sigma / 2.0
-    if not temp > 0:
-        return None
-    log_p = -np.asarray(loss, float) / temp
-    p = np.exp(log_p - np.nanmax(log_p))
-    area = np.trapezoid(p, w)
-    return p / area if area > 0 else None

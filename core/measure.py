@@ -7,6 +7,7 @@
     one_step_efficiency  Monte Carlo E[L₁] from a quadratic minimum, next to theory.one_step_loss
     rho_sweep            one simulate() call with several ρ, then the statistics per ρ
     compute_cost         gradient evaluations of a config, relative to SAM and to SGD
+    final_outcomes       Zhu toy: fraction of particles that end in the target basin, stayed, or are trapped
 
 All intervals are 95% intervals. Particles are independent (each has its own noise draws), so
 the usual i.i.d. statistics apply across particles. Every result is a plain dataclass with
@@ -336,3 +337,36 @@ __all__ = [
     "escape_stats", "one_step_efficiency", "rho_sweep", "stationary_mean", "survival_curve",
     "wilson_interval",
 ]
+
+
+def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
+    """Where each particle ends at step T, per ρ of a SimResult (Zhu et al.'s toy, theory.md §3:
+    too large a ρ traps SAM). Outcomes: 'success' = in basin `target` (land.basin); 'stayed' =
+    within `near` of the starting minimum land.minima[0]; 'trapped' = neither, diverged particles
+    included. Each fraction k/n comes with its 95% Wilson interval (`wilson_interval`).
+
+    Returns a dict: 'rhos'; 'success', 'stayed', 'trapped' (fractions per ρ) and the same names with
+    '_ci' ((lo, hi) arrays); 'diverged' (count per ρ)."""
+    start = np.asarray(land.minima[0].position, float)
+    out = {"rhos": np.asarray(result.rhos, float)}
+    fracs = {k: ([], [], []) for k in ("success", "stayed", "trapped")}
+    for i in range(len(result.rhos)):
+        final = np.asarray(result.final[i], float)
+        alive = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
+        # diverged particles get a far-away finite point, so land.basin never sees NaN
+        safe = torch.as_tensor(np.where(alive[:, None], final, 1e9), dtype=torch.float64)
+        success = alive & (land.basin(safe).numpy() == target)
+        stayed = alive & ~success & (np.linalg.norm(final - start, axis=-1) < near)
+        trapped = ~success & ~stayed
+        n = final.shape[0]
+        for key, mask in (("success", success), ("stayed", stayed), ("trapped", trapped)):
+            k = int(mask.sum())
+            lo, hi = wilson_interval(k, n)
+            fracs[key][0].append(k / n if n else math.nan)
+            fracs[key][1].append(lo)
+            fracs[key][2].append(hi)
+    for key, (v, lo, hi) in fracs.items():
+        out[key] = np.array(v)
+        out[key + "_ci"] = (np.array(lo), np.array(hi))
+    out["diverged"] = np.asarray(result.diverged).sum(axis=1)
+    return out

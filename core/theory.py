@@ -10,6 +10,7 @@ Contents
     §3  kramers_escape_steps, sam_speedup_heuristic             escape from a sharp minimum
         one_step_loss, one_step_ratio                           one-step escaping efficiency E[L₁]
     §4  valley_mean_sgd_closed_form, valley_two_cycle_mean_sam   asymmetric valley
+        closed_form_density                                     SGD's Gibbs density p ∝ exp(−2L/(ησ²))
         exact_chain_1d, exact_chain_valley                      exact grid Markov chain (any optimizer)
 """
 
@@ -157,6 +158,20 @@ def valley_two_cycle_mean_sam(a_left: float, a_right: float, lr: float, rho: flo
     if denominator <= 0.0:
         return None
     return rho * (a_left - a_right) / denominator
+
+
+def closed_form_density(w: np.ndarray, loss: np.ndarray, lr: float, sigma: float) -> np.ndarray | None:
+    """SGD's stationary density in the small-step (Langevin) limit, p(w) ∝ exp(−2L(w)/(ησ²))
+    (theory.md §4; the Gibbs density at temperature T = ησ²/2), normalised on the grid w by the
+    trapezoid rule. On the 1-D valley its mean is `valley_mean_sgd_closed_form`. None when σ = 0
+    or η = 0 (no noise: no stationary density) or when the grid holds no mass."""
+    temp = lr * sigma * sigma / 2.0
+    if not temp > 0:
+        return None
+    log_p = -np.asarray(loss, float) / temp
+    p = np.exp(log_p - np.nanmax(log_p))  # shift by the max: no overflow, same density after normalising
+    area = np.trapezoid(p, w)
+    return p / area if area > 0 else None
 
 
 def valley_grad(a_left: float, a_right: float) -> Callable[[torch.Tensor], torch.Tensor]:

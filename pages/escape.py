@@ -78,7 +78,7 @@ def landscape_facts(name: str) -> dict:
 def zhu_run(cfg: SimConfig):
     """Zhu et al.'s toy over ρ: fractions in the flat minimum / at the sharp minimum / trapped at step T."""
     res = simulate(cfg)
-    return sc.final_outcomes(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
+    return measure.final_outcomes(res, make_landscape(cfg.landscape, **dict(cfg.landscape_params)), target=1)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -191,8 +191,9 @@ with right:
     st.caption(
         f"Press ▶ to play (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
         "moving in the landscape (on the loss curve in 1-D). A cross appears where one of the first "
-        f"{ESCAPE_MARKERS} particles escaped, at its first-passage step (its first step in the flat basin); "
-        "the legend counts them."
+        f"{ESCAPE_MARKERS} particles escaped, at its first-passage step (its first step in the flat basin). "
+        f"The legend counts escapes among those {ESCAPE_MARKERS} marked particles; the table below counts all "
+        "particles of each run."
     )
 
 # ---------------------------------------------------------------------------------------------

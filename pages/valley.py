@@ -154,7 +154,7 @@ occ = [sc.Occupancy("sgd", 0.0, sgd_res.occupancy[0], sgd_res.occupancy_edges, f
        sc.Occupancy("sam", float(rho), sam_res.occupancy[0], sam_res.occupancy_edges, float(sam_mean.mean[0]))]
 curves = []
 closed = theory.valley_mean_sgd_closed_form(a_left, a_right, lr, sigma) if one_d else None
-p_closed = sc.closed_form_density(w_grid, loss_grid, lr, sigma)
+p_closed = theory.closed_form_density(w_grid, loss_grid, lr, sigma)
 if p_closed is not None:
     curves.append(sc.DensityCurve("closed form (SGD) ∝ exp(−2L/(ησ²))", "sgd", 0.0, w_grid, p_closed, closed))
 chains = {}

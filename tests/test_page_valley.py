@@ -14,15 +14,10 @@ Claims checked:
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from app import stats_charts as sc
-from core import theory
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "valley.py")
 TIMEOUT = 180  # the first run imports torch and simulates on a shared 2-core machine
@@ -112,15 +107,3 @@ def test_smooth_2d_valley_runs():
     names = _names(_chart(at, "main_chart"))
     assert any(n.startswith("closed form (SGD)") for n in names), names
     assert not any(n.startswith("exact chain") for n in names)  # the exact chain is 1-D only
-
-
-def test_closed_form_density_mean_matches_theory():
-    # theory.md §4: p ∝ exp(−2L/(ησ²)) has mean √(ησ²/π)(a_R^(−1/2) − a_L^(−1/2)); on a fine grid the
-    # numerical mean must agree to 1e-3 relative (grid step 1e-4 over ±1, tails below e^−100).
-    a_l, a_r, lr, sigma = 10.0, 1.0, 0.05, 1.0
-    w = np.linspace(-1.0, 1.0, 20001)
-    loss = np.where(w < 0, a_l, a_r) * w * w / 2
-    p = sc.closed_form_density(w, loss, lr, sigma)
-    mean = np.trapezoid(p * w, w)
-    assert math.isclose(mean, theory.valley_mean_sgd_closed_form(a_l, a_r, lr, sigma), rel_tol=1e-3)
-    assert sc.closed_form_density(w, loss, lr, 0.0) is None  # no noise: no stationary density

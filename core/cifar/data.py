@@ -115,6 +115,8 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> CifarData:
         except (OSError, ValueError, KeyError):
             pass  # a broken cache file: decode again and overwrite it
     data = _decode(Path(path))
+    if len(data.y_train) + len(data.y_test) < 2000:
+        return _readonly(data)  # small sets decode in a blink: no cache file (keeps data/cache tidy)
     try:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")

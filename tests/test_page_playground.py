@@ -50,7 +50,7 @@ def default_page():
 
 def test_animated_contour_with_frames(default_page):
     spec = _main(default_page)
-    assert any(t["type"] == "contour" for t in spec["data"])
+    assert any(t["type"] == "heatmap" for t in spec["data"])  # the landscape map (charts.contour_trace)
     assert set(_paths(spec)) == {"SGD", "SAM (ρ = 0.2)", "PSAM (ρ = 0.2)"}
     frames = spec.get("frames", [])
     assert 2 <= len(frames) <= MAX_FRAMES

@@ -95,7 +95,7 @@ class Noise:
             return self.landscape.grad(w)
         if self.kind == "minibatch":
             return self.landscape.minibatch_grad(w, draw)
-        return self.landscape.grad(w).add_(draw)
+        return self.landscape.grad_plus(w, draw)
 
 
 def hessian_noise_matrix(landscape: Landscape, point=None) -> torch.Tensor:

@@ -21,13 +21,16 @@ it started in (`first_passage`, -1 if never; a ridge, basin -1, does not count) 
 s = burn_in + 1 … T (the first burn_in steps are discarded); and at `record_points` evenly spaced steps the trajectories of the first `keep_paths`
 particles, the mean loss, and a histogram of positions (the occupancy, steps ≥ burn_in).
 
-Speed (bench/toy.py): the loop runs ~40 small tensor operations per step, so what costs time is
-torch's per-operation overhead, not arithmetic. Hence: one torch thread on the CPU (with 2 threads
-torch spends more time splitting 20k-element tensors than computing: measured 35× slower), float32
-by default, hand-written gradients, no torch.where in the hot loop on the CPU (slow there), no
-`.item()` on the GPU (a sync), random numbers generated in chunks, w stored coordinate-major in memory (core.landscapes.stack_coords:
-SAM's norm over the size-2 coordinate axis is then ~3× cheaper), recorded steps measured in batches, and per step only the
-bookkeeping that must be exact (first passage, divergence, the time average).
+Speed (bench/toy.py): the loop runs ~35 small tensor operations per step, so what costs time is
+torch's per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch thread on the CPU
+(with 2 threads torch spends more time splitting 20k-element tensors than computing: measured
+35× slower), float32 by default, hand-written gradients with their constants as cached 0-dim
+tensors and the noise added inside them (core.landscapes), no torch.where in the hot loop on the
+CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks
+(core.noise), w stored coordinate-major in memory (core.landscapes.stack_coords: SAM's norm over
+the size-2 coordinate axis is then ~3× cheaper), each step's position written straight into a
+preallocated block of K steps, and all bookkeeping (divergence, first passage, time average,
+recording) done once per block instead of once per step (see `_run`).
 """
 
 from __future__ import annotations
@@ -293,11 +296,9 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     start = land.basin(w)
     if bool((start == start.flatten()[0]).all()):
         start = int(start.flatten()[0])
-    # 1.0 while a particle has not yet arrived elsewhere, then 0.0 (floats, so that the updates
-    # below are multiplications: cheaper than torch.where or boolean indexing)
-    inside = torch.ones(R, N, 1, dtype=w.dtype, device=w.device)
-    steps_inside = torch.zeros(R, N, 1, dtype=w.dtype, device=w.device)  # exact in float32 up to 2²⁴
-    escape_pos = torch.zeros_like(w)
+    home = torch.ones(R, N, dtype=torch.bool, device=w.device)  # not yet arrived elsewhere
+    first_passage = torch.full((R, N), -1, dtype=torch.long, device=w.device)
+    escape_pos = torch.full_like(w, math.nan)
     alive = torch.ones(R, N, 1, dtype=torch.bool, device=w.device)
     any_diverged = False
     sum_w = torch.zeros_like(w)
@@ -314,8 +315,8 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     batch = max(1, (1 << 20) // (R * N * max(d, land.loss_terms)))
     buffer: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
-    def record(s: int):
-        buffer.append((s, w.clone(), alive.clone() if any_diverged else None))
+    def record(s: int, w_s: torch.Tensor, alive_s: torch.Tensor | None):
+        buffer.append((s, w_s.clone(), alive_s))
         if len(buffer) >= batch:
             flush()
 
@@ -350,50 +351,80 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
                                           minlength=R * OCCUPANCY_BINS))
         buffer.clear()
 
-    record(0)
-    every = max(1, T // 50)
-    for t in range(T):
-        xi = noise.draw(t)
-        g = noise.grad(w, xi)
-        if mask[t]:
-            (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
-            g = noise.grad(w + eps, xi)
-        w_new = torch.add(w, g, alpha=-lr)
-        # Divergence: NaN compares False, so one test catches NaN, Inf and |w| > 1e6. On the CPU
-        # torch.where costs as much as ~20 multiplications, so while no particle has diverged we
-        # test the whole tensor at once (a CPU read, no sync to wait for) and skip it; from the
-        # first divergence on, or on a GPU (where `where` is cheap and .item() would stall the
-        # queue), every step freezes diverged particles at their last good position.
-        if on_cpu and not any_diverged and _in_range(w_new):
-            w = w_new
-        else:
+    # Steps run in blocks of K. Each step writes its new position straight into slot k of a
+    # preallocated block (`out=`: no new tensor, no copy), and the per-particle bookkeeping
+    # (divergence, first passage, time average, recording) runs once per block on all K steps
+    # together: ~20 operations per block instead of ~10 per step. Particles never interact, so
+    # checking a block after the fact gives exactly what checking every step would.
+    K = max(1, min(64, (1 << 20) // (R * N * d)))
+    block = torch.empty((K, d, R, N), dtype=w.dtype, device=w.device)  # coordinate-major, like w
+    slots = [block[k].movedim(0, -1) for k in range(K)]  # slot k as an (R, N, d) view
+    countdown = torch.arange(K, 0, -1, dtype=torch.uint8, device=w.device).view(K, 1, 1)  # K … 1
+
+    def finish_block(t0: int, n: int) -> torch.Tensor:
+        """Bookkeeping for the steps s = t0 + 1 … t0 + n, whose positions are in block[:n]."""
+        nonlocal any_diverged
+        pos = block[:n].permute(0, 2, 3, 1)  # (n, R, N, d): position after step t0 + 1 + k
+        # Divergence: NaN compares False, so one test catches NaN, Inf and |w| > 1e6. While no
+        # particle has diverged, one aminmax over the whole block (a CPU read, no sync to wait
+        # for) usually says all is well. Otherwise (and always on a GPU, where .item() would stall
+        # the queue) replay the block step by step: a particle that leaves the range is frozen at
+        # its last good position from that step on. Particles never interact, so what a diverged
+        # particle computed after its divergence is simply overwritten.
+        alive_at: dict[int, torch.Tensor] = {}
+        lo_hi = torch.aminmax(block[:n]) if on_cpu and not any_diverged else None
+        if lo_hi is None or not (float(lo_hi[1]) <= DIVERGED and float(lo_hi[0]) >= -DIVERGED):
             any_diverged = True
-            alive &= w_new.abs().amax(-1, keepdim=True) <= DIVERGED
-            w = torch.where(alive, w_new, w)
-        s = t + 1  # w is now the position at step s
+            for k in range(n):
+                alive.logical_and_(pos[k].abs().amax(-1, keepdim=True) <= DIVERGED)
+                pos[k] = torch.where(alive, pos[k], pos[k - 1] if k else before)
+                if t0 + 1 + k in rec_set:
+                    alive_at[k] = alive.clone()
         if track_escape:
-            # `left` is 1 exactly once per particle, at its first step elsewhere: that step's w is
-            # added to escape_pos (which starts at 0), as arithmetic, cheaper than torch.where
-            # (w is always finite). steps_inside counts the steps s ≥ 1 spent inside.
-            still = inside * land.escaped(w, start).logical_not_().unsqueeze(-1)
-            escape_pos.addcmul_(w, inside.sub_(still))  # inside − still = left
-            inside = still
-            steps_inside += inside
-        if s > cfg.burn_in:
-            sum_w += w
-        if s in rec_set:
-            record(s)
-        if progress is not None and t % every == 0:
-            progress(t / T)
+            # The first step of the block at which each particle is elsewhere, for particles still
+            # at home. Reductions over the step axis are fast in uint8 and slow in bool or with
+            # argmax (measured 100×), so: score = max over k of elsewhere[k]·(n − k), which is
+            # n − k_first for the first k elsewhere, and 0 if never.
+            elsewhere = land.escaped(pos, start).view(torch.uint8)  # (n, R, N), bool as bytes
+            score = (elsewhere * countdown[-n:]).amax(0)
+            arrived = home & (score > 0)
+            k_first = (n - score.long()).clamp_(max=n - 1)
+            first_passage.copy_(torch.where(arrived, k_first + (t0 + 1), first_passage))
+            at = pos.gather(0, k_first.view(1, R, N, 1).expand(1, R, N, d))[0]
+            escape_pos.copy_(torch.where(arrived.unsqueeze(-1), at, escape_pos))
+            home.logical_and_(arrived.logical_not_())
+        k_avg = max(0, cfg.burn_in - t0)  # steps s > burn_in go into the time average
+        if k_avg < n:  # summed over the contiguous block (fast), then viewed like w
+            sum_w.add_(block[k_avg:n].sum(0).movedim(0, -1))
+        for k in range(n):
+            if t0 + 1 + k in rec_set:
+                record(t0 + 1 + k, pos[k], alive_at.get(k))
+        return pos[n - 1]
+
+    record(0, w, None)
+    every = max(1, T // 50)
+    t0 = 0
+    while t0 < T:
+        n = min(K, T - t0)
+        before = w.clone()  # the position before the block (slot K-1 is about to be overwritten)
+        for k in range(n):
+            t = t0 + k
+            xi = noise.draw(t)
+            g = noise.grad(w, xi)
+            if mask[t]:
+                (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
+                g = noise.grad(eps.add_(w), xi)  # at w + ε (in place: eps is not needed again)
+            w = torch.add(w, g, alpha=-lr, out=slots[k])  # w − η g, written into the block
+            if progress is not None and t % every == 0:
+                progress(t / T)
+        w = finish_block(t0, n)
+        t0 += n
+    w = w.clone()  # out of the block buffer
     flush()
     if progress is not None:
         progress(1.0)
 
-    if track_escape:
-        home = inside[..., 0] > 0
-        first_passage = torch.where(home, -1, steps_inside[..., 0].long() + 1)
-        escape_pos = torch.where(home.unsqueeze(-1), math.nan, escape_pos)
-    else:
+    if not track_escape:
         first_passage = torch.full((R, N), -1, dtype=torch.int32)
         escape_pos = torch.full((R, N, d), math.nan)
     live = alive[..., 0]

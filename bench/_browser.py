@@ -375,6 +375,21 @@ async def open_page(page, url: str, timeout: float = PAGE_LOAD_S) -> str:
     return await wait_chart(page, timeout=timeout, what=url)
 
 
+async def screenshot(page, path: str, max_height: int = 5000) -> None:
+    """A screenshot of the whole page. Streamlit scrolls inside its main container, so
+    `full_page=True` alone shows only the viewport: grow the viewport to the content's height,
+    give the charts a moment to re-layout, shoot, and put the viewport back."""
+    size = page.viewport_size or VIEWPORT
+    height = await page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], section.main, body')]"
+        ".map(e => e.scrollHeight))"
+    )
+    await page.set_viewport_size({"width": size["width"], "height": int(min(max(height, size["height"]), max_height))})
+    await page.wait_for_timeout(800)
+    await page.screenshot(path=path, full_page=True)
+    await page.set_viewport_size(size)
+
+
 def rho_thumb(page, key: str = "rho"):
     """The thumb of the Streamlit slider with widget key `key`.
 

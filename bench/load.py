@@ -144,7 +144,7 @@ async def run(server: StreamlitServer, args) -> dict:
     growth_last = series[-1][1] - series[half][1] if series else 0.0
     if series:
         print(f"  RSS series (configs, MiB): {[(n, round(m)) for n, m in series]}")
-        print(f"  growth: first half +{growth_first:.0f} MiB, second half +{growth_last:.0f} MiB")
+        print(f"  growth: first half {growth_first:+.0f} MiB, second half {growth_last:+.0f} MiB")
     ok = s.p95_ms <= 1000 * TARGET_P95_S and not res.errors and not errors2
     print(f"\ntarget p95 ≤ {TARGET_P95_S:.0f} s and zero errors: {'met' if ok else 'NOT met'}")
     return {

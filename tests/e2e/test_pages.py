@@ -30,6 +30,7 @@ from bench._browser import (
     notice_texts,
     nudge_slider,
     open_page,
+    screenshot,
     slider_value,
     wait_chart,
     wait_notice,
@@ -55,7 +56,7 @@ def test_page_renders_and_rho_redraws(name, loop, server, page, artifacts):
     url = server.url(PAGES[name])
     before = loop.run(open_page(page, url, timeout=FIRST_LOAD_S))
     assert loop.run(exception_texts(page)) == []
-    loop.run(page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True))
+    loop.run(screenshot(page, str(artifacts / f"{name}.png")))
 
     if name not in RHO_PAGES:
         # home has no ρ; on cifar ρ configures a training run, and its chart (recorded or live

@@ -195,7 +195,7 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
                                  hovertemplate=f"{t.name}<br>w₁=%{{x:.3f}}<br>w₂=%{{y:.3f}}<extra></extra>"))
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
-    apply_layout(fig, title=title, x_title="w₁", y_title="w₂", height=height)
+    apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height)
     # legend in one row between the title and the plot: the contour's colour bar takes the right side
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.03, "xanchor": "left", "yanchor": "bottom"},
                       margin={"t": 85 if title else 45}, hoverdistance=CLICK_HOVER_PX)
@@ -233,8 +233,10 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
                         {"label": "pause", "method": "animate", "args": [[None], pause]}],
         }],
         sliders=[{
-            "active": len(frames) - 1, "x": 0.25, "y": -0.13, "len": 0.75, "xanchor": "left", "yanchor": "top",
-            "pad": {"t": 8}, "currentvalue": {"prefix": "step ", "visible": True},
+            # starts right of the play / pause buttons (which end near x = 0.22 on a narrow chart), with
+            # the "step N" read-out on the right, so the label never hides under the pause button
+            "active": len(frames) - 1, "x": 0.3, "y": -0.13, "len": 0.7, "xanchor": "left", "yanchor": "top",
+            "pad": {"t": 8}, "currentvalue": {"prefix": "step ", "visible": True, "xanchor": "right"},
             "steps": [{"label": f["name"], "method": "animate",
                        "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                               "transition": {"duration": 0}}]} for f in frames],
@@ -337,7 +339,7 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     _arrow(fig, w, sam_to, COLORS["sam"], "SAM step −η∇L(w+ε)", width=4)
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
-    apply_layout(fig, title=title, x_title="w₁", y_title="w₂", height=height, legend_below=True)
+    apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height, legend_below=True)
     return fig
 
 
@@ -410,7 +412,7 @@ def curve_figure(x: np.ndarray, z: np.ndarray, tracks: Sequence[Track], *, title
     if finite.size:
         lo, hi = float(finite.min()), float(np.percentile(finite, 98))
         fig.update_yaxes(range=[lo - 0.08 * (hi - lo + 1e-9), hi + 0.08 * (hi - lo + 1e-9)])
-    apply_layout(fig, title=title, x_title="w", y_title="loss", height=height)
+    apply_layout(fig, title=title, x_title="w (parameter units)", y_title="loss L(w)", height=height)
     if animate and tracks:
         steps_ref = max(tracks, key=lambda t: t.xy.shape[1]).steps
         frames = []

@@ -310,11 +310,13 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
             out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
                             # counts only the particles that get a cross (the first max_markers)
-                            name=f"{r.label}: {int(hit.sum())} escapes among the {len(fp)} marked",
+                            name=f"{r.label}: {int(hit.sum())} of the {len(fp)} marked escaped",
                             marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
         return out, step
 
-    first, _ = frame_traces(frame_idx[0])
+    # The figure opens on the LAST frame (all escapes marked), so the chart says something before
+    # anyone presses play; play restarts from step 0.
+    first, _ = frame_traces(frame_idx[-1])
     for tr in first:
         fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}))
     # Each frame restates trace 0 (the background) as an empty trace of its type: plotly.js merges it
@@ -332,12 +334,12 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
                           direction="left", buttons=[
                               dict(label="▶ play", method="animate",
-                                   args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=True,
+                                   args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=False,
                                                     transition=dict(duration=0))]),
                               dict(label="❚❚ pause", method="animate",
                                    args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
                                                       transition=dict(duration=0))])])],
-        sliders=[dict(active=0, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
+        sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
                       currentvalue=dict(prefix="step ", visible=True))],
     )
     if dim == 1:
@@ -354,7 +356,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend in one row above the plot; play/pause and the step slider below it
-    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=120, b=130))
+    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=160, b=130))  # room for a 3-row legend
     fig.update_layout(controls)
     fig._raw_frames = frames
     return fig

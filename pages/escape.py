@@ -189,7 +189,7 @@ with right:
                                loss_1d=_loss_1d(landscape) if facts["dim"] == 1 else None)
     st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
     st.caption(
-        f"Press ▶ to play (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
+        f"The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
         "moving in the landscape (on the loss curve in 1-D). A cross appears where one of the first "
         f"{ESCAPE_MARKERS} particles escaped, at its first-passage step (its first step in the flat basin). "
         f"The legend counts escapes among those {ESCAPE_MARKERS} marked particles; the table below counts all "

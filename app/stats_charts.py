@@ -310,7 +310,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
             out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
                             # counts only the particles that get a cross (the first max_markers)
-                            name=f"{r.label}: {int(hit.sum())} of the {len(fp)} marked escaped",
+                            name=f"{r.label}: {int(hit.sum())} escapes among the {len(fp)} marked",
                             marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
         return out, step
 

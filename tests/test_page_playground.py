@@ -116,7 +116,7 @@ def test_divergence_gets_a_message():
 def test_one_dimensional_and_surface_views():
     at = _run(landscape="double_well_1d")
     spec = _main(at)
-    assert spec["layout"]["xaxis"]["title"]["text"] == "w" and spec.get("frames")
+    assert spec["layout"]["xaxis"]["title"]["text"] == "w (parameter units)" and spec.get("frames")
     at = _run(view="surface")
     assert any(t["type"] == "surface" for t in _main(at)["data"])
 

@@ -20,7 +20,7 @@ Public API (used by every page):
     rho_slider, number_slider, lr_slider, number_input, choice, multi_choice, toggle, text_input,
     landscape_select, optimizer_multiselect, schedule_controls, noise_controls,
     sim_config (build a capped SimConfig in one call), cap_request, notice, download_data,
-    begin_run / check_unknown_params (called by app/main.py).
+    clicked_point (the point clicked on a chart), begin_run / check_unknown_params (called by app/main.py).
 """
 
 from __future__ import annotations
@@ -63,6 +63,15 @@ def _short(raw) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
+def _finite(raw) -> float | None:
+    """The number in a URL text, or None when it is not a finite number (text, NaN, Inf, 1e999)."""
+    try:
+        x = float(str(raw).strip())
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 def parse_number(name: str, raw, *, lo: float | None = None, hi: float | None = None,
                  default: float | None = None, label: str | None = None):
     """Parse one number for the LIMITS entry `name`, first through `core.limits.clamp` (the global
@@ -77,12 +86,8 @@ def parse_number(name: str, raw, *, lo: float | None = None, hi: float | None = 
     raw = _last(raw)
     if raw is None:
         return cast(default), None
-    try:
-        x = float(str(raw).strip())
-        finite = math.isfinite(x)
-    except (TypeError, ValueError, OverflowError):
-        finite = False
-    if not finite:
+    x = _finite(raw)
+    if x is None:
         return cast(default), f"{shown}: {_short(raw)} is not a finite number; using the default {default:g}."
     value, _ = clamp(name, x)  # the global cap (e.g. particles ≤ 20 000)
     y = min(max(float(value), lo), hi)
@@ -97,12 +102,8 @@ def parse_float(key: str, raw, lo: float, hi: float, default: float, *, label: s
     raw = _last(raw)
     if raw is None:
         return float(default), None
-    try:
-        x = float(str(raw).strip())
-        finite = math.isfinite(x)
-    except (TypeError, ValueError, OverflowError):
-        finite = False
-    if not finite:
+    x = _finite(raw)
+    if x is None:
         return float(default), f"{label or key}: {_short(raw)} is not a finite number; using {default:g}."
     if x < lo or x > hi:
         y = min(max(x, lo), hi)
@@ -125,11 +126,8 @@ def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None
         return lowered[text.lower()], None
     numeric = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
     if numeric:  # numeric options: "20", "20.0" and "2e1" all mean the option 20.0
-        try:
-            x = float(text)
-        except (ValueError, OverflowError):
-            x = math.nan
-        for o in numeric:
+        x = _finite(text)
+        for o in numeric if x is not None else ():
             if math.isclose(x, float(o), rel_tol=1e-9, abs_tol=1e-12):
                 return o, None
     choices = ", ".join(str(o) for o in options[:10])
@@ -411,6 +409,19 @@ def point_input(bounds, default, *, keys: tuple[str, str] = ("x", "y"), labels=(
         _sync(key, round(float(value), 4), round(d, 4))
         out.append(float(value))
     return out[0], out[1]
+
+
+def clicked_point(key: str = "main_chart") -> tuple[float, float] | None:
+    """The (x, y) of the point clicked on the chart `key` (st.plotly_chart with on_select and
+    selection_mode="points"), read in its on_select callback; None when nothing is selected."""
+    sel = st.session_state.get(key)
+    if isinstance(sel, Mapping):
+        points = sel.get("selection", {}).get("points", [])
+    else:
+        points = getattr(getattr(sel, "selection", None), "points", None) or []
+    if not points:
+        return None
+    return float(points[0]["x"]), float(points[0]["y"])
 
 
 def choice(key: str, label: str, options: Mapping | Sequence, default, *, radio: bool = False,

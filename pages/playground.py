@@ -123,12 +123,9 @@ with chart_col:
                                        start=start, title=title, minima=land.minima[:8])
 
         def _on_click():
-            sel = st.session_state.get("main_chart")
-            points = getattr(getattr(sel, "selection", None), "points", None)
-            if points is None and isinstance(sel, dict):
-                points = sel.get("selection", {}).get("points", [])
-            if points:
-                st.session_state["x"], st.session_state["y"] = float(points[0]["x"]), float(points[0]["y"])
+            point = controls.clicked_point("main_chart")
+            if point is not None:
+                st.session_state["x"], st.session_state["y"] = point
 
         st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
                         config=theme.PLOTLY_CONFIG)

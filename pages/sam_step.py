@@ -74,11 +74,9 @@ def _on_reset():
 
 
 def _on_click():
-    sel = st.session_state.get("main_chart")
-    points = (sel or {}).get("selection", {}).get("points", []) if isinstance(sel, dict) else \
-        getattr(getattr(sel, "selection", None), "points", [])
-    if points:
-        _set_point((points[0]["x"], points[0]["y"]))
+    point = controls.clicked_point("main_chart")
+    if point is not None:
+        _set_point(point)
 
 
 if st.session_state.get("sam_step_landscape") != name:  # a new landscape: back to its start

@@ -22,24 +22,17 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import stats_charts as sc
+from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "escape.py")
 TIMEOUT = 180  # the first run imports torch and simulates on a shared 2-core machine
 
 
 def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page("pages/escape.py", **params)
 
 
-def _chart(at: AppTest, key: str) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1, f"expected one chart {key!r}, got {len(charts)}"
-    return json.loads(charts[0].proto.spec)
+_chart = chart
 
 
 def _array(v) -> np.ndarray:

@@ -19,18 +19,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.presets import scenes
+from tests.pagetest import run_page
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = str(REPO / "app" / "main.py")
 
 
 def _main(**params) -> AppTest:
-    at = AppTest.from_file(MAIN, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page("app/main.py", **params)
 
 
 def test_home_is_default_with_claims_links_and_device():

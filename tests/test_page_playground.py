@@ -12,30 +12,23 @@ Claims:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.charts import MAX_FRAMES
+from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "playground.py")
 
 
 def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page("pages/playground.py", **params)
 
 
 def _main(at) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-main_chart")]
-    assert len(charts) == 1
-    return json.loads(charts[0].proto.spec)
+    return chart(at, "main_chart")
 
 
 def _paths(spec) -> dict:

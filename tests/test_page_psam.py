@@ -11,28 +11,21 @@ Claims:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.pagetest import chart, run_page
+
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "psam.py")
 
 
 def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page("pages/psam.py", **params)
 
 
-def _chart(at, key: str) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(charts) == 1
-    return json.loads(charts[0].proto.spec)
+_chart = chart
 
 
 def _table(at):

@@ -10,7 +10,6 @@ Claims:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +18,17 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.landscapes import make_landscape
+from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sam_step.py")
 
 
 def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return run_page("pages/sam_step.py", **params)
 
 
 def _main(at) -> dict:
-    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith("-main_chart")]
-    assert len(charts) == 1
-    return json.loads(charts[0].proto.spec)
+    return chart(at, "main_chart")
 
 
 def _trace(spec, start: str) -> dict:
@@ -48,7 +41,7 @@ def test_runs_and_draws_the_step():
     names = [t.get("name", "") for t in spec["data"]]
     for part in ("ball", "w (current", "w+ε", "SGD step", "SAM step"):
         assert any(n.startswith(part) for n in names), f"missing {part!r} in {names}"
-    assert spec["layout"]["xaxis"]["title"]["text"] == "w₁"
+    assert spec["layout"]["xaxis"]["title"]["text"] == "w₁ (parameter units)"
     assert at.get("download_button"), "no data download"
 
 

@@ -313,25 +313,29 @@ def _sync(key: str, value, default) -> None:
 # ----------------------------------------------------------------------------------------------
 # Widgets
 # ----------------------------------------------------------------------------------------------
-def number_slider(name: str, label: str, *, key: str | None = None, lo: float | None = None,
-                  hi: float | None = None, default: float | None = None, step: float | None = None,
-                  fmt: str | None = None, help: str | None = None, container=None):
-    """A slider over the LIMITS entry `name` (range narrowed to [lo, hi] if given)."""
+def _limited_number(widget, name: str, label: str, key, lo, hi, default, step, fmt, help):
+    """A number widget (st.slider or st.number_input) over the LIMITS entry `name`, range narrowed to
+    [lo, hi] if given, bound to ?key=… (integers stay integers)."""
     key = key or name
     r = LIMITS[name]
     lo = r.lo if lo is None else lo
     hi = r.hi if hi is None else hi
     default = r.default if default is None else default
     if r.integer:
-        lo, hi, default = int(lo), int(hi), int(default)
-        step = int(step or 1)
+        lo, hi, default, step = int(lo), int(hi), int(default), int(step or 1)
     else:
-        lo, hi, default = float(lo), float(hi), float(default)
-        step = float(step or (hi - lo) / 100)
+        lo, hi, default, step = float(lo), float(hi), float(default), float(step or (hi - lo) / 100)
     _init(key, lambda raw: parse_number(name, raw, lo=lo, hi=hi, default=default, label=label.split(" ")[0]))
-    value = (container or st).slider(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
+    value = widget(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
     _sync(key, value, default)
     return value
+
+
+def number_slider(name: str, label: str, *, key: str | None = None, lo: float | None = None,
+                  hi: float | None = None, default: float | None = None, step: float | None = None,
+                  fmt: str | None = None, help: str | None = None, container=None):
+    """A slider over the LIMITS entry `name` (range narrowed to [lo, hi] if given)."""
+    return _limited_number((container or st).slider, name, label, key, lo, hi, default, step, fmt, help)
 
 
 def rho_slider(label: str = "ρ (SAM radius)", *, key: str = "rho", lo: float = 0.0, hi: float = 0.5,
@@ -366,19 +370,7 @@ def number_input(name: str, label: str, *, key: str | None = None, lo: float | N
                  hi: float | None = None, default: float | None = None, step: float | None = None,
                  fmt: str | None = None, help: str | None = None, container=None):
     """A number box over the LIMITS entry `name` (for seeds, coordinates, counts)."""
-    key = key or name
-    r = LIMITS[name]
-    lo = r.lo if lo is None else lo
-    hi = r.hi if hi is None else hi
-    default = r.default if default is None else default
-    if r.integer:
-        lo, hi, default, step = int(lo), int(hi), int(default), int(step or 1)
-    else:
-        lo, hi, default, step = float(lo), float(hi), float(default), float(step or (hi - lo) / 100)
-    _init(key, lambda raw: parse_number(name, raw, lo=lo, hi=hi, default=default, label=label.split(" ")[0]))
-    value = (container or st).number_input(label, min_value=lo, max_value=hi, step=step, format=fmt, key=key, help=help)
-    _sync(key, value, default)
-    return value
+    return _limited_number((container or st).number_input, name, label, key, lo, hi, default, step, fmt, help)
 
 
 def float_slider(key: str, label: str, lo: float, hi: float, default: float, *, step: float | None = None,

@@ -206,3 +206,46 @@ def test_user_formula_runs_and_its_nan_region_marks_divergence():
                              sigma=5.0, particles=200, steps=30, start=(0.3, 0.0)))
     assert bad.diverged.any() and not bad.diverged.all()
     assert np.isfinite(bad.final).all() and np.isfinite(bad.time_avg).all()
+
+
+@pytest.mark.parametrize("kind", ["isotropic", "minibatch"])
+def test_noise_drawn_ahead_in_a_thread_is_the_same_noise(kind):
+    """core.noise draws the next chunk in a background thread when it knows the number of steps
+    (chunks of ≥ 2¹⁶ numbers on the CPU); the draws must be exactly those drawn in turn."""
+    land = make_landscape("zhu")
+    shape = (1, 20_000)  # 20k particles × 2 coordinates (or × 10 indices) per step: big chunks
+
+    def draws(steps):
+        noise = Noise(kind, land, shape, 1.0, 10, torch.Generator().manual_seed(5), torch.float32,
+                      torch.device("cpu"), steps=steps)
+        out = [noise.draw(t).clone() for t in range(2 * noise.chunk + 3)]  # three chunks
+        return noise, out
+
+    ahead, a = draws(steps=10_000)
+    in_turn, b = draws(steps=None)
+    assert ahead._chunks_left is not None and in_turn._chunks_left is None  # the two paths differ
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_zhu_minibatch_gradient_with_every_point_once_is_the_full_gradient():
+    """The fast minibatch formula (Zhu.minibatch_grad) against the per-sample one (Zhu.grad):
+    a minibatch holding each data point once has the full gradient, up to float64 rounding."""
+    land = make_landscape("zhu")
+    w = torch.tensor([[0.9, 1.05], [-0.2, 0.3], [-1.0, -0.9]], dtype=torch.float64)  # sharp, ridge, flat
+    idx = torch.arange(len(land.data)).expand(3, -1)
+    np.testing.assert_allclose(land.minibatch_grad(w, idx).numpy(), land.grad(w).numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_diverging_particle_is_frozen_at_its_last_position_within_range():
+    """Divergence is checked a block of steps at a time, then replayed step by step: here
+    w ← w − η·a·w = −4w from 0.5, so |w| = 0.5·4¹⁰ = 524288 after step 10 (≤ 1e6), 2.1e6 after
+    step 11 (diverged): the particle must stay at step 10's position, and be recorded there."""
+    cfg = SimConfig(landscape="valley_1d", landscape_params=(("a_left", 100.0), ("a_right", 100.0)),
+                    optimizer="sgd", rhos=(0.0,), lr=0.05, noise="none", particles=3, steps=40,
+                    start=(0.5,), record_points=41)
+    r = simulate(cfg)
+    assert r.diverged.all()
+    np.testing.assert_array_equal(r.final[0, :, 0], [0.5 * 4.0**10] * 3)
+    np.testing.assert_array_equal(r.paths[0, 0, 10:, 0], 0.5 * 4.0**10)
+    np.testing.assert_array_equal(r.paths[0, 0, :11, 0], 0.5 * (-4.0) ** np.arange(11))

@@ -63,6 +63,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CPU_THREADS = 1
 # positions kept per block of steps (K·R·N·d numbers, see _run)
 BLOCK_ELEMENTS = 1 << 20
+# numbers per batch of recorded steps measured together (see _run)
+RECORD_BATCH_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -314,7 +316,7 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     # Recorded steps are buffered and measured (loss, histogram) a batch at a time: a few large
     # operations instead of a dozen small ones per recorded step. The buffer holds about 2²⁰
     # numbers (the loss of the Zhu toy and of the many wells has one term per data point or well).
-    batch = max(1, (1 << 20) // (R * N * max(d, land.loss_terms)))
+    batch = max(1, RECORD_BATCH_ELEMENTS // (R * N * max(d, land.loss_terms)))
     buffer: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
     def record(s: int, w_s: torch.Tensor, alive_s: torch.Tensor | None):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .theme import COLORS, LABELS, apply_layout, color
+from .theme import BASE_FONT, COLORS, LABELS, apply_layout, color, font_size
 
 # Animation frames per figure. Each frame repeats the paths up to its step, so the JSON grows with
 # the square of this: 30 frames send ~2.5× less than 50 (playground default: 224 kB -> ~95 kB).
@@ -91,6 +91,11 @@ def landscape_grid(loss_fn, bounds, n: int = 90) -> Grid:
         z = loss_fn(w).detach().cpu().numpy().astype(float)
     z = np.where(np.isfinite(z), z, np.nan)
     return Grid(x, y, z)
+
+
+def _text_scale() -> float:
+    """How much larger text is than normal (presentation mode enlarges it); fixed margins grow with it."""
+    return font_size() / BASE_FONT
 
 
 def _frame_indices(k: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
@@ -196,9 +201,14 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
     apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height)
-    # legend in one row between the title and the plot: the contour's colour bar takes the right side
+    # Legend in one row between the title and the plot: the colour bar takes the right side.
+    # Fixed margins (autoexpand off): with Plotly's automatic margins every redraw measures the legend,
+    # colour bar, buttons and slider and then draws the figure a second time; fixed margins halved the
+    # browser's CPU per ρ change on the Playground (headless chromium: 634 -> 347 ms).
+    s = _text_scale()
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.03, "xanchor": "left", "yanchor": "bottom"},
-                      margin={"t": 85 if title else 45}, hoverdistance=CLICK_HOVER_PX)
+                      margin={"t": round((85 if title else 45) * s), "l": round(75 * s), "r": round(95 * s),
+                              "autoexpand": False}, hoverdistance=CLICK_HOVER_PX)
     if animate and tracks:
         fig = _with_frames(fig, tracks, idx, first_path)
     return fig
@@ -241,7 +251,7 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
                        "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                               "transition": {"duration": 0}}]} for f in frames],
         }],
-        margin={"b": 130},
+        margin={"b": round(130 * _text_scale())},
     )
     return fig.set_frames(frames)
 
@@ -339,7 +349,12 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     _arrow(fig, w, sam_to, COLORS["sam"], "SAM step −η∇L(w+ε)", width=4)
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
-    apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height, legend_below=True)
+    apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height,
+                 legend_below=True)
+    # Fixed margins (see trajectory_figure), room for the legend below: a ρ change draws the figure once.
+    s = _text_scale()
+    fig.update_layout(margin={"t": round(50 * s), "l": round(75 * s), "r": round(95 * s), "b": round(175 * s),
+                              "autoexpand": False})
     return fig
 
 

@@ -298,12 +298,12 @@ class DoubleWell1D(Landscape):
         This runs twice per SAM step for every particle, so it is written with few tensor passes:
         in-place operations (`_`) reuse temporaries, addcmul_ (g += value·t·a) fuses the last
         two multiplications and the sum of each term into one pass, `plus` is added in the
-        operation that starts g, and the constants are cached 0-dim tensors (Landscape._constants)."""
-        one, c1, c2 = self._constants(x, 1.0, -1 / self.s1, -1 / self.s2)
-        a = x - one
-        b = x + one
-        ea = exp_((a * a).mul_(c1))  # floored exp: see exp_
-        eb = exp_((b * b).mul_(c2))
+        operation that starts g, and both Gaussians are computed together in one (2, …) tensor
+        (one operation instead of two at each stage, with the constants cached: see _pair)."""
+        centres, scales = self._pair(x)
+        ab = x.unsqueeze(0) - centres  # (2, …): a = x − 1 and b = x + 1
+        e = exp_((ab * ab).mul_(scales))  # exp(−a²/s_sharp) and exp(−b²/s_flat); floored: see exp_
+        (a, b), (ea, eb) = ab, e
         # the walls: k·(x − 1.5) right of 1.5, k·(x + 1.5) left of −1.5, else 0,
         # which is k·softshrink(x, 1.5) in one operation
         wall = F.softshrink(x, self.WALL_AT)
@@ -314,6 +314,18 @@ class DoubleWell1D(Landscape):
         g.addcmul_(ea, a, value=2 * self.d / self.s1)
         g.addcmul_(eb, b, value=2 * self.d / self.s2)
         return g
+
+    def _pair(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centres (1, −1) and the factors (−1/s_sharp, −1/s_flat) of the two Gaussians, as
+        (2, 1, …, 1) tensors that broadcast against x (…) on a new first axis; made once per
+        dtype, device and number of axes (a Python number would be wrapped anew per operation)."""
+        cache = self.__dict__.setdefault("_pair_cache", {})
+        key = (x.dtype, x.device, x.dim())
+        if key not in cache:
+            shape = (2,) + (1,) * x.dim()
+            cache[key] = tuple(torch.tensor(v, dtype=x.dtype, device=x.device).view(shape)
+                               for v in ((1.0, -1.0), (-1 / self.s1, -1 / self.s2)))
+        return cache[key]
 
     def loss(self, w):
         return self._profile(w[..., 0])

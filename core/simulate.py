@@ -26,8 +26,10 @@ torch's per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch
 (with 2 threads torch spends more time splitting 20k-element tensors than computing: measured
 35× slower), float32 by default, hand-written gradients with their constants as cached 0-dim
 tensors and the noise added inside them (core.landscapes), no torch.where in the hot loop on the
-CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks
-(core.noise), w stored coordinate-major in memory (core.landscapes.stack_coords: SAM's norm over
+CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks into
+reused buffers, the next chunk drawn by a background thread while this one is used (core.noise;
+drawing is a third of the benchmark's work), exp floored above the slow denormal range
+(core.landscapes.exp_: 100× slower there), w stored coordinate-major in memory (core.landscapes.stack_coords: SAM's norm over
 the size-2 coordinate axis is then ~3× cheaper), each step's position written straight into a
 preallocated block of K steps, and all bookkeeping (divergence, first passage, time average,
 recording) done once per block instead of once per step (see `_run`).

@@ -310,7 +310,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
             out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
                             # counts only the particles that get a cross (the first max_markers)
-                            name=f"{r.label}: {int(hit.sum())} escapes among the {len(fp)} marked",
+                            name=f"{r.label}: {int(hit.sum())} escapes ({len(fp)} marked)",
                             marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
         return out, step
 
@@ -356,7 +356,9 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend in one row above the plot; play/pause and the step slider below it
-    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=160, b=130))  # room for a 3-row legend
+    # legend above the plot (room for 3 rows in a narrow column), the title pinned to the top edge
+    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=175, b=130),
+                      title=dict(y=0.93, yref="container", yanchor="top"))  # below the mode bar
     fig.update_layout(controls)
     fig._raw_frames = frames
     return fig

@@ -141,7 +141,7 @@ def test_escape_markers_appear_at_their_first_passage_step():
         assert len(_array(markers["x"])) == expected.sum()
         assert np.allclose(sorted(_array(markers["x"])), sorted(pos[expected, 0]))
         # the legend counts what is drawn: escapes among the marked particles (all 80 here, cap 80)
-        assert f"{int(expected.sum())} escapes among the 80 marked" in markers["name"]
+        assert f"{int(expected.sum())} escapes (80 marked)" in markers["name"]
 
 
 def test_survival_overlays_follow_kramers_and_heuristic():

@@ -555,11 +555,13 @@ class Zhu(Landscape):
         uu = u * u
         sharp = 10 * uu + 100 * v * v
         flat = uu + vf * vf
+        if want_loss:  # the loss alone (the simulator measures it at recorded steps): no gradient
+            return torch.minimum(sharp, flat), None, None
         m = (sharp < flat).to(w.dtype)  # 1 where the sharp piece is the smaller one (the min)
         # ∇ in (u, v): sharp (20u, 200v), flat (2u, 2vf); blended by m without torch.where
         g_u = u * (2 + 18 * m)
         g_v = 2 * vf + m * (200 * v - 2 * vf)
-        return (torch.minimum(sharp, flat) if want_loss else None), g_u, g_v
+        return None, g_u, g_v
 
     def _to_xy(self, g_u, g_v):
         """Back from (u, v) to (x, y): ∂u = c·(1, −1), ∂v = c·(1, 1)."""

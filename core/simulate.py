@@ -24,7 +24,7 @@ particles, the mean loss, and a histogram of positions (the occupancy, steps ≥
 Speed (bench/toy.py): the loop runs ~35 small tensor operations per step, so what costs time is
 torch's per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch thread on the CPU
 (with 2 threads torch spends more time splitting 20k-element tensors than computing: measured
-35× slower), float32 by default, hand-written gradients with their constants as cached 0-dim
+1.5× slower with the work below, 35× before it; bench/toy.py --sweep), float32 by default, hand-written gradients with their constants as cached 0-dim
 tensors and the noise added inside them (core.landscapes), no torch.where in the hot loop on the
 CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks into
 reused buffers, the next chunk drawn by a background thread while this one is used (core.noise;

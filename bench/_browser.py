@@ -514,9 +514,11 @@ class SessionResult:
 
 async def student_session(browser, server: StreamlitServer, pages=("escape", "valley"), changes: int = 10,
                           start_rho: float | None = None, redraw_timeout: float = REDRAW_S,
-                          load_timeout: float = FIRST_LOAD_S) -> SessionResult:
+                          load_timeout: float = FIRST_LOAD_S, think: float = 0.0) -> SessionResult:
     """One student in their own browser context: open each page (optionally at ?rho=start_rho),
     change ρ `changes` times with the keyboard, and record each slider-to-redraw latency.
+    `think` seconds pass between a redraw and the next change (a student reading the chart);
+    0 is the worst case, every student changing ρ again the moment the chart is back.
 
     Never raises on a page problem: a timeout or an exception box is recorded as an error and the
     session carries on, so one bad page cannot hide the others' numbers.
@@ -530,6 +532,7 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
                 await open_page(page, server.url(PAGES[name], **params), timeout=load_timeout)
                 for _ in range(changes):
                     res.redraws.append(await nudge_slider(page, timeout=redraw_timeout))
+                    await asyncio.sleep(think)
             except HarnessError as e:
                 res.errors.append(str(e))
             except Exception as e:  # a playwright error (page crashed, navigation failed): also an error

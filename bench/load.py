@@ -118,7 +118,7 @@ async def run(server: StreamlitServer, args) -> dict:
 
         rss0 = server.rss_mb()
         t = time.perf_counter()
-        res = await many_students(browser, server, args.sessions, args.changes, LOAD_PAGES)
+        res = await many_students(browser, server, args.sessions, args.changes, LOAD_PAGES, think=args.think)
         wall1 = time.perf_counter() - t
         rss1 = server.rss_mb()
         s = Summary.of(res.latencies)
@@ -148,7 +148,7 @@ async def run(server: StreamlitServer, args) -> dict:
     ok = s.p95_ms <= 1000 * TARGET_P95_S and not res.errors and not errors2
     print(f"\ntarget p95 ≤ {TARGET_P95_S:.0f} s and zero errors: {'met' if ok else 'NOT met'}")
     return {
-        "bench": "load", "sessions": args.sessions, "changes": args.changes, "pages": list(LOAD_PAGES),
+        "bench": "load", "sessions": args.sessions, "changes": args.changes, "think_s": args.think, "pages": list(LOAD_PAGES),
         "redraws": s.n, "p50_ms": round(s.median_ms, 1), "p95_ms": round(s.p95_ms, 1),
         "max_ms": round(s.max_ms, 1),
         "server_p50_ms": round(srv.median_ms, 1), "server_p95_ms": round(srv.p95_ms, 1), "errors": len(res.errors), "phase1_wall_s": round(wall1, 1),
@@ -164,6 +164,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
     ap.add_argument("--changes", type=int, default=10, help="ρ changes per session and page (default 10)")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="seconds a student waits between changes (default 0: the worst case)")
     ap.add_argument("--configs", type=int, default=200, help="distinct configs in phase 2 (default 200; 0 skips)")
     ap.add_argument("--workers", type=int, default=4, help="concurrent page loads in phase 2 (default 4)")
     ap.add_argument("--every", type=int, default=20, help="sample RSS every N configs (default 20)")

@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
 
 import streamlit as st
 
+from core.jsonable import to_jsonable
 from core.limits import LIMITS, clamp
 from core.schedules import OPTIMIZERS
 
@@ -566,18 +566,6 @@ def sim_config(**fields):
 # ----------------------------------------------------------------------------------------------
 # Export
 # ----------------------------------------------------------------------------------------------
-def _jsonable(x):
-    if is_dataclass(x) and not isinstance(x, type):
-        return _jsonable(asdict(x))
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if hasattr(x, "tolist"):  # numpy arrays and scalars
-        return _jsonable(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def download_data(label: str, data, *, config=None, file_stem: str = "sam_lab", key: str | None = None,
@@ -585,13 +573,13 @@ def download_data(label: str, data, *, config=None, file_stem: str = "sam_lab", 
     """Offer a chart's data for download: JSON with the config embedded, and (if `csv` is a
     pandas DataFrame) a CSV whose first lines are the config as '# key: value' comments."""
     c = container or st
-    payload = {"config": _jsonable(config), "data": _jsonable(data)}
+    payload = {"config": to_jsonable(config), "data": to_jsonable(data)}
     cols = c.columns(2) if csv is not None else [c]
     cols[0].download_button(f"{label} (JSON)", json.dumps(payload, indent=1), file_name=f"{file_stem}.json",
                             mime="application/json", key=f"{key or file_stem}_json", on_click="ignore",
                             icon=":material/download:")
     if csv is not None:
-        header = "".join(f"# {k}: {v}\n" for k, v in (_jsonable(config) or {}).items())
+        header = "".join(f"# {k}: {v}\n" for k, v in (to_jsonable(config) or {}).items())
         cols[1].download_button(f"{label} (CSV)", header + csv.to_csv(index=False), file_name=f"{file_stem}.csv",
                                 mime="text/csv", key=f"{key or file_stem}_csv", on_click="ignore",
                                 icon=":material/download:")

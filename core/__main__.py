@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}".splitlines()[0], file=sys.stderr)
         return 2
     if args.json:
-        from core.simulate import _jsonable
+        from core.jsonable import to_jsonable
 
-        print(json.dumps(_jsonable(out), allow_nan=False))
+        print(json.dumps(to_jsonable(out), allow_nan=False))
     else:
         print(_human(out))
     return 0

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core import theory
+from core.jsonable import to_jsonable
 from core.sam import sam_perturbation
 from core.schedules import for_optimizer
 from core.simulate import simulate
@@ -31,28 +32,10 @@ from core.simulate import simulate
 Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 
 
-def _jsonable(v):
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
-
-
 class _ToDict:
     def to_dict(self) -> dict:
         """JSON-able dict: arrays become lists, NaN and inf become None."""
-        return _jsonable(self)
+        return to_jsonable(self)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from core.jsonable import to_jsonable
 from core.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.limits import LIMITS
 from core.noise import KINDS as NOISE_KINDS
@@ -191,25 +192,7 @@ class SimResult:
 
     def to_dict(self) -> dict:
         """JSON-able: arrays become lists, NaN becomes None, the config is echoed."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = dataclasses.asdict(v) if f.name == "config" else v
-        return _jsonable(out)
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    return v
+        return to_jsonable(self)
 
 
 def pick_device(name: str) -> torch.device:

@@ -12,14 +12,7 @@ from core.cifar import train as ctrain
 from core.cifar.train import TrainConfig, train
 from core.schedules import OPTIMIZERS, for_optimizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # 320 images, batch 32 → T = 10 steps per epoch: enough for every schedule to differ from the others
 SMALL = dict(train_size=320, test_size=100, batch_size=32, epochs=1, sharpness_iters=0, trace_samples=0,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from core.jobs import default_runner
@@ -21,13 +20,7 @@ from core.jobs import default_runner
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cifar.py")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(**params) -> AppTest:

@@ -10,14 +10,7 @@ from torch.func import functional_call
 
 from core.cifar.sharpness import hutchinson_trace, lambda_max
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads run ~10× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small_model_and_hessian(seed):

@@ -86,7 +86,7 @@ with left:
     for o in ("sgd", "sam", "psam", "late_sam", "every_k"):
         mask, cost, label = schedule_mask(o, T, 2, 0.6, 0.3, 0.3, 0)
         rows.append((o, label, mask, cost))
-    st.plotly_chart(charts.schedule_timeline(rows, title="Where each schedule spends SAM steps (T = 100)"),
+    st.plotly_chart(charts.schedule_timeline(rows, title="SAM steps per schedule (T = 100)"),
                     key="main_chart", config=theme.PLOTLY_CONFIG)
     st.caption("Each tick is a SAM step (two gradient evaluations). PSAM spends them early and sparsely: 65% of "
                "SAM's cost. Late SAM spends them at the end — the counter-evidence below says that is where "

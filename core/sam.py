@@ -47,10 +47,12 @@ def sam_perturbation(
     if adaptive and weights is None:
         raise ValueError("ASAM needs the weights w to scale the ball (T = |w|)")
     scaled = [w.abs() * g for g, w in zip(grads, weights)] if adaptive else list(grads)
-    if dim is None:
-        squared = sum((s * s).sum() for s in scaled)
-    else:
-        squared = sum((s * s).sum(dim=dim, keepdim=True) for s in scaled)
+    # ‖T g‖² summed tensor by tensor (no `sum()` builtin: its start value 0 costs one more operation,
+    # which matters in the particle simulator, where this runs every step on small tensors)
+    squared = None
+    for s in scaled:
+        sq = (s * s).sum() if dim is None else (s * s).sum(dim=dim, keepdim=True)
+        squared = sq if squared is None else squared + sq
     scale = rho / (torch.sqrt(squared) + NORM_GUARD)
     if adaptive:
         return [w * w * g * scale for g, w in zip(grads, weights)]

@@ -14,6 +14,8 @@ fixed function of w), in fp32.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
@@ -61,35 +63,35 @@ def _generator(params, seed):
     return torch.Generator(device=params[0].device).manual_seed(seed)
 
 
-def lambda_max(model, x, y, iters: int = 20, tol: float = 1e-4, seed: int = 0, loss_fn=None) -> float:
-    """Largest eigenvalue of the Hessian of the loss on the batch (x, y), by power iteration."""
+@contextmanager
+def _fixed_loss(model, x, y, seed: int, loss_fn):
+    """Eval mode and fp32 for the duration (L a fixed function of w); yields the parameters, the
+    gradients kept for double backward, and a seeded generator for the random vectors."""
     was = model.training
     model.eval()
     try:
         with torch.autocast(x.device.type, enabled=False):
             params, grads = _loss_and_grads(model, x, y, loss_fn)
-            gen = _generator(params, seed)
-            lam = _power(params, grads, iters, tol, gen)
-            if lam < 0:  # the dominant eigenvalue is negative: find the top one by shifting
-                lam = lam + _power(params, grads, iters, tol, gen, shift=lam)
+            yield params, grads, _generator(params, seed)
     finally:
         model.train(was)
+
+
+def lambda_max(model, x, y, iters: int = 20, tol: float = 1e-4, seed: int = 0, loss_fn=None) -> float:
+    """Largest eigenvalue of the Hessian of the loss on the batch (x, y), by power iteration."""
+    with _fixed_loss(model, x, y, seed, loss_fn) as (params, grads, gen):
+        lam = _power(params, grads, iters, tol, gen)
+        if lam < 0:  # the dominant eigenvalue is negative: find the top one by shifting
+            lam = lam + _power(params, grads, iters, tol, gen, shift=lam)
     return float(lam)
 
 
 def hutchinson_trace(model, x, y, samples: int = 10, seed: int = 0, loss_fn=None) -> float:
     """Tr(H) ≈ (1/m) Σ_i v_iᵀ H v_i with Rademacher v_i (Hutchinson 1989)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.autocast(x.device.type, enabled=False):
-            params, grads = _loss_and_grads(model, x, y, loss_fn)
-            gen = _generator(params, seed)
-            total = 0.0
-            for _ in range(samples):
-                v = [torch.randint(0, 2, p.shape, device=p.device, generator=gen).to(p.dtype) * 2 - 1
-                     for p in params]
-                total += _dot(v, _hvp(params, grads, v)).item()
-    finally:
-        model.train(was)
+    total = 0.0
+    with _fixed_loss(model, x, y, seed, loss_fn) as (params, grads, gen):
+        for _ in range(samples):
+            v = [torch.randint(0, 2, p.shape, device=p.device, generator=gen).to(p.dtype) * 2 - 1
+                 for p in params]
+            total += _dot(v, _hvp(params, grads, v)).item()
     return total / max(1, samples)

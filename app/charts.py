@@ -38,7 +38,7 @@ class AnimatedFigure(go.Figure):
             for trace in f["data"]:
                 for axis in ("x", "y", "z"):
                     if isinstance(trace.get(axis), np.ndarray):
-                        trace[axis] = _typed_array(trace[axis])
+                        trace[axis] = typed_array(trace[axis])
         self._raw_frames = frames
         return self
 
@@ -48,7 +48,7 @@ class AnimatedFigure(go.Figure):
         return out
 
 
-def _typed_array(a: np.ndarray) -> dict:
+def typed_array(a: np.ndarray) -> dict:
     """plotly.js's typed-array spec: {"dtype": "f4", "bdata": base64 of the little-endian bytes}."""
     a = np.ascontiguousarray(a, dtype="<f4")
     return {"dtype": "f4", "bdata": base64.b64encode(a.tobytes()).decode("ascii")}

@@ -23,7 +23,17 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.charts import typed_array
 from app.theme import COLORS, apply_layout, rho_color
+
+
+def _f4(a) -> np.ndarray:
+    """A long data array as float32 for the browser.
+
+    Plotly sends numpy arrays as base64 typed arrays ("bdata"): float32 halves the bytes of float64
+    that every browser session downloads and decodes on each rerun, and its 7 significant digits are
+    far below a pixel. Used for the long curves only (hundreds of points and more)."""
+    return np.asarray(a, dtype=np.float32)
 
 
 def sam_shade(rho: float, rhos: Sequence[float]) -> str:
@@ -82,19 +92,19 @@ def survival_figure(series: Sequence[EscapeSeries], kramers_tau: float | None = 
     sam_rhos = [s.rho for s in series if s.optimizer != "sgd"]
     t_max = max((float(np.max(s.t)) for s in series if len(s.t)), default=1.0)
     for s in series:
-        fig.add_trace(go.Scatter(x=s.t, y=s.survival, mode="lines", name=s.label,
+        fig.add_trace(go.Scatter(x=_f4(s.t), y=_f4(s.survival), mode="lines", name=s.label,
                                  line=dict(color=_series_color(s, sam_rhos), width=2.5),
                                  hovertemplate="step %{x}<br>S = %{y:.3f}<extra>" + s.label + "</extra>"))
     tt = np.linspace(0.0, t_max, 200)
     if kramers_tau is not None and math.isfinite(kramers_tau) and kramers_tau > 0:
-        fig.add_trace(go.Scatter(x=tt, y=np.exp(-tt / kramers_tau), mode="lines",
+        fig.add_trace(go.Scatter(x=_f4(tt), y=_f4(np.exp(-tt / kramers_tau)), mode="lines",
                                  name=f"Kramers (SGD), τ ≈ {kramers_tau:,.0f} steps",
                                  line=dict(color=COLORS["sgd"], dash="dash", width=1.8)))
         for rho, speedup in sorted((sam_speedups or {}).items()):
             if not (math.isfinite(speedup) and speedup > 0):
                 continue
             fig.add_trace(go.Scatter(
-                x=tt, y=np.exp(-tt * speedup / kramers_tau), mode="lines",
+                x=_f4(tt), y=_f4(np.exp(-tt * speedup / kramers_tau)), mode="lines",
                 name=f"heuristic SAM ρ={rho:g} (×{speedup:.2g}, overshoots at large ρ)",
                 line=dict(color=sam_shade(rho, sam_rhos or [rho]), dash="dot", width=1.5)))
     fig = _layout(fig, title or "Survival in the sharp minimum",
@@ -275,11 +285,11 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     x, y, z = background
     fig = FramedFigure()
     if dim == 1:
-        fig.add_trace(go.Scatter(x=x, y=z, mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
+        fig.add_trace(go.Scatter(x=_f4(x), y=_f4(z), mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
                                  hoverinfo="skip", showlegend=False))
     else:
         zc = np.clip(z, np.nanmin(z), np.nanpercentile(z, 90))
-        fig.add_trace(go.Contour(x=x, y=y, z=zc, colorscale="Greys", reversescale=True, showscale=False,
+        fig.add_trace(go.Contour(x=_f4(x), y=_f4(y), z=_f4(zc), colorscale="Greys", reversescale=True, showscale=False,
                                  contours=dict(coloring="heatmap", showlines=True), opacity=0.55,
                                  name="loss L(w)", hoverinfo="skip", line=dict(width=0.5)))
     K = len(runs[0].steps_recorded) if runs else 1
@@ -301,14 +311,14 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         out = []
         for r in runs:
             px, py = coords(r.paths[:, k, :])
-            out.append(dict(type="scatter", x=px.tolist(), y=py.tolist(), mode="markers", name=f"{r.label}: particles",
+            out.append(dict(type="scatter", x=_f4(px), y=_f4(py), mode="markers", name=f"{r.label}: particles",
                             marker=dict(color=r.color, size=7, opacity=0.75, line=dict(width=0.5, color="white"))))
         for r in runs:
             fp = np.asarray(r.first_passage)[:max_markers]
             ep = np.asarray(r.escape_position)[:max_markers]
             hit = (fp >= 0) & (fp <= step)
             ex, ey = coords(ep[hit]) if hit.any() else (np.array([]), np.array([]))
-            out.append(dict(type="scatter", x=ex.tolist(), y=ey.tolist(), mode="markers",
+            out.append(dict(type="scatter", x=_f4(ex), y=_f4(ey), mode="markers",
                             # counts only the particles that get a cross (the first max_markers)
                             name=f"{r.label}: {int(hit.sum())} escapes ({len(fp)} marked)",
                             marker=dict(color=r.color, size=10, symbol="x-thin", line=dict(width=2.5, color=r.color))))
@@ -326,6 +336,9 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     for k in frame_idx:
         trs, step = frame_traces(k)
         name = str(int(step))
+        # Frame coordinates as float32 typed arrays (base64), like the figure's own data: about a
+        # quarter of the bytes of JSON number lists, for 30 frames re-sent on every rerun.
+        trs = [t | dict(x=typed_array(t["x"]), y=typed_array(t["y"])) for t in trs]
         frames.append(dict(data=[keep, *trs], traces=list(range(1 + len(trs))), name=name))
         slider_steps.append(dict(method="animate", label=name,
                                  args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
@@ -411,11 +424,11 @@ def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = 
     col = lambda opt, rho: COLORS["sgd"] if opt == "sgd" else sam_shade(rho, sorted(set(sam_rhos)) or [rho])
     for o in occ:
         centers = 0.5 * (o.edges[1:] + o.edges[:-1])
-        fig.add_trace(go.Bar(x=centers, y=o.density(), width=np.diff(o.edges), name=f"{o.label}: time spent",
+        fig.add_trace(go.Bar(x=_f4(centers), y=_f4(o.density()), width=_f4(np.diff(o.edges)), name=f"{o.label}: time spent",
                              marker_color=col(o.optimizer, o.rho), opacity=0.45, marker_line_width=0))
     for c in curves:
         dash = "dash" if "closed" in c.name else "solid"
-        fig.add_trace(go.Scatter(x=c.w, y=c.p, mode="lines", name=c.name,
+        fig.add_trace(go.Scatter(x=_f4(c.w), y=_f4(c.p), mode="lines", name=c.name,
                                  line=dict(color=col(c.optimizer, c.rho), dash=dash, width=2)))
     ymax = max([float(np.max(o.density())) for o in occ if len(o.counts)] + [1e-9])
     for o in occ:
@@ -481,9 +494,9 @@ def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarra
     between the two losses is what each solution loses when the landscape shifts.
     """
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=w, y=loss, mode="lines", name="training loss L(w)",
+    fig.add_trace(go.Scatter(x=_f4(w), y=_f4(loss), mode="lines", name="training loss L(w)",
                              line=dict(color="black", width=2)))
-    fig.add_trace(go.Scatter(x=w, y=loss_shifted, mode="lines", name=f"test loss L(w − δ), δ = {delta:+.2f}",
+    fig.add_trace(go.Scatter(x=_f4(w), y=_f4(loss_shifted), mode="lines", name=f"test loss L(w − δ), δ = {delta:+.2f}",
                              line=dict(color="gray", width=2, dash="dash")))
     for label, color, pos, tr, te in points:
         fig.add_trace(go.Scatter(x=[pos, pos], y=[tr, te], mode="lines+markers",

@@ -65,7 +65,9 @@ def landscape_facts(name: str) -> dict:
     """Curvatures and barrier for the Kramers overlay, and the loss on a grid for the animation."""
     land = make_landscape(name)
     facts = dict(lam_min=None, lam_saddle=None, barrier=None, dim=land.dim, bounds=land.bounds,
-                 background=sc.landscape_background(sc.numpy_loss(land), land.bounds, land.dim))
+                 # 80 × 80 points (not the default 120 × 120): the contour is re-sent to and re-drawn
+                 # by every browser on each rerun, and the smooth wells look the same at 80.
+                 background=sc.landscape_background(sc.numpy_loss(land), land.bounds, land.dim, n=80))
     if land.saddles and hasattr(land, "barrier"):  # the double wells; the Zhu toy has a ridge, not a saddle
         m, s = land.minima[0], land.saddles[0]
         # Escape runs along axis 0 (w₁): the curvatures along that axis at the minimum and the saddle.

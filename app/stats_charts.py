@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from app.charts import typed_array
 from app.theme import COLORS, apply_layout, rho_color
@@ -162,38 +161,52 @@ def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi,
     A median is missing (NaN) where fewer than half of the particles escaped within T steps.
     """
     rhos = np.asarray(rhos, float)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
-                        subplot_titles=(f"escaped by step {steps}", "median escape step"))
     sam = COLORS["sam"]
-    _ci_band(fig, rhos, frac_lo, frac_hi, sam, "CI", row=1, col=1)
-    fig.add_trace(go.Scatter(x=rhos, y=frac, mode="lines+markers", name="SAM: escaped fraction",
-                             line=dict(color=sam)), row=1, col=1)
+    # Two panels side by side, laid out by hand (what make_subplots(1, 2, horizontal_spacing=0.2)
+    # would produce): left axes x/y, right axes x2/y2. make_subplots and add_vline(row=, col=) walk
+    # Plotly's validators for every subplot and cost ~25 ms of the ~30 ms this chart took on each rerun.
+    left, right = dict(xaxis="x", yaxis="y"), dict(xaxis="x2", yaxis="y2")
+    x = np.concatenate([rhos, rhos[::-1]])
+    band = np.concatenate([np.asarray(frac_hi, float), np.asarray(frac_lo, float)[::-1]])
+    traces = [
+        # the 95% CI band of the escaped fraction, drawn once under its line (as _ci_band does)
+        go.Scatter(x=x, y=band, mode="lines", fill="toself", fillcolor=sam, opacity=0.18, line=dict(width=0),
+                   hoverinfo="skip", name="CI", showlegend=False, **left),
+        go.Scatter(x=rhos, y=frac, mode="lines+markers", name="SAM: escaped fraction", line=dict(color=sam), **left),
+    ]
     med = np.asarray(median, float)
     err_hi = np.asarray(median_hi, float) - med
     err_lo = med - np.asarray(median_lo, float)
-    fig.add_trace(go.Scatter(x=rhos, y=med, mode="lines+markers", name="SAM: median escape step",
+    traces.append(go.Scatter(x=rhos, y=med, mode="lines+markers", name="SAM: median escape step",
                              line=dict(color=sam, dash="solid"), marker=dict(symbol="square"),
                              error_y=dict(type="data", array=np.nan_to_num(err_hi), arrayminus=np.nan_to_num(err_lo),
-                                          visible=True)), row=1, col=2)
+                                          visible=True), **right))
+    shapes = []
     if sgd is not None:
-        for col, key in ((1, "frac"), (2, "median")):
+        for ax, key in (("", "frac"), ("2", "median")):
             v = sgd.get(key)
-            if v is not None and math.isfinite(v):
-                fig.add_hline(y=v, line=dict(color=COLORS["sgd"], dash="dash"), row=1, col=col)
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="SGD (dashed line)",
+            if v is not None and math.isfinite(v):  # a horizontal line across one panel
+                shapes.append(dict(type="line", xref=f"x{ax} domain", x0=0, x1=1, yref=f"y{ax}", y0=v, y1=v,
+                                   line=dict(color=COLORS["sgd"], dash="dash")))
+        traces.append(go.Scatter(x=[None], y=[None], mode="lines", name="SGD (dashed line)",
                                  line=dict(color=COLORS["sgd"], dash="dash")))
     if heuristic_median is not None:
-        fig.add_trace(go.Scatter(x=rhos, y=heuristic_median, mode="lines",
+        traces.append(go.Scatter(x=rhos, y=heuristic_median, mode="lines",
                                  name="Kramers × heuristic SAM speed-up (overshoots at large ρ)",
-                                 line=dict(color="gray", dash="dot")), row=1, col=2)
+                                 line=dict(color="gray", dash="dot"), **right))
     if current_rho is not None:
-        for col in (1, 2):
-            fig.add_vline(x=current_rho, line=dict(color="black", width=1, dash="dot"), row=1, col=col)
-    fig = _layout(fig, "The effect grows with ρ", "", "", height=400)
-    fig.update_xaxes(title_text="SAM radius ρ (parameter units)")
-    fig.update_layout(yaxis=dict(title_text="fraction escaped", range=[0, 1.02]),  # left panel
-                      yaxis2=dict(title_text="median first-passage step (iterations)"))  # right panel
-    return fig
+        for ax in ("", "2"):  # a vertical line across each panel
+            shapes.append(dict(type="line", xref=f"x{ax}", x0=current_rho, x1=current_rho, yref=f"y{ax} domain",
+                               y0=0, y1=1, line=dict(color="black", width=1, dash="dot")))
+    rho_title = dict(title=dict(text="SAM radius ρ (parameter units)"))
+    title = lambda text, x: dict(text=text, x=x, xref="paper", xanchor="center", y=1.0, yref="paper",
+                                 yanchor="bottom", showarrow=False, font=dict(size=16))
+    layout = dict(
+        xaxis=dict(domain=[0.0, 0.4], anchor="y", **rho_title), xaxis2=dict(domain=[0.6, 1.0], anchor="y2", **rho_title),
+        yaxis=dict(anchor="x", title=dict(text="fraction escaped"), range=[0, 1.02]),  # left panel
+        yaxis2=dict(anchor="x2", title=dict(text="median first-passage step (iterations)")),  # right panel
+        annotations=[title(f"escaped by step {steps}", 0.2), title("median escape step", 0.8)], shapes=shapes)
+    return _layout(go.Figure(data=traces, layout=layout), "The effect grows with ρ", "", "", height=400)
 
 
 def zhu_figure(outcomes: dict, sgd_success: float | None = None) -> go.Figure:

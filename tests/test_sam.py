@@ -18,6 +18,16 @@ def _batches(n=20, seed=1):
     return [(torch.randn(8, 5, generator=g), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)]
 
 
+def _closure(opt, model, loss_fn, x, y):
+    """The closure SAM.step calls twice: zero the gradients, forward and backward on the same batch."""
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        return loss
+    return closure
+
+
 def test_sam_step_equals_hand_written_two_pass_update_over_20_steps():
     """SAM: ε = ρ g/‖g‖ (global norm), w ← w − η ∇L_B(w+ε) with the same batch B."""
     model = _mlp()
@@ -26,12 +36,7 @@ def test_sam_step_equals_hand_written_two_pass_update_over_20_steps():
     opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     for x, y in _batches():
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        opt.step(_closure(opt, model, loss_fn, x, y))
 
         params = list(ref.parameters())
         grads = torch.autograd.grad(loss_fn(ref(x), y), params)
@@ -55,12 +60,7 @@ def test_rho_zero_reproduces_plain_sgd_exactly():
     sgd = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     for x, y in _batches():
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            return loss
-        opt.step(closure)
+        opt.step(_closure(opt, model, loss_fn, x, y))
         sgd.zero_grad()
         loss_fn(ref(x), y).backward()
         sgd.step()

@@ -289,11 +289,13 @@ class AnimatedRun:
 
 def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d: Callable | None = None,
                      n_frames: int = 30, max_markers: int = 150, title: str | None = None,
-                     bounds=None) -> go.Figure:
+                     bounds=None, animate: bool = True) -> go.Figure:
     """Particles moving in the landscape, with a cross at each escape position from its first-passage
     step on. Plotly frames, so play / pause / the scrubber run in the browser.
 
-    1-D: particles are drawn on the loss curve (x = w, y = L(w)); 2-D: on the loss contour.
+    1-D: particles are drawn on the loss curve (x = w, y = L(w)); 2-D: on the shaded loss.
+    `animate=False` draws only the last step (no frames, no play controls): the same picture, at a
+    fraction of the browser's drawing work (see `landscape_shading`), for pages redrawn on every ρ change.
     """
     x, y, z = background
     fig = FramedFigure()
@@ -301,10 +303,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.add_trace(go.Scatter(x=_f4(x), y=_f4(z), mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
                                  hoverinfo="skip", showlegend=False))
     else:
-        zc = np.clip(z, np.nanmin(z), np.nanpercentile(z, 90))
-        fig.add_trace(go.Contour(x=_f4(x), y=_f4(y), z=_f4(zc), colorscale="Greys", reversescale=True, showscale=False,
-                                 contours=dict(coloring="heatmap", showlines=True), opacity=0.55,
-                                 name="loss L(w)", hoverinfo="skip", line=dict(width=0.5)))
+        fig.add_trace(landscape_shading(x, y, z))
     K = len(runs[0].steps_recorded) if runs else 1
     frame_idx = np.unique(np.linspace(0, K - 1, min(n_frames, K)).round().astype(int))
 
@@ -344,9 +343,9 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}))
     # Each frame restates trace 0 (the background) as an empty trace of its type: plotly.js merges it
     # and keeps the landscape. (With only traces 1… in the frames the contour vanished on play.)
-    keep = dict(type="scatter" if dim == 1 else "contour")
+    keep = dict(type="scatter" if dim == 1 else "heatmap")
     frames, slider_steps = [], []
-    for k in frame_idx:
+    for k in frame_idx if animate else ():
         trs, step = frame_traces(k)
         name = str(int(step))
         # Frame coordinates as float32 typed arrays (base64), like the figure's own data: about a
@@ -383,11 +382,37 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend in one row above the plot; play/pause and the step slider below it
     # legend above the plot (room for 3 rows in a narrow column), the title pinned to the top edge
-    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"), margin=dict(t=175, b=130),
+    fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"),
+                      margin=dict(t=175, b=130 if animate else 60),
                       title=dict(y=0.93, yref="container", yanchor="top"))  # below the mode bar
-    fig.update_layout(controls)
-    fig._raw_frames = frames
+    if animate:
+        fig.update_layout(controls)
+        fig._raw_frames = frames
     return fig
+
+
+# Banded grey scale for the loss: eight flat steps, light (low loss) to dark (high). The steps read as
+# filled contour bands, and a heatmap drawn with zsmooth="fast" is one small image the browser scales,
+# while a go.Contour (marching squares plus a smoothed fill) cost ~150 ms of drawing per redraw in
+# each student's browser.
+_BANDS = 8
+
+
+def _banded_greys(n: int = _BANDS, lo: float = 0.97, hi: float = 0.55) -> list:
+    scale = []
+    for i in range(n):
+        level = round(255 * (lo + (hi - lo) * i / (n - 1)))
+        color = f"rgb({level},{level},{level})"
+        scale += [[i / n, color], [(i + 1) / n, color]]
+    return scale
+
+
+def landscape_shading(x, y, z) -> go.Heatmap:
+    """The loss on a grid as a banded grey heatmap (clipped at its 90th percentile, so the tall walls
+    do not wash out the wells)."""
+    zc = np.clip(z, np.nanmin(z), np.nanpercentile(z, 90))
+    return go.Heatmap(x=_f4(x), y=_f4(y), z=_f4(zc), colorscale=_banded_greys(), showscale=False, zsmooth="fast",
+                      name="loss L(w)", hoverinfo="skip")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -107,18 +107,14 @@ st.markdown(
     "are thrown out sooner. The larger ρ, the stronger the effect (theory.md §3)."
 )
 
-c1, c2, c3 = st.columns([1.2, 2, 1.2])
+c1, c2 = st.columns([1.2, 3.2])
 landscape = controls.choice("landscape", "scene", SCENES, DEFAULTS["landscape"], container=c1)
 if landscape == "zhu":
-    st.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
+    c2.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
             "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
             "breaks\" below.", icon=":material/info:")
 # Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
 d = DEFAULTS | (dict(lr=0.01, steps=ZHU_BREAKS.config.steps) if landscape == "zhu" else {})
-rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
-                          container=c2,
-                          help="SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades). "
-                               "SAM's ascent: ε = ρ·g/‖g‖.")
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
     lr = controls.lr_slider(default=d["lr"], container=e1)
@@ -131,119 +127,148 @@ with st.expander("More settings (noise, learning rate, particles, steps, seed)")
                                    container=e2)
     seed = controls.number_input("seed", "seed", default=d["seed"], container=e3)
 
-sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
 particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))
 # The Zhu toy has real minibatch noise (its data set); the double wells get isotropic Gaussian noise σ.
 noise = dict(noise="minibatch", batch_size=ZHU_BREAKS.config.batch_size) if landscape == "zhu" else dict(noise="isotropic")
-base = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),
+BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),
             seed=int(seed), keep_paths=40, record_points=120, **noise)
-try:
-    sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
-    sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
-    sweep_cfg = SimConfig(optimizer="sam", rhos=SWEEP_RHOS, **base | dict(keep_paths=0, record_points=2))
-except ValueError as e:  # settings the engine refuses: one line, no traceback
-    st.error(f"These settings cannot run: {e}")
-    st.stop()
 
-with st.spinner("Simulating particles…"):
-    sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
-    sam_res, sam_stats, sam_curves = escape_run(sam_cfg)
-facts = landscape_facts(landscape)
-
-# Divergent particles: shown as such (a count and a notice), never a crash.
-n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
-if n_div:
-    st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
-               "they count as not escaped. Lower the learning rate or the noise.", icon=":material/warning:")
 
 # ---------------------------------------------------------------------------------------------
-# Theory numbers for the overlays (theory.md §3)
+# Everything that depends on ρ, in one fragment: moving ρ reruns only this function, so the server
+# rebuilds and every browser redraws only these charts (not the page header, the settings or the
+# Zhu section below). In a lecture hall that is most of the cost of a ρ change.
 # ---------------------------------------------------------------------------------------------
-kramers_ok = facts["lam_min"] is not None and base["noise"] == "isotropic"
-tau = theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma) if kramers_ok else None
-speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos} if kramers_ok else {}
-speedups = {r: v for r, v in speedups.items() if v is not None}
+@st.fragment
+def rho_section(base: dict) -> None:
+    r1, r2 = st.columns([3, 1.2], vertical_alignment="bottom")
+    rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
+                              container=r1,
+                              help="SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades). "
+                                   "SAM's ascent: ε = ρ·g/‖g‖.")
+    animate = controls.toggle("animate", "Animate the particles", default=False, container=r2,
+                              help="Play the particles step by step (Plotly frames, played in the browser). "
+                                   "Off: the picture at the last step, which redraws faster.")
+    lr, sigma, particles, steps = base["lr"], base["sigma"], base["particles"], base["steps"]
+    sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
+    try:
+        sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
+        sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
+        sweep_cfg = SimConfig(optimizer="sam", rhos=SWEEP_RHOS, **base | dict(keep_paths=0, record_points=2))
+    except ValueError as e:  # settings the engine refuses: one line, no traceback
+        st.error(f"These settings cannot run: {e}")
+        return
 
-series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
-series += [sc.EscapeSeries("sam", float(r), *sam_curves[i], sam_res.first_passage[i]) for i, r in enumerate(sam_rhos)]
+    with st.spinner("Simulating particles…"):
+        sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
+        sam_res, sam_stats, sam_curves = escape_run(sam_cfg)
+    facts = landscape_facts(base["landscape"])
 
-# ---------------------------------------------------------------------------------------------
-# Row 1: the survival curves (main chart) and the animation
-# ---------------------------------------------------------------------------------------------
-left, right = st.columns(2, gap="medium")
-with left:
-    fig = sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups)
-    st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+    # Divergent particles: shown as such (a count and a notice), never a crash.
+    n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
+    if n_div:
+        st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
+                   "they count as not escaped. Lower the learning rate or the noise.", icon=":material/warning:")
+
+    # Theory numbers for the overlays (theory.md §3)
+    kramers_ok = facts["lam_min"] is not None and base["noise"] == "isotropic"
+    tau = (theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma)
+           if kramers_ok else None)
+    speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos} if kramers_ok else {}
+    speedups = {r: v for r, v in speedups.items() if v is not None}
+
+    series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
+    series += [sc.EscapeSeries("sam", float(r), *sam_curves[i], sam_res.first_passage[i])
+               for i, r in enumerate(sam_rhos)]
+
+    # Row 1: the survival curves (main chart) and the particles
+    left, right = st.columns(2, gap="medium")
+    with left:
+        fig = sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups)
+        st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+        st.caption(
+            "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
+            "(orange shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
+            "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
+            "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
+        )
+        if tau is None:
+            st.caption("No Kramers curve here: it needs a saddle and isotropic gradient noise σ > 0.")
+    with right:
+        runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
+                               sgd_res.first_passage[0], sgd_res.escape_position[0]),
+                sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos),
+                               sam_res.steps_recorded, sam_res.paths[-1], sam_res.first_passage[-1],
+                               sam_res.escape_position[-1])]
+        anim = sc.escape_animation(facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
+                                   loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None,
+                                   animate=animate)
+        st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
+        how = ("The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider)."
+               if animate else f"The particles at the last step, T = {steps}; switch on **Animate the particles** "
+               "to play them from step 0.")
+        st.caption(
+            f"{how} Dots: {runs[0].paths.shape[0]} particles of each run in the landscape (on the loss curve "
+            f"in 1-D; shading: the loss, darker = higher). A cross marks where one of the first {ESCAPE_MARKERS} "
+            "particles escaped, from its first-passage step on (its first step in the flat basin). The legend "
+            f"counts escapes among those {ESCAPE_MARKERS} marked particles; the table counts all particles."
+        )
+
+    # Row 2: the numbers, the histogram and the ρ sweep, one at a time (only the open tab is computed
+    # and drawn: a hidden chart would still cost every browser a redraw on each ρ change).
+    tabs = controls.lazy_tabs("view", {"stats": "Escape statistics", "hist": "Escape-time histogram",
+                                       "sweep": "ρ sweep: the effect grows with ρ"}, default="stats")
+    with tabs["stats"]:
+        if tabs["stats"].open:
+            statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau, speedups,
+                           particles, steps, sgd_cfg, sam_cfg)
+    with tabs["hist"]:
+        if tabs["hist"].open:
+            hist_series = [series[0], series[-1]]  # SGD and the largest ρ: two overlaid histograms stay readable
+            st.plotly_chart(sc.escape_histogram_figure(hist_series, steps), key="escape_histogram",
+                            config=theme.PLOTLY_CONFIG)
+            st.caption(f"How many particles escape in each window of steps, SGD against SAM at ρ = {sam_rhos[-1]:g}. "
+                       "SAM's escapes come earlier and more often; particles still inside at step T are not counted.")
+    with tabs["sweep"]:
+        if tabs["sweep"].open:
+            sweep_tab(sweep_cfg, rho, tau, facts, lr, sigma, steps)
+
+
+def statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau, speedups, particles, steps,
+                   sgd_cfg, sam_cfg) -> None:
+    """The escape statistics of every run, with the Kramers numbers, and the data download."""
+    rows = []
+    for label, s, div in [("SGD", sgd_stats[0], sgd_res.diverged[0])] + [
+            (f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]:
+        rows.append(dict(label=label, escaped_fraction=s.escaped_fraction, escaped_fraction_ci=s.escaped_fraction_ci,
+                         median=s.median_escape_step, median_ci=s.median_escape_step_ci, mean=s.mean_escape_step,
+                         mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(div).sum())))
+    if tau is not None:
+        theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
+                       + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
+    else:
+        theory_line = "Kramers: no prediction for this scene."
+    st.dataframe(sc.escape_table(rows), hide_index=True, width="stretch")
     st.caption(
-        "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
-        "(orange shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
-        "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
-        "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
+        f"{particles} particles per run, {steps} steps. Escaped fraction with a 95% Wilson interval; median "
+        "first-passage step (— when fewer than half escaped) and mean over the escaped particles, each with a "
+        f"95% bootstrap interval. {theory_line}"
     )
-    if tau is None:
-        st.caption("No Kramers curve here: it needs a saddle and isotropic gradient noise σ > 0.")
-with right:
-    runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
-                           sgd_res.first_passage[0], sgd_res.escape_position[0]),
-            sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos), sam_res.steps_recorded,
-                           sam_res.paths[-1], sam_res.first_passage[-1], sam_res.escape_position[-1])]
-    anim = sc.escape_animation(facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
-                               loss_1d=_loss_1d(landscape) if facts["dim"] == 1 else None)
-    st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
-    st.caption(
-        f"The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider). Dots: {runs[0].paths.shape[0]} particles of each run "
-        "moving in the landscape (on the loss curve in 1-D). A cross appears where one of the first "
-        f"{ESCAPE_MARKERS} particles escaped, at its first-passage step (its first step in the flat basin). "
-        f"The legend counts escapes among those {ESCAPE_MARKERS} marked particles; the table below counts all "
-        "particles of each run."
-    )
+    controls.download_data(
+        "escape data", {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
+                        "kramers_mean_escape_steps": tau, "sam_heuristic_speedup": speedups},
+        config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival", key="dl_escape",
+        csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
 
-# ---------------------------------------------------------------------------------------------
-# Row 2: statistics table and histogram
-# ---------------------------------------------------------------------------------------------
-rows = []
-for label, s, div in [("SGD", sgd_stats[0], sgd_res.diverged[0])] + [
-        (f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]:
-    rows.append(dict(label=label, escaped_fraction=s.escaped_fraction, escaped_fraction_ci=s.escaped_fraction_ci,
-                     median=s.median_escape_step, median_ci=s.median_escape_step_ci, mean=s.mean_escape_step,
-                     mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(div).sum())))
-st.subheader("Escape statistics")
-table = sc.escape_table(rows)
-if tau is not None:
-    theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
-                   + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
-else:
-    theory_line = "Kramers: no prediction for this scene."
-st.dataframe(table, hide_index=True, width="stretch")
-st.caption(
-    f"{particles} particles per run, {steps} steps. Escaped fraction with a 95% Wilson interval; median "
-    "first-passage step (— when fewer than half escaped) and mean over the escaped particles, each with a "
-    f"95% bootstrap interval. {theory_line}"
-)
-controls.download_data(
-    "escape data", {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
-                    "kramers_mean_escape_steps": tau, "sam_heuristic_speedup": speedups},
-    config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival", key="dl_escape",
-    csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
 
-h_col, s_col = st.columns(2, gap="medium")
-with h_col:
-    hist_series = [series[0], series[-1]]  # SGD and the largest ρ: two overlaid histograms stay readable
-    st.plotly_chart(sc.escape_histogram_figure(hist_series, steps), key="escape_histogram",
-                    config=theme.PLOTLY_CONFIG)
-    st.caption(f"How many particles escape in each window of steps, SGD against SAM at ρ = {sam_rhos[-1]:g}. "
-               "SAM's escapes come earlier and more often; particles still inside at step T are not counted.")
-
-# ---------------------------------------------------------------------------------------------
-# ρ sweep
-# ---------------------------------------------------------------------------------------------
-with s_col:
+def sweep_tab(sweep_cfg, rho, tau, facts, lr, sigma, steps) -> None:
+    """SAM at ρ = 0 … RHO_HI on the same noise draws: escaped fraction and median escape step."""
     with st.spinner("ρ sweep…"):
         sweep = sweep_run(sweep_cfg)
     esc = sweep.escape
     nan = lambda v: math.nan if v is None else float(v)
     heur = None
-    if tau is not None and kramers_ok:
+    if tau is not None:
         heur = [tau * math.log(2) / (theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) or math.nan)
                 for r in sweep.rhos]
     sweep_fig = sc.rho_sweep_figure(
@@ -260,6 +285,9 @@ with s_col:
         file_stem="escape_rho_sweep", key="dl_sweep",
         csv=pd.DataFrame({"rho": sweep.rhos, "escaped_fraction": [e.escaped_fraction for e in esc],
                           "median_escape_step": [nan(e.median_escape_step) for e in esc]}))
+
+
+rho_section(BASE)
 
 # ---------------------------------------------------------------------------------------------
 # Where it breaks: Zhu et al.'s toy

@@ -166,3 +166,24 @@ def test_animation_frames_bounded_and_keep_ends():
         idx = charts._frame_indices(k)
         assert len(idx) <= charts.MAX_FRAMES and idx[0] == 0 and idx[-1] == k - 1
         assert (idx[1:] > idx[:-1]).all()
+
+
+def test_download_files_embed_the_config():
+    """The deferred download files: JSON {"config", "data"} that round-trips through json.loads
+    (NaN/arrays/dataclasses made JSON-safe), and a CSV whose '# key: value' header is the config."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from core.simulate import SimConfig
+
+    cfg = SimConfig(landscape="double_well_1d", optimizer="sam", rhos=(0.05, 0.1), particles=10, steps=20)
+    text = controls.json_export({"survival": np.array([1.0, 0.5]), "median": float("nan")}, cfg)
+    out = json.loads(text)
+    assert out["config"]["rhos"] == [0.05, 0.1] and out["config"]["optimizer"] == "sam"
+    assert out["data"]["survival"] == [1.0, 0.5] and out["data"]["median"] is None
+    lines = controls.csv_export(pd.DataFrame({"step": [0, 1], "S": [1.0, 0.9]}), cfg).splitlines()
+    header = [ln for ln in lines if ln.startswith("# ")]
+    assert "# optimizer: sam" in header and "# particles: 10" in header
+    assert lines[len(header)] == "step,S" and lines[-1] == "1,0.9"

@@ -8,7 +8,9 @@ Claims checked:
 - URL query parameters restore a view (ρ and the scene);
 - bad URL values (NaN, 10¹² particles) give a notice, never a traceback;
 - diverging particles are reported with a notice, not a crash;
-- the escape animation marks exactly the particles whose first passage is ≤ the frame's step.
+- the escape animation marks exactly the particles whose first passage is ≤ the frame's step;
+- the lecture-hall layout: a ρ change reruns only the ρ fragment, the histogram and the ρ sweep are
+  computed only in their own tab (?view=hist|sweep), and the animation only with ?animate=1.
 """
 
 from __future__ import annotations
@@ -57,9 +59,27 @@ def test_runs_and_main_chart_has_theory_overlays(default_page):
     assert any(n.startswith("SAM ρ=") for n in names), names
     assert any("Kramers" in n for n in names), f"no Kramers overlay: {names}"
     assert any("heuristic" in n for n in names), f"no SAM heuristic overlay: {names}"
-    # the other charts of the page are there too, each with a legend-worthy name on every trace
-    for key in ("escape_animation", "escape_histogram", "rho_sweep", "zhu_chart"):
+    # the particles and the Zhu section are there too; the histogram and the sweep wait for their tab
+    for key in ("escape_animation", "zhu_chart"):
         _chart(default_page, key)
+    keys = [c.proto.id.rsplit("-", 1)[-1] for c in default_page.get("plotly_chart")]
+    assert "escape_histogram" not in keys and "rho_sweep" not in keys, keys
+    assert not _chart(default_page, "escape_animation").get("frames")  # a still picture until animate=1
+
+
+@pytest.mark.parametrize("view, key", [("hist", "escape_histogram"), ("sweep", "rho_sweep")])
+def test_each_tab_draws_its_chart_from_the_url(view, key):
+    at = _run(view=view)
+    _chart(at, key)
+    assert not [w.value for w in at.warning if "view" in w.value]
+    other = {"hist": "rho_sweep", "sweep": "escape_histogram"}[view]
+    assert other not in [c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")]
+
+
+def test_unknown_tab_in_the_url_is_a_notice():
+    at = _run(view="nosuchtab")
+    assert any("view" in w.value and "nosuchtab" in w.value for w in at.warning), [w.value for w in at.warning]
+    _chart(at, "main_chart")
 
 
 def test_where_it_breaks_peaks_at_an_intermediate_rho(default_page):
@@ -72,10 +92,11 @@ def test_where_it_breaks_peaks_at_an_intermediate_rho(default_page):
     assert any(d.get("name") == "peak of success" for d in data)
 
 
-def test_animation_has_frames_and_escape_markers(default_page):
-    spec = _chart(default_page, "escape_animation")
+def test_animation_has_frames_and_escape_markers():
+    spec = _chart(_run(animate="1"), "escape_animation")
     assert len(spec.get("frames", [])) >= 10
-    assert spec["data"][0]["type"] == "contour"  # the default scene is the 2-D double well
+    assert spec["data"][0]["type"] == "heatmap"  # the default scene is the 2-D double well: shaded loss
+    assert all(f["data"][0]["type"] == "heatmap" for f in spec["frames"])  # kept while playing
     assert any("escapes" in n for n in _names(spec))
 
 

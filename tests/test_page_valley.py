@@ -50,10 +50,10 @@ def test_runs_and_main_chart_has_theory_overlays(default_page):
     assert any(n.startswith("closed form (SGD)") for n in names), names
     assert "exact chain (SGD)" in names
     assert any(n.startswith("exact chain (SAM") for n in names), names
-    for key in ("drift_chart", "shift_chart"):
-        _chart(default_page, key)
-    drift = _names(_chart(default_page, "drift_chart"))
+    drift = _names(_chart(default_page, "drift_chart"))  # the default tab
     assert "exact chain" in drift and any("noise-free" in n for n in drift), drift
+    # the shifted-loss tab is computed only when open (lecture-hall layout: hidden charts cost nothing)
+    assert "shift_chart" not in [c.proto.id.rsplit("-", 1)[-1] for c in default_page.get("plotly_chart")]
 
 
 def test_sam_mean_sits_right_of_sgd(default_page):
@@ -78,13 +78,26 @@ def test_changing_rho_changes_the_plotted_data(default_page):
 
 
 def test_query_params_restore_the_view():
-    at = _run(rho="0.15", a_left="20", delta="-0.1")
+    at = _run(rho="0.15", a_left="20", delta="-0.1", view="shift")
     assert at.slider(key="rho").value == pytest.approx(0.15)
     assert at.selectbox(key="a_left").value == 20.0
     assert at.radio(key="delta").value == -0.1
     assert "exact chain (SAM ρ=0.15)" in _names(_chart(at, "main_chart"))
     assert any("δ = -0.10" in n for n in _names(_chart(at, "shift_chart")))
     assert not at.warning, [w.value for w in at.warning]  # valid values: no notices
+    assert "drift_chart" not in [c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")]
+
+
+def test_a_shared_delta_waits_for_its_tab():
+    """?delta=… with the drift tab open: the parameter stays in the URL (no 'unknown' notice), and
+    opening the shift tab uses it."""
+    at = _run(delta="-0.1")
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.query_params.get("delta") in ("-0.1", ["-0.1"])
+    at.session_state["view"] = "Why the flat side generalises better"  # the student opens the tab
+    at.run()
+    assert at.radio(key="delta").value == -0.1
+    assert any("δ = -0.10" in n for n in _names(_chart(at, "shift_chart")))
 
 
 def test_bad_url_values_get_notices_not_tracebacks():

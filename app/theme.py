@@ -185,12 +185,24 @@ def apply_layout(
     return fig
 
 
+# No motion while the server works. Streamlit fades stale elements and spins its spinner icon during a
+# rerun; each animated frame is composited in software by every browser, ~0.17 CPU-seconds per second
+# of waiting (measured in headless chromium), so on a busy server the waiting itself slowed the
+# machine down. Transitions become one step at their usual delay (elements still dim when a rerun
+# takes a while, without 60 frames a second), and the spinner icon stands still next to its text.
+_CALM = """
+*, *::before, *::after {transition-duration: 0s !important;}
+[data-testid="stSpinnerIcon"] {animation: none !important;}
+"""
+
+
 def css(present: bool) -> str:
     """The page CSS. Presentation mode hides the sidebar and the expanders that hold secondary
     controls (the widgets still run, so URL parameters keep working) and enlarges the text."""
     base = """
 <style>
 .block-container {padding-top: 2.2rem;}
+""" + _CALM + """
 </style>
 """
     if not present:

@@ -29,7 +29,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -54,6 +54,7 @@ SERVER_START_S = 60.0
 FIRST_LOAD_S = 120.0
 PAGE_LOAD_S = 45.0
 REDRAW_S = 20.0
+POLL_MS = int(os.environ.get("SAMLAB_POLL_MS", "50"))  # see wait_chart
 
 MAIN_CHART = ".st-key-main_chart .js-plotly-plot"
 EXCEPTION = '[data-testid="stException"]'
@@ -356,7 +357,7 @@ async def wait_chart(page, timeout: float = PAGE_LOAD_S, old: str | None = None,
     """
     try:
         handle = await page.wait_for_function(
-            _JS_WAIT, arg=[MAIN_CHART, EXCEPTION, old], polling="raf", timeout=timeout * 1000
+            _JS_WAIT, arg=[MAIN_CHART, EXCEPTION, old], polling=POLL_MS, timeout=timeout * 1000
         )
     except Exception as e:  # playwright's TimeoutError
         if "Timeout" not in type(e).__name__ and "Timeout" not in str(e):
@@ -502,6 +503,7 @@ class Summary:
 class SessionResult:
     redraws: list[Redraw]  # one per ρ change that redrew
     errors: list[str]  # exception boxes, timeouts, pages that never rendered
+    loads: list[float] = field(default_factory=list)  # seconds from opening a page to its first chart
 
     @property
     def latencies(self) -> list[float]:
@@ -514,43 +516,68 @@ class SessionResult:
 
 async def student_session(browser, server: StreamlitServer, pages=("escape", "valley"), changes: int = 10,
                           start_rho: float | None = None, redraw_timeout: float = REDRAW_S,
-                          load_timeout: float = FIRST_LOAD_S, think: float = 0.0) -> SessionResult:
-    """One student in their own browser context: open each page (optionally at ?rho=start_rho),
-    change ρ `changes` times with the keyboard, and record each slider-to-redraw latency.
-    `think` seconds pass between a redraw and the next change (a student reading the chart);
-    0 is the worst case, every student changing ρ again the moment the chart is back.
+                          load_timeout: float = FIRST_LOAD_S, think: float = 0.0,
+                          barrier: asyncio.Barrier | None = None) -> SessionResult:
+    """One student in their own browser context: open every page in its own tab first (optionally at
+    ?rho=start_rho), then, page after page, change ρ `changes` times with the keyboard and record each
+    slider-to-redraw latency. `think` seconds pass between a redraw and the next change (a student
+    reading the chart); 0 is the worst case, every student changing ρ again the moment the chart is back.
+
+    With a `barrier` (shared by all students), everyone has opened their pages before anyone moves ρ,
+    and everyone starts each page's changes together. Why: opening a page costs a headless chromium
+    ~5 CPU-seconds (parsing Streamlit's and Plotly's JavaScript), on the same two cores as the server;
+    in a lecture that work happens on the students' laptops. Page loads are timed separately
+    (`loads`), so they are reported, not hidden.
 
     Never raises on a page problem: a timeout or an exception box is recorded as an error and the
     session carries on, so one bad page cannot hide the others' numbers.
     """
     res = SessionResult([], [])
-    page = await new_page(browser, {"width": 1280, "height": 900})
+    first = await new_page(browser, {"width": 1280, "height": 900})
+    tabs = {}
     try:
-        for name in pages:
+        for i, name in enumerate(pages):
+            page = first if i == 0 else await first.context.new_page()
+            tabs[name] = page
             params = {} if start_rho is None else {"rho": f"{start_rho:g}"}
+            t0 = time.perf_counter()
             try:
                 await open_page(page, server.url(PAGES[name], **params), timeout=load_timeout)
+                res.loads.append(time.perf_counter() - t0)
+            except HarnessError as e:
+                res.errors.append(str(e))
+            except Exception as e:  # a playwright error (page crashed, navigation failed): also an error
+                res.errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        for name, page in tabs.items():
+            if barrier is not None:
+                await barrier.wait()  # every student calls it once per page, errors or not
+            await page.bring_to_front()
+            try:
                 for _ in range(changes):
                     res.redraws.append(await nudge_slider(page, timeout=redraw_timeout))
                     await asyncio.sleep(think)
             except HarnessError as e:
                 res.errors.append(str(e))
-            except Exception as e:  # a playwright error (page crashed, navigation failed): also an error
+            except Exception as e:
                 res.errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
             exc = await exception_texts(page)
             if exc:
                 res.errors.append(f"{name}: exception shown: {exc}")
     finally:
-        await page.context.close()
+        await first.context.close()
     return res
 
 
 async def many_students(browser, server: StreamlitServer, sessions: int, changes: int,
-                        pages=("escape", "valley"), **kw) -> SessionResult:
+                        pages=("escape", "valley"), together: bool = True, **kw) -> SessionResult:
     """`sessions` students at once, each starting at a different ρ (0.05, 0.09, 0.13, ...), so
-    their configs differ and the shared cache cannot answer everyone from one computation."""
+    their configs differ and the shared cache cannot answer everyone from one computation.
+    `together`: all pages open before the first ρ change, each page's changes start together."""
+    barrier = asyncio.Barrier(sessions) if together else None
     results = await asyncio.gather(*[
-        student_session(browser, server, pages, changes, start_rho=round(0.05 + 0.04 * (i % 10), 3), **kw)
+        student_session(browser, server, pages, changes, start_rho=round(0.05 + 0.04 * (i % 10), 3),
+                        barrier=barrier, **kw)
         for i in range(sessions)
     ])
-    return SessionResult([x for r in results for x in r.redraws], [e for r in results for e in r.errors])
+    return SessionResult([x for r in results for x in r.redraws], [e for r in results for e in r.errors],
+                         [t for r in results for t in r.loads])

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -517,11 +518,14 @@ class SessionResult:
 async def student_session(browser, server: StreamlitServer, pages=("escape", "valley"), changes: int = 10,
                           start_rho: float | None = None, redraw_timeout: float = REDRAW_S,
                           load_timeout: float = FIRST_LOAD_S, think: float = 0.0,
-                          barrier: asyncio.Barrier | None = None) -> SessionResult:
+                          barrier: asyncio.Barrier | None = None, seed: int = 0) -> SessionResult:
     """One student in their own browser context: open every page in its own tab first (optionally at
     ?rho=start_rho), then, page after page, change ρ `changes` times with the keyboard and record each
-    slider-to-redraw latency. `think` seconds pass between a redraw and the next change (a student
-    reading the chart); 0 is the worst case, every student changing ρ again the moment the chart is back.
+    slider-to-redraw latency. `think` seconds (on average) pass between a redraw and the next change
+    (a student reading the chart): each pause is drawn uniformly from [0.5, 1.5] × think, and the first
+    change of a page comes after a pause from [0, think], so students drift apart as real ones do
+    (seeded by `seed`). think = 0 is the worst case: every student changes ρ at the same moment and
+    again the moment their chart is back.
 
     With a `barrier` (shared by all students), everyone has opened their pages before anyone moves ρ,
     and everyone starts each page's changes together. Why: opening a page costs a headless chromium
@@ -533,6 +537,7 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
     session carries on, so one bad page cannot hide the others' numbers.
     """
     res = SessionResult([], [])
+    rng = random.Random(seed)
     first = await new_page(browser, {"width": 1280, "height": 900})
     tabs = {}
     try:
@@ -553,9 +558,11 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
                 await barrier.wait()  # every student calls it once per page, errors or not
             await page.bring_to_front()
             try:
-                for _ in range(changes):
+                await asyncio.sleep(think * rng.uniform(0.0, 1.0))
+                for i in range(changes):
                     res.redraws.append(await nudge_slider(page, timeout=redraw_timeout))
-                    await asyncio.sleep(think)
+                    if i < changes - 1:
+                        await asyncio.sleep(think * rng.uniform(0.5, 1.5))
             except HarnessError as e:
                 res.errors.append(str(e))
             except Exception as e:
@@ -576,7 +583,7 @@ async def many_students(browser, server: StreamlitServer, sessions: int, changes
     barrier = asyncio.Barrier(sessions) if together else None
     results = await asyncio.gather(*[
         student_session(browser, server, pages, changes, start_rho=round(0.05 + 0.04 * (i % 10), 3),
-                        barrier=barrier, **kw)
+                        barrier=barrier, seed=i, **kw)
         for i in range(sessions)
     ])
     return SessionResult([x for r in results for x in r.redraws], [e for r in results for e in r.errors],

@@ -10,7 +10,8 @@ page together, then on the valley page together (a barrier; `--apart` drops it):
 headless chromium ~5 CPU-s each, which in a lecture is spent on the students' laptops, not on the
 server's two cores. Page-load times are reported on their own. Reports p50 / p95 slider-to-redraw
 latency, the errors (exception boxes, timeouts) and the server's memory (VmRSS of its process tree)
-before and after. `--think` seconds pass between a student's redraw and their next change.
+before and after. `--think` is the mean pause between a student's redraw and their next change
+(uniform in [0.5, 1.5] × think; the first change of a page waits [0, think]: students drift apart).
 
 `--app bench/floor_app.py` runs the same harness on a one-chart app: the floor set by the machine
 and the harness, to compare with in the same session.
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
     ap.add_argument("--changes", type=int, default=10, help="ρ changes per session and page (default 10)")
     ap.add_argument("--think", type=float, default=0.0,
-                    help="seconds a student waits between changes (default 0: the worst case)")
+                    help="mean seconds a student waits between changes, drawn from [0.5, 1.5] × think (default 0: the worst case)")
     ap.add_argument("--apart", action="store_true",
                     help="no barrier: each student opens the next page while others still change ρ (the "
                          "method before 2026-11-26; page loads then share the cores with the redraws)")

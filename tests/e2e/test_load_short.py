@@ -9,6 +9,7 @@ machine (measured by bench/load.py, recorded in BENCHMARKS.md). This test runs i
 suite, where the same 2 cores also run pytest, chromium and, in CI or on a shared box, other jobs,
 so it allows 3× that target. It still fails when redraws serialise badly (e.g. a page recomputing
 an uncached heavy scene each time, which takes several seconds per change under contention).
+The students open both pages first and change ρ together (bench/_browser.many_students' barrier).
 """
 
 from __future__ import annotations

@@ -433,6 +433,7 @@ class Redraw:
 
     total_s: float
     server_s: float
+    chart: str | None = None  # hash of the main chart's data after the redraw
 
 
 _JS_SPLIT = """() => {
@@ -443,15 +444,17 @@ _JS_SPLIT = """() => {
 }"""
 
 
-async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direction: int = 0) -> Redraw:
+async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direction: int = 0,
+                       before: str | None = None) -> Redraw:
     """Move the slider one step with the keyboard and wait for the main chart to redraw.
 
     Returns the slider-to-redraw latency: from the key press to the moment the chart's plotted
     data differs from before. `direction` +1 / -1 forces ArrowRight / ArrowLeft; 0 moves right
-    unless the slider is at its maximum.
+    unless the slider is at its maximum. `before`: the chart's hash when already known (the
+    previous Redraw's `chart`), which spares the browser one hash of the whole figure per change.
     """
     thumb = rho_thumb(page, key)
-    before = await chart_hash(page)
+    before = before or await chart_hash(page)
     if before is None:
         raise HarnessError(f"{page.url}: no main chart before moving {key}")
     if direction == 0:
@@ -460,10 +463,10 @@ async def nudge_slider(page, key: str = "rho", timeout: float = REDRAW_S, direct
     await thumb.focus()
     t0 = time.perf_counter()
     await page.keyboard.press("ArrowRight" if direction > 0 else "ArrowLeft")
-    await wait_chart(page, timeout=timeout, old=before, what=f"{page.url} after moving {key}")
+    after = await wait_chart(page, timeout=timeout, old=before, what=f"{page.url} after moving {key}")
     total = time.perf_counter() - t0
     server = await page.evaluate(_JS_SPLIT)
-    return Redraw(total, float("nan") if server is None else server)
+    return Redraw(total, float("nan") if server is None else server, after)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -559,8 +562,11 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
             await page.bring_to_front()
             try:
                 await asyncio.sleep(think * rng.uniform(0.0, 1.0))
+                chart = None  # hashed afresh before the first change of each page
                 for i in range(changes):
-                    res.redraws.append(await nudge_slider(page, timeout=redraw_timeout))
+                    redraw = await nudge_slider(page, timeout=redraw_timeout, before=chart)
+                    chart = redraw.chart
+                    res.redraws.append(redraw)
                     if i < changes - 1:
                         await asyncio.sleep(think * rng.uniform(0.5, 1.5))
             except HarnessError as e:

@@ -194,7 +194,7 @@ def rho_section(base: dict, a_left: float, a_right: float) -> None:
                          fmt(chains["sgd"].mean) if "sgd" in chains else "—", fmt(closed)],
                  f"SAM ρ={rho:g}": [fmt(sam_mean.mean[0]), f"[{fmt(sam_mean.ci_low[0])}, {fmt(sam_mean.ci_high[0])}]",
                                    fmt(chains["sam"].mean) if "sam" in chains else "—", "—"]}
-        st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+        st.table(pd.DataFrame(table), hide_index=True, border="horizontal")
         st.caption(f"Time average of each particle over steps > {base['burn_in']}, averaged over {particles} "
                    "particles (95% normal interval). Positive = flat side. The closed form is a continuous-time "
                    "approximation (a few % low); the exact chain is exact up to its grid.")

@@ -6,7 +6,9 @@ shows the escapes as they happen, the survival curves S(t) with the Kramers pred
 the heuristic SAM speed-up, a ρ sweep, and, on Zhu et al.'s toy, where the claim stops holding.
 
 The page only wires controls to core functions (cached by their frozen config) and to the figures
-of app/stats_charts.py.
+of app/stats_charts.py. Built for a lecture hall (issue 5): moving ρ reruns only `rho_section` (a
+Streamlit fragment), the histogram and the ρ sweep are computed only when their tab is open
+(?view=hist|sweep), and the particles play only with ?animate=1; see BENCHMARKS.md, "Load".
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ shows where the particles spend their time, next to SGD's closed form and the ex
 chain (SGD and SAM), the drift of the mean with ρ, and the test loss as a shifted training loss.
 
 The page only wires controls to core functions (cached by their frozen config) and to the figures
-of app/stats_charts.py.
+of app/stats_charts.py. As on the escape lab, moving ρ reruns only `rho_section` (a Streamlit
+fragment), and the shifted-loss view is computed only when its tab is open (?view=shift).
 """
 
 from __future__ import annotations

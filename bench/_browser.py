@@ -546,9 +546,10 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
     """
     res = SessionResult([], [])
     rng = random.Random(seed)
-    first = await new_page(browser, {"width": 1280, "height": 900})
+    first = None
     tabs = {}
     try:
+        first = await new_page(browser, {"width": 1280, "height": 900})
         for i, name in enumerate(pages):
             page = first if i == 0 else await first.context.new_page()
             tabs[name] = page
@@ -563,7 +564,10 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
                 res.errors.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
         for name, page in tabs.items():
             if barrier is not None:
-                await barrier.wait()  # every student calls it once per page, errors or not
+                try:
+                    await barrier.wait()  # every student calls it once per page, errors or not
+                except asyncio.BrokenBarrierError:  # a student crashed: go on without waiting for them
+                    pass
             await page.bring_to_front()
             try:
                 await asyncio.sleep(think * rng.uniform(0.0, 1.0))
@@ -581,8 +585,13 @@ async def student_session(browser, server: StreamlitServer, pages=("escape", "va
             exc = await exception_texts(page)
             if exc:
                 res.errors.append(f"{name}: exception shown: {exc}")
+    except BaseException:
+        if barrier is not None:
+            await barrier.abort()  # never leave the other students waiting for this one
+        raise
     finally:
-        await first.context.close()
+        if first is not None:
+            await first.context.close()
     return res
 
 

@@ -342,7 +342,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     for tr in first:
         fig.add_trace(go.Scatter(**{k: v for k, v in tr.items() if k != "type"}))
     # Each frame restates trace 0 (the background) as an empty trace of its type: plotly.js merges it
-    # and keeps the landscape. (With only traces 1… in the frames the contour vanished on play.)
+    # and keeps the landscape. (With only traces 1… in the frames the background vanished on play.)
     keep = dict(type="scatter" if dim == 1 else "heatmap")
     frames, slider_steps = [], []
     for k in frame_idx if animate else ():
@@ -355,18 +355,6 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         slider_steps.append(dict(method="animate", label=name,
                                  args=[[name], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                     transition=dict(duration=0))]))
-    controls = dict(
-        updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
-                          direction="left", buttons=[
-                              dict(label="▶ play", method="animate",
-                                   args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=False,
-                                                    transition=dict(duration=0))]),
-                              dict(label="❚❚ pause", method="animate",
-                                   args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
-                                                      transition=dict(duration=0))])])],
-        sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
-                      currentvalue=dict(prefix="step ", visible=True))],
-    )
     if dim == 1:
         fig = _layout(fig, title or "Particles leaving the sharp minimum", "w (parameter units)", "loss L(w)", 500,
                 legend_below=False)
@@ -380,12 +368,23 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
                 "w₂ (parameter units)", 540, legend_below=False)
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
-    # legend in one row above the plot; play/pause and the step slider below it
     # legend above the plot (room for 3 rows in a narrow column), the title pinned to the top edge
     fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"),
                       margin=dict(t=175, b=130 if animate else 60),
                       title=dict(y=0.93, yref="container", yanchor="top"))  # below the mode bar
-    if animate:
+    if animate:  # play / pause below the plot, and the step slider (scrubber) next to them
+        controls = dict(
+            updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
+                              direction="left", buttons=[
+                                  dict(label="▶ play", method="animate",
+                                       args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=False,
+                                                        transition=dict(duration=0))]),
+                                  dict(label="❚❚ pause", method="animate",
+                                       args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
+                                                          transition=dict(duration=0))])])],
+            sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
+                          currentvalue=dict(prefix="step ", visible=True))],
+        )
         fig.update_layout(controls)
         fig._raw_frames = frames
     return fig

@@ -151,7 +151,7 @@ def rho_section(base: dict) -> None:
     animate = controls.toggle("animate", "Animate the particles", default=False, container=r2,
                               help="Play the particles step by step (Plotly frames, played in the browser). "
                                    "Off: the picture at the last step, which redraws faster.")
-    lr, sigma, particles, steps = base["lr"], base["sigma"], base["particles"], base["steps"]
+    lr, sigma, steps = base["lr"], base["sigma"], base["steps"]
     sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
     try:
         sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
@@ -222,8 +222,9 @@ def rho_section(base: dict) -> None:
                                        "sweep": "ρ sweep: the effect grows with ρ"}, default="stats")
     with tabs["stats"]:
         if tabs["stats"].open:
-            statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau, speedups,
-                           particles, steps, sgd_cfg, sam_cfg)
+            rows = [escape_row("SGD", sgd_stats[0], sgd_res.diverged[0])]
+            rows += [escape_row(f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]
+            statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg)
     with tabs["hist"]:
         if tabs["hist"].open:
             hist_series = [series[0], series[-1]]  # SGD and the largest ρ: two overlaid histograms stay readable
@@ -233,18 +234,18 @@ def rho_section(base: dict) -> None:
                        "SAM's escapes come earlier and more often; particles still inside at step T are not counted.")
     with tabs["sweep"]:
         if tabs["sweep"].open:
-            sweep_tab(sweep_cfg, rho, tau, facts, lr, sigma, steps)
+            sweep_tab(sweep_cfg, rho, tau, facts["lam_min"])
 
 
-def statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau, speedups, particles, steps,
-                   sgd_cfg, sam_cfg) -> None:
+def escape_row(label: str, s, diverged) -> dict:
+    """One run's row of the statistics table (and of the JSON download): its EscapeStats as plain numbers."""
+    return dict(label=label, escaped_fraction=s.escaped_fraction, escaped_fraction_ci=s.escaped_fraction_ci,
+                median=s.median_escape_step, median_ci=s.median_escape_step_ci, mean=s.mean_escape_step,
+                mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(diverged).sum()))
+
+
+def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
     """The escape statistics of every run, with the Kramers numbers, and the data download."""
-    rows = []
-    for label, s, div in [("SGD", sgd_stats[0], sgd_res.diverged[0])] + [
-            (f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]:
-        rows.append(dict(label=label, escaped_fraction=s.escaped_fraction, escaped_fraction_ci=s.escaped_fraction_ci,
-                         median=s.median_escape_step, median_ci=s.median_escape_step_ci, mean=s.mean_escape_step,
-                         mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(div).sum())))
     if tau is not None:
         theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
                        + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
@@ -252,7 +253,7 @@ def statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau
         theory_line = "Kramers: no prediction for this scene."
     st.table(sc.escape_table(rows), hide_index=True, border="horizontal")  # a static table: cheaper to redraw than st.dataframe
     st.caption(
-        f"{particles} particles per run, {steps} steps. Escaped fraction with a 95% Wilson interval; median "
+        f"{sgd_cfg.particles} particles per run, {sgd_cfg.steps} steps. Escaped fraction with a 95% Wilson interval; median "
         "first-passage step (— when fewer than half escaped) and mean over the escaped particles, each with a "
         f"95% bootstrap interval. {theory_line}"
     )
@@ -263,15 +264,17 @@ def statistics_tab(series, sgd_res, sam_res, sgd_stats, sam_stats, sam_rhos, tau
         csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
 
 
-def sweep_tab(sweep_cfg, rho, tau, facts, lr, sigma, steps) -> None:
-    """SAM at ρ = 0 … RHO_HI on the same noise draws: escaped fraction and median escape step."""
+def sweep_tab(sweep_cfg, rho, tau, lam_min) -> None:
+    """SAM at ρ = 0 … RHO_HI on the same noise draws: escaped fraction and median escape step; with
+    Kramers' τ (None: no prediction), the heuristic SAM median τ·ln2 / speed-up(ρ) as well."""
+    lr, sigma, steps = sweep_cfg.lr, sweep_cfg.sigma, sweep_cfg.steps
     with st.spinner("ρ sweep…"):
         sweep = sweep_run(sweep_cfg)
     esc = sweep.escape
     nan = lambda v: math.nan if v is None else float(v)
     heur = None
     if tau is not None:
-        heur = [tau * math.log(2) / (theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) or math.nan)
+        heur = [tau * math.log(2) / (theory.sam_speedup_heuristic(lam_min, r, lr, sigma) or math.nan)
                 for r in sweep.rhos]
     sweep_fig = sc.rho_sweep_figure(
         sweep.rhos, [e.escaped_fraction for e in esc], [e.escaped_fraction_ci[0] for e in esc],

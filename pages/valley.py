@@ -129,10 +129,11 @@ BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int
 # rebuilds and every browser redraws only these charts (see pages/escape.py).
 # ---------------------------------------------------------------------------------------------
 @st.fragment
-def rho_section(base: dict, a_left: float, a_right: float) -> None:
+def rho_section(base: dict) -> None:
     rho = controls.rho_slider("ρ (SAM radius)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
                               container=st.columns([3, 1.2])[0])
     landscape, lr, sigma, particles = base["landscape"], base["lr"], base["sigma"], base["particles"]
+    a_left, a_right = (dict(base["landscape_params"])[k] for k in ("a_left", "a_right"))
     try:
         sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
         sam_cfg = SimConfig(optimizer="sam", rhos=(float(rho),), **base)
@@ -213,7 +214,7 @@ def rho_section(base: dict, a_left: float, a_right: float) -> None:
                                        "shift": "Why the flat side generalises better"}, default="drift")
     with tabs["drift"]:
         if tabs["drift"].open:
-            drift_tab(sweep_cfg, free_cfg, rho, a_left, a_right, lr, sigma, one_d, has_noise, closed)
+            drift_tab(sweep_cfg, free_cfg, rho, closed)
     with tabs["shift"]:
         if tabs["shift"].open:
             shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg)
@@ -221,13 +222,16 @@ def rho_section(base: dict, a_left: float, a_right: float) -> None:
             controls.keep_param("delta")  # the tab's own control: a shared ?delta=… waits for the tab
 
 
-def drift_tab(sweep_cfg, free_cfg, rho, a_left, a_right, lr, sigma, one_d, has_noise, closed) -> None:
-    """SAM's mean position against ρ: simulated, the exact chain, the noise-free 2-cycle."""
+def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
+    """SAM's mean position against ρ: simulated, the exact chain, the noise-free 2-cycle (`closed`: SGD's
+    closed-form mean, or None)."""
+    a_left, a_right = (dict(sweep_cfg.landscape_params)[k] for k in ("a_left", "a_right"))
+    lr, sigma, one_d = sweep_cfg.lr, sweep_cfg.sigma, sweep_cfg.landscape == "valley_1d"
     d1, d2 = st.columns([3, 2], gap="medium")
     with d1:
         with st.spinner("ρ sweep…"):
             drift = drift_sweep(sweep_cfg)
-        chain_mean = chain_curve(a_left, a_right, lr, sigma) if (one_d and has_noise) else None
+        chain_mean = chain_curve(a_left, a_right, lr, sigma) if (one_d and sigma > 0) else None
         cycle = [theory.valley_two_cycle_mean_sam(a_left, a_right, lr, r) for r in CHAIN_RHOS] if one_d else None
         cycle = None if cycle is None or any(c is None for c in cycle) else cycle
         free = noise_free(free_cfg)
@@ -292,4 +296,4 @@ def shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg) -> N
                "the last column is their average.")
 
 
-rho_section(BASE, a_left, a_right)
+rho_section(BASE)

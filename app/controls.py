@@ -473,7 +473,7 @@ def lazy_tabs(key: str, options: Mapping[str, str], default: str, *, container=N
         if msg:
             notice(msg)
         st.session_state[key] = options[value]
-    if st.session_state[key] not in labels:  # a stale value (cannot come from the URL: parsed above)
+    if st.session_state[key] not in labels:  # another page's tab label: session state spans all pages
         st.session_state[key] = labels[0]
     tabs = (container or st).tabs(labels, key=key, on_change="rerun")
     current = ids[labels.index(st.session_state[key])]

@@ -52,13 +52,22 @@ def schedule_mask(optimizer: str, steps: int, k: int, f: float, p: float, late_f
     return sched.mask(steps), sched.relative_cost(steps), sched.label()
 
 
-@st.cache_resource(max_entries=32, show_spinner=False)
 def landscape(name: str, formula: str = ""):
-    """core.landscapes.make_landscape, built once per (name, formula) and shared read-only.
+    """The landscape `name` (or the user's formula), built once and shared read-only: the very instance
+    simulate() uses (core.simulate.landscape_for), so its critical points are searched once, not twice.
     Raises ValueError / FormulaError on bad input (pages show the message)."""
-    from core.landscapes import make_landscape
+    from core.simulate import landscape_for
 
-    return make_landscape(name, formula=formula) if name == "formula" else make_landscape(name)
+    return landscape_for(name, formula if name == "formula" else "", ())
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def recorded_runs(kinds: tuple[str, ...] = ("table",)) -> list[dict]:
+    """The recorded CIFAR runs shipped in core/runs/ (app.cifar_view.load_recorded), read once per
+    server, not on every rerun (the CIFAR page's live view reruns every second while a job waits)."""
+    from app.cifar_view import load_recorded
+
+    return load_recorded(kinds=kinds)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -432,7 +432,10 @@ def curve_figure(x: np.ndarray, z: np.ndarray, tracks: Sequence[Track], *, title
         steps_ref = max(tracks, key=lambda t: t.xy.shape[1]).steps
         frames = []
         for i in idx:
-            data = [{"type": "scatter", "x": dots(t, int(i))[0], "y": dots(t, int(i))[1]} for t in tracks]
+            data = []
+            for t in tracks:
+                px, py = dots(t, int(i))
+                data.append({"type": "scatter", "x": px, "y": py})
             frames.append({"data": data, "traces": list(range(first, first + len(tracks))),
                            "name": str(int(steps_ref[int(i)]))})
         fig = _add_controls(fig, frames)

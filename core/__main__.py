@@ -115,13 +115,12 @@ def _finite(x):
 
 def run_escape(args) -> dict:
     from core import measure, theory
-    from core.landscapes import make_landscape
-    from core.simulate import simulate
+    from core.simulate import landscape_for, simulate
 
     cfg = _config(args, args.landscape, (args.rho,))
     res = simulate(cfg)
     stats = measure.escape_stats(res.first_passage[0], cfg.steps, n_boot=500, seed=cfg.seed)
-    land = make_landscape(cfg.landscape, formula=cfg.formula)
+    land = landscape_for(cfg.landscape, cfg.formula, cfg.landscape_params)  # the one simulate() built
     kramers = speedup = None
     geometry = land.escape_geometry()
     if geometry is not None and cfg.noise == "isotropic":

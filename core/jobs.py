@@ -66,10 +66,6 @@ class JobView:
     finished: float | None
 
     @property
-    def finished_ok(self) -> bool:
-        return self.status == "done"
-
-    @property
     def active(self) -> bool:
         return self.status in ("queued", "running")
 
@@ -216,13 +212,6 @@ class JobRunner:
         with self._lock:
             ids = [j.id for j in self._jobs.values() if j.owner == str(owner) and j.status in ("queued", "running")]
         return sum(self.cancel(owner, i) for i in ids)
-
-    def forget_owner(self, owner: str) -> None:
-        """Cancel and drop everything of `owner`, finished results included."""
-        self.cancel_owner(owner)
-        with self._lock:
-            for j in [j for j in self._jobs.values() if j.owner == str(owner) and j.status != "running"]:
-                del self._jobs[j.id]
 
     def threads(self) -> list[threading.Thread]:
         """The live worker threads (for tests and monitoring)."""

@@ -223,15 +223,6 @@ def record_steps(steps: int, points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, min(points, steps + 1))).astype(np.int64))
 
 
-def _in_range(w: torch.Tensor) -> bool:
-    """True if every coordinate is finite and within ±1e6: one pass (aminmax) over the tensor,
-    NaN propagates into min and max and fails the test. A CPU read, no device sync."""
-    if not w.is_contiguous() and w.movedim(-1, 0).is_contiguous():
-        w = w.movedim(-1, 0)  # the coordinate-major layout, read in memory order: much faster
-    lo, hi = torch.aminmax(w)
-    return float(hi) <= DIVERGED and float(lo) >= -DIVERGED
-
-
 @lru_cache(maxsize=32)
 def landscape_for(name: str, formula: str, params: tuple) -> Landscape:
     """make_landscape, cached: finding the critical points costs more than a small run, and a
@@ -325,20 +316,18 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
             loss = torch.where(live, loss, 0.0)
             losses.append(loss.sum(-1) / live.sum(-1).clamp(min=1))
         after = torch.tensor([b[0] > cfg.burn_in for b in buffer], device=w.device)  # the time average's steps
-        if bool(after.any()) and live is None:  # no divergence: one histc per ρ (drops values outside)
+        if bool(after.any()):
             x = ws[after][..., 0]  # (k', R, N)
-            for r in range(R):
-                occupancy[r * OCCUPANCY_BINS:(r + 1) * OCCUPANCY_BINS] += torch.histc(
-                    x[:, r], OCCUPANCY_BINS, lo, hi).to(occupancy.dtype)
-        elif bool(after.any()):
-            x = ws[after][..., 0]  # (k', R, N)
-            bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
-            ok = (bins >= 0) & (bins < OCCUPANCY_BINS)  # positions outside the window are not counted
-            if live is not None:
-                ok &= live[after]
-            idx = (bins.clamp(0, OCCUPANCY_BINS - 1).long() + group).flatten()
-            occupancy.add_(torch.bincount(idx, weights=ok.flatten().to(occupancy.dtype),
-                                          minlength=R * OCCUPANCY_BINS))
+            if live is None:  # no divergence: one histc per ρ (drops values outside)
+                for r in range(R):
+                    occupancy[r * OCCUPANCY_BINS:(r + 1) * OCCUPANCY_BINS] += torch.histc(
+                        x[:, r], OCCUPANCY_BINS, lo, hi).to(occupancy.dtype)
+            else:  # positions outside the window, and diverged particles, are not counted
+                bins = ((x - lo) * (OCCUPANCY_BINS / (hi - lo))).floor()
+                ok = (bins >= 0) & (bins < OCCUPANCY_BINS) & live[after]
+                idx = (bins.clamp(0, OCCUPANCY_BINS - 1).long() + group).flatten()
+                occupancy.add_(torch.bincount(idx, weights=ok.flatten().to(occupancy.dtype),
+                                              minlength=R * OCCUPANCY_BINS))
         buffer.clear()
 
     # Steps run in blocks of K. Each step writes its new position straight into slot k of a

@@ -16,7 +16,7 @@ import uuid
 import streamlit as st
 import torch
 
-from app import cifar_view, controls, theme
+from app import cache, cifar_view, controls, theme
 from core.cifar import data as cdata
 from core.cifar.models import MODELS
 from core.cifar.profiles import ProfileConfig, interpolation_profile
@@ -200,7 +200,7 @@ def _cfg_of(j) -> dict:
 
 def recorded_curves():
     """Before any live run: the learning curves of the first recorded run (seed 0), marked as recorded."""
-    rec = next(iter(cifar_view.load_recorded()), None)
+    rec = next(iter(cache.recorded_runs()), None)
     runs = [(r["config"], r["history"]) for r in (rec["results"]["runs"] if rec else []) if r.get("seed") == 0]
     st.plotly_chart(cifar_view.learning_curves(runs), key="main_chart", config=theme.PLOTLY_CONFIG)
     if rec:
@@ -255,7 +255,7 @@ if finished:
 
 # --- recorded runs -------------------------------------------------------------------------------
 st.subheader("Recorded runs")
-recorded = cifar_view.load_recorded()
+recorded = cache.recorded_runs()
 if not recorded:
     st.caption("No recorded runs are shipped yet.")
 for i, rec in enumerate(recorded):
@@ -275,7 +275,7 @@ for i, rec in enumerate(recorded):
                        "(Li et al. 2018), BatchNorm statistics recomputed at every point.")
         controls.download_data("recorded run", rec, config=rec.get("config"), file_stem=rec.get("file", "run")[:-5],
                                key=f"rec_dl_{i}")
-for rec in cifar_view.load_recorded(kinds=("escape",)):
+for rec in cache.recorded_runs(kinds=("escape",)):
     tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
     with st.expander(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
         st.caption(cifar_view.recorded_caption(rec))

@@ -23,6 +23,7 @@ import numpy as np
 
 from core.cifar.data import DataError
 from core.cifar.models import MODELS
+from core.jsonable import to_jsonable
 from core.limits import LIMITS
 from core.schedules import OPTIMIZERS
 
@@ -188,17 +189,6 @@ def record(kind: str, command: str, config, results: dict, hardware: dict, note:
             "torch": torch.__version__, "hardware": hardware, "config": asdict(config), "results": results}
 
 
-def _clean(obj):
-    """JSON without NaN: NaN/Inf become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -250,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = _clean(out)
+    out = to_jsonable(out)  # NaN/Inf → null, numpy → plain numbers
     if a.out:
         with open(a.out, "w") as fh:
             json.dump(out, fh, indent=1)

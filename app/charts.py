@@ -73,8 +73,6 @@ class Track:
     xy: np.ndarray
     steps: np.ndarray
     loss: np.ndarray | None = None
-    color: str | None = None
-    diverged: np.ndarray | None = None  # (P,) bool
 
 
 def landscape_grid(loss_fn, bounds, n: int = 90) -> Grid:
@@ -189,7 +187,7 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     k = max((t.xy.shape[1] for t in tracks), default=1)
     idx = _frame_indices(k)
     for t in tracks:
-        c = t.color or color(t.key)
+        c = color(t.key)
         at = t.xy.shape[1] - 1
         xs, ys = _path_xy(t, at, idx if animate else None)
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t.name, legendgroup=t.name,
@@ -277,7 +275,7 @@ def surface_figure(grid: Grid, tracks: Sequence[Track], *, title: str | None = N
         ys = np.concatenate([t.xy[:, :, 1], gap], axis=1).ravel().astype(F32)
         zs = np.concatenate([np.clip(t.loss, None, cap) + lift, gap], axis=1).ravel().astype(F32)
         fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines", name=t.name,
-                                   line={"color": t.color or color(t.key), "width": 7}))
+                                   line={"color": color(t.key), "width": 7}))
     apply_layout(fig, title=title, height=height)
     fig.update_layout(scene={"xaxis": {"title": {"text": "w₁"}}, "yaxis": {"title": {"text": "w₂"}},
                              "zaxis": {"title": {"text": "loss"}}, "aspectmode": "manual",
@@ -421,7 +419,7 @@ def curve_figure(x: np.ndarray, z: np.ndarray, tracks: Sequence[Track], *, title
     for t in tracks:
         px, py = dots(t, last)
         fig.add_trace(go.Scatter(x=px, y=py, mode="markers", name=t.name,
-                                 marker={"color": t.color or color(t.key), "size": 13, "opacity": 0.85,
+                                 marker={"color": color(t.key), "size": 13, "opacity": 0.85,
                                          "line": {"width": 1.5, "color": "white"}}))
     finite = z[np.isfinite(z)]
     if finite.size:

@@ -102,7 +102,7 @@ tracks = []
 for o, r in zip(opts, results):
     xy = r.paths[0]
     tracks.append(charts.Track(key=o, name=charts.track_name(o, None if o == "sgd" else rho), xy=xy,
-                               steps=r.steps_recorded, loss=loss_along(xy), diverged=r.diverged[0, : xy.shape[0]]))
+                               steps=r.steps_recorded, loss=loss_along(xy)))
 n_div = {o: int(r.diverged.sum()) for o, r in zip(opts, results) if r.diverged.any()}
 if n_div:
     st.warning("Diverged (left the finite range, frozen where they left): "

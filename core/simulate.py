@@ -48,6 +48,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from core.device import pick_device
 from core.jsonable import to_jsonable
 from core.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.limits import LIMITS
@@ -193,15 +194,6 @@ class SimResult:
     def to_dict(self) -> dict:
         """JSON-able: arrays become lists, NaN becomes None, the config is echoed."""
         return to_jsonable(self)
-
-
-def pick_device(name: str) -> torch.device:
-    """"auto" → CUDA when torch sees a GPU, else the CPU."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for, but torch sees no GPU")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @contextmanager

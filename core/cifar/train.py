@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from core.cifar import data as cdata
 from core.cifar.models import DEFAULT_BATCH, DEFAULT_LR, count_params, make_model
 from core.cifar.sharpness import hutchinson_trace, lambda_max
+from core.device import pick_device
 from core.sam import SAM, frozen_bn_stats
 from core.schedules import OPTIMIZERS, for_optimizer
 
@@ -127,16 +128,6 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("epochs and train_size must be ≥ 1")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but torch sees no GPU")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
 
 
 def hardware_info(device: torch.device) -> dict:

@@ -490,10 +490,8 @@ def text_input(key: str, label: str, default: str = "", *, max_chars: int = MAX_
 
 
 def _landscape_names() -> list[str]:
-    try:
-        from core.landscapes import LANDSCAPES
-    except ImportError:  # the engine is not there yet
-        return ["double_well_2d"]
+    from core.landscapes import LANDSCAPES  # imported here: it brings in torch, which not every page needs
+
     return list(LANDSCAPES)
 
 
@@ -502,11 +500,9 @@ def landscape_select(*, key: str = "landscape", default: str = "double_well_2d",
                      label: str = "landscape", container=None) -> str:
     """Pick a toy landscape by name (core.landscapes.LANDSCAPES); `extra` adds entries such as
     {"formula": "your own formula"}. Unknown names in the URL fall back to `default`."""
-    try:
-        from core.landscapes import LANDSCAPES
-        names = dict(LANDSCAPES)
-    except ImportError:
-        names = {default: default}
+    from core.landscapes import LANDSCAPES
+
+    names = dict(LANDSCAPES)
     if allowed is not None:
         allowed = list(allowed)
         names = {k: v for k, v in names.items() if k in allowed}

@@ -38,6 +38,7 @@ class _Job:
     lane: str
     label: str
     fn: Callable
+    meta: dict = field(default_factory=dict)  # what the caller wants back with the job (e.g. its config)
     status: str = "queued"  # queued | running | done | failed | cancelled
     progress: list = field(default_factory=list)
     result: Any = None
@@ -64,6 +65,7 @@ class JobView:
     submitted: float
     started: float | None
     finished: float | None
+    meta: dict
 
     @property
     def active(self) -> bool:
@@ -85,8 +87,9 @@ class JobRunner:
         self._closed = False
 
     # ----------------------------------------------------------------------- submitting
-    def submit(self, owner: str, fn: Callable, lane: str = "gpu", label: str = "") -> str:
-        """Queue `fn(report, should_stop)` in `lane`; return the job id."""
+    def submit(self, owner: str, fn: Callable, lane: str = "gpu", label: str = "", meta: dict | None = None) -> str:
+        """Queue `fn(report, should_stop)` in `lane`; return the job id. `meta` comes back (a copy) on
+        every view of the job, e.g. the config it was submitted with."""
         if lane not in self._queues:
             raise JobError(f"unknown lane {lane!r}; use one of {', '.join(self._queues)}")
         with self._lock:
@@ -98,7 +101,7 @@ class JobRunner:
                 raise JobError(f"you already have {mine} jobs queued or running; wait or cancel one")
             if queued >= self._max_queued:
                 raise JobError("the server's queue is full; try again in a few minutes")
-            job = _Job(id=uuid.uuid4().hex[:12], owner=str(owner), lane=lane, label=label, fn=fn)
+            job = _Job(id=uuid.uuid4().hex[:12], owner=str(owner), lane=lane, label=label, fn=fn, meta=dict(meta or {}))
             self._jobs[job.id] = job
             self._queues[lane].append(job)
             self._prune()
@@ -155,7 +158,7 @@ class JobRunner:
 
     def _view(self, job: _Job) -> JobView:
         return JobView(job.id, job.label, job.lane, job.status, self._position(job), tuple(job.progress),
-                       job.result, job.error, job.submitted, job.started, job.finished)
+                       job.result, job.error, job.submitted, job.started, job.finished, dict(job.meta))
 
     def get(self, owner: str, job_id: str) -> JobView | None:
         """The job if it exists and belongs to `owner`; None otherwise (other sessions' jobs are invisible)."""

@@ -142,7 +142,7 @@ b3.caption(f"Estimated time: about {estimate:.0f} s for {len(cfgs)} run(s) on th
 if start:
     for c in cfgs:
         try:
-            runner.submit(owner, _job(c), lane=LANE, label=cifar_view.run_label(c.__dict__))
+            runner.submit(owner, _job(c), lane=LANE, label=cifar_view.run_label(c.__dict__), meta=dict(c.__dict__))
         except JobError as e:
             st.warning(str(e), icon="⚠️")
             break
@@ -159,10 +159,7 @@ active = any(j.active for j in jobs)
 def live():
     views = runner.jobs(owner)
     for j in views[-8:]:
-        epochs_total = None
-        for c in cfgs:
-            if cifar_view.run_label(c.__dict__) == j.label:
-                epochs_total = c.epochs
+        epochs_total = j.meta.get("epochs")  # as submitted, whatever the sliders say now
         done = len(j.progress)
         if j.status == "queued":
             st.write(f":material/hourglass_empty: **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
@@ -190,12 +187,8 @@ def live():
 
 
 def _cfg_of(j) -> dict:
-    if j.result:
-        return j.result["result"]["config"]
-    for c in cfgs:
-        if cifar_view.run_label(c.__dict__) == j.label:
-            return c.__dict__
-    return {**base.__dict__, "optimizer": "sgd"}
+    """The config a job ran (its result's) or was submitted with."""
+    return j.result["result"]["config"] if j.result else j.meta
 
 
 def recorded_curves():

@@ -66,6 +66,19 @@ def test_results_and_progress_kept_by_id(runner):
     assert [j.id for j in runner.jobs("alice")] == [jid]
 
 
+def test_meta_comes_back_as_submitted(runner):
+    """The submitted metadata (the CIFAR page's config) is on every view, and a caller changing its
+    own dict afterwards (or the view's copy) does not change the job's."""
+    g = threading.Event()
+    meta = {"epochs": 5, "optimizer": "sam"}
+    jid = runner.submit("alice", _blocking(g), lane="cpu", meta=meta)
+    meta["epochs"] = 99
+    runner.get("alice", jid).meta["epochs"] = 7
+    assert runner.get("alice", jid).meta == {"epochs": 5, "optimizer": "sam"}
+    g.set()
+    assert runner.wait("alice", jid, timeout=5).meta["epochs"] == 5
+
+
 def test_owner_isolation(runner):
     """Another session can neither see, list, position nor cancel my job."""
     g = threading.Event()

@@ -1,6 +1,7 @@
 """Caps on what one request may ask for, so no single user can take a shared server down.
 
-Every entry point (pages, CLI, jobs) passes user numbers through `clamp` before building a config.
+Every entry point (pages, CLI, jobs) passes user numbers through `clamp` before building a config;
+configs and the CLI refuse out-of-range numbers with `check`.
 Numbers outside a range are pulled to its edge; NaN, Inf and text that is not a number fall back to
 the default. The caller gets a notice string for each change, to show the user.
 """
@@ -8,6 +9,7 @@ the default. The caller gets a notice string for each change, to show the user.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -52,6 +54,19 @@ def clamp(name: str, value) -> tuple[float | int, str | None]:
         y = min(max(x, r.lo), r.hi)
         return _cast(r, y), f"{name}: {x:g} is outside [{r.lo:g}, {r.hi:g}]; using {y:g}"
     return _cast(r, x), None
+
+
+def check(name: str, value, limit: str | None = None) -> None:
+    """Raise ValueError unless `value` is a finite number inside LIMITS[limit or name] (a whole number
+    where the range is integer). The strict twin of `clamp`, for configs and the CLI, which refuse
+    instead of correcting."""
+    r = LIMITS[limit or name]
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):  # numpy scalars are Real too
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or not r.lo <= value <= r.hi:
+        raise ValueError(f"{name} = {value:g} is outside [{r.lo:g}, {r.hi:g}]")
+    if r.integer and value != int(value):
+        raise ValueError(f"{name} must be a whole number, got {value:g}")
 
 
 def _cast(r: Range, x: float) -> float | int:

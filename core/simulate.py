@@ -52,6 +52,7 @@ from core.device import pick_device
 from core.jsonable import to_jsonable
 from core.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.limits import LIMITS
+from core.limits import check as check_limit
 from core.noise import KINDS as NOISE_KINDS
 from core.noise import Noise
 from core.sam import sam_perturbation
@@ -114,16 +115,6 @@ class SimConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _check_range(name: str, value, limit_name: str | None = None) -> None:
-    r = LIMITS[limit_name or name]
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or not r.lo <= value <= r.hi:
-        raise ValueError(f"{name} = {value:g} is outside [{r.lo:g}, {r.hi:g}]")
-    if r.integer and value != int(value):
-        raise ValueError(f"{name} must be a whole number, got {value:g}")
-
-
 def validate(cfg: SimConfig) -> None:
     """Raise ValueError with a one-line message if the config is unknown or above core.limits."""
     if cfg.landscape not in LANDSCAPES:
@@ -138,11 +129,11 @@ def validate(cfg: SimConfig) -> None:
         raise ValueError(f"device must be auto, cpu or cuda, got {cfg.device!r}")
     if not cfg.rhos:
         raise ValueError("give at least one value of rho")
-    _check_range("number of rho values", len(cfg.rhos), "n_rhos")
+    check_limit("number of rho values", len(cfg.rhos), "n_rhos")
     for r in cfg.rhos:
-        _check_range("rho", r)
+        check_limit("rho", r)
     for name in ("lr", "sigma", "particles", "steps", "seed", "k", "f", "p", "late_f", "batch_size"):
-        _check_range(name, getattr(cfg, name))
+        check_limit(name, getattr(cfg, name))
     total = cfg.particles * cfg.steps * len(cfg.rhos)
     cap = LIMITS["particle_steps"].hi
     if total > cap:

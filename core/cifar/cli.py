@@ -24,7 +24,7 @@ import numpy as np
 from core.cifar.data import DataError
 from core.cifar.models import MODELS
 from core.jsonable import to_jsonable
-from core.limits import LIMITS
+from core.limits import LIMITS, check
 from core.schedules import OPTIMIZERS
 
 TABLE_OPTIMIZERS = ("sgd", "sam", "psam", "late_sam")
@@ -47,13 +47,11 @@ def _in_range(name):
             x = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not (math.isfinite(x) and r.lo <= x <= r.hi):
-            raise argparse.ArgumentTypeError(f"{text!r} is outside [{r.lo:g}, {r.hi:g}]")
-        if r.integer:
-            if x != int(x):
-                raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-            return int(x)
-        return x
+        try:
+            check(name, x)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return int(x) if r.integer else x
 
     return parse
 

@@ -382,13 +382,16 @@ def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, tit
     return fig
 
 
-def budget_bar_figure(rows: Sequence[tuple[str, str, float, float]], *, metric: str = "final loss",
+def budget_bar_figure(rows: Sequence[tuple[str, str, float, tuple[float, float]]], *, metric: str = "final loss",
                       title: str | None = None, height: int = 340) -> go.Figure:
-    """Outcome per schedule at equal budget: bars of `metric` (key, label, value, error or NaN)."""
+    """Outcome per schedule at equal budget: bars of `metric`, rows (key, label, value, (lo, hi)),
+    the interval drawn as an asymmetric error bar (hidden when it is NaN)."""
     fig = go.Figure()
-    for key, name, value, err in rows:
+    for key, name, value, (lo, hi) in rows:
+        shown = bool(np.isfinite([value, lo, hi]).all())
         fig.add_trace(go.Bar(x=[name], y=[value], name=name, marker_color=color(key),
-                             error_y={"type": "data", "array": [err], "visible": bool(np.isfinite(err))},
+                             error_y={"type": "data", "symmetric": False, "array": [hi - value if shown else 0],
+                                      "arrayminus": [value - lo if shown else 0], "visible": shown},
                              hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
     apply_layout(fig, title=title, x_title="schedule (same gradient budget)", y_title=metric, height=height,
                  legend=False)

@@ -13,8 +13,9 @@ How the binding works (explicit sync with `st.query_params`, one widget key = on
 Streamlit 1.67 also offers `bind="query-params"`, but it silently drops invalid values (no notice),
 and reads toggles only as "true"; the explicit sync gives us the notices and `?present=1`.
 
-The parsing functions (`parse_number`, `parse_choice`, `parse_multi`, `parse_bool`, `parse_text`,
-`parse_url`) are pure, so they are fuzzed directly in tests/test_url_fuzz.py.
+The parsing functions (`parse_number`, `parse_float`, `parse_choice`, `parse_multi`, `parse_bool`,
+`parse_text`) are pure, so they are fuzzed directly in tests/test_url_fuzz.py; the widgets call
+exactly these, so the fuzz covers what a page does with a URL.
 
 Public API (used by every page):
     rho_slider, number_slider, lr_slider, number_input, choice, multi_choice, toggle, text_input, lazy_tabs,
@@ -177,55 +178,6 @@ def parse_text(key: str, raw, default: str = "", max_len: int = MAX_TEXT):
     if len(text) > max_len:
         return text[:max_len], f"{key}: text longer than {max_len} characters was cut."
     return text, None
-
-
-# The standard controls and how each URL parameter is parsed; `parse_url` applies them all.
-def _standard_spec() -> dict:
-    return {
-        "rho": ("number", "rho"),
-        "lr": ("number", "lr"),
-        "sigma": ("number", "sigma"),
-        "steps": ("number", "steps"),
-        "particles": ("number", "particles"),
-        "seed": ("number", "seed"),
-        "k": ("number", "k"),
-        "f": ("number", "f"),
-        "p": ("number", "p"),
-        "late_f": ("number", "late_f"),
-        "opts": ("multi", tuple(OPTIMIZERS)),
-        "landscape": ("choice", tuple(_landscape_names())),
-        "present": ("bool", None),
-        "formula": ("text", None),
-    }
-
-
-def parse_url(params: Mapping) -> tuple[dict, list[str]]:
-    """Parse a whole query string (a mapping key -> str or list of str) against the standard
-    controls. Returns (safe values for the known keys, notices). Unknown keys get a notice and
-    are ignored. Never raises."""
-    values, notices = {}, []
-    spec = _standard_spec()
-    for key, raw in params.items():
-        kind = spec.get(str(key))
-        if kind is None:
-            if str(key) not in APP_KEYS:
-                notices.append(f"Ignored unknown URL parameter {_short(key)}.")
-            continue
-        what, arg = kind
-        if what == "number":
-            value, msg = parse_number(arg, raw)
-        elif what == "multi":
-            value, msg = parse_multi(key, raw, arg, ("sgd", "sam"))
-        elif what == "choice":
-            value, msg = parse_choice(key, raw, arg, arg[0] if arg else "")
-        elif what == "bool":
-            value, msg = parse_bool(key, raw)
-        else:
-            value, msg = parse_text(key, raw)
-        values[key] = value
-        if msg:
-            notices.append(msg)
-    return values, notices
 
 
 # ----------------------------------------------------------------------------------------------

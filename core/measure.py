@@ -8,6 +8,7 @@
     rho_sweep            one simulate() call with several ρ, then the statistics per ρ
     compute_cost         gradient evaluations of a config, relative to SAM and to SGD
     final_outcomes       Zhu toy: fraction of particles that end in the target basin, stayed, or are trapped
+    minimum_outcome      PSAM page: fraction ending in a minimum of a given label ("flat"), with its interval
 
 All intervals are 95% intervals. Particles are independent (each has its own noise draws), so
 the usual i.i.d. statistics apply across particles. Every result is a plain dataclass with
@@ -318,7 +319,7 @@ def rho_sweep(cfg, rhos, n_boot: int = 1000) -> SweepResult:
 __all__ = [
     "CostResult", "EscapeStats", "OneStepResult", "StationaryMean", "SweepResult", "compute_cost",
     "escape_stats", "one_step_efficiency", "rho_sweep", "stationary_mean", "survival_curve",
-    "wilson_interval",
+    "minimum_outcome", "wilson_interval",
 ]
 
 
@@ -353,3 +354,35 @@ def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
         out[key + "_ci"] = (np.array(lo), np.array(hi))
     out["diverged"] = np.asarray(result.diverged).sum(axis=1)
     return out
+
+
+@dataclass
+class MinimumOutcome(_ToDict):
+    """Where the particles of one ρ ended (see `minimum_outcome`)."""
+
+    n: int                                   # particles that did not diverge
+    fraction: float                          # of those, the fraction ending in a minimum with the label
+    fraction_ci: tuple[float, float]         # 95% Wilson interval of `fraction`
+    left_start: float                        # fraction (of all particles) that ever left the starting basin
+    mean_final_loss: float                   # over the particles that did not diverge (NaN if none)
+    diverged: int
+
+
+def minimum_outcome(result, land, label: str = "flat", i: int = 0) -> MinimumOutcome:
+    """The outcome the PSAM page compares schedules by: of the particles of ρ index `i` that did not
+    diverge, the fraction whose final point lies in the basin (land.basin) of a minimum labelled
+    `label`, with its 95% Wilson interval (`wilson_interval`: unlike p ± 1.96·√(p(1−p)/n) it does not
+    collapse to zero width when every particle, or none, got there). Also the fraction that ever left
+    the starting basin (first_passage ≥ 0) and the mean final loss."""
+    targets = [j for j, m in enumerate(land.minima) if m.label == label]
+    final = np.asarray(result.final[i], float)
+    ok = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
+    safe = torch.as_tensor(np.where(ok[:, None], final, 1e9), dtype=torch.float64)
+    inside = ok & np.isin(land.basin(safe).numpy(), targets)
+    n, k = int(ok.sum()), int(inside.sum())
+    loss = np.asarray(result.final_loss[i], float)
+    return MinimumOutcome(
+        n=n, fraction=k / n if n else math.nan, fraction_ci=wilson_interval(k, n),
+        left_start=float((np.asarray(result.first_passage[i]) >= 0).mean()),
+        mean_final_loss=float(loss[ok].mean()) if n else math.nan,
+        diverged=int((~ok).sum()))

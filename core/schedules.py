@@ -80,6 +80,19 @@ class Schedule:
             return math.nan
         return self.grad_evals(total_steps) / (2.0 * total_steps)
 
+    def steps_within_budget(self, budget: int) -> int:
+        """The most steps T' whose gradient evaluations T' + S(T') fit in `budget` (for comparisons at
+        equal compute: full SAM gets budget/2 steps, SGD gets `budget`). Binary search, since the
+        evaluations grow with T'. At least 1."""
+        lo, hi = 1, max(1, int(budget))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.grad_evals(mid) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     def label(self) -> str:
         return {
             "never": "SGD",

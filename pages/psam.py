@@ -15,28 +15,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from app import cache, charts, controls, theme
+from core.measure import minimum_outcome
 from core.schedules import for_optimizer
 
 SCHEDULES = ("sgd", "sam", "psam", "late_sam", "every_k", "random_sam")
 SCENE_LANDSCAPES = ("double_well_1d", "double_well_2d", "many_wells")
 DEFAULTS = dict(landscape="double_well_1d", rho=0.3, lr=0.05, sigma=3.0, particles=500, steps=100, seed=0)
-
-
-def equal_budget_steps(optimizer: str, budget: int, **sched) -> int:
-    """The most steps T' whose gradient evaluations T' + S(T') fit in `budget` (binary search:
-    evaluations grow with T'). Full SAM gets budget/2 steps, SGD gets `budget` steps."""
-    schedule, _ = for_optimizer(optimizer, **sched)
-    lo, hi = 1, max(1, budget)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if schedule.grad_evals(mid) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 st.title("PSAM scheduler")
@@ -86,32 +72,23 @@ land = cache.landscape(name)
 budget = 2 * steps
 cfgs = []
 for o in SCHEDULES:
-    t_o = equal_budget_steps(o, budget, **sched_kw) if mode == "equal" else steps
+    t_o = for_optimizer(o, **sched_kw)[0].steps_within_budget(budget) if mode == "equal" else steps
     cfgs.append(controls.sim_config(
         landscape=name, optimizer=o, rhos=(0.0,) if o == "sgd" else (rho,), lr=lr, noise="isotropic", sigma=sigma,
         particles=particles, steps=t_o, seed=seed, keep_paths=0, record_points=min(t_o + 1, 101), **sched))
 results = cache.simulate_many(cfgs)
 
-flat_ids = [i for i, m in enumerate(land.minima) if m.label == "flat"]
 
 
 def outcome(r) -> dict:
-    """Fraction of particles ending in a flat minimum's basin (± 95% binomial interval), the
-    fraction that ever left the starting basin, and the mean final loss (diverged ones left out)."""
-    final = torch.tensor(r.final[0], dtype=torch.float64)
-    ok = ~r.diverged[0]
-    basin = land.basin(final).numpy()
-    flat = np.isin(basin, flat_ids)[ok]
-    n = max(1, int(ok.sum()))
-    p_flat = float(flat.mean()) if flat.size else float("nan")
+    """One table row: cost, then where the particles ended (core.measure.minimum_outcome)."""
+    out = minimum_outcome(r, land, "flat")
     return {
         "steps": int(r.config.steps), "gradient evaluations": int(r.grad_evals),
         # (T' + S)/(2T'): the cost per step relative to SAM, at this run's own number of steps T'
         "cost per step vs SAM": r.grad_evals / (2 * r.config.steps),
-        "in a flat minimum": p_flat, "± (95%)": 1.96 * np.sqrt(p_flat * (1 - p_flat) / n),
-        "left the start basin": float((r.first_passage[0] >= 0).mean()),
-        "mean final loss": float(np.nanmean(np.where(ok, r.final_loss[0], np.nan))) if ok.any() else float("nan"),
-        "diverged": int(r.diverged[0].sum()),
+        "in a flat minimum": out.fraction, "95% low": out.fraction_ci[0], "95% high": out.fraction_ci[1],
+        "left the start basin": out.left_start, "mean final loss": out.mean_final_loss, "diverged": out.diverged,
     }
 
 
@@ -120,7 +97,8 @@ st.subheader("Same problem, same budget: what each schedule achieves")
 chart_col, text_col = st.columns([2.2, 1], gap="medium")
 with chart_col:
     fig = charts.budget_bar_figure(
-        [(o, theme.label(o), v, e) for (o, _, _, _), v, e in zip(rows, table["in a flat minimum"], table["± (95%)"])],
+        [(o, theme.label(o), v, (lo, hi)) for (o, _, _, _), v, lo, hi
+         in zip(rows, table["in a flat minimum"], table["95% low"], table["95% high"])],
         metric="fraction of particles in a flat minimum",
         title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
                else f"Equal steps: {steps} steps each"))
@@ -132,14 +110,15 @@ with text_col:
         f"σ = {sigma:g}. A flatter final minimum is the outcome SAM is meant to buy. "
         + ("Every schedule spends the same number of gradient evaluations, so cheaper schedules take more steps."
            if mode == "equal" else "Every schedule takes the same number of steps; SAM-heavy schedules pay more."))
-    st.caption("Error bars: 95% binomial intervals over the particles (one seed).")
+    st.caption("Error bars: 95% Wilson intervals over the particles that did not diverge (one seed).")
     st.info("**Counter-evidence.** Zhou et al. (ICLR 2025) find SAM matters most *late* in training, the opposite of "
             "PSAM's early-phase premise; LookSAM (Liu et al., CVPR 2022) reports that SAM every k-th step throughout "
             "degrades. Compare the PSAM, late SAM and SAM-k bars.")
 
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f")
-                            for c in ("cost per step vs SAM", "in a flat minimum", "± (95%)", "left the start basin",
+                            for c in ("cost per step vs SAM", "in a flat minimum", "95% low", "95% high",
+                                      "left the start basin",
                                       "mean final loss")})
 
 evals = [r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps_recorded] for r in results]

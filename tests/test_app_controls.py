@@ -71,12 +71,6 @@ def test_parse_choice_multi_bool():
     assert controls.parse_bool("present", "maybe")[1]
 
 
-def test_parse_url_reports_unknown_keys():
-    values, notices = controls.parse_url({"rho": "nan", "zzz": "1", "steps": "100"})
-    assert values["rho"] == LIMITS["rho"].default and values["steps"] == 100
-    assert any("zzz" in n for n in notices) and any("rho" in n for n in notices)
-
-
 def _widgets_app():
     import streamlit as st
 

@@ -213,3 +213,38 @@ def test_rho_sweep_on_the_valley_agrees_with_the_exact_chain():
     assert sweep.cost.relative_to_sam == 1.0
     out = json.loads(json.dumps(sweep.to_dict()))
     assert out["config"]["rhos"] == [0.0, 0.1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcome per minimum label (PSAM page)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_real_interval():
+    from core.landscapes import make_landscape
+
+    land = make_landscape("double_well_1d")
+    flat = next(m.position for m in land.minima if m.label == "flat")
+    sharp = next(m.position for m in land.minima if m.label == "sharp")
+    n = 40
+    final = np.array([flat] * 30 + [sharp] * 6 + [(np.nan,)] * 4, dtype=float)[None]
+    diverged = np.zeros((1, n), bool)
+    diverged[0, 36:] = True
+    first_passage = np.array([[5] * 30 + [-1] * 10])
+    final_loss = np.concatenate([np.full(36, 0.5), np.full(4, np.nan)])[None]
+    r = SimpleNamespace(final=final, diverged=diverged, first_passage=first_passage, final_loss=final_loss)
+    out = measure.minimum_outcome(r, land, "flat")
+    assert out.n == 36 and out.diverged == 4
+    assert out.fraction == pytest.approx(30 / 36)
+    assert out.fraction_ci == pytest.approx(measure.wilson_interval(30, 36))
+    assert out.left_start == pytest.approx(30 / 40) and out.mean_final_loss == pytest.approx(0.5)
+    # all in the flat minimum: p = 1, yet the interval keeps a width (Wald's p ± z√(p(1−p)/n) would not)
+    r.final, r.diverged = np.array([[flat] * n], float), np.zeros((1, n), bool)
+    r.final_loss = np.full((1, n), 0.5)
+    out = measure.minimum_outcome(r, land, "flat")
+    assert out.fraction == 1.0 and out.fraction_ci[0] < 0.95 and out.fraction_ci[1] == pytest.approx(1.0)
+    # everything diverged: no fraction, no crash
+    r.diverged = np.ones((1, n), bool)
+    out = measure.minimum_outcome(r, land, "flat")
+    assert out.n == 0 and math.isnan(out.fraction) and math.isnan(out.mean_final_loss)
+    json.dumps(out.to_dict())

@@ -88,3 +88,16 @@ def test_bad_url_values_get_a_notice(params, expect):
     at = _run(**params)
     assert any(expect in w.value for w in at.warning), [w.value for w in at.warning]
     _chart(at, "main_chart")
+
+
+def test_error_bars_are_wilson_intervals_around_each_bar(default_page):
+    """The bars' error bars are the table's 95% Wilson interval: asymmetric, inside [0, 1], around the value."""
+    table = _table(default_page)
+    traces = _chart(default_page, "main_chart")["data"]
+    assert len(traces) == len(table)
+    for trace, (_, row) in zip(traces, table.iterrows()):  # one bar per table row, in the same order
+        value, err = trace["y"][0], trace["error_y"]
+        assert value == pytest.approx(row["in a flat minimum"])
+        assert err["symmetric"] is False
+        assert value + err["array"][0] == pytest.approx(row["95% high"]) and row["95% high"] <= 1
+        assert value - err["arrayminus"][0] == pytest.approx(row["95% low"]) and row["95% low"] >= 0

@@ -64,3 +64,17 @@ def test_for_optimizer():
     assert s.kind == "late" and s.f == 0.25 and not ad
     with pytest.raises(ValueError):
         for_optimizer("adam")
+
+
+@pytest.mark.parametrize("name", ["sgd", "sam", "psam", "late_sam", "every_k", "random_sam"])
+@pytest.mark.parametrize("budget", [1, 2, 7, 200, 1001])
+def test_steps_within_budget_is_the_largest_that_fits(name, budget):
+    s, _ = for_optimizer(name, k=3, f=0.5, p=0.4, seed=1)
+    t = s.steps_within_budget(budget)
+    assert t >= 1
+    assert s.grad_evals(t) <= budget or t == 1
+    assert s.grad_evals(t + 1) > budget
+    if name == "sgd":
+        assert t == budget
+    if name == "sam":
+        assert t == max(1, budget // 2)

@@ -14,15 +14,31 @@
 #   total ≈ 6 min. The seeds are sized from the measured throughput (3–5 for 10k, 2–3 for 50k) so a
 #   slower net still fits ~9 min; FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
 #
-#   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (the tests use this).
-set -euo pipefail
+#   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (tests/test_cifar_train.py does).
+#   A failed step is logged and the next one runs; the script exits 1 at the end if any step failed.
+#   Everything printed is also in $OUT/session.log.
+set -uo pipefail   # no -e: a failed step is reported and the next one still runs (device time is scarce)
 cd "$(dirname "$0")/.."
-PY=${PY:-python}
+PY=${PY:-python3}
 [ -x .venv/bin/python ] && PY=.venv/bin/python
+export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/gpu_session_out}
 mkdir -p "$OUT"
+exec > >(tee -a "$OUT/session.log") 2>&1   # the whole log comes back with $OUT, even after a timeout
 SEEDS_10K=${SEEDS_10K:-5}
 SEEDS_50K=${SEEDS_50K:-3}
+FAILED=()
+# step NAME COMMAND...: run one step, time it, and remember a failure instead of stopping.
+step() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "== $name  ($(date -u +%H:%M:%S))"
+  "$@"
+  local rc=$?
+  echo "== $name: rc=$rc in $((SECONDS - t0)) s"
+  [ $rc -eq 0 ] || FAILED+=("$name (rc=$rc)")
+  return 0
+}
 
 if [ "${1:-}" = "--dry-run" ]; then
   COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
@@ -32,7 +48,7 @@ else
   COMMON=(--device cuda --model fast --data full)
   SIZE_T=(--train-size 50000 --epochs 3); SIZE_A=(--train-size 10000 --epochs 30); SIZE_B=(--train-size 50000 --epochs 10)
   SIZE_E=(--train-size 10000 --epochs 10); TAG=gpu_
-  $PY - <<'PY'
+  $PY - <<'PY' || { echo "no CUDA: stopping before any GPU step"; exit 1; }
 import torch, sys
 print("torch", torch.__version__, "CUDA", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")
 sys.exit(0 if torch.cuda.is_available() else 1)
@@ -43,15 +59,14 @@ PY
       [ -e "$src" ] && cp "$src" data/full/ && break
     done
   fi
-  time $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)"
+  step "decode the full set" $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)"
 fi
 
 NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an untimed warm-up run"
 NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"
-echo "== throughput"
-$PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
-  --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json" | grep -E "images_per_s|wall_s|test_acc" || true
-if [ -z "${DRY:-}" ] && [ -z "${FIXED_SEEDS:-}" ]; then
+step "throughput" $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
+  --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json"
+if [ -z "${DRY:-}" ] && [ -z "${FIXED_SEEDS:-}" ] && [ -e "$OUT/${TAG}throughput.json" ]; then
   # Size the seeds to the measured speed so the whole script stays under ~9 minutes: ~200 s per table.
   # A seed of the table costs SGD 1 + SAM 2 + PSAM 1.3 + late SAM 1.3 = 5.6 passes over N·E images,
   # plus ~4 s per run for evaluation and λ_max.
@@ -66,25 +81,31 @@ PY
 )
   echo "measured throughput → seeds: $SEEDS_10K for 10k × 30, $SEEDS_50K for 50k × 10"
 fi
-echo "== table A (${SIZE_A[*]}, $SEEDS_10K seeds)"
-$PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record --profiles \
+step "table A (${SIZE_A[*]}, $SEEDS_10K seeds)" $PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record --profiles \
   --note "$NOTE_A; loss profiles between seed 0's SGD and SAM solutions" --out "$OUT/${TAG}table_a.json"
-echo "== table B (${SIZE_B[*]}, $SEEDS_50K seeds)"
-$PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --record \
+step "table B (${SIZE_B[*]}, $SEEDS_50K seeds)" $PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --record \
   --note "$NOTE_A" --out "$OUT/${TAG}table_b.json"
 
-echo "== escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at several rho)"
-$PY -m core cifar escape "${COMMON[@]}" "${SIZE_E[@]}" --rhos 0.05,0.1,0.2 --continue-epochs 2 --record \
+step "escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at several rho)" $PY -m core cifar escape "${COMMON[@]}" "${SIZE_E[@]}" --rhos 0.05,0.1,0.2 --continue-epochs 2 --record \
   --note "escape on a real net: distance travelled, loss jump, lambda_max drop" --out "$OUT/${TAG}escape.json"
 
 echo "== summary"
 $PY - "$OUT" "$TAG" <<'PY'
-import json, sys
+import json, os, sys
 out, tag = sys.argv[1], sys.argv[2]
-t = json.load(open(f"{out}/{tag}throughput.json"))
-print(f"SGD throughput: {t['results']['images_per_s']:.0f} img/s on {t['hardware'].get('gpu', 'CPU')} (target ≥ 200,000)")
+def load(name):
+    path = f"{out}/{tag}{name}.json"
+    if not os.path.exists(path):
+        print(f"-- {name}: no output (the step failed; see session.log)")
+        return None
+    return json.load(open(path))
+t = load("throughput")
+if t:
+    print(f"SGD throughput: {t['results']['images_per_s']:.0f} img/s on {t['hardware'].get('gpu', 'CPU')} (target ≥ 200,000)")
 for name in ("table_a", "table_b"):
-    d = json.load(open(f"{out}/{tag}{name}.json"))
+    d = load(name)
+    if not d:
+        continue
     c = d["config"]
     rows = {r["optimizer"]: r for r in d["results"]["rows"]}
     print(f"-- {c['train_size']} images × {c['epochs']} epochs, {rows['sgd']['seeds']} seeds")
@@ -97,8 +118,12 @@ for name in ("table_a", "table_b"):
         print(f"  PSAM/SAM wall time {rows['psam']['cost_vs_sam_wall']:.2f} (target ≤ 0.70); "
               f"SAM − PSAM accuracy {gap:+.2f} points (within 0.3: {abs(gap) <= 0.3}); "
               f"SAM − SGD {100*(rows['sam']['test_acc_mean'] - rows['sgd']['test_acc_mean']):+.2f} points")
-for r in json.load(open(f"{out}/{tag}escape.json"))["results"]["rows"]:
+for r in (load("escape") or {"results": {"rows": []}})["results"]["rows"]:
     print(f"  escape {r['optimizer']:4} ρ={r['rho']:<5g} distance {r['distance']:.3f}  loss jump {r['loss_jump']:+.4f}  "
           f"λ_max {r['lambda_max']:.1f} (drop {r['lambda_drop']:+.1f})")
 PY
 ls -la "$OUT"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  printf 'FAILED: %s\n' "${FAILED[@]}"
+  exit 1
+fi

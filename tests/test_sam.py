@@ -111,3 +111,19 @@ def test_negative_or_nan_rho_is_refused():
         SAM(_mlp().parameters(), torch.optim.SGD, rho=-0.1, lr=0.1)
     with pytest.raises(ValueError):
         SAM(_mlp().parameters(), torch.optim.SGD, rho=float("nan"), lr=0.1)
+
+
+def test_frozen_bn_stats_also_holds_for_a_compiled_model():
+    """torch.compile specialises on BatchNorm's momentum; the compiled module must notice the change to 0
+    (it recompiles) rather than keep updating the running statistics on the perturbed pass."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.GELU())
+    net = torch.compile(model)
+    x = torch.randn(8, 3, 6, 6)
+    net(x)
+    before = model[1].running_mean.clone()
+    with frozen_bn_stats(model):
+        net(x + 1.0)
+    assert torch.equal(model[1].running_mean, before)
+    net(x + 1.0)  # momentum restored: the statistics move again
+    assert not torch.equal(model[1].running_mean, before)

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="table mode: seeds 0 … n−1")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU; the first epoch pays ~1 min)")
     p.add_argument("--sharpness-iters", type=int, default=20)
     p.add_argument("--trace-samples", type=int, default=10)
     p.add_argument("--eval-batch", type=int, default=500)
@@ -99,14 +100,14 @@ def config_from_args(a):
     return TrainConfig(data=a.data, train_size=a.train_size, test_size=a.test_size, model=a.model,
                        optimizer=a.optimizer, rho=a.rho, k=a.k, f=a.f, p=a.p, late_f=a.late_f,
                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
-                       precision=a.precision, sharpness_iters=a.sharpness_iters,
+                       precision=a.precision, compile=a.compile, sharpness_iters=a.sharpness_iters,
                        trace_samples=a.trace_samples, eval_batch=a.eval_batch)
 
 
 def run_summary(res) -> dict:
     """The fields the CLI prints for one run."""
     keys = ("status", "message", "test_acc", "train_acc", "grad_evals", "sam_steps", "total_steps", "wall_s",
-            "total_s", "images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages")
+            "total_s", "images_per_s", "steady_images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages")
     out = {k: getattr(res, k) for k in keys}
     out["history"] = res.history
     return out

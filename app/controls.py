@@ -305,6 +305,15 @@ def rho_slider(label: str = "ρ (SAM radius)", *, key: str = "rho", lo: float = 
                          fmt="%.3f", help=help, container=container)
 
 
+def lr_default_for(stable_lr: float | None, cap: float = 0.05, options: Sequence[float] = LR_OPTIONS) -> float:
+    """A learning rate that settles on a landscape: the largest slider value ≤ `cap` and below 0.7 of the
+    stability limit 2/λ_max (`Landscape.stable_lr`); `cap` when there is no limit. The margin 0.7 keeps the
+    sharpest minimum's contraction |1 − ηλ| ≤ 0.4, so noise-free paths settle instead of ringing."""
+    limit = cap if stable_lr is None else min(cap, 0.7 * stable_lr)
+    below = [o for o in options if o <= limit * (1 + 1e-9)]
+    return max(below) if below else min(options)
+
+
 def lr_slider(label: str = "learning rate η", *, key: str = "lr", default: float = 0.01,
               options: Sequence[float] = LR_OPTIONS, help: str | None = None, container=None) -> float:
     """Learning rate on a logarithmic grid. URL values are clamped, then snapped to the nearest

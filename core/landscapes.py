@@ -134,6 +134,13 @@ class Landscape:
             cache[key] = tuple(torch.tensor(v, dtype=like.dtype, device=like.device) for v in values)
         return cache[key]
 
+    def stable_lr(self) -> float | None:
+        """2/λ for the largest Hessian eigenvalue λ over the known minima: gradient descent with a larger
+        learning rate cannot settle in the sharpest minimum (on the quadratic λw²/2 the step
+        w ← (1 − ηλ)w grows once |1 − ηλ| > 1, i.e. η > 2/λ). None without minima of positive curvature."""
+        top = max((max(m.hessian_eigs) for m in self.minima if m.hessian_eigs), default=0.0)
+        return 2.0 / top if top > 0 and math.isfinite(top) else None
+
     def basin(self, w: torch.Tensor) -> torch.Tensor:
         """Default: the nearest minimum (a Voronoi partition), -1 if there are no minima."""
         if not self.minima:

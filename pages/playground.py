@@ -30,7 +30,7 @@ st.caption("Pick a landscape and some optimizers; click the contour to choose wh
 chart_col, side = st.columns([3, 1.15], gap="medium")
 with side:
     rho = controls.rho_slider(default=0.2, hi=1.0, step=0.01)
-    lr = controls.lr_slider(default=0.05)
+    lr_box = st.container()  # the learning rate is drawn here, but created after the landscape (its default)
     opts = controls.optimizer_multiselect(default=DEFAULT_OPTS, allowed=PLAYGROUND_OPTS)
     name = controls.landscape_select(default=DEFAULT_LANDSCAPE)
     formula = ""
@@ -38,6 +38,21 @@ with side:
         formula = controls.text_input("formula", "L(x, y) =", DEFAULT_FORMULA,
                                       help="x, y, numbers, + − * / ^, sin cos exp log sqrt abs tanh …")
     view = controls.choice("view", "view", {"contour": "contour", "surface": "3-D surface"}, "contour", radio=True)
+
+# The default learning rate suits the landscape: 0.05, or less where the sharpest minimum needs it
+# (Himmelblau, Rosenbrock, Rastrigin …: gradient descent is unstable there for η > 2/λ_max).
+try:
+    stable_lr = cache.landscape(name, formula).stable_lr()
+except (FormulaError, ValueError):
+    stable_lr = None
+lr_default = controls.lr_default_for(stable_lr)
+previous = st.session_state.get("playground_landscape")
+if previous is not None and previous != name and "lr" in st.session_state and st.session_state["lr"] > lr_default:
+    st.session_state["lr"] = lr_default  # the widget does not exist yet in this run, so it may be set
+    controls.notice(f"Learning rate lowered to {lr_default:g} for this landscape: its sharpest minimum has "
+                    f"curvature λ = {2 / stable_lr:.3g}, and gradient descent settles there only for η < 2/λ = "
+                    f"{stable_lr:.3g}.")
+lr = controls.lr_slider(default=lr_default, container=lr_box)
 
 with st.expander("More controls: noise, steps, particles, seed, schedules, start point"):
     c1, c2, c3 = st.columns(3)
@@ -107,7 +122,9 @@ n_div = {o: int(r.diverged.sum()) for o, r in zip(opts, results) if r.diverged.a
 if n_div:
     st.warning("Diverged (left the finite range, frozen where they left): "
                + ", ".join(f"{theme.label(o)} {n} of {particles}" for o, n in n_div.items())
-               + ". Try a smaller learning rate.")
+               + ". Try a smaller learning rate"
+               + (f" (here η < 2/λ_max = {stable_lr:.3g}, the stability limit of the sharpest minimum)." if stable_lr
+                  else "."))
 
 with chart_col:
     title = f"{land.title}: {', '.join(theme.label(o) for o in opts)}"

@@ -168,3 +168,26 @@ def test_hessian_by_differences_is_accurate():
     x, y = 1.3, -0.7
     exact = np.array([[12 * x * x + 4 * y - 42, 4 * (x + y)], [4 * (x + y), 12 * y * y + 4 * x - 26]])
     np.testing.assert_allclose(land.hessian((x, y)), exact, rtol=1e-7, atol=1e-7)
+
+
+def test_stable_lr_is_two_over_the_largest_curvature_at_a_minimum():
+    """On L = x² + 5y² the Hessian is diag(2, 10): gradient descent diverges for η > 2/10."""
+    land = make_landscape("formula", formula="x^2 + 5*y^2")
+    assert land.stable_lr() == pytest.approx(0.2, rel=1e-6)
+    # and the limit is real: just above it the iterates grow, just below they shrink
+    w = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    for eta, grows in ((0.21, True), (0.19, False)):
+        v = w.clone()
+        for _ in range(50):
+            v = v - eta * land.grad(v)
+        assert (v.abs().max().item() > 1.0) == grows
+
+
+def test_lr_default_for_stays_below_the_limit():
+    from app.controls import LR_OPTIONS, lr_default_for
+
+    assert lr_default_for(None) == 0.05 and lr_default_for(1.0) == 0.05
+    for limit in (0.3, 0.0149, 0.002, 1e-5):
+        lr = lr_default_for(limit)
+        assert lr in LR_OPTIONS and (lr <= 0.7 * limit or lr == min(LR_OPTIONS))
+        assert all(o > 0.7 * limit or o <= lr for o in LR_OPTIONS if o <= 0.05)  # the largest such value

@@ -122,3 +122,29 @@ def test_new_landscape_starts_at_its_default_start():
     from core.landscapes import make_landscape
 
     assert (start["x"][0], start["y"][0]) == pytest.approx(make_landscape("himmelblau").default_start)
+
+
+def test_landscape_sets_a_learning_rate_that_settles():
+    """A link to a sharp landscape with no lr gets a stable default (Himmelblau: 2/λ_max ≈ 0.015, so
+    0.01), no particle diverges, and the default stays out of the URL."""
+    at = _run(landscape="himmelblau")
+    assert at.select_slider(key="lr").value == pytest.approx(0.01)
+    assert not any("Diverged" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert "lr" not in at.query_params
+
+
+def test_switching_to_a_sharper_landscape_lowers_a_too_large_lr_with_a_notice():
+    at = _run()
+    assert at.select_slider(key="lr").value == pytest.approx(0.05)
+    at.selectbox(key="landscape").set_value("rosenbrock").run()
+    assert not at.exception
+    assert at.select_slider(key="lr").value == pytest.approx(0.001)  # 0.7 · 2/λ_max ≈ 0.0014 → 0.001
+    assert any("lowered to 0.001" in w.value and "2/λ" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.selectbox(key="landscape").set_value("double_well_2d").run()
+    assert at.select_slider(key="lr").value == pytest.approx(0.001)  # a small lr is left alone
+
+
+def test_divergence_message_names_the_stability_limit():
+    at = _run(landscape="himmelblau", lr="0.5", x="4.5", y="4.5")
+    warning = next(w.value for w in at.warning if "Diverged" in w.value)
+    assert "2/λ_max = 0.0149" in warning

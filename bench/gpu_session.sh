@@ -6,14 +6,14 @@
 #
 # Steps and wall-time estimate on one H100 (fast net ≈ 110k img/s for SGD, SAM ≈ 2× the time):
 #   1. CUDA check                                                        ~10 s (torch import)
-#   2. decode data/full (60k JPEGs, 16 threads) into data/cache          ~15 s
+#   2. decode data/full (60k JPEGs, 16 threads) into data/cache          ~15 s; fatal if it fails
 #   3. SGD throughput, fast net, 50k × 3 epochs after a warm-up run      ~15 s
-#   4. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 5 seeds     ~20 × (3–6 s + eval + λ_max) ≈ 150 s
-#   5. thesis table 50k × 10 epochs, SGD/SAM/PSAM/late SAM × 3 seeds     ~12 × (5–10 s + eval + λ_max) ≈ 150 s
-#   6. escape: SGD 10k × 10 epochs, then 2 epochs each of SGD and SAM at ρ 0.05/0.1/0.2   ~20 s
-#   7. SGD throughput again with torch.compile (optional, capped at 150 s)                 ~1–2 min
-#   total ≈ 7–8 min. The seeds are sized from the measured throughput (3–5 for 10k, 2–3 for 50k) so a
-#   slower net still fits ~9 min; FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
+#   4. the same with torch.compile (capped at 120 s)                     ~1–2 min
+#   5. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 3–5 seeds   ≈ 150 s
+#   6. thesis table 50k × 10 epochs, SGD/SAM/PSAM/late SAM × 2–3 seeds   ≈ 150 s
+#   7. escape: SGD 10k × 10 epochs, then 2 epochs each of SGD and SAM at ρ 0.05/0.1/0.2   ~20 s
+#   total ≈ 8–9 min. The seeds are sized from the measured throughput and the time left before DEADLINE
+#   (default 600 s, the device call's timeout_s); FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
 #
 #   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (tests/test_cifar_train.py does).
 #   A failed step is logged and the next one runs; the script exits 1 at the end if any step failed.
@@ -28,6 +28,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session.log") 2>&1   # the whole log comes back with $OUT, even after a timeout
 SEEDS_10K=${SEEDS_10K:-5}
 SEEDS_50K=${SEEDS_50K:-3}
+DEADLINE=${DEADLINE:-600}   # the device call's timeout_s: the table seeds are sized to the time left
 FAILED=()
 # step NAME COMMAND...: run one step, time it, and remember a failure instead of stopping.
 step() {
@@ -60,24 +61,33 @@ PY
       [ -e "$src" ] && cp "$src" data/full/ && break
     done
   fi
-  step "decode the full set" $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)"
+  # Fatal if it fails: every later step would quietly fall back to the 5,000-image built-in subset.
+  $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)" \
+    || { echo "FAILED: the full set did not load (was data/full carried?); stopping"; exit 1; }
 fi
 
 NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an untimed warm-up run"
 NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"
 step "throughput" $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" --sharpness-iters 0 --trace-samples 0 \
   --warmup-run --record --note "$NOTE_T" --out "$OUT/${TAG}throughput.json"
+# The same SGD run with torch.compile (fuses BatchNorm, GELU and pooling into fewer kernels), capped at 120 s.
+# Its first epoch pays the compilation, so the figure to read is steady_images_per_s (epochs 2 and 3).
+# It runs before the tables, whose seeds are sized to the time left, so it cannot push them out.
+step "throughput, torch.compile" timeout 120 $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" \
+  --sharpness-iters 0 --trace-samples 0 --compile --record --note "$NOTE_T; torch.compile" \
+  --out "$OUT/${TAG}throughput_compiled.json"
 if [ -z "${DRY:-}" ] && [ -z "${FIXED_SEEDS:-}" ] && [ -e "$OUT/${TAG}throughput.json" ]; then
-  # Size the seeds to the measured speed so the whole script stays inside the device's 600 s per call:
-  # ~160 s per table.
+  # Size the seeds to the measured speed so the whole script stays inside the device call's DEADLINE
+  # (600 s): each table gets ~45% of what is left after the throughput step, minus a minute.
   # A seed of the table costs SGD 1 + SAM 2 + PSAM 1.3 + late SAM 1.3 = 5.6 passes over N·E images,
   # plus ~4 s per run for evaluation and λ_max.
-  read -r SEEDS_10K SEEDS_50K < <($PY - "$OUT/${TAG}throughput.json" <<'PY'
+  read -r SEEDS_10K SEEDS_50K < <($PY - "$OUT/${TAG}throughput.json" "$DEADLINE" "$SECONDS" <<'PY'
 import json, math, sys
 rate = json.load(open(sys.argv[1]))["results"]["images_per_s"]
+per_table = (int(sys.argv[2]) - int(sys.argv[3]) - 60) * 0.45   # two tables, then ~10% for escape and summary
 cost = lambda n, e: 5.6 * n * e / rate + 16
-a = min(5, max(3, math.floor(160 / cost(10_000, 30))))
-b = min(3, max(2, math.floor(160 / cost(50_000, 10))))
+a = min(5, max(3, math.floor(per_table / cost(10_000, 30))))
+b = min(3, max(2, math.floor(per_table / cost(50_000, 10))))
 print(a, b)
 PY
 )
@@ -85,21 +95,12 @@ PY
 fi
 step "table A (${SIZE_A[*]}, $SEEDS_10K seeds)" $PY -m core cifar table "${COMMON[@]}" "${SIZE_A[@]}" --seeds "$SEEDS_10K" --warmup-run --record --profiles \
   --note "$NOTE_A; loss profiles between seed 0's SGD and SAM solutions" --out "$OUT/${TAG}table_a.json"
-step "table B (${SIZE_B[*]}, $SEEDS_50K seeds)" $PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --record \
+# Every step is a new process: --warmup-run keeps CUDA start-up and cuDNN autotuning out of the first timed run.
+step "table B (${SIZE_B[*]}, $SEEDS_50K seeds)" $PY -m core cifar table "${COMMON[@]}" "${SIZE_B[@]}" --seeds "$SEEDS_50K" --warmup-run --record \
   --note "$NOTE_A" --out "$OUT/${TAG}table_b.json"
 
-step "escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at several rho)" $PY -m core cifar escape "${COMMON[@]}" "${SIZE_E[@]}" --rhos 0.05,0.1,0.2 --continue-epochs 2 --record \
+step "escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at several rho)" $PY -m core cifar escape "${COMMON[@]}" "${SIZE_E[@]}" --rhos 0.05,0.1,0.2 --continue-epochs 2 --warmup-run --record \
   --note "escape on a real net: distance travelled, loss jump, lambda_max drop" --out "$OUT/${TAG}escape.json"
-
-# Last, because it is optional: the same SGD run with torch.compile (fuses BatchNorm, GELU and pooling).
-# Its first epoch pays the compilation, so the figure to read is steady_images_per_s (epochs 2 and 3).
-if [ -n "${DRY:-}" ] || [ $SECONDS -lt 420 ]; then
-step "throughput, torch.compile" timeout 150 $PY -m core cifar run --optimizer sgd "${COMMON[@]}" "${SIZE_T[@]}" \
-  --sharpness-iters 0 --trace-samples 0 --compile --record --note "$NOTE_T; torch.compile" \
-  --out "$OUT/${TAG}throughput_compiled.json"
-else
-  echo "== throughput, torch.compile: skipped, $SECONDS s already spent of the 600 s call"
-fi
 
 echo "== summary"
 $PY - "$OUT" "$TAG" <<'PY'
@@ -111,19 +112,28 @@ def load(name):
         print(f"-- {name}: no output (the step failed; see session.log)")
         return None
     return json.load(open(path))
-for name in ("throughput", "throughput_compiled"):
-    t = load(name)
-    if t:
-        r = t["results"]
-        print(f"SGD {name}: {r['images_per_s']:.0f} img/s over all epochs, {r['steady_images_per_s'] or 0:.0f} img/s "
-              f"after epoch 1, on {t['hardware'].get('gpu', 'CPU')} (target ≥ 200,000)")
+t = load("throughput")
+if t:
+    r = t["results"]
+    print(f"SGD throughput: {r['images_per_s']:.0f} img/s over all epochs, {r['steady_images_per_s'] or 0:.0f} img/s "
+          f"after epoch 1, on {t['hardware'].get('gpu', 'CPU')}, {r['n_train']} images (target ≥ 200,000)")
+t = load("throughput_compiled")
+if t:
+    r = t["results"]
+    print(f"SGD throughput with torch.compile: {r['images_per_s']:.0f} img/s over all epochs (epoch 1 compiles), "
+          f"{r['steady_images_per_s'] or 0:.0f} img/s after epoch 1")
 for name in ("table_a", "table_b"):
     d = load(name)
     if not d:
         continue
     c = d["config"]
     rows = {r["optimizer"]: r for r in d["results"]["rows"]}
-    print(f"-- {c['train_size']} images × {c['epochs']} epochs, {rows['sgd']['seeds']} seeds")
+    runs = d["results"]["runs"]
+    # what really ran: a data fallback or an out-of-memory retry would show here
+    print(f"-- {sorted({r['n_train'] for r in runs})} images × {c['epochs']} epochs on {sorted({r['device'] for r in runs})}, "
+          f"batch {sorted({r['batch_size'] for r in runs})}, {rows['sgd']['seeds']} seeds")
+    for m in sorted({m for r in runs for m in r["messages"]}):
+        print(f"   note: {m}")
     for o, r in rows.items():
         print(f"  {o:9} acc {100*r['test_acc_mean']:6.2f} ± {100*(r['test_acc_std'] or 0):4.2f}  "
               f"λ {r['lambda_max_mean'] or float('nan'):7.1f} ± {r['lambda_max_std'] or 0:5.1f}  "

@@ -68,3 +68,20 @@ def test_model_left_in_its_mode():
     model.train()
     lambda_max(model, x, y, iters=3)
     assert model.training
+
+
+def test_hessian_vector_products_run_without_autocast_or_tf32():
+    """λ_max is measured in true fp32: no autocast, and no TF32 in cuDNN's convolutions (on by default on
+    GPUs, where it would bias H v). The flags are restored afterwards. Checked from inside the loss."""
+    model, x, y, _ = _small_model_and_hessian(0)
+    seen = []
+
+    def loss_fn(out, target):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.is_autocast_enabled(x.device.type), out.dtype))
+        return nn.functional.cross_entropy(out, target)
+
+    before = torch.backends.cudnn.allow_tf32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller inside autocast must not leak into it
+        lambda_max(model, x, y, iters=2, loss_fn=loss_fn)
+    assert seen and all(s == (False, False, torch.float32) for s in seen), seen
+    assert torch.backends.cudnn.allow_tf32 == before

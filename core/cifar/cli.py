@@ -234,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
                              for r in esc.rows)
         else:
             res = train(cfg)
-            out = record("run", command, cfg, run_summary(res), hardware_info(device), a.note, a.record)
+            # the run's own hardware: after a GPU out-of-memory fallback it ran on the CPU, not on `device`
+            out = record("run", command, cfg, run_summary(res), res.hardware, a.note, a.record)
             text = "\n".join(f"{k}: {v}" for k, v in run_summary(res).items() if k != "history")
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

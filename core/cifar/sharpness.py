@@ -66,11 +66,16 @@ def _generator(params, seed):
 @contextmanager
 def _fixed_loss(model, x, y, seed: int, loss_fn):
     """Eval mode and fp32 for the duration (L a fixed function of w); yields the parameters, the
-    gradients kept for double backward, and a seeded generator for the random vectors."""
+    gradients kept for double backward, and a seeded generator for the random vectors. "fp32" means
+    no autocast and no TF32 either: cuDNN runs fp32 convolutions in TF32 (10-bit mantissa) by default
+    on recent GPUs, which would bias H v a little and make GPU and CPU values disagree."""
     was = model.training
     model.eval()
+    cudnn = torch.backends.cudnn
     try:
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(x.device.type, enabled=False), \
+                cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                            allow_tf32=False):
             params, grads = _loss_and_grads(model, x, y, loss_fn)
             yield params, grads, _generator(params, seed)
     finally:

@@ -231,7 +231,7 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    # `net` runs the training and evaluation passes. With cfg.compile it is torch.compile's wrapper around
+    # `net` runs the training passes. With cfg.compile it is torch.compile's wrapper around
     # the same module (same parameters): it fuses BatchNorm, GELU and pooling into fewer GPU kernels. λ_max
     # and Tr(H) use `model` itself: they need double backward, which compiled graphs do not support.
     net = torch.compile(model) if cfg.compile else model
@@ -307,7 +307,8 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
             status = "diverged"
             message = f"training diverged in epoch {epoch} (loss is {train_loss}); try a smaller learning rate or ρ"
             break
-        test_loss, test_acc = evaluate(net, x_test, y_test, autocast=autocast)
+        # the eager module (same weights): a compiled one would compile again for eval mode and batch 1000
+        test_loss, test_acc = evaluate(model, x_test, y_test, autocast=autocast)
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / max(1, seen),
                    test_loss=test_loss, test_acc=test_acc, sam_steps=sam_steps, grad_evals=grad_evals,
                    wall_s=train_time, lr=lr_at(max(0, t - 1), total, peak, cfg.warmup))

@@ -105,8 +105,11 @@ with left:
         epochs = controls.number_slider("epochs", "epochs", lo=1, hi=50, default=10)
     else:
         model = "tiny"
-        st.info("No GPU on this server: live runs use the tiny CNN on the built-in mini subset "
-                "(5,000 training images). The recorded GPU runs below show the fast net.", icon=":material/info:")
+        has_gpu_records = any(r.get("hardware", {}).get("gpu") for r in cache.recorded_runs(kinds=("table", "escape")))
+        st.info("No GPU on this server: live runs use the tiny CNN on the built-in mini subset (5,000 training "
+                "images). " + ("The recorded GPU runs below show the fast net." if has_gpu_records else
+                               "The recorded runs below were made on a CPU too; none from a GPU ship yet."),
+                icon=":material/info:")
         train_size = controls.number_slider("train_size", "training images (class-balanced subset)", lo=500,
                                             hi=5_000, default=2_000, step=500)
         epochs = controls.number_slider("epochs", "epochs", lo=1, hi=CPU_MAX_EPOCHS, default=3)

@@ -83,3 +83,18 @@ def test_recorded_runs_are_marked():
     at = _run()
     labels = [e.label for e in at.expander]
     assert sum("recorded" in lab for lab in labels) == len(recorded) + len(cifar_view.load_recorded(kinds=("escape",)))
+
+
+def test_no_gpu_notice_only_promises_gpu_records_that_ship():
+    """On a CPU server the notice says whether recorded GPU runs exist (it used to promise them always)."""
+    import torch
+
+    from app import cifar_view
+
+    if torch.cuda.is_available():
+        pytest.skip("the notice is for servers without a GPU")
+    recs = cifar_view.load_recorded(kinds=("table", "escape"))
+    info = " ".join(i.value for i in _run().info)
+    gpu = any(r.get("hardware", {}).get("gpu") for r in recs)
+    assert ("recorded GPU runs below" in info) == gpu
+    assert ("none from a GPU ship yet" in info) == (not gpu)

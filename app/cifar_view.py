@@ -142,6 +142,31 @@ def recorded_caption(rec: dict) -> str:
             f"Command: `{rec.get('command', '')}`. {rec.get('note', '')}")
 
 
+def escape_figure(esc: dict) -> go.Figure:
+    """Escape from an SGD solution (core.cifar.profiles.escape result as a dict): left, the distance
+    ‖w − w₀‖ travelled in the continuation against ρ; right, λ_max at the end against ρ, with the
+    starting λ_max as a dashed line. SGD is the point at ρ = 0 in its own colour, SAM a line over ρ."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14)
+    sam = [r for r in esc["rows"] if r["optimizer"] != "sgd"]
+    sgd = [r for r in esc["rows"] if r["optimizer"] == "sgd"]
+    for col, key in ((1, "distance"), (2, "lambda_max")):
+        fig.add_trace(go.Scatter(x=[r["rho"] for r in sam], y=[r[key] for r in sam], mode="lines+markers",
+                                 name="SAM", line={"color": theme.color("sam")}, showlegend=col == 1,
+                                 legendgroup="sam"), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[0.0] * len(sgd), y=[r[key] for r in sgd], mode="markers", name="SGD",
+                                 marker={"color": theme.color("sgd"), "size": 12, "symbol": "diamond"},
+                                 showlegend=col == 1, legendgroup="sgd"), row=1, col=col)
+    lam0 = esc.get("start_lambda_max")
+    if lam0 is not None and math.isfinite(lam0):
+        fig.add_hline(y=lam0, line={"color": "gray", "dash": "dash"}, row=1, col=2,
+                      annotation_text="λ_max at the SGD solution", annotation_position="top left")
+    theme.apply_layout(fig, x_title="ρ of the continuation (SGD at 0)", height=360, legend_below=True)
+    # both axes from 0: a 4% difference in distance should look like one, not fill the panel
+    fig.update_yaxes(title_text="distance travelled ‖w − w₀‖", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="λ_max after the continuation", rangemode="tozero", row=1, col=2)
+    return fig
+
+
 def escape_table(rec: dict) -> pd.DataFrame:
     """Escape from an SGD solution (core.cifar.profiles.escape): one row per continuation."""
     res = rec["results"]

@@ -19,7 +19,7 @@ import torch
 from app import cache, cifar_view, controls, theme
 from core.cifar import data as cdata
 from core.cifar.models import MODELS
-from core.cifar.profiles import ProfileConfig, interpolation_profile
+from core.cifar.profiles import EscapeConfig, ProfileConfig, escape, interpolation_profile
 from core.cifar.train import TrainConfig, train
 from core.jobs import JobError, default_runner
 
@@ -29,6 +29,12 @@ LANE = "gpu" if HAS_GPU else "cpu"
 # tiny CNN on this 2-core CPU ≈ 3,000 img/s (bf16, one busy core); fast net on an H100 ≈ 100,000 img/s.
 RATE = {("tiny", False): 3_000, ("tiny", True): 150_000, ("fast", False): 150, ("fast", True): 100_000}
 CPU_MAX_EPOCHS = 10
+ESCAPE_EPOCHS = 2                       # epochs of each continuation in the escape experiment
+ESCAPE_RHOS = (0.02, 0.05, 0.1, 0.2, 0.5)
+# λ_max of the start and of each continuation, on a fixed batch of this many training images: each
+# Hessian-vector product costs ~4 gradient evaluations of the batch, so the CPU uses a small one.
+ESCAPE_EVAL = 500 if HAS_GPU else 128
+ESCAPE_ITERS = 10
 TABLE_OPTS = ("sgd", "sam", "psam", "late_sam", "asam", "every_k", "random_sam")
 runner = default_runner()
 
@@ -85,6 +91,20 @@ def _job(cfg: TrainConfig):
         res = train(cfg, on_epoch=report, should_stop=should_stop)
         return {"result": res.to_dict(), "state": res.state}
     return fn
+
+
+def _escape_job(cfg: TrainConfig, rhos: tuple[float, ...]):
+    """Escape on a real net (core.cifar.profiles.escape): train `cfg` with SGD, then continue from it with SGD
+    and with SAM at each ρ; one progress row per stage (1 + 1 + len(rhos) of them)."""
+    def fn(report, should_stop):
+        esc = escape(cfg, EscapeConfig(rhos=rhos, continue_epochs=ESCAPE_EPOCHS, eval_images=ESCAPE_EVAL),
+                     should_stop=should_stop, on_stage=report)
+        return {"escape": esc.to_dict(), "complete": len(esc.rows) == 1 + len(rhos)}
+    return fn
+
+
+def _is_escape(j) -> bool:
+    return j.meta.get("kind") == "escape"
 
 
 owner = _owner()
@@ -162,13 +182,18 @@ active = any(j.active for j in jobs)
 def live():
     views = runner.jobs(owner)
     for j in views[-8:]:
-        epochs_total = j.meta.get("epochs")  # as submitted, whatever the sliders say now
+        # as submitted, whatever the sliders say now: epochs of a run, stages of an escape experiment
+        unit, total = ("stage", j.meta.get("stages")) if _is_escape(j) else ("epoch", j.meta.get("epochs"))
         done = len(j.progress)
         if j.status == "queued":
             st.write(f":material/hourglass_empty: **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
         elif j.status == "running":
-            frac = min(1.0, done / epochs_total) if epochs_total else 0.0
-            st.progress(frac, text=f"**{j.label}**: epoch {done}" + (f" of {epochs_total}" if epochs_total else ""))
+            frac = min(1.0, done / total) if total else 0.0
+            st.progress(frac, text=f"**{j.label}**: {unit} {done}" + (f" of {total}" if total else ""))
+        elif j.status == "done" and j.result and _is_escape(j):
+            n = len(j.result["escape"]["rows"])
+            st.write(f":material/check_circle: **{j.label}**: {n} continuation(s) measured"
+                     + ("" if j.result["complete"] else " (stopped early)") + "; see *Escape from an SGD solution*")
         elif j.status == "done" and j.result:
             r = j.result["result"]
             icon = {"done": ":material/check_circle:", "cancelled": ":material/stop_circle:",
@@ -178,7 +203,7 @@ def live():
                 st.caption(m)
         else:
             st.write(f":material/stop_circle: **{j.label}**: {j.status}" + (f" ({j.error})" if j.error else ""))
-    curves = [(_cfg_of(j), list(j.progress)) for j in views if j.progress]
+    curves = [(_cfg_of(j), list(j.progress)) for j in views if j.progress and not _is_escape(j)]
     if curves:
         st.plotly_chart(cifar_view.learning_curves(curves), key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption("Test accuracy per epoch (solid, left axis) and the training loss (dotted, right axis). "
@@ -215,7 +240,8 @@ else:
     recorded_curves()
 
 # --- comparison table and loss profile -----------------------------------------------------------
-finished = [j for j in jobs if j.status == "done" and j.result and j.result["result"]["status"] == "done"]
+finished = [j for j in jobs if j.status == "done" and j.result and not _is_escape(j)
+            and j.result["result"]["status"] == "done"]
 if finished:
     st.subheader("Comparison")
     df = cifar_view.comparison_table([j.result["result"] for j in finished])
@@ -249,6 +275,42 @@ if finished:
     else:
         st.caption("Finish an SGD run and a SAM-type run with the same settings to compare their solutions.")
 
+# --- escape from an SGD solution, live ------------------------------------------------------------
+st.subheader("Escape from an SGD solution")
+st.caption(f"Claim 1 on a real net: train with SGD (the settings above), then continue {ESCAPE_EPOCHS} epochs from "
+           "that solution w₀ with SGD and with SAM at several ρ, on the same minibatches. SAM should travel "
+           "further from w₀ and end flatter (lower λ_max), more so the larger ρ.")
+e1, e2 = st.columns([2, 1])
+with e1:
+    esc_rhos = controls.multi_choice("esc_rhos", "ρ of the SAM continuations", ESCAPE_RHOS, (0.05, 0.1, 0.2))
+esc_cfg = TrainConfig(**{**base.__dict__, "optimizer": "sgd", "sharpness_iters": ESCAPE_ITERS})
+# training: the SGD start, then one continuation per optimizer; sharpness: λ_max of the start and of each
+# continuation, ESCAPE_ITERS power steps of ~4 gradient evaluations each (twice that when a shift is needed)
+esc_estimate = (_estimate_s(esc_cfg)
+                + sum(_estimate_s(TrainConfig(**{**esc_cfg.__dict__, "optimizer": o, "epochs": ESCAPE_EPOCHS}))
+                      for o in ["sgd"] + ["sam"] * len(esc_rhos))
+                + (2 + len(esc_rhos)) * ESCAPE_ITERS * 4 * ESCAPE_EVAL / RATE[(model, HAS_GPU)])
+with e2:
+    esc_go = st.button("Run the escape experiment", disabled=not esc_rhos, key="esc_go")
+    st.caption(f"About {esc_estimate:.0f} s on the {'GPU' if HAS_GPU else 'CPU'}, in the background.")
+if esc_go:
+    rhos = tuple(sorted(float(r) for r in esc_rhos))
+    try:
+        runner.submit(owner, _escape_job(esc_cfg, rhos), lane=LANE,
+                      label=f"escape from SGD ({esc_cfg.train_size} images × {esc_cfg.epochs} epochs), "
+                            f"SAM ρ {', '.join(f'{r:g}' for r in rhos)}",
+                      meta={"kind": "escape", "stages": 2 + len(rhos), **esc_cfg.__dict__})
+        st.rerun()  # the live view above starts polling
+    except JobError as e:
+        st.warning(str(e), icon="⚠️")
+esc_done = [j for j in jobs if _is_escape(j) and j.status == "done" and j.result and j.result["escape"]["rows"]]
+if esc_done:
+    esc = esc_done[-1].result["escape"]
+    st.plotly_chart(cifar_view.escape_figure(esc), key="escape_chart", config=theme.PLOTLY_CONFIG)
+    st.dataframe(cifar_view.escape_table({"results": esc}), hide_index=True)
+    controls.download_data("escape experiment", esc, config=esc_done[-1].meta, file_stem="cifar_escape",
+                           key="esc_dl")
+
 # --- recorded runs -------------------------------------------------------------------------------
 st.subheader("Recorded runs")
 recorded = cache.recorded_runs()
@@ -275,6 +337,8 @@ for rec in cache.recorded_runs(kinds=("escape",)):
     tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
     with st.expander(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
         st.caption(cifar_view.recorded_caption(rec))
+        st.plotly_chart(cifar_view.escape_figure(rec["results"]), key=f"recorded_escape_{rec.get('file', '')}",
+                        config=theme.PLOTLY_CONFIG)
         st.dataframe(cifar_view.escape_table(rec), hide_index=True)
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
                    "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net).")

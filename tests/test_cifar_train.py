@@ -225,3 +225,22 @@ def test_gpu_session_script_dry_run(tmp_path):
         assert d["recorded"] is True and d["results"], name
     assert "FAILED" not in proc.stdout and (tmp_path / "session.log").stat().st_size > 0
     assert "PSAM/SAM wall time" in proc.stdout
+
+
+def test_escape_reports_each_stage_and_stops_when_asked():
+    """core.cifar.profiles.escape: one on_stage call for the start and one per continuation; the start's
+    λ_max is the one reported in `base`; a stop request after the first continuation leaves one row."""
+    from core.cifar.profiles import EscapeConfig, escape
+
+    cfg = TrainConfig(optimizer="sam", **{**SMALL, "train_size": 160, "sharpness_iters": 3})
+    stages = []
+    esc = escape(cfg, EscapeConfig(rhos=(0.05, 0.2), continue_epochs=1, eval_images=32), on_stage=stages.append)
+    assert [s["stage"] for s in stages] == ["start", "continue", "continue", "continue"]
+    assert [(r["optimizer"], r["rho"]) for r in esc.rows] == [("sgd", 0.0), ("sam", 0.05), ("sam", 0.2)]
+    assert esc.base["lambda_max"] == esc.start_lambda_max == stages[0]["lambda_max"]
+    for r, s in zip(esc.rows, stages[1:]):
+        assert r["loss_jump"] == pytest.approx(r["loss"] - esc.start_loss) and s["distance"] == r["distance"]
+    stages.clear()
+    esc = escape(cfg, EscapeConfig(rhos=(0.05, 0.2), continue_epochs=1, eval_images=32), on_stage=stages.append,
+                 should_stop=lambda: sum(s["stage"] == "continue" for s in stages) >= 1)
+    assert len(esc.rows) == 1 and esc.rows[0]["optimizer"] == "sgd"

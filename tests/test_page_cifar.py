@@ -10,6 +10,7 @@ Claims:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,30 @@ def test_no_gpu_notice_only_promises_gpu_records_that_ship():
     gpu = any(r.get("hardware", {}).get("gpu") for r in recs)
     assert ("recorded GPU runs below" in info) == gpu
     assert ("none from a GPU ship yet" in info) == (not gpu)
+
+
+def test_live_escape_experiment_runs_in_the_background_and_is_drawn():
+    """The escape button runs core.cifar.profiles.escape as a job (its stages are the progress), and the
+    finished experiment is drawn: distance and λ_max against ρ, SGD at ρ = 0, and a row per continuation.
+    It does not enter the training-run comparison table."""
+    at = _run(train_size=500, epochs=1, esc_rhos="0.05,0.5")
+    at.button(key="esc_go").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    owner = at.session_state["lab"]
+    (job,) = default_runner().jobs(owner)
+    assert job.meta["kind"] == "escape" and job.meta["stages"] == 4
+    view = default_runner().wait(owner, job.id, timeout=170)
+    assert view.status == "done", view.error
+    assert [p["stage"] for p in view.progress] == ["start", "continue", "continue", "continue"]
+    rows = view.result["escape"]["rows"]
+    assert [(r["optimizer"], r["rho"]) for r in rows] == [("sgd", 0.0), ("sam", 0.05), ("sam", 0.5)]
+    assert all(r["distance"] > 0 and math.isfinite(r["lambda_max"]) for r in rows)
+    again = _run(lab=owner, train_size=500, epochs=1, esc_rhos="0.05,0.5")
+    spec = next(c.proto.spec for c in again.get("plotly_chart") if c.proto.id.endswith("-escape_chart"))
+    import json
+
+    data = json.loads(spec)["data"]
+    sam_dist = next(t for t in data if t["name"] == "SAM" and t.get("xaxis", "x") == "x")
+    assert sam_dist["x"] == [0.05, 0.5] and sam_dist["y"] == pytest.approx([r["distance"] for r in rows[1:]])
+    assert not any(h.value == "Comparison" for h in again.subheader)  # an escape is not a training run
+    assert len(again.dataframe[0].value) == 3

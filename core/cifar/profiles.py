@@ -173,13 +173,18 @@ class EscapeResult:
         return asdict(self)
 
 
-def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init: object = None) -> EscapeResult:
+def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init: object = None,
+           on_stage=None) -> EscapeResult:
     """Train `base_cfg` with SGD (or take `init`, a TrainResult with .state), then continue from its
-    weights w₀ with SGD and with SAM at each ρ in cfg.rhos, same seed so the same minibatches."""
+    weights w₀ with SGD and with SAM at each ρ in cfg.rhos, same seed so the same minibatches.
+    `on_stage(dict)` is called after the starting point is measured and after each continuation
+    (1 + 1 + len(rhos) calls in all), for progress bars. A stop request ends it early with the rows so far."""
     from core.cifar.train import pick_device, train
 
     base_cfg = replace(base_cfg, optimizer="sgd")
-    start = init if init is not None else train(base_cfg, should_stop=should_stop)
+    # The starting point's sharpness is measured below, on the escape's own evaluation batch: skip the trainer's.
+    start = init if init is not None else train(replace(base_cfg, sharpness_iters=0, trace_samples=0),
+                                                should_stop=should_stop)
     state0 = start.state
     device = pick_device(base_cfg.device)
     data = _Data(base_cfg, cfg.eval_images, cfg.eval_images, device)
@@ -192,6 +197,8 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
         return loss, lam
 
     loss0, lam0 = measure(state0)
+    if on_stage is not None:
+        on_stage({"stage": "start", "loss": loss0, "lambda_max": lam0})
     p0 = _params(state0, model)
     rows = []
     for opt, rho in [("sgd", 0.0)] + [("sam", r) for r in cfg.rhos]:
@@ -205,5 +212,7 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
         rows.append(dict(optimizer=opt, rho=rho, distance=dist, loss=loss, loss_jump=loss - loss0, lambda_max=lam,
                          lambda_drop=lam0 - lam, test_acc=res.test_acc, grad_evals=res.grad_evals,
                          history=res.history))
-    summary = {k: getattr(start, k) for k in ("test_acc", "grad_evals", "wall_s", "lambda_max")}
+        if on_stage is not None:
+            on_stage({"stage": "continue", **{k: v for k, v in rows[-1].items() if k != "history"}})
+    summary = {k: getattr(start, k) for k in ("test_acc", "grad_evals", "wall_s")} | {"lambda_max": lam0}
     return EscapeResult(rows, loss0, lam0, summary)

@@ -138,15 +138,22 @@ def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None
 
 def parse_multi(key: str, raw, options: Sequence, default: Sequence, *, label: str | None = None):
     """Several values from a fixed list, as repeated parameters (?opt=sgd&opt=sam) or one
-    comma-separated parameter (?opt=sgd,sam). Unknown entries are dropped with a notice."""
+    comma-separated parameter (?opt=sgd,sam). Unknown entries are dropped with a notice; an empty
+    parameter (?opt=) is an empty selection."""
     if raw is None or (isinstance(raw, (list, tuple)) and not raw):
         return list(default), None
     items = raw if isinstance(raw, (list, tuple)) else [raw]
     parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    if not parts:  # ?opts= : the page wrote an empty selection itself; keep it empty
+        return [], None
     by_text = {str(o).lower(): o for o in options}
+    numeric = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
     chosen, unknown = [], []
     for p in parts[:50]:  # a URL cannot make us loop over a million entries
         o = by_text.get(p.lower())
+        if o is None and numeric:  # numeric options: "0.05", "0.050" and "5e-2" all mean 0.05
+            x = _finite(p)
+            o = next((v for v in numeric if x is not None and math.isclose(x, float(v), rel_tol=1e-9)), None)
         if o is None:
             unknown.append(p)
         elif o not in chosen:

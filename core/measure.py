@@ -316,11 +316,15 @@ def rho_sweep(cfg, rhos, n_boot: int = 1000) -> SweepResult:
     )
 
 
-__all__ = [
-    "CostResult", "EscapeStats", "OneStepResult", "StationaryMean", "SweepResult", "compute_cost",
-    "escape_stats", "one_step_efficiency", "rho_sweep", "stationary_mean", "survival_curve",
-    "minimum_outcome", "wilson_interval",
-]
+
+
+def _final_basins(result, land, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ρ index i of a SimResult: final positions, which particles are alive (not diverged, finite),
+    and the basin each ended in (land.basin; diverged ones get a far-away point, so basin never sees NaN)."""
+    final = np.asarray(result.final[i], float)
+    alive = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
+    safe = torch.as_tensor(np.where(alive[:, None], final, 1e9), dtype=torch.float64)
+    return final, alive, land.basin(safe).numpy()
 
 
 def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
@@ -335,11 +339,8 @@ def final_outcomes(result, land, target: int = 1, near: float = 0.1) -> dict:
     out = {"rhos": np.asarray(result.rhos, float)}
     fracs = {k: ([], [], []) for k in ("success", "stayed", "trapped")}
     for i in range(len(result.rhos)):
-        final = np.asarray(result.final[i], float)
-        alive = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
-        # diverged particles get a far-away finite point, so land.basin never sees NaN
-        safe = torch.as_tensor(np.where(alive[:, None], final, 1e9), dtype=torch.float64)
-        success = alive & (land.basin(safe).numpy() == target)
+        final, alive, basin = _final_basins(result, land, i)
+        success = alive & (basin == target)
         stayed = alive & ~success & (np.linalg.norm(final - start, axis=-1) < near)
         trapped = ~success & ~stayed
         n = final.shape[0]
@@ -375,10 +376,10 @@ def minimum_outcome(result, land, label: str = "flat", i: int = 0) -> MinimumOut
     collapse to zero width when every particle, or none, got there). Also the fraction that ever left
     the starting basin (first_passage ≥ 0) and the mean final loss."""
     targets = [j for j, m in enumerate(land.minima) if m.label == label]
-    final = np.asarray(result.final[i], float)
-    ok = ~np.asarray(result.diverged[i], bool) & np.isfinite(final).all(-1)
-    safe = torch.as_tensor(np.where(ok[:, None], final, 1e9), dtype=torch.float64)
-    inside = ok & np.isin(land.basin(safe).numpy(), targets)
+    if not targets:
+        raise ValueError(f"{land.title} has no minimum labelled {label!r}")
+    _, ok, basin = _final_basins(result, land, i)
+    inside = ok & np.isin(basin, targets)
     n, k = int(ok.sum()), int(inside.sum())
     loss = np.asarray(result.final_loss[i], float)
     return MinimumOutcome(
@@ -386,3 +387,10 @@ def minimum_outcome(result, land, label: str = "flat", i: int = 0) -> MinimumOut
         left_start=float((np.asarray(result.first_passage[i]) >= 0).mean()),
         mean_final_loss=float(loss[ok].mean()) if n else math.nan,
         diverged=int((~ok).sum()))
+
+
+__all__ = [
+    "CostResult", "EscapeStats", "OneStepResult", "StationaryMean", "SweepResult", "compute_cost",
+    "escape_stats", "one_step_efficiency", "rho_sweep", "stationary_mean", "survival_curve",
+    "MinimumOutcome", "final_outcomes", "minimum_outcome", "wilson_interval",
+]

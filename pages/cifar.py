@@ -191,9 +191,13 @@ def live():
             frac = min(1.0, done / total) if total else 0.0
             st.progress(frac, text=f"**{j.label}**: {unit} {done}" + (f" of {total}" if total else ""))
         elif j.status == "done" and j.result and _is_escape(j):
-            n = len(j.result["escape"]["rows"])
-            st.write(f":material/check_circle: **{j.label}**: {n} continuation(s) measured"
-                     + ("" if j.result["complete"] else " (stopped early)") + "; see *Escape from an SGD solution*")
+            n, base_status = len(j.result["escape"]["rows"]), j.result["escape"]["base"].get("status")
+            if base_status == "diverged":
+                st.write(f":material/error: **{j.label}**: the SGD start diverged, so there is nothing to escape "
+                         "from; try fewer epochs or another seed")
+            else:
+                st.write(f":material/check_circle: **{j.label}**: {n} continuation(s) measured"
+                         + ("" if j.result["complete"] else " (stopped early)") + "; see *Escape from an SGD solution*")
         elif j.status == "done" and j.result:
             r = j.result["result"]
             icon = {"done": ":material/check_circle:", "cancelled": ":material/stop_circle:",

@@ -39,15 +39,27 @@ with side:
                                       help="x, y, numbers, + − * / ^, sin cos exp log sqrt abs tanh …")
     view = controls.choice("view", "view", {"contour": "contour", "surface": "3-D surface"}, "contour", radio=True)
 
+# --- the landscape (a bad formula is shown inline; the text stays in the box) -------------------
+try:
+    land = cache.landscape(name, formula)
+    if name == "formula":
+        st.session_state["playground_good_formula"] = formula
+except (FormulaError, ValueError) as e:
+    with side:
+        st.error(f"Formula: {e}")
+    good = st.session_state.get("playground_good_formula", DEFAULT_FORMULA)
+    formula = good
+    land = cache.landscape(name, good)
+    with side:
+        st.caption(f"Showing the last formula that worked: `{good}`")
+
 # The default learning rate suits the landscape: 0.05, or less where the sharpest minimum needs it
 # (Himmelblau, Rosenbrock, Rastrigin …: gradient descent is unstable there for η > 2/λ_max).
-try:
-    stable_lr = cache.landscape(name, formula).stable_lr()
-except (FormulaError, ValueError):
-    stable_lr = None
+stable_lr = land.stable_lr()  # None: no minimum with positive curvature is known (e.g. a formula without one)
 lr_default = controls.lr_default_for(stable_lr)
 previous = st.session_state.get("playground_landscape")
-if previous is not None and previous != name and "lr" in st.session_state and st.session_state["lr"] > lr_default:
+if (previous is not None and previous != name and stable_lr is not None and "lr" in st.session_state
+        and st.session_state["lr"] > 0.7 * stable_lr):  # too close to (or past) the new landscape's limit
     st.session_state["lr"] = lr_default  # the widget does not exist yet in this run, so it may be set
     controls.notice(f"Learning rate lowered to {lr_default:g} for this landscape: its sharpest minimum has "
                     f"curvature λ = {2 / stable_lr:.3g}, and gradient descent settles there only for η < 2/λ = "
@@ -65,20 +77,6 @@ with st.expander("More controls: noise, steps, particles, seed, schedules, start
         seed = controls.number_input("seed", "seed")
     with c3:
         sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
-
-# --- the landscape (a bad formula is shown inline; the text stays in the box) -------------------
-try:
-    land = cache.landscape(name, formula)
-    if name == "formula":
-        st.session_state["playground_good_formula"] = formula
-except (FormulaError, ValueError) as e:
-    with side:
-        st.error(f"Formula: {e}")
-    good = st.session_state.get("playground_good_formula", DEFAULT_FORMULA)
-    formula = good
-    land = cache.landscape(name, good)
-    with side:
-        st.caption(f"Showing the last formula that worked: `{good}`")
 
 start_default = DEFAULT_START.get(name, land.default_start)
 if st.session_state.get("playground_landscape", name) != name:  # a new landscape: start at its default start

@@ -79,7 +79,6 @@ for o in SCHEDULES:
 results = cache.simulate_many(cfgs)
 
 
-
 def outcome(r) -> dict:
     """One table row: cost, then where the particles ended (core.measure.minimum_outcome)."""
     out = minimum_outcome(r, land, "flat")

@@ -248,3 +248,5 @@ def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_rea
     out = measure.minimum_outcome(r, land, "flat")
     assert out.n == 0 and math.isnan(out.fraction) and math.isnan(out.mean_final_loss)
     json.dumps(out.to_dict())
+    with pytest.raises(ValueError, match="no minimum labelled"):  # a typo is an error, not a fraction of 0
+        measure.minimum_outcome(r, land, "flatt")

@@ -148,3 +148,17 @@ def test_divergence_message_names_the_stability_limit():
     at = _run(landscape="himmelblau", lr="0.5", x="4.5", y="4.5")
     warning = next(w.value for w in at.warning if "Diverged" in w.value)
     assert "2/λ_max = 0.0149" in warning
+
+
+def test_lr_is_left_alone_where_the_landscape_allows_it_or_has_no_known_limit():
+    """Saddle (2/λ_max = 1): lr 0.5 stays. A formula without a minimum (x + y) has no limit: nothing is
+    lowered and nothing crashes (the notice needs a limit to quote)."""
+    at = _run(landscape="formula", formula="x + y")
+    at.selectbox(key="landscape").set_value("saddle").run()
+    at.select_slider(key="lr").set_value(0.5).run()
+    at.selectbox(key="landscape").set_value("formula").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key="lr").value == pytest.approx(0.5)
+    assert not any("lowered" in w.value for w in at.warning)
+    at.selectbox(key="landscape").set_value("saddle").run()
+    assert at.select_slider(key="lr").value == pytest.approx(0.5) and not at.exception

@@ -84,15 +84,38 @@ def test_parse_choice_returns_an_option(raw):
         assert msg and "landscape" in msg and value == OPTIONS[0]
 
 
+def _parts(raw) -> list[str]:
+    items = [] if raw is None else (raw if isinstance(raw, list) else [raw])
+    return [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+
+
 @FUZZ
 @given(st.one_of(values, st.lists(st.sampled_from([*OPTIMIZERS, "zzz", "SAM", " sgd "]), max_size=5)))
 def test_parse_multi_keeps_only_known_values(raw):
     value, msg = controls.parse_multi("opts", raw, tuple(OPTIMIZERS), ("sgd", "sam"))
-    assert value and set(value) <= set(OPTIMIZERS) and len(set(value)) == len(value)
-    items = [] if raw is None else (raw if isinstance(raw, list) else [raw])
-    parts = [p.strip().lower() for item in items for p in str(item).split(",") if p.strip()]
+    assert set(value) <= set(OPTIMIZERS) and len(set(value)) == len(value)
+    parts = [p.lower() for p in _parts(raw)]
+    absent = raw is None or raw == []  # no parameter at all: the default
+    assert bool(value) == (absent or bool(parts))  # empty only for an empty parameter (?opts=)
     if any(p not in OPTIMIZERS for p in parts):
         assert msg  # something unknown was dropped (or nothing known was left)
+
+
+RHOS = (0.02, 0.05, 0.1, 0.2, 0.5)
+
+
+@FUZZ
+@given(st.one_of(values, st.lists(st.sampled_from(["0.05", "0.050", "5e-2", ".5", "0.2", "0.3", "abc"]),
+                                  max_size=4).map(",".join)))
+def test_parse_multi_matches_numeric_options_by_value(raw):
+    value, msg = controls.parse_multi("esc_rhos", raw, RHOS, (0.1,))
+    assert set(value) <= set(RHOS) and len(set(value)) == len(value)
+    for p in _parts(raw):
+        x = controls._finite(p)
+        if x is not None and any(math.isclose(x, r) for r in RHOS):
+            assert any(math.isclose(x, v) for v in value)  # "0.050" and "5e-2" are the option 0.05
+        elif msg is None:
+            raise AssertionError(f"{p!r} is no option, yet no notice")
 
 
 @FUZZ

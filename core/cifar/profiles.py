@@ -15,6 +15,7 @@ L(w) − L(w₀) on a fixed training batch, and the drop in λ_max.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -178,13 +179,18 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
     """Train `base_cfg` with SGD (or take `init`, a TrainResult with .state), then continue from its
     weights w₀ with SGD and with SAM at each ρ in cfg.rhos, same seed so the same minibatches.
     `on_stage(dict)` is called after the starting point is measured and after each continuation
-    (1 + 1 + len(rhos) calls in all), for progress bars. A stop request ends it early with the rows so far."""
+    (1 + 1 + len(rhos) calls in all), for progress bars. A stop request ends it early with the rows so far
+    (none if it came during the SGD start, or if that start diverged: base["status"] says which)."""
     from core.cifar.train import pick_device, train
 
     base_cfg = replace(base_cfg, optimizer="sgd")
     # The starting point's sharpness is measured below, on the escape's own evaluation batch: skip the trainer's.
     start = init if init is not None else train(replace(base_cfg, sharpness_iters=0, trace_samples=0),
                                                 should_stop=should_stop)
+    summary = {k: getattr(start, k) for k in ("test_acc", "grad_evals", "wall_s")}
+    if (should_stop is not None and should_stop()) or getattr(start, "status", "done") != "done":
+        # cancelled, or the SGD start diverged: there is no solution to escape from
+        return EscapeResult([], math.nan, math.nan, summary | {"lambda_max": None, "status": start.status})
     state0 = start.state
     device = pick_device(base_cfg.device)
     data = _Data(base_cfg, cfg.eval_images, cfg.eval_images, device)
@@ -214,5 +220,5 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
                          history=res.history))
         if on_stage is not None:
             on_stage({"stage": "continue", **{k: v for k, v in rows[-1].items() if k != "history"}})
-    summary = {k: getattr(start, k) for k in ("test_acc", "grad_evals", "wall_s")} | {"lambda_max": lam0}
+    summary |= {"lambda_max": lam0, "status": "done"}
     return EscapeResult(rows, loss0, lam0, summary)

@@ -75,7 +75,7 @@ def _fixed_loss(model, x, y, seed: int, loss_fn):
     try:
         with torch.autocast(x.device.type, enabled=False), \
                 cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                            allow_tf32=False):
+                            allow_tf32=False):  # (flags() also resets benchmark_limit; all restored on exit)
             params, grads = _loss_and_grads(model, x, y, loss_fn)
             yield params, grads, _generator(params, seed)
     finally:

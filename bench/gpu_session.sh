@@ -7,6 +7,7 @@
 # Steps and wall-time estimate on one H100 (fast net ≈ 110k img/s for SGD, SAM ≈ 2× the time):
 #   1. CUDA check                                                        ~10 s (torch import)
 #   2. decode data/full (60k JPEGs, 16 threads) into data/cache          ~15 s; fatal if it fails
+#   2b. smoke test: 1 epoch of SAM on 2,000 images with λ_max and Tr(H) ~10 s
 #   3. SGD throughput, fast net, 50k × 3 epochs after a warm-up run      ~15 s
 #   4. the same with torch.compile (capped at 120 s)                     ~1–2 min
 #   5. thesis table 10k × 30 epochs, SGD/SAM/PSAM/late SAM × 3–5 seeds   ≈ 150 s
@@ -66,6 +67,11 @@ PY
   $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)" \
     || { echo "FAILED: the full set did not load (was data/full carried?); stopping"; exit 1; }
 fi
+
+# A few seconds that exercise every GPU code path once (SAM's two passes with frozen BatchNorm, bf16 autocast,
+# λ_max and Tr(H) by double backward): a failure shows here, at the top of the log, not inside a table.
+step "smoke test: 1 epoch of SAM with λ_max and Tr(H)" $PY -m core cifar run --optimizer sam "${COMMON[@]}" \
+  --train-size 2000 --epochs 1 --sharpness-iters 5 --trace-samples 2 --out "$OUT/smoke_check.json"  # not gpu_*.json: not a recorded run
 
 NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an untimed warm-up run"
 NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"

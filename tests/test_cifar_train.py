@@ -239,6 +239,8 @@ def test_gpu_session_script_dry_run(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path)}
     proc = subprocess.run(["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    smoke = json.loads((tmp_path / "smoke_check.json").read_text())["results"]
+    assert smoke["status"] == "done" and smoke["lambda_max"] is not None and smoke["trace"] is not None
     for name in ("throughput", "table_a", "table_b", "escape", "throughput_compiled"):
         d = json.loads((tmp_path / f"dryrun_{name}.json").read_text())
         assert d["recorded"] is True and d["results"], name
@@ -276,3 +278,16 @@ def test_escape_from_a_cancelled_or_diverged_start_measures_nothing():
     esc = escape(TrainConfig(**{**cfg.__dict__, "lr": 1e30}), EscapeConfig(rhos=(0.05,), continue_epochs=1,
                                                                           eval_images=32))
     assert esc.rows == [] and esc.base["status"] == "diverged"
+
+
+def test_a_failed_sharpness_measurement_keeps_the_trained_run(monkeypatch):
+    """λ_max needs double backward and a second big batch; if that fails (out of memory, an op without a
+    double-backward formula), the run that trained is kept, with λ_max None and the reason in messages."""
+    def broken(*a, **k):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(ctrain, "lambda_max", broken)
+    res = train(TrainConfig(optimizer="sam", **{**SMALL, "sharpness_iters": 3, "trace_samples": 1}))
+    assert res.status == "done" and res.history and res.lambda_max is None
+    assert res.trace is None  # it stopped at the first failure
+    assert res.messages == ["sharpness not measured: CUDA out of memory. Tried to allocate 2.00 GiB"]

@@ -322,10 +322,15 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
     if status == "done" and (cfg.sharpness_iters > 0 or cfg.trace_samples > 0):
         xe, ye = x_train[: cfg.eval_batch].contiguous(), y_train[: cfg.eval_batch]
         model = model.to(memory_format=torch.contiguous_format)
-        if cfg.sharpness_iters > 0:
-            lam = lambda_max(model, xe, ye, iters=cfg.sharpness_iters, seed=cfg.seed)
-        if cfg.trace_samples > 0:
-            tr = hutchinson_trace(model, xe, ye, samples=cfg.trace_samples, seed=cfg.seed)
+        try:
+            if cfg.sharpness_iters > 0:
+                lam = lambda_max(model, xe, ye, iters=cfg.sharpness_iters, seed=cfg.seed)
+            if cfg.trace_samples > 0:
+                tr = hutchinson_trace(model, xe, ye, samples=cfg.trace_samples, seed=cfg.seed)
+        except RuntimeError as e:  # e.g. out of memory in double backward: keep the trained run, say why
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            messages.append(f"sharpness not measured: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
     if status == "done":
         message = f"finished {cfg.epochs} epochs" + (f" ({'; '.join(messages)})" if messages else "")
     last = history[-1] if history else {}

@@ -239,8 +239,9 @@ def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, s
         return _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n)
 
 
-def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
-    start = time.perf_counter()
+def _transition_matrix(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(cell centres w, transition matrix P, cell width h) of one SGD (ρ = 0) / SAM / ASAM step on the
+    grid, as derived in `exact_chain_1d`'s docstring. Row i of P is the distribution of the next cell."""
     dt = torch.float64
     h = (hi - lo) / n
     w = lo + h * (torch.arange(n, dtype=dt) + 0.5)  # cell centres, (n,)
@@ -263,7 +264,13 @@ def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
     below = cdf_below(+1).add_(cdf_below(-1))  # P(w' ≤ b_j) from each cell, both signs together
     ones = torch.ones(n, 1, dtype=dt)
     cumulative = torch.cat([torch.zeros(n, 1, dtype=dt), below, ones], dim=1)  # with b_0, b_n
-    P = cumulative[:, 1:] - cumulative[:, :-1]  # (n, n): row i = distribution of the next cell
+    return w, cumulative[:, 1:] - cumulative[:, :-1], h
+
+
+def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
+    start = time.perf_counter()
+    dt = torch.float64
+    w, P, h = _transition_matrix(grad_fn, lr, sigma, rho, adaptive, lo, hi, n)
     # π (P − I) = 0 with Σ π = 1: replace one (redundant) equation by the normalisation.
     A = (P - torch.eye(n, dtype=dt)).T.contiguous()
     A[-1, :] = 1.0
@@ -278,14 +285,90 @@ def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
     )
 
 
+@dataclass
+class ScheduleChainResult:
+    """`exact_schedule_chain`: the exact expectation of what the simulator estimates for a schedule run.
+    `time_avg_mean` = E[(1/(T−B)) Σ_{s=B+1…T} w_s] (the simulator's time average after burn-in B),
+    `final_density` the distribution of w_T on the cell centres `grid`, `edge_mass` its mass in the end cells."""
+
+    grid: np.ndarray
+    final_density: np.ndarray
+    final_mean: float
+    time_avg_mean: float
+    edge_mass: float
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        return {"grid": self.grid.tolist(), "final_density": self.final_density.tolist(),
+                "final_mean": self.final_mean, "time_avg_mean": self.time_avg_mean, "edge_mass": self.edge_mass,
+                "wall_s": self.wall_s}
+
+
+MAX_CHAIN_STEPS = 20_000
+
+
+def exact_schedule_chain(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, sigma: float, rho: float,
+                         sam_mask: np.ndarray, start: float, burn_in: int = 0, adaptive: bool = False,
+                         lo: float = -3.0, hi: float = 3.0, n: int = 600) -> ScheduleChainResult:
+    """A schedule (PSAM, late SAM, SAM every k, random SAM) changes the update rule from step to step, so
+    its chain has no single stationary state. But the distribution after each step is still exact:
+
+        π_0 = the cell of `start`,   π_{t+1} = π_t P_SAM if sam_mask[t] else π_t P_SGD
+
+    with P_SAM, P_SGD the one-step transition matrices of `exact_chain_1d` (ρ and ρ = 0). Returns
+    E[w_T] and the expected time average over s = burn_in+1 … T, the quantity core.simulate averages over
+    particles, so the simulator can be checked against it for every schedule. Cost: T vector-matrix
+    products with an n×n matrix."""
+    sam_mask = np.asarray(sam_mask, bool)
+    T = int(sam_mask.size)
+    if not sigma > 0.0:
+        raise ValueError("the exact chain needs gradient noise σ > 0")
+    if not (lr > 0.0 and rho >= 0.0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo and lo <= start <= hi):
+        raise ValueError("the exact chain needs η > 0, ρ ≥ 0 and a finite grid lo ≤ start ≤ hi")
+    if not 10 <= n <= MAX_CHAIN_POINTS or not 1 <= T <= MAX_CHAIN_STEPS or not 0 <= burn_in < T:
+        raise ValueError(f"the exact chain needs 10 ≤ n ≤ {MAX_CHAIN_POINTS}, 1 ≤ T ≤ {MAX_CHAIN_STEPS} steps and "
+                         "0 ≤ burn_in < T")
+    t0 = time.perf_counter()
+    with cpu_threads(1), torch.no_grad():
+        w, P_sgd, h = _transition_matrix(grad_fn, lr, sigma, 0.0, False, lo, hi, n)
+        P_sam = _transition_matrix(grad_fn, lr, sigma, rho, adaptive, lo, hi, n)[1] if sam_mask.any() else P_sgd
+        pi = torch.zeros(n, dtype=torch.float64)
+        pi[min(n - 1, int((start - lo) / h))] = 1.0
+        avg = torch.zeros(n, dtype=torch.float64)
+        for t in range(T):
+            pi = pi @ (P_sam if sam_mask[t] else P_sgd)
+            if t + 1 > burn_in:  # the position after step t+1 counts when t+1 > burn_in
+                avg += pi
+        avg /= T - burn_in
+    return ScheduleChainResult(grid=w.numpy(), final_density=(pi / h).numpy(), final_mean=float((pi * w).sum()),
+                               time_avg_mean=float((avg * w).sum()), edge_mass=float(pi[0] + pi[-1]),
+                               wall_s=time.perf_counter() - t0)
+
+
 def exact_chain_valley(a_left: float, a_right: float, lr: float, sigma: float, rho: float = 0.0,
                        adaptive: bool = False, lo: float | None = None, hi: float | None = None,
                        n: int = 1000) -> ChainResult:
-    """`exact_chain_1d` on the asymmetric valley (theory.md §4). The default grid spans about
-    12 stationary standard deviations √(ησ²/(2a)) on each side (plus room for the SAM shift),
-    which leaves negligible mass beyond it."""
+    """`exact_chain_1d` on the asymmetric valley (theory.md §4), by default on `valley_grid`."""
+    grid_lo, grid_hi = valley_grid(a_left, a_right, lr, sigma, rho)
+    lo = grid_lo if lo is None else lo
+    hi = grid_hi if hi is None else hi
+    return exact_chain_1d(valley_grad(a_left, a_right), lr, sigma, rho, adaptive, lo, hi, n)
+def valley_grid(a_left: float, a_right: float, lr: float, sigma: float, rho: float) -> tuple[float, float]:
+    """A grid [lo, hi] for the valley's chains: about 12 stationary standard deviations √(ησ²/(2a)) on
+    each side, plus room for the SAM shift, which leaves negligible mass beyond it."""
     spread_left = math.sqrt(lr * sigma * sigma / (2.0 * a_left)) if a_left > 0 else 1.0
     spread_right = math.sqrt(lr * sigma * sigma / (2.0 * a_right)) if a_right > 0 else 1.0
-    lo = -(12.0 * spread_left + 2.0 * rho + lr * sigma * 6.0) if lo is None else lo
-    hi = 12.0 * spread_right + 2.0 * rho + lr * sigma * 6.0 if hi is None else hi
-    return exact_chain_1d(valley_grad(a_left, a_right), lr, sigma, rho, adaptive, lo, hi, n)
+    pad = 2.0 * rho + lr * sigma * 6.0
+    return -(12.0 * spread_left + pad), 12.0 * spread_right + pad
+
+
+def exact_schedule_chain_valley(a_left: float, a_right: float, lr: float, sigma: float, rho: float,
+                                sam_mask: np.ndarray, start: float = 0.0, burn_in: int = 0,
+                                adaptive: bool = False, n: int = 800) -> ScheduleChainResult:
+    """`exact_schedule_chain` on the asymmetric valley, on `valley_grid` (widened to hold the start)."""
+    lo, hi = valley_grid(a_left, a_right, lr, sigma, rho)
+    lo, hi = min(lo, start - 1e-6), max(hi, start + 1e-6)
+    return exact_schedule_chain(valley_grad(a_left, a_right), lr, sigma, rho, sam_mask, start, burn_in, adaptive,
+                                lo, hi, n)
+
+

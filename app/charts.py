@@ -383,7 +383,8 @@ def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, tit
 
 
 def budget_bar_figure(rows: Sequence[tuple[str, str, float, tuple[float, float]]], *, metric: str = "final loss",
-                      title: str | None = None, height: int = 340) -> go.Figure:
+                      title: str | None = None, height: int = 340,
+                      x_title: str = "schedule (same gradient budget)") -> go.Figure:
     """Outcome per schedule at equal budget: bars of `metric`, rows (key, label, value, (lo, hi)),
     the interval drawn as an asymmetric error bar (hidden when it is NaN)."""
     fig = go.Figure()
@@ -393,8 +394,7 @@ def budget_bar_figure(rows: Sequence[tuple[str, str, float, tuple[float, float]]
                              error_y={"type": "data", "symmetric": False, "array": [hi - value if shown else 0],
                                       "arrayminus": [value - lo if shown else 0], "visible": shown},
                              hovertemplate=f"{name}: %{{y:.4g}}<extra></extra>"))
-    apply_layout(fig, title=title, x_title="schedule (same gradient budget)", y_title=metric, height=height,
-                 legend=False)
+    apply_layout(fig, title=title, x_title=x_title, y_title=metric, height=height, legend=False)
     return fig
 
 

@@ -113,3 +113,32 @@ def test_smooth_2d_valley_runs():
     names = _names(_chart(at, "main_chart"))
     assert any(n.startswith("closed form (SGD)") for n in names), names
     assert not any(n.startswith("exact chain") for n in names)  # the exact chain is 1-D only
+
+
+def test_schedules_tab_shows_exact_schedule_means_between_sgd_and_sam():
+    """?view=schedules: one bar per schedule; each value is theory.exact_schedule_chain_valley for that
+    schedule's mask (recomputed here for PSAM); SGD has share 0 and SAM share 1 of SAM's shift, the
+    schedules in between; and the text's verdict follows the numbers."""
+    import math
+
+    from core import theory
+    from core.schedules import for_optimizer
+
+    at = run_page("pages/valley.py", view="schedules")
+    table = at.dataframe[-1].value
+    share = dict(zip(table["schedule"], table["share of SAM's shift"]))
+    assert share["SGD"] == 0.0 and share["SAM"] == pytest.approx(1.0)
+    assert all(0.0 < v < 1.0 for k, v in share.items() if k not in ("SGD", "SAM"))
+    mask = for_optimizer("psam", k=2, f=0.6, seed=0)[0].mask(600)
+    psam = theory.exact_schedule_chain_valley(10.0, 1.0, 0.05, 1.0, 0.1, mask, burn_in=120, n=500).time_avg_mean
+    row = table[table["schedule"].str.startswith("PSAM")].iloc[0]
+    assert row["exact mean position"] == pytest.approx(psam, rel=1e-9)
+    bars = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-schedules_chart"))
+    import json
+
+    assert len(json.loads(bars.proto.spec)["data"]) == 6
+    text = " ".join(m.value for m in at.markdown)
+    early, late = share["PSAM (k=2, f=0.6)"], share["late SAM (last 30%)"]
+    expected = ("about the same share" if abs(early - late) < 0.05 else
+                "more with late SAM" if late > early else "more with PSAM")
+    assert f"Verdict on this valley: **{expected}**" in text and not math.isnan(early)

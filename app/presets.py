@@ -38,6 +38,8 @@ APP_SCENES: tuple[Scene, ...] = (
           "PSAM follows SAM at a fraction of the cost."),
     Scene("psam_equal_budget", "PSAM at equal budget", "psam", {"k": "2", "f": "0.6", "rho": "0.1"},
           "PSAM (k=2, f=0.6) costs 65% of SAM."),
+    Scene("valley_schedules", "Early or late SAM? (exact, valley)", "valley", {"view": "schedules", "rho": "0.2"},
+          "PSAM and late SAM at the same cost: exact shares of SAM's flat-side shift."),
 )
 
 
@@ -48,7 +50,7 @@ _LR = tuple(f"{v:g}" for v in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0
 PAGE_PARAMS: dict[str, dict] = {
     # pages of other authors: ρ and the scene's landscape only; the rest stays at the page's defaults
     "escape": {"rho": (0.0, 0.3), "landscape": ("double_well_2d", "double_well_1d", "zhu")},
-    "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d")},
+    "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d"), "view": ("drift", "shift", "schedules")},
     "sam_step": {"rho": (0.0, 1.0), "lr": _LR},
     "playground": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 5.0), "steps": (10, 2000), "particles": (1, 20),
                    "seed": (0, 2**31 - 1), "landscape": None, "opts": None, "k": (1, 10), "f": (0.0, 1.0),

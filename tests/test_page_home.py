@@ -67,7 +67,8 @@ def test_presentation_toggle_from_url():
     assert at.toggle(key="present").value is False
 
 
-@pytest.mark.parametrize("name", [n for n, s in scenes().items() if s.page in ("sam_step", "playground", "psam")])
+@pytest.mark.parametrize("name", [n for n, s in scenes().items() if s.page in ("sam_step", "playground", "psam")
+                                  or n == "valley_schedules"])
 def test_scene_params_give_no_notice(name):
     scene = scenes()[name]
     at = AppTest.from_file(str(REPO / "pages" / f"{scene.page}.py"), default_timeout=180)

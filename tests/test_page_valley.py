@@ -142,3 +142,11 @@ def test_schedules_tab_shows_exact_schedule_means_between_sgd_and_sam():
     expected = ("about the same share" if abs(early - late) < 0.05 else
                 "more with late SAM" if late > early else "more with PSAM")
     assert f"Verdict on this valley: **{expected}**" in text and not math.isnan(early)
+
+
+def test_the_valley_schedules_scene_opens_its_tab():
+    from app.presets import scenes
+
+    at = run_page("pages/valley.py", **scenes()["valley_schedules"].params)
+    assert any(c.proto.id.endswith("-schedules_chart") for c in at.get("plotly_chart"))
+    assert not at.warning, [w.value for w in at.warning]

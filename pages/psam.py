@@ -112,7 +112,8 @@ with text_col:
     st.caption("Error bars: 95% Wilson intervals over the particles that did not diverge (one seed).")
     st.info("**Counter-evidence.** Zhou et al. (ICLR 2025) find SAM matters most *late* in training, the opposite of "
             "PSAM's early-phase premise; LookSAM (Liu et al., CVPR 2022) reports that SAM every k-th step throughout "
-            "degrades. Compare the PSAM, late SAM and SAM-k bars.")
+            "degrades. Compare the PSAM, late SAM and SAM-k bars; the asymmetric valley lab's tab *Which steps need "
+            "SAM? (exact)* compares them without sampling noise.")
 
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="%.3f")

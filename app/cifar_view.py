@@ -167,11 +167,10 @@ def escape_figure(esc: dict) -> go.Figure:
     return fig
 
 
-def escape_table(rec: dict) -> pd.DataFrame:
-    """Escape from an SGD solution (core.cifar.profiles.escape): one row per continuation."""
-    res = rec["results"]
+def escape_table(esc: dict) -> pd.DataFrame:
+    """Escape from an SGD solution (core.cifar.profiles.escape result as a dict): one row per continuation."""
     return pd.DataFrame([{
         "continue with": "SGD" if r["optimizer"] == "sgd" else f"SAM ρ={r['rho']:g}",
         "distance ‖w − w₀‖": round(r["distance"], 3), "loss jump": round(r["loss_jump"], 4),
         "λ_max": round(r["lambda_max"], 1), "λ_max drop": round(r["lambda_drop"], 1),
-        "test acc (%)": round(100 * r["test_acc"], 2)} for r in res["rows"]])
+        "test acc (%)": round(100 * r["test_acc"], 2)} for r in esc["rows"]])

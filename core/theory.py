@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.jsonable import to_jsonable
 from core.simulate import cpu_threads
 
 # ---------------------------------------------------------------------------------------------
@@ -206,6 +207,16 @@ class ChainResult:
         }
 
 
+def _check_chain(lr: float, sigma: float, rho: float, lo: float, hi: float, n: int) -> None:
+    """The arguments every grid chain needs (one-line ValueError otherwise)."""
+    if not sigma > 0.0:
+        raise ValueError("the exact chain needs gradient noise σ > 0")
+    if not (lr > 0.0 and rho >= 0.0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError("the exact chain needs η > 0, ρ ≥ 0 and a finite grid with hi > lo")
+    if not 10 <= n <= MAX_CHAIN_POINTS:  # the matrix has n² entries: 3000² float64 = 72 MB
+        raise ValueError(f"the exact chain needs 10 ≤ n ≤ {MAX_CHAIN_POINTS} grid points, got {n}")
+
+
 def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, sigma: float,
                    rho: float = 0.0, adaptive: bool = False, lo: float = -3.0, hi: float = 3.0,
                    n: int = 1000) -> ChainResult:
@@ -227,12 +238,7 @@ def exact_chain_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, s
     end cells also take the mass that would land beyond the grid. Needs σ > 0 (without noise the
     chain is deterministic and its stationary state depends on the start).
     """
-    if not sigma > 0.0:
-        raise ValueError("the exact chain needs gradient noise σ > 0")
-    if not (lr > 0.0 and rho >= 0.0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-        raise ValueError("the exact chain needs η > 0, ρ ≥ 0 and a finite grid with hi > lo")
-    if not 10 <= n <= MAX_CHAIN_POINTS:  # the matrix has n² entries: 3000² float64 = 72 MB
-        raise ValueError(f"the exact chain needs 10 ≤ n ≤ {MAX_CHAIN_POINTS} grid points, got {n}")
+    _check_chain(lr, sigma, rho, lo, hi, n)
     # One CPU thread: these are ~1M-element operations and a 1000×1000 solve; on a shared 2-core
     # machine two threads made this 10× slower (50 ms → 600 ms measured with other work running).
     with cpu_threads(1), torch.no_grad():
@@ -299,9 +305,7 @@ class ScheduleChainResult:
     wall_s: float
 
     def to_dict(self) -> dict:
-        return {"grid": self.grid.tolist(), "final_density": self.final_density.tolist(),
-                "final_mean": self.final_mean, "time_avg_mean": self.time_avg_mean, "edge_mass": self.edge_mass,
-                "wall_s": self.wall_s}
+        return to_jsonable(self)
 
 
 MAX_CHAIN_STEPS = 20_000
@@ -321,13 +325,9 @@ def exact_schedule_chain(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: fl
     products with an n×n matrix."""
     sam_mask = np.asarray(sam_mask, bool)
     T = int(sam_mask.size)
-    if not sigma > 0.0:
-        raise ValueError("the exact chain needs gradient noise σ > 0")
-    if not (lr > 0.0 and rho >= 0.0 and math.isfinite(lo) and math.isfinite(hi) and hi > lo and lo <= start <= hi):
-        raise ValueError("the exact chain needs η > 0, ρ ≥ 0 and a finite grid lo ≤ start ≤ hi")
-    if not 10 <= n <= MAX_CHAIN_POINTS or not 1 <= T <= MAX_CHAIN_STEPS or not 0 <= burn_in < T:
-        raise ValueError(f"the exact chain needs 10 ≤ n ≤ {MAX_CHAIN_POINTS}, 1 ≤ T ≤ {MAX_CHAIN_STEPS} steps and "
-                         "0 ≤ burn_in < T")
+    _check_chain(lr, sigma, rho, lo, hi, n)
+    if not (lo <= start <= hi and 1 <= T <= MAX_CHAIN_STEPS and 0 <= burn_in < T):
+        raise ValueError(f"the exact chain needs lo ≤ start ≤ hi, 1 ≤ T ≤ {MAX_CHAIN_STEPS} steps and 0 ≤ burn_in < T")
     t0 = time.perf_counter()
     with cpu_threads(1), torch.no_grad():
         w, P_sgd, h = _transition_matrix(grad_fn, lr, sigma, 0.0, False, lo, hi, n)

@@ -311,7 +311,7 @@ esc_done = [j for j in jobs if _is_escape(j) and j.status == "done" and j.result
 if esc_done:
     esc = esc_done[-1].result["escape"]
     st.plotly_chart(cifar_view.escape_figure(esc), key="escape_chart", config=theme.PLOTLY_CONFIG)
-    st.dataframe(cifar_view.escape_table({"results": esc}), hide_index=True)
+    st.dataframe(cifar_view.escape_table(esc), hide_index=True)
     controls.download_data("escape experiment", esc, config=esc_done[-1].meta, file_stem="cifar_escape",
                            key="esc_dl")
 
@@ -343,6 +343,6 @@ for rec in cache.recorded_runs(kinds=("escape",)):
         st.caption(cifar_view.recorded_caption(rec))
         st.plotly_chart(cifar_view.escape_figure(rec["results"]), key=f"recorded_escape_{rec.get('file', '')}",
                         config=theme.PLOTLY_CONFIG)
-        st.dataframe(cifar_view.escape_table(rec), hide_index=True)
+        st.dataframe(cifar_view.escape_table(rec["results"]), hide_index=True)
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
                    "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net).")

@@ -89,8 +89,8 @@ def schedule_chain(name: str, a_left: float, a_right: float, lr: float, sigma: f
     cost relative to SAM, label). Exact: no particles, no sampling noise."""
     schedule, adaptive = for_optimizer(name, seed=seed, **SCHEDULE_PARAMS)
     mask = schedule.mask(steps)
-    res = theory.exact_schedule_chain_valley(a_left, a_right, lr, sigma, 0.0 if name == "sgd" else rho, mask,
-                                             start=0.0, burn_in=burn_in, adaptive=adaptive, n=CHAIN_N)
+    res = theory.exact_schedule_chain_valley(a_left, a_right, lr, sigma, rho, mask, start=0.0, burn_in=burn_in,
+                                             adaptive=adaptive, n=CHAIN_N)
     return res.time_avg_mean, schedule.relative_cost(steps), schedule.label()
 
 
@@ -326,8 +326,9 @@ def schedules_tab(base: dict, rho: float, exact_ok: bool) -> None:
         return
     a_left, a_right = (dict(base["landscape_params"])[k] for k in ("a_left", "a_right"))
     with st.spinner("Exact chains, step by step…"):
-        out = {o: schedule_chain(o, a_left, a_right, base["lr"], base["sigma"], float(rho), base["steps"],
-                                 base["burn_in"], base["seed"]) for o in SCHEDULES}
+        # SGD never uses ρ: a fixed ρ = 0 keeps its cache entry when ρ moves
+        out = {o: schedule_chain(o, a_left, a_right, base["lr"], base["sigma"], 0.0 if o == "sgd" else float(rho),
+                                 base["steps"], base["burn_in"], base["seed"]) for o in SCHEDULES}
     m_sgd, m_sam = out["sgd"][0], out["sam"][0]
     shift = m_sam - m_sgd
     rows = [{"schedule": label, "cost vs SAM": cost, "exact mean position": m,

@@ -136,6 +136,8 @@ def recorded_figure(rec: dict) -> go.Figure:
 def recorded_caption(rec: dict) -> str:
     hw = rec.get("hardware", {})
     where = hw.get("gpu") or f"CPU ({hw.get('cpu', '?')}, {hw.get('threads', '?')} threads)"
+    if hw.get("mixed"):  # some runs fell back to another device (GPU out of memory): say which ones were used
+        where = f"{where}, but its runs used {' and '.join(hw['mixed'])} (see each run's device)"
     c = rec.get("config", {})
     return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, {rec.get('date', '')[:10]}: "
             f"model {c.get('model')}, {c.get('train_size')} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}. "

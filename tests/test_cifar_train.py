@@ -291,3 +291,45 @@ def test_a_failed_sharpness_measurement_keeps_the_trained_run(monkeypatch):
     assert res.status == "done" and res.history and res.lambda_max is None
     assert res.trace is None  # it stopped at the first failure
     assert res.messages == ["sharpness not measured: CUDA out of memory. Tried to allocate 2.00 GiB"]
+
+
+def test_a_record_names_the_hardware_its_runs_really_used(tmp_path, monkeypatch):
+    """A table or escape record states the hardware of its runs, not of the device asked for: when one run
+    fell back to another device (a GPU out of memory → CPU), the record lists both and the page says so."""
+    import json
+
+    from app import cifar_view
+    from core.cifar import cli
+
+    cpu = ctrain.hardware_info(torch.device("cpu"))
+    gpu = {**cpu, "device": "cuda:0", "gpu": "NVIDIA H100 80GB HBM3"}
+    assert ctrain.common_hardware([cpu, cpu], gpu) == cpu  # all runs agree: theirs, not the requested one
+    assert ctrain.common_hardware([], gpu) == gpu
+    mixed = ctrain.common_hardware([gpu, cpu], gpu)
+    assert mixed["mixed"] == ["NVIDIA H100 80GB HBM3", "cpu"] and mixed["gpu"] == gpu["gpu"]
+
+    real_train = ctrain.train
+
+    def second_seed_on_a_gpu(cfg, *a, **k):  # pretend seed 1 ran on a GPU and the others fell back to the CPU
+        res = real_train(cfg, *a, **k)
+        if cfg.seed == 1:
+            res.hardware = gpu
+        return res
+
+    monkeypatch.setattr(ctrain, "train", second_seed_on_a_gpu)
+    out = tmp_path / "t.json"
+    assert cli.main(["table", "--train-size", "100", "--test-size", "20", "--epochs", "1", "--batch-size", "20",
+                     "--seeds", "2", "--optimizers", "sgd", "--sharpness-iters", "0", "--trace-samples", "0",
+                     "--out", str(out), "--json"]) == 0
+    d = json.loads(out.read_text())
+    assert [r["hardware"].get("gpu") for r in d["results"]["runs"]] == [None, gpu["gpu"]]
+    assert d["hardware"]["mixed"] == ["NVIDIA H100 80GB HBM3", "cpu"]
+    assert "but its runs used NVIDIA H100 80GB HBM3 and cpu" in cifar_view.recorded_caption(d | {"file": "t.json"})
+
+    monkeypatch.setattr(ctrain, "train", real_train)
+    assert cli.main(["escape", "--train-size", "100", "--test-size", "20", "--epochs", "1", "--batch-size", "20",
+                     "--rhos", "0.1", "--continue-epochs", "1", "--sharpness-iters", "2", "--eval-batch", "8",
+                     "--out", str(out), "--json"]) == 0
+    d = json.loads(out.read_text())
+    assert len(d["results"]["hardware"]) == 3 and d["hardware"] == d["results"]["hardware"][0]
+    assert "mixed" not in d["hardware"] and [r["device"] for r in d["results"]["rows"]] == ["cpu", "cpu"]

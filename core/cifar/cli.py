@@ -107,7 +107,7 @@ def config_from_args(a):
 def run_summary(res) -> dict:
     """The fields the CLI prints for one run."""
     keys = ("status", "message", "test_acc", "train_acc", "grad_evals", "sam_steps", "total_steps", "wall_s",
-            "total_s", "images_per_s", "steady_images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages")
+            "total_s", "images_per_s", "steady_images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages", "hardware")
     out = {k: getattr(res, k) for k in keys}
     out["history"] = res.history
     return out
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = build_parser().parse_args(argv)
         cfg = config_from_args(a)
-        from core.cifar.train import check_config, hardware_info, pick_device, train
+        from core.cifar.train import check_config, common_hardware, hardware_info, pick_device, train
 
         check_config(cfg)
         device = pick_device(cfg.device)
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {d['optimizer']:9} seed {d['seed']}: acc {d['test_acc']:.4f} λ {d['lambda_max']} "
                 f"{d['wall_s']:.1f} s", flush=True))
             table = thesis_table(cfg, opts, a.seeds, progress, profiles=a.profiles)
-            out = record("table", command, cfg, table, hardware_info(device), a.note, a.record)
+            hw = common_hardware([r["hardware"] for r in table["runs"]], hardware_info(device))
+            out = record("table", command, cfg, table, hw, a.note, a.record)
             text = format_table(table["rows"])
         elif a.mode == "escape":
             from core.cifar.profiles import EscapeConfig, escape
@@ -228,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("error: --rhos must be numbers in (0, 2], --continue-epochs in 1…50", file=sys.stderr)
                 return 2
             esc = escape(cfg, EscapeConfig(rhos=rhos, continue_epochs=a.continue_epochs))
-            out = record("escape", command, cfg, esc.to_dict(), hardware_info(device), a.note, a.record)
+            out = record("escape", command, cfg, esc.to_dict(), common_hardware(esc.hardware, hardware_info(device)),
+                         a.note, a.record)
             text = "\n".join(f"{r['optimizer']:4} ρ={r['rho']:<5g} distance {r['distance']:.3f}  loss jump "
                              f"{r['loss_jump']:+.4f}  λ_max {r['lambda_max']:.1f} (drop {r['lambda_drop']:+.1f})"
                              for r in esc.rows)

@@ -16,7 +16,7 @@ L(w) − L(w₀) on a fixed training batch, and the drop in λ_max.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -169,6 +169,7 @@ class EscapeResult:
     start_loss: float
     start_lambda_max: float
     base: dict                # the SGD pre-training's summary
+    hardware: list[dict] = field(default_factory=list)  # each training run's own (start, then continuations)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,7 +191,8 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
     summary = {k: getattr(start, k) for k in ("test_acc", "grad_evals", "wall_s")}
     if (should_stop is not None and should_stop()) or getattr(start, "status", "done") != "done":
         # cancelled, or the SGD start diverged: there is no solution to escape from
-        return EscapeResult([], math.nan, math.nan, summary | {"lambda_max": None, "status": start.status})
+        return EscapeResult([], math.nan, math.nan, summary | {"lambda_max": None, "status": start.status},
+                            [getattr(start, "hardware", {})])
     state0 = start.state
     device = pick_device(base_cfg.device)
     data = _Data(base_cfg, cfg.eval_images, cfg.eval_images, device)
@@ -206,7 +208,7 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
     if on_stage is not None:
         on_stage({"stage": "start", "loss": loss0, "lambda_max": lam0})
     p0 = _params(state0, model)
-    rows = []
+    rows, hardware = [], [getattr(start, "hardware", {})]
     for opt, rho in [("sgd", 0.0)] + [("sam", r) for r in cfg.rhos]:
         if should_stop is not None and should_stop():
             break
@@ -217,8 +219,9 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
         loss, lam = measure(res.state)
         rows.append(dict(optimizer=opt, rho=rho, distance=dist, loss=loss, loss_jump=loss - loss0, lambda_max=lam,
                          lambda_drop=lam0 - lam, test_acc=res.test_acc, grad_evals=res.grad_evals,
-                         history=res.history))
+                         device=res.device, history=res.history))
+        hardware.append(res.hardware)
         if on_stage is not None:
             on_stage({"stage": "continue", **{k: v for k, v in rows[-1].items() if k != "history"}})
     summary |= {"lambda_max": lam0, "status": "done"}
-    return EscapeResult(rows, loss0, lam0, summary)
+    return EscapeResult(rows, loss0, lam0, summary, hardware)

@@ -141,6 +141,20 @@ def hardware_info(device: torch.device) -> dict:
     return info
 
 
+def common_hardware(runs: list[dict], requested: dict) -> dict:
+    """The hardware of a set of runs (each run's `hardware`), for a record that covers them all.
+
+    After a GPU out-of-memory fallback some runs of a table may have run on the CPU: then the
+    requested device's hardware is returned with `mixed` listing the devices the runs really used,
+    so a record never claims a GPU for a run that did not have one."""
+    runs = [h for h in runs if h]
+    if not runs:
+        return dict(requested)
+    if all(h == runs[0] for h in runs):
+        return dict(runs[0])
+    return dict(requested) | {"mixed": sorted({h.get("gpu") or h.get("device", "?") for h in runs})}
+
+
 def prepare_data(cfg: TrainConfig):
     """Load the data (falling back to the built-in subset with a message), draw the balanced subsets.
     Returns (x_train, y_train, x_test, y_test uint8/int64 numpy, class names, message or None)."""

@@ -144,9 +144,14 @@ class SAM(torch.optim.Optimizer):
         self.second_step()
         return loss
 
+    # SAM's own state (the saved w) lives only between first_step and second_step; what must survive a
+    # save and a resume is the base optimizer's state (momentum buffers …), so that is what is saved.
+    def state_dict(self) -> dict:
+        return self.base_optimizer.state_dict()
+
     def load_state_dict(self, state_dict) -> None:
-        super().load_state_dict(state_dict)
-        self.base_optimizer.param_groups = self.param_groups
+        self.base_optimizer.load_state_dict(state_dict)
+        self.param_groups = self.base_optimizer.param_groups
 
 
 _BN_TYPES = (torch.nn.modules.batchnorm._BatchNorm,)

@@ -333,3 +333,69 @@ def test_a_record_names_the_hardware_its_runs_really_used(tmp_path, monkeypatch)
     d = json.loads(out.read_text())
     assert len(d["results"]["hardware"]) == 3 and d["hardware"] == d["results"]["hardware"][0]
     assert "mixed" not in d["hardware"] and [r["device"] for r in d["results"]["rows"]] == ["cpu", "cpu"]
+
+
+def test_lr_schedule_is_a_linear_warm_up_then_a_linear_decay_to_zero():
+    """lr_at: over T = 10 steps with warm-up 0.2, the first w = 2 steps climb (t+1)/w · peak, then the rate falls
+    on a straight line from peak at t = w to 0 at t = T (worked out by hand from the docstring)."""
+    lrs = [ctrain.lr_at(t, 10, 1.0, 0.2) for t in range(11)]
+    assert lrs[:3] == [0.5, 1.0, 1.0]
+    assert lrs[2:] == pytest.approx([(10 - t) / 8 for t in range(2, 11)])
+    assert [ctrain.lr_at(t, 4, 2.0, 0.0) for t in range(4)] == pytest.approx([2.0, 2.0, 4 / 3, 2 / 3])
+
+
+@pytest.mark.parametrize("name", ["sgd", "sam", "asam"])
+def test_trainer_steps_equal_a_hand_written_loop(name):
+    """The trainer's weights after 3 steps equal a loop written here from the equations, independently of
+    core.sam: g = ∇L_B(w); ε = ρ T²g/‖Tg‖ (T = |w| for ASAM, else 1); ∇L_B(w + ε) with the BatchNorm running
+    statistics left as they were after the first pass; back to w; Nesterov SGD with weight decay at the
+    learning rate of the schedule. A trainer that skipped the ascent, ignored ASAM's scaling, let the perturbed
+    pass move the BatchNorm statistics or shifted the learning rate by one step would differ."""
+    from core.cifar import data as cdata
+    from core.cifar.models import make_model
+
+    rho = {"sgd": 0.0, "sam": 0.05, "asam": 0.5}[name]
+    cfg = TrainConfig(optimizer=name, rho=rho, train_size=96, test_size=50, batch_size=32, epochs=1,
+                      augment=False, precision="fp32", warmup=0.0, sharpness_iters=0, trace_samples=0, seed=3,
+                      model="tiny", device="cpu")
+    res = train(cfg)
+
+    xtr, ytr, *_ = ctrain.prepare_data(cfg)
+    torch.manual_seed(cfg.seed)
+    model = make_model("tiny")
+    x, y = cdata.to_device(xtr, "cpu"), torch.from_numpy(ytr)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    base = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
+    params = list(model.parameters())
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    peak, T = cfg.resolved_lr(), 3
+    for t in range(T):
+        idx = perm[32 * t : 32 * (t + 1)]
+        grads = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
+        if name != "sgd":
+            # the same arithmetic order as core.sam (ε = (T²g)·(ρ/(‖Tg‖ + 1e-12)), then w restored from a copy):
+            # max-pooling is not smooth, so a last-bit difference could flip an argmax and grow over the steps
+            tg = [p.detach().abs() * g if name == "asam" else g for p, g in zip(params, grads)]
+            scale = rho / (torch.sqrt(sum((s * s).sum() for s in tg)) + 1e-12)
+            eps = [p.detach() * p.detach() * g * scale if name == "asam" else g * scale for p, g in zip(params, grads)]
+            saved = [p.detach().clone() for p in params]
+            stats = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+            with torch.no_grad():
+                for p, e in zip(params, eps):
+                    p.add_(e)
+            grads = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
+            with torch.no_grad():
+                for p, w in zip(params, saved):
+                    p.copy_(w)
+                for bn, (m, v) in zip(bns, stats):  # the perturbed pass must not move the statistics
+                    bn.running_mean.copy_(m), bn.running_var.copy_(v)
+        for p, g in zip(params, grads):
+            p.grad = g
+        base.param_groups[0]["lr"] = peak if t == 0 else peak * (T - t) / (T - 1)  # no warm-up: decay from t = 0
+        base.step()
+    want = model.state_dict()
+    assert res.total_steps == T and set(res.state) == set(want)
+    for k in want:
+        if want[k].is_floating_point():  # float32 round-off only (one SAM step differs from its mutants by ≳ 1e-4)
+            assert torch.allclose(res.state[k], want[k], rtol=1e-5, atol=1e-6), (k, (res.state[k] - want[k]).abs().max())

@@ -28,30 +28,73 @@ def _closure(opt, model, loss_fn, x, y):
     return closure
 
 
-def test_sam_step_equals_hand_written_two_pass_update_over_20_steps():
-    """SAM: ε = ρ g/‖g‖ (global norm), w ← w − η ∇L_B(w+ε) with the same batch B."""
+@pytest.mark.parametrize("adaptive,momentum,weight_decay", [(False, 0.0, 0.0), (True, 0.0, 0.0), (False, 0.9, 5e-4),
+                                                             (True, 0.9, 5e-4)])
+def test_sam_step_equals_hand_written_two_pass_update_over_20_steps(adaptive, momentum, weight_decay):
+    """SAM: ε = ρ g/‖g‖ (global norm); ASAM: ε = ρ T²g/‖Tg‖ with T = |w| (the MLP's weights have both signs);
+    then the base optimizer's step at w with ∇L_B(w+ε), the same batch B. The base step is torch's SGD,
+    with momentum and weight decay in two of the cases, so SAM must hand it the gradient at w + ε and the
+    parameters back at w."""
     model = _mlp()
     ref = copy.deepcopy(model)
-    rho, lr = 0.1, 0.05
-    opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr)
+    rho, lr = (1.0 if adaptive else 0.1), 0.05
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=rho, adaptive=adaptive, lr=lr, momentum=momentum,
+              weight_decay=weight_decay)
+    params = list(ref.parameters())
+    base = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     loss_fn = torch.nn.CrossEntropyLoss()
+    assert any((p < 0).any() and (p > 0).any() for p in params)
     for x, y in _batches():
         opt.step(_closure(opt, model, loss_fn, x, y))
 
-        params = list(ref.parameters())
         grads = torch.autograd.grad(loss_fn(ref(x), y), params)
-        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        scale = [p.detach().abs() if adaptive else torch.ones_like(p) for p in params]
+        norm = torch.sqrt(sum(((t * g) ** 2).sum() for t, g in zip(scale, grads)))
         with torch.no_grad():
-            eps = [rho * g / (norm + 1e-12) for g in grads]
+            eps = [rho * t * t * g / (norm + 1e-12) for t, g in zip(scale, grads)]
             for p, e in zip(params, eps):
                 p.add_(e)
         grads2 = torch.autograd.grad(loss_fn(ref(x), y), params)
         with torch.no_grad():
             for p, e, g2 in zip(params, eps, grads2):
                 p.sub_(e)
-                p.sub_(lr * g2)
+                p.grad = g2
+        base.step()
     for p, q in zip(model.parameters(), ref.parameters()):
         assert torch.allclose(p, q, atol=1e-6), (p - q).abs().max()
+
+
+def test_step_returns_the_loss_at_w_and_leaves_parameters_without_a_gradient_alone():
+    model = _mlp()
+    unused = torch.nn.Parameter(torch.ones(3))
+    opt = SAM([*model.parameters(), unused], torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = _batches(1)[0]
+    with torch.no_grad():
+        at_w = loss_fn(model(x), y)
+    loss = opt.step(_closure(opt, model, loss_fn, x, y))
+    assert loss.item() == pytest.approx(at_w.item(), rel=1e-6)  # the first pass, at w, not at w + ε
+    assert torch.equal(unused, torch.ones(3)) and "w" not in opt.state[unused]
+
+
+def test_state_dict_keeps_the_momentum_for_a_resume():
+    """Saving after 5 steps and loading into a fresh SAM must continue exactly as an uninterrupted run: the
+    momentum buffers live in the base optimizer, and they must be in the saved state."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    batches = _batches(8)
+    model = _mlp()
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    for x, y in batches[:5]:
+        opt.step(_closure(opt, model, loss_fn, x, y))
+    resumed = copy.deepcopy(model)
+    opt2 = SAM(resumed.parameters(), torch.optim.SGD, rho=0.7, lr=0.5, momentum=0.0)
+    opt2.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert opt2.param_groups[0]["rho"] == 0.1 and opt2.param_groups[0]["lr"] == 0.05
+    for x, y in batches[5:]:
+        opt.step(_closure(opt, model, loss_fn, x, y))
+        opt2.step(_closure(opt2, resumed, loss_fn, x, y))
+    for p, q in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
 
 
 def test_rho_zero_reproduces_plain_sgd_exactly():

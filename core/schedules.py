@@ -63,9 +63,11 @@ class Schedule:
 
     def is_sam_step(self, t: int, total_steps: int) -> bool:
         """True if step t (0-based) of `total_steps` is a SAM step."""
+        if not 0 <= t < total_steps:
+            return False
         if self.kind == "random":
             return bool(self.mask(t + 1)[t])  # the draw for step t does not depend on T
-        return bool(self.mask(total_steps)[t]) if 0 <= t < total_steps else False
+        return bool(self.mask(total_steps)[t])
 
     def sam_steps(self, total_steps: int) -> int:
         return int(self.mask(total_steps).sum())

@@ -50,6 +50,14 @@ def test_random_is_seeded_and_is_sam_step_agrees_with_mask():
 def test_is_sam_step_matches_mask(kind):
     s = Schedule(kind, k=3, f=0.4, p=0.5)
     assert [s.is_sam_step(t, 30) for t in range(30)] == list(s.mask(30))
+    assert not s.is_sam_step(-1, 30) and not s.is_sam_step(30, 30)  # outside the run: no SAM step
+
+
+def test_every_k_and_always_masks_step_by_step():
+    """SAM-k: steps 0, k, 2k, … (the first step is a SAM step, as in PSAM's early phase); always/never."""
+    assert list(np.flatnonzero(Schedule("every_k", k=4).mask(10))) == [0, 4, 8]
+    assert list(np.flatnonzero(Schedule("every_k", k=1).mask(3))) == [0, 1, 2]
+    assert Schedule("always").mask(4).all() and not Schedule("never").mask(4).any()
 
 
 @pytest.mark.parametrize("bad", [dict(kind="nope"), dict(k=0), dict(f=1.5), dict(p=-0.1), dict(f=float("nan"))])

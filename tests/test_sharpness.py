@@ -33,11 +33,13 @@ def _small_model_and_hessian(seed):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_lambda_max_matches_exact_top_eigenvalue(seed):
-    """Power iteration v ← Hv/‖Hv‖ converges to the top eigenvalue of H: within 1% of eigvalsh(H)[-1]."""
+    """Power iteration v ← Hv/‖Hv‖ converges to the top eigenvalue of H, eigvalsh(H)[-1]. It stops when the
+    Rayleigh quotient changes by < 1e-7 (relative) and works in float32 (round-off ~1e-6 on H v), so 1e-4 is
+    a margin of round-off, not of method: the measured error was ≤ 5e-7 for these seeds. (The issue asks 1%.)"""
     model, x, y, h = _small_model_and_hessian(seed)
     exact = torch.linalg.eigvalsh(h.double())[-1].item()
     est = lambda_max(model, x, y, iters=500, tol=1e-7, seed=seed)
-    assert est == pytest.approx(exact, rel=0.01)
+    assert est == pytest.approx(exact, rel=1e-4)
 
 
 def test_lambda_max_finds_top_when_dominant_eigenvalue_is_negative():
@@ -62,12 +64,25 @@ def test_hutchinson_trace_within_its_standard_error():
     assert abs(est - torch.trace(h).item()) < 4 * math.sqrt(var / m)
 
 
-def test_model_left_in_its_mode():
-    """The measurement uses eval mode (fixed BatchNorm statistics) and restores the caller's mode."""
-    model, x, y, _ = _small_model_and_hessian(0)
+def test_measured_in_eval_mode_and_model_left_in_its_mode():
+    """The measurement runs the model in eval mode (BatchNorm uses its running statistics, so L is a fixed
+    function of w), checked from inside the loss, and restores the caller's train mode afterwards; the
+    running statistics are not moved by the measurement."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 3))
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
     model.train()
-    lambda_max(model, x, y, iters=3)
-    assert model.training
+    modes = []
+
+    def loss_fn(out, target):
+        modes.append(model.training)
+        return nn.functional.cross_entropy(out, target)
+
+    stats = model[1].running_mean.clone()
+    lambda_max(model, x, y, iters=3, loss_fn=loss_fn)
+    hutchinson_trace(model, x, y, samples=2, loss_fn=loss_fn)
+    assert modes and not any(modes) and model.training
+    assert torch.equal(model[1].running_mean, stats)
 
 
 def test_hessian_vector_products_run_without_autocast_or_tf32():

@@ -353,6 +353,8 @@ def exact_chain_valley(a_left: float, a_right: float, lr: float, sigma: float, r
     lo = grid_lo if lo is None else lo
     hi = grid_hi if hi is None else hi
     return exact_chain_1d(valley_grad(a_left, a_right), lr, sigma, rho, adaptive, lo, hi, n)
+
+
 def valley_grid(a_left: float, a_right: float, lr: float, sigma: float, rho: float) -> tuple[float, float]:
     """A grid [lo, hi] for the valley's chains: about 12 stationary standard deviations √(ησ²/(2a)) on
     each side, plus room for the SAM shift, which leaves negligible mass beyond it."""

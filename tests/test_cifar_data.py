@@ -130,14 +130,19 @@ def test_augment_is_flip_and_shift():
     out = cdata.augment(x, gen, pad=2)
     assert out.shape == x.shape
     centre = (slice(None), slice(4, 28), slice(4, 28))
-    flips = 0
+    flips, shifts = 0, []
     for i in range(64):
         ok = []
         for src, flipped in ((x[i], False), (x[i].flip(2), True)):
             for dy in range(-2, 3):
                 for dx in range(-2, 3):
                     if torch.equal(out[i][centre], torch.roll(src, (-dy, -dx), (1, 2))[centre]):
-                        ok.append(flipped)
-        assert ok, f"image {i} is not a flipped/shifted copy"
-        flips += ok[0]
+                        ok.append((flipped, dy, dx))
+        assert len(ok) == 1, f"image {i} is not one flipped/shifted copy: {ok}"
+        flips += ok[0][0]
+        shifts.append(ok[0][1:])
     assert 16 < flips < 48  # Binomial(64, 1/2): P(outside) < 1e-4
+    # the shifts cover both directions on both axes: each of the 5 offsets per axis has probability 1/5, so a
+    # given sign is missing from 64 images with probability (3/5)^64 < 1e-14
+    for axis in (0, 1):
+        assert {(s[axis] > 0) - (s[axis] < 0) for s in shifts} == {-1, 0, 1}

@@ -34,6 +34,9 @@ def test_escape_json_has_the_stable_fields():
     # fewer than half escape in 200 steps (Kramers ≈ 510), so the median is null, the mean is not
     assert out["escaped_fraction"] < 0.5 and out["median_escape_step"] is None
     assert out["mean_escape_step"] is not None and 0 < out["mean_escape_step"] <= 200
+    # Kramers by hand for the default η = 0.05, σ = 2.5 (T = ησ²/2 = 0.15625) on double_well_2d, whose sharp
+    # minimum has curvature 12.45 along the escape, the saddle −1.86 and the barrier 0.464 (test_landscapes):
+    # τ = 2π/√(12.45 · 1.86) · e^(0.464/0.15625) / 0.05 = 1.305 · 19.50 / 0.05 ≈ 509
     assert out["theory"]["kramers_mean_escape_steps"] == pytest.approx(509, rel=0.01)
     assert out["config"]["optimizer"] == "sgd" and out["config"]["particles"] == 200
 

@@ -187,8 +187,12 @@ def test_exact_chain_matches_theory_md_checked_numbers_within_1_percent(rho):
     chain = theory.exact_chain_valley(A_L, A_R, LR, SIGMA, rho)
     assert chain.mean == pytest.approx(CHECKED_MEANS[rho], rel=0.01)
     assert chain.edge_mass < 1e-9
+    # and it is stationary: one more step of the chain, π ← πP, leaves π where it is
     h = chain.grid[1] - chain.grid[0]
-    assert chain.density.sum() * h == pytest.approx(1.0, abs=1e-12)
+    lo, hi = theory.valley_grid(A_L, A_R, LR, SIGMA, rho)
+    _, P, _ = theory._transition_matrix(theory.valley_grad(A_L, A_R), LR, SIGMA, rho, False, lo, hi, len(chain.grid))
+    pi = torch.as_tensor(chain.density * h)
+    assert (pi @ P - pi).abs().sum().item() < 1e-9
 
 
 def test_exact_chain_on_the_brief_default_grid_also_agrees():

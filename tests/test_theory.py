@@ -298,25 +298,33 @@ def test_schedule_chain_with_all_or_no_sam_steps_tends_to_the_stationary_chain()
         assert run.edge_mass < 1e-9
 
 
-@pytest.mark.parametrize("name", ["psam", "late_sam", "every_k", "random_sam"])
+@pytest.mark.parametrize("name", ["psam", "late_sam", "every_k", "random_sam", "asam"])
 def test_simulator_agrees_with_the_exact_schedule_chain(name):
     """For every schedule, the simulated time-averaged position on the valley (4000 particles, fixed seed)
     lies within 3 standard errors of the exact expectation. The grid's own error is far smaller: the exact
-    value moves by < 0.1 SE from n = 700 to n = 1400 cells (measured), so the margin is sampling noise."""
+    value moves by < 0.1 SE from n = 700 to n = 1400 cells (measured), so the margin is sampling noise.
+    ASAM (ρ = 1, ε = ρ|w| sign g) is checked against the adaptive chain, and the plain-SAM chain at the same ρ
+    lies far outside the margin, so a simulator that dropped ASAM's scaling would fail."""
     from core.measure import stationary_mean
     from core.simulate import SimConfig, simulate
 
+    adaptive = name == "asam"
+    rho = 1.0 if adaptive else 0.2
     cfg = SimConfig(landscape="valley_1d", landscape_params=(("a_left", A_L), ("a_right", A_R)), optimizer=name,
-                    rhos=(0.2,), lr=LR, sigma=SIGMA, particles=4000, steps=300, burn_in=50, seed=3, start=(0.0,),
+                    rhos=(rho,), lr=LR, sigma=SIGMA, particles=4000, steps=300, burn_in=50, seed=3, start=(0.0,),
                     k=3, f=0.5, p=0.4, late_f=0.3, keep_paths=0, record_points=2, dtype="float64")
     res = simulate(cfg)
     sim = stationary_mean(res)
-    exact = theory.exact_schedule_chain(theory.valley_grad(A_L, A_R), LR, SIGMA, 0.2, res.sam_mask, start=0.0,
-                                        burn_in=50, lo=-1.5, hi=2.0, n=700)
+
+    def chain(mask, rho=rho, adaptive=adaptive):
+        return theory.exact_schedule_chain(theory.valley_grad(A_L, A_R), LR, SIGMA, rho, mask, start=0.0,
+                                           burn_in=50, adaptive=adaptive, lo=-1.5, hi=2.0, n=700).time_avg_mean
+
+    exact = chain(res.sam_mask)
     se = (sim.ci_high[0] - sim.mean[0]) / 1.959964
-    assert abs(sim.mean[0] - exact.time_avg_mean) < 3 * se, (sim.mean[0], exact.time_avg_mean, se)
-    # and the schedule matters: the exact value lies between pure SGD's and pure SAM's
-    sgd, sam = (theory.exact_schedule_chain(theory.valley_grad(A_L, A_R), LR, SIGMA, 0.2, np.full(300, m),
-                                            start=0.0, burn_in=50, lo=-1.5, hi=2.0, n=700).time_avg_mean
-                for m in (False, True))
-    assert sgd < exact.time_avg_mean < sam
+    assert abs(sim.mean[0] - exact) < 3 * se, (sim.mean[0], exact, se)
+    if adaptive:
+        assert abs(chain(res.sam_mask, adaptive=False) - exact) > 10 * se
+    else:  # and the schedule matters: the exact value lies between pure SGD's and pure SAM's
+        sgd, sam = (chain(np.full(300, m)) for m in (False, True))
+        assert sgd < exact < sam

@@ -291,6 +291,49 @@ def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
     )
 
 
+def exact_escape_steps_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: float, sigma: float, start: float,
+                          boundary: float, hi: float, rho: float = 0.0, adaptive: bool = False,
+                          n: int = 1000) -> float:
+    """Mean number of steps until the 1-D chain of `exact_chain_1d`, started at `start` > `boundary`, first
+    lands below `boundary`: the exact mean first-passage time of the grid chain (the quantity Kramers'
+    formula approximates, without its assumption ΔL ≫ T).
+
+        m_i = 1 + Σ_j Q_ij m_j   for every cell i above the boundary,   i.e.   m = (I − Q)⁻¹ 1
+
+    Q is the transition matrix P restricted to the n cells of [boundary, hi] (the last also holds everything
+    above hi); whatever lands below the boundary has escaped and stops counting. For a separable landscape,
+    such as double_well_2d under SGD with isotropic noise (the x-coordinate moves on its own), it is the
+    simulator's mean escape step."""
+    _check_chain(lr, sigma, rho, boundary, hi, n)
+    if not boundary < start < hi:
+        raise ValueError("the escape chain needs boundary < start < hi")
+    h = (hi - boundary) / n
+    # one cell more below the boundary: cell 0 gathers everything that lands below it (escaped)
+    w, P, _ = _transition_matrix(grad_fn, lr, sigma, rho, adaptive, boundary - h, hi, n + 1)
+    Q = P[1:, 1:]
+    m = torch.linalg.solve(torch.eye(n, dtype=Q.dtype) - Q, torch.ones(n, dtype=Q.dtype))
+    i = min(n - 1, int((start - boundary) / h))  # the cell that holds the start
+    return float(m[i])
+
+
+def double_well_escape_steps(land, lr: float, sigma: float, n: int = 1000) -> float | None:
+    """SGD's exact mean escape step on the double wells (core.landscapes.DoubleWell1D / 2D) with isotropic
+    noise σ: from the sharp minimum until x first lands in the flat basin (x < flat_edge), as the simulator
+    counts it. The y-coordinate of the 2-D well never enters x's update, so x is a 1-D chain and
+    `exact_escape_steps_1d` is exact for it (grid error < 0.1% at n = 1000, measured against n = 2000).
+    None for other landscapes. At the escape preset (η = 0.05, σ = 2.5) it is 589 steps, 16% above Kramers'
+    509: ΔL/T ≈ 3 is not the ΔL ≫ T that Kramers assumes."""
+    if not (hasattr(land, "flat_edge") and land.minima) or not (lr > 0 and sigma > 0):
+        return None
+    pad = [0.0] * (land.dim - 1)
+
+    def grad_x(x: torch.Tensor) -> torch.Tensor:  # ∂L/∂x along the escape axis (y = 0; it does not matter)
+        return land.grad(torch.stack([x] + [torch.full_like(x, v) for v in pad], dim=-1))[..., 0]
+
+    return exact_escape_steps_1d(grad_x, lr, sigma, land.minima[0].position[0], land.flat_edge,
+                                 land.bounds[0][1], n=n)
+
+
 @dataclass
 class ScheduleChainResult:
     """`exact_schedule_chain`: the exact expectation of what the simulator estimates for a schedule run.

@@ -78,6 +78,13 @@ def landscape_facts(name: str) -> dict:
     return facts
 
 
+@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+def exact_sgd_escape(landscape: str, params: tuple, lr: float, sigma: float) -> float | None:
+    """SGD's exact mean escape step from the sharp minimum of the double wells, with isotropic noise
+    (theory.double_well_escape_steps); None for other landscapes."""
+    return theory.double_well_escape_steps(make_landscape(landscape, **dict(params)), lr, sigma)
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def zhu_run(cfg: SimConfig):
     """Zhu et al.'s toy over ρ: fractions in the flat minimum / at the sharp minimum / trapped at step T."""
@@ -251,6 +258,13 @@ def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
                        + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
     else:
         theory_line = "Kramers: no prediction for this scene."
+    c = sgd_cfg  # the chain starts at the sharp minimum, with isotropic noise
+    exact = (exact_sgd_escape(c.landscape, c.landscape_params, c.lr, c.sigma)
+             if c.noise == "isotropic" and c.start is None and c.start_spread == 0 else None)
+    if exact is not None and math.isfinite(exact):
+        theory_line += (f" Exact for SGD (the grid chain of w₁, which moves on its own here): mean escape "
+                        f"{exact:,.0f} steps" + (f"; Kramers is {1 - tau / exact:.0%} low, as its ΔL ≫ T does not "
+                                                 "quite hold" if tau is not None and tau < exact else "") + ".")
     st.table(sc.escape_table(rows), hide_index=True, border="horizontal")  # a static table: cheaper to redraw than st.dataframe
     st.caption(
         f"{sgd_cfg.particles} particles per run, {sgd_cfg.steps} steps. Escaped fraction with a 95% Wilson interval; median "
@@ -259,7 +273,8 @@ def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
     )
     controls.download_data(
         "escape data", {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
-                        "kramers_mean_escape_steps": tau, "sam_heuristic_speedup": speedups},
+                        "kramers_mean_escape_steps": tau, "exact_sgd_mean_escape_steps": exact,
+                        "sam_heuristic_speedup": speedups},
         config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival", key="dl_escape",
         csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
 

@@ -175,3 +175,17 @@ def test_survival_overlays_follow_kramers_and_heuristic():
     he = next(d for d in data if d["name"].startswith("heuristic"))
     assert np.allclose(_array(kr["y"]), np.exp(-_array(kr["x"]) / 50.0))
     assert np.allclose(_array(he["y"]), np.exp(-_array(he["x"]) * 2.0 / 50.0))
+
+
+def test_statistics_give_the_exact_sgd_escape_time_beside_kramers(default_page):
+    """The default scene (the ESCAPE preset's double well, η = 0.05, σ = 2.5) states SGD's exact mean escape step
+    from the grid chain and how far Kramers' formula is below it."""
+    from core import theory
+    from core.landscapes import make_landscape
+    from core.presets import ESCAPE
+
+    c = ESCAPE.config
+    exact = theory.double_well_escape_steps(make_landscape(c.landscape), c.lr, c.sigma)
+    tau = theory.kramers_escape_steps(*make_landscape(c.landscape).escape_geometry(), c.lr, c.sigma)
+    text = " ".join(x.value for x in default_page.caption)
+    assert f"mean escape {exact:,.0f} steps; Kramers is {1 - tau / exact:.0%} low" in text, text

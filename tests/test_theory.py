@@ -328,3 +328,25 @@ def test_simulator_agrees_with_the_exact_schedule_chain(name):
     else:  # and the schedule matters: the exact value lies between pure SGD's and pure SAM's
         sgd, sam = (chain(np.full(300, m)) for m in (False, True))
         assert sgd < exact < sam
+
+
+def test_exact_escape_time_of_a_nearly_deterministic_walk_counts_its_steps():
+    """With a constant gradient 2 and η = 0.05 each step moves 0.1 to the left; with (almost) no noise a start at
+    1.05 crosses 0 on step 11 (1.05 → 0.95 → … → 0.05 → −0.05), so the mean first-passage time is 11."""
+    m = theory.exact_escape_steps_1d(lambda x: torch.full_like(x, 2.0), 0.05, 1e-6, 1.05, 0.0, 2.0, n=1000)
+    assert m == pytest.approx(11.0, abs=1e-6)
+    with pytest.raises(ValueError, match="boundary < start"):
+        theory.exact_escape_steps_1d(lambda x: x, 0.05, 1.0, -1.0, 0.0, 2.0)
+
+
+def test_exact_escape_time_on_the_double_well_is_converged_in_the_grid():
+    """The double wells' exact SGD escape time moves by < 0.1% from n = 500 to n = 2000 cells; other landscapes,
+    or no noise, have none."""
+    from core.landscapes import make_landscape
+
+    land = make_landscape("double_well_2d")
+    coarse, fine = (theory.double_well_escape_steps(land, 0.05, 2.5, n=n) for n in (500, 2000))
+    assert fine == pytest.approx(coarse, rel=1e-3)
+    assert theory.double_well_escape_steps(make_landscape("double_well_1d"), 0.05, 2.5) == pytest.approx(fine, rel=1e-3)
+    assert theory.double_well_escape_steps(make_landscape("valley_1d"), 0.05, 2.5) is None
+    assert theory.double_well_escape_steps(land, 0.05, 0.0) is None

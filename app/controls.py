@@ -48,6 +48,9 @@ _SHOWN = "_sl_notices_shown"
 
 # Keys the app itself puts in the URL besides widget keys (never reported as unknown).
 APP_KEYS = {"present", "preset", "embed", "embed_options"}
+# Values that belong to the session, not to one page's widgets: kept when the page changes (app/main.py
+# forgets the other keys then). `lab` is the CIFAR lab's job token, in that page's URL only.
+SESSION_KEYS = {"present", "lab"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,15 +228,19 @@ def keep_param(key: str) -> None:
 
 
 def check_unknown_params() -> None:
-    """After the page ran: URL parameters no widget used get a notice and leave the URL."""
+    """After the page ran: URL parameters no widget of this page used leave the URL. Unknown ones get a
+    notice; those of another page (still in the session, e.g. the CIFAR lab's ?lab= job token) go quietly,
+    so a link copied on this page carries only this page's view."""
     known = st.session_state.get(_KEYS, set()) | APP_KEYS
     for key in list(st.query_params.keys()):
-        if key not in known and key not in st.session_state:
+        if key in known:
+            continue
+        if key not in st.session_state:
             notice(f"Ignored unknown URL parameter {_short(key)}.")
-            try:
-                del st.query_params[key]
-            except Exception:  # a bound widget's parameter cannot be deleted; harmless
-                pass
+        try:
+            del st.query_params[key]
+        except Exception:  # a bound widget's parameter cannot be deleted; harmless
+            pass
 
 
 def _url_raw(key: str):

@@ -79,6 +79,17 @@ if pending:
         params["present"] = "1"
     st.switch_page(PAGES[scene.page], query_params=params)
 
+# --- a new page starts from its own defaults and its URL ----------------------------------------
+# Pages share widget keys (ρ, η, σ, particles, steps) with different ranges and defaults. A widget value
+# left over from the page before would make the new page's slider start at its minimum (Streamlit resets
+# a widget whose range changed), and that value would then be written into the URL. So when the page
+# changes, the previous page's values are forgotten, as for a scene: the new page reads its own URL.
+if st.session_state.get("_sl_page") not in (None, nav.url_path):
+    for key in controls.previous_keys() - controls.SESSION_KEYS:
+        if key in st.session_state:
+            del st.session_state[key]
+st.session_state["_sl_page"] = nav.url_path
+
 # --- presentation toggle: in the sidebar, or at the top of the page while the sidebar is hidden --
 if present:
     controls.toggle("present", "Presentation mode", container=st.columns([3, 1])[1],

@@ -52,6 +52,7 @@ def _owner() -> str:
         st.session_state["lab"] = raw if re.fullmatch(r"[0-9a-f]{32}", str(raw)) else uuid.uuid4().hex
     token = st.session_state["lab"]
     st.query_params["lab"] = token
+    controls.keep_param("lab")  # in this page's URL only: other pages drop it, so their links do not share it
     return _session_owner(token)
 
 

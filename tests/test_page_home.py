@@ -97,3 +97,22 @@ def test_recorded_runs_listed():
         assert not any(lab.startswith("Recorded CIFAR-10") for lab in labels)
     else:
         assert f"Recorded CIFAR-10 runs in this project ({len(recorded)})" in labels
+
+
+def test_moving_between_pages_starts_each_from_its_own_defaults():
+    """Pages share widget keys (rho, lr, sigma, particles, steps) with different ranges. Moving from one page to
+    the next in the navigation must give the next page its defaults: none of the previous page's values, and no
+    slider reset to its minimum (which would then be written into the URL and spread with a copied link). A
+    page at its defaults writes nothing into the URL, so the URL must stay empty along the whole tour."""
+    at = _main()
+    tour = ["escape", "valley", "sam_step", "playground", "escape", "psam", "valley", "cifar", "playground"]
+    for page in tour:
+        at.switch_page(f"../pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        written = {k: v for k, v in at.query_params.items() if not (page == "cifar" and k == "lab")}  # its job id
+        assert written == {}, (page, written)
+        assert not at.warning or page == "cifar", (page, [w.value for w in at.warning])
+    assert at.select_slider(key="lr").value != 1e-4  # the playground's η is its default, not the slider's minimum
+    token = at.session_state["lab"]  # the CIFAR lab's job token stays with the session: its runs are found again
+    at.switch_page("../pages/cifar.py").run()
+    assert at.query_params["lab"] == [token] or at.query_params["lab"] == token

@@ -159,3 +159,19 @@ def test_scene_from_sidebar(loop, server, browser, page):
         assert math.isclose(loop.run(slider_value(fresh)), float(scene.params["rho"]), rel_tol=1e-9)
     finally:
         loop.run(fresh.context.close())
+
+
+def test_sidebar_navigation_gives_the_next_page_its_defaults(loop, server, page):
+    """Escape lab → Asymmetric valley lab through the sidebar links, as a student clicks: both pages have ρ, η,
+    σ, particles and steps with different ranges. The valley must open with its own defaults (ρ = 0.1), and
+    its URL must stay free of the escape page's values or of sliders reset to their minimum (lr=0.0001,
+    sigma=0), which a copied link would spread."""
+    _require_built("valley")
+    escape_chart = loop.run(open_page(page, server.url(PAGES["escape"]), timeout=FIRST_LOAD_S))
+    loop.run(page.get_by_role("link", name="Asymmetric valley lab").first.click())
+    loop.run(page.wait_for_function("p => location.pathname.endsWith(p)", arg="/valley", timeout=PAGE_LOAD_S * 1000))
+    loop.run(wait_chart(page, old=escape_chart, what="the valley after the sidebar link"))
+    assert loop.run(exception_texts(page)) == []
+    assert math.isclose(loop.run(slider_value(page)), 0.1, rel_tol=1e-9)
+    query = parse_qs(urlparse(page.url).query)
+    assert not query, f"the valley's URL carries {query}"

@@ -124,6 +124,13 @@ if landscape == "zhu":
             "breaks\" below.", icon=":material/info:")
 # Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
 d = DEFAULTS | (dict(lr=0.01, steps=ZHU_BREAKS.config.steps) if landscape == "zhu" else {})
+# Switching the scene in the menu starts it at its own η and T: the double well's η = 0.05 would carry every
+# SGD particle out of the Zhu toy's sharp minimum within a few steps, the opposite of what that scene shows.
+if st.session_state.get("_escape_scene", landscape) != landscape:
+    for key in ("lr", "steps"):
+        st.session_state.pop(key, None)
+        st.query_params.pop(key, None)
+st.session_state["_escape_scene"] = landscape
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
     lr = controls.lr_slider(default=d["lr"], container=e1)

@@ -189,3 +189,19 @@ def test_statistics_give_the_exact_sgd_escape_time_beside_kramers(default_page):
     tau = theory.kramers_escape_steps(*make_landscape(c.landscape).escape_geometry(), c.lr, c.sigma)
     text = " ".join(x.value for x in default_page.caption)
     assert f"mean escape {exact:,.0f} steps; Kramers is {1 - tau / exact:.0%} low" in text, text
+
+
+def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
+    """The double well runs at η = 0.05 for 300 steps, the Zhu toy at η = 0.01 for ZHU_BREAKS' steps. Choosing the
+    Zhu toy in the menu after moving η on the double well must give the Zhu toy's own η and T (at η = 0.05 every
+    SGD particle leaves its sharp minimum within a few steps, against what the scene explains), and back."""
+    from core.presets import ZHU_BREAKS
+
+    at = _run(lr="0.1")
+    at.selectbox(key="landscape").set_value("zhu").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.select_slider(key="lr").value == pytest.approx(0.01)
+    assert at.slider(key="steps").value == ZHU_BREAKS.config.steps
+    assert "lr" not in at.query_params and "steps" not in at.query_params
+    at.selectbox(key="landscape").set_value("double_well_2d").run()
+    assert at.select_slider(key="lr").value == pytest.approx(0.05) and at.slider(key="steps").value == 300

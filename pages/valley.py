@@ -287,7 +287,7 @@ def shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg) -> N
     shifted = np.interp(w_grid - delta, w_grid, loss_grid, left=np.nan, right=np.nan)
     f_train = lambda x: float(np.interp(x, w_grid, loss_grid))
     f_test = lambda x, d: float(np.interp(x - d, w_grid, loss_grid))
-    points, shift_rows = [], []
+    points, shift_rows, averages = [], [], {}
     for label, color, m in (("SGD", theme.COLORS["sgd"], float(sgd_mean.mean[0])),
                             (f"SAM ρ={rho:g}", theme.COLORS["sam"], float(sam_mean.mean[0]))):
         if math.isfinite(m):
@@ -296,6 +296,7 @@ def shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg) -> N
             shift_rows.append({"solution": f"{label}, w = {m:+.3f}", "train L(w)": f"{f_train(m):.4f}",
                                f"test δ=+{d:g}": f"{f_test(m, d):.4f}", f"test δ=−{d:g}": f"{f_test(m, -d):.4f}",
                                "mean ±δ": f"{0.5 * (f_test(m, d) + f_test(m, -d)):.4f}"})
+            averages[label.split(" ")[0]] = 0.5 * (f_test(m, d) + f_test(m, -d))
     s1, s2 = st.columns([3, 2], gap="medium")
     with s1:
         sfig = sc.shifted_loss_figure(w_grid, loss_grid, shifted, delta, points, x_range=(-0.4, 0.8))
@@ -305,12 +306,18 @@ def shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg) -> N
                                config={"sgd": sgd_cfg, "sam": sam_cfg, "delta": delta}, file_stem="valley_shift",
                                key="dl_shift")
     with s2:
+        if len(averages) == 2:  # the verdict from the table's last column, not assumed
+            better = "SAM's" if averages["SAM"] < averages["SGD"] else "SGD's"
+            verdict = (f"Averaged over both directions, **{better}** solution has the lower test loss "
+                       f"({min(averages.values()):.4f} against {max(averages.values()):.4f}).")
+        else:
+            verdict = ""
         st.markdown(
             "Test data never look exactly like training data; a simple model of that is a **shifted** loss, "
             "test loss = L(w − δ). A shift towards the solutions (δ > 0) brings the **steep** wall to them: the "
-            "solution further out on the flat side loses much less. A shift the other way (δ < 0) costs little for "
-            "either, because the flat side rises slowly. Averaged over both directions, the flat-side solution "
-            "(SAM's) has the lower test loss."
+            "solution further out on the flat side loses much less. A shift the other way (δ < 0) moves the test "
+            "minimum away along the **flat** side, which rises slowly: both solutions lose a little there, the one "
+            "further out (SAM's) a little more. The steep wall's loss is the larger of the two. " + verdict
         )
     st.dataframe(pd.DataFrame(shift_rows), hide_index=True, width="stretch")
     st.caption("Losses of each solution (its mean position) under the training loss and under shifts by +δ and −δ; "

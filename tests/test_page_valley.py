@@ -150,3 +150,19 @@ def test_the_valley_schedules_scene_opens_its_tab():
     at = run_page("pages/valley.py", **scenes()["valley_schedules"].params)
     assert any(c.proto.id.endswith("-schedules_chart") for c in at.get("plotly_chart"))
     assert not at.warning, [w.value for w in at.warning]
+
+
+def test_shift_tab_verdict_follows_its_own_table():
+    """The shifted-loss tab names the solution with the lower average test loss over ±δ, read from the table it
+    shows (a verdict written into the text would go wrong for some ρ and δ); at the defaults that is SAM's."""
+    at = _run(view="shift")
+    table = at.dataframe[0].value
+    avg = dict(zip(table["solution"].str.split(",").str[0].str.split(" ").str[0], table["mean ±δ"].astype(float)))
+    better = "SAM's" if avg["SAM"] < avg["SGD"] else "SGD's"
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{better}** solution has the lower test loss" in text, text
+    assert better == "SAM's"
+    # a shift onto the flat side costs the solution further out more: the text must not claim otherwise
+    d_minus = [c for c in table.columns if c.startswith("test δ=−")][0]
+    sgd, sam = (float(table[table["solution"].str.startswith(p)][d_minus].iloc[0]) for p in ("SGD", "SAM"))
+    assert sam > sgd and "costs little for either" not in text

@@ -91,8 +91,28 @@ def outcome(r) -> dict:
     }
 
 
+def budget_verdict(table: pd.DataFrame, mode: str) -> str:
+    """What the bars say, read from the table: the leading schedule, and how full SAM fares against SGD."""
+    frac = dict(zip(SCHEDULES, table["in a flat minimum"]))
+    names = dict(zip(SCHEDULES, table["schedule"]))
+    best = max(SCHEDULES, key=lambda o: frac[o])
+    text = (f"Here **{names[best]}** ends in a flat minimum most often ({frac[best]:.0%}; the error bars show which "
+            "differences are larger than the sampling noise). ")
+    if frac["sam"] > frac["sgd"]:
+        text += f"Full SAM beats SGD ({frac['sam']:.0%} against {frac['sgd']:.0%})"
+        text += " even with half SGD's steps." if mode == "equal" else "."
+    elif mode == "equal":
+        text += (f"Full SAM does **not** beat SGD here ({frac['sam']:.0%} against {frac['sgd']:.0%}): at equal budget "
+                 "SGD takes twice SAM's steps, and on this toy twice the noisy steps carry more particles over the "
+                 "barrier than SAM's steeper ones. Switch to *equal number of steps* to compare the steps themselves.")
+    else:
+        text += f"Full SAM does **not** beat SGD here ({frac['sam']:.0%} against {frac['sgd']:.0%})."
+    return text
+
+
 table = pd.DataFrame([{"schedule": label} | outcome(r) for (o, label, _, _), r in zip(rows, results)])
-st.subheader("Same problem, same budget: what each schedule achieves")
+st.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
+             else "Same problem, same number of steps: what each schedule achieves")
 chart_col, text_col = st.columns([2.2, 1], gap="medium")
 with chart_col:
     fig = charts.budget_bar_figure(
@@ -100,7 +120,8 @@ with chart_col:
          in zip(rows, table["in a flat minimum"], table["95% low"], table["95% high"])],
         metric="fraction of particles in a flat minimum",
         title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
-               else f"Equal steps: {steps} steps each"))
+               else f"Equal steps: {steps} steps each"),
+        x_title="schedule (same gradient budget)" if mode == "equal" else "schedule (same number of steps)")
     st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
 with text_col:
     start = land.default_start
@@ -109,6 +130,7 @@ with text_col:
         f"σ = {sigma:g}. A flatter final minimum is the outcome SAM is meant to buy. "
         + ("Every schedule spends the same number of gradient evaluations, so cheaper schedules take more steps."
            if mode == "equal" else "Every schedule takes the same number of steps; SAM-heavy schedules pay more."))
+    st.markdown(budget_verdict(table, mode))
     st.caption("Error bars: 95% Wilson intervals over the particles that did not diverge (one seed).")
     st.info("**Counter-evidence.** Zhou et al. (ICLR 2025) find SAM matters most *late* in training, the opposite of "
             "PSAM's early-phase premise; LookSAM (Liu et al., CVPR 2022) reports that SAM every k-th step throughout "
@@ -125,7 +147,9 @@ evals = [r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps
 loss_fig = charts.loss_figure([(o, label, ev, r.mean_loss[0]) for (o, label, _, _), ev, r in zip(rows, evals, results)],
                               title="Mean loss against gradient evaluations spent", x_title="gradient evaluations")
 st.plotly_chart(loss_fig, key="loss_chart", config=theme.PLOTLY_CONFIG)
-st.caption("The x-axis counts gradient evaluations, not steps, so the curves compare like for like.")
+st.caption("The x-axis counts gradient evaluations, not steps, so the curves compare like for like. The mean loss "
+           "rises at first: every particle starts at the bottom of the sharp well, and the noise spreads the cloud "
+           "up its walls (and over the barrier) until it reaches its noisy steady state.")
 
 controls.download_data("outcomes per schedule", {"table": table.to_dict(orient="list"),
                                                  "masks": {o: m for o, _, m, _ in rows}},

@@ -101,3 +101,23 @@ def test_error_bars_are_wilson_intervals_around_each_bar(default_page):
         assert err["symmetric"] is False
         assert value + err["array"][0] == pytest.approx(row["95% high"]) and row["95% high"] <= 1
         assert value - err["arrayminus"][0] == pytest.approx(row["95% low"]) and row["95% low"] >= 0
+
+
+@pytest.mark.parametrize("mode", ["equal", "steps"])
+def test_verdict_and_titles_follow_the_table_and_the_mode(mode):
+    """The text names the schedule that ends in a flat minimum most often and says whether full SAM beats SGD,
+    both read from the table; the heading and the axis say which comparison is shown."""
+    at = _run(budget=mode)
+    t = _table(at)
+    frac = dict(zip(t["schedule"], t["in a flat minimum"]))
+    best = max(frac, key=frac.get)
+    text = " ".join(m.value for m in at.markdown)
+    assert f"**{best}** ends in a flat minimum most often ({frac[best]:.0%};" in text, text
+    assert ("Full SAM beats SGD" in text) == (frac["SAM"] > frac["SGD"])
+    headings = " ".join(h.value for h in at.subheader)
+    spec = _chart(at, "main_chart")
+    axis = spec["layout"]["xaxis"]["title"]["text"]
+    if mode == "equal":
+        assert "same budget" in headings and axis == "schedule (same gradient budget)"
+    else:
+        assert "same number of steps" in headings and axis == "schedule (same number of steps)"

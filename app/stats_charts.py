@@ -214,12 +214,13 @@ def zhu_figure(outcomes: dict, sgd_success: float | None = None) -> go.Figure:
 
     'success' = in the flat basin at T; it peaks at an intermediate ρ because a large ρ traps SAM
     near the non-smooth ridge (theory.md §3, "where the claim stops holding"). The other two lines:
-    still at the sharp minimum, and trapped (neither: bouncing around the ridge).
+    still at the sharp minimum, and neither (bouncing on the sharp walls for a small ρ, trapped near the ridge
+    for a large one).
     """
     rhos = np.asarray(outcomes["rhos"], float)
     fig = go.Figure()
     lines = (("stayed", "still at the sharp minimum", COLORS["sgd"], "dash", 2),
-             ("trapped", "trapped near the ridge", "gray", "dot", 2),
+             ("trapped", "neither: bouncing or trapped", "gray", "dot", 2),
              ("success", "success: in the flat minimum at T", COLORS["sam"], "solid", 4))
     for key, name, color, dash, width in lines:
         lo, hi = outcomes[key + "_ci"]

@@ -14,8 +14,9 @@ How the numbers were chosen:
 - ZHU_BREAKS: Zhu et al.'s toy with real minibatch noise (B = 10). At the paper's η = 0.005 the
   minibatch noise is too weak for any escape. η = 0.009 puts the sharp minimum (λ_max = 200) at
   ηλ = 1.8, where SAM's 2-cycle of amplitude ηλρ/(2 − ηλ) = 9ρ (theory.md §2) reaches the ridge
-  (0.26 away) for ρ ≈ 0.03: a small ρ carries nearly every particle to the flat minimum, while a
-  larger ρ traps it on the ridge ("hallucinated minimizers") and SGD (ρ = 0) never leaves.
+  (0.26 away) for ρ ≈ 0.03. Success lives in a window: at ρ = 0.05 about 90% reach the flat minimum;
+  below ~0.03 the particles keep bouncing on the sharp walls, a larger ρ traps them on the ridge
+  ("hallucinated minimizers"), and SGD (ρ = 0) never leaves.
 - SAM_BOUNCE: noise-free SAM on a quadratic settles on a 2-cycle of amplitude ηλρ/(2 − ηλ).
 """
 
@@ -52,7 +53,7 @@ ZHU_BREAKS = Preset(
     "Where more ρ stops helping (Zhu et al. toy)", "escape",
     SimConfig(landscape="zhu", optimizer="sam", rhos=(0.0, 0.03, 0.05, 0.1, 0.2), lr=0.009,
               noise="minibatch", batch_size=10, particles=100, steps=500, seed=0, record_points=25),
-    "A small ρ carries SAM to the flat minimum; a larger ρ traps it on the ridge between the basins.",
+    "A ρ in the right window carries SAM to the flat minimum; a larger ρ traps it on the ridge between the basins.",
 )
 
 PLAYGROUND = Preset(

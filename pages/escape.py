@@ -330,15 +330,18 @@ with z1:
                            csv=pd.DataFrame({"rho": zhu["rhos"], "success": zhu["success"],
                                              "stayed": zhu["stayed"], "trapped": zhu["trapped"]}))
 with z2:
+    peak = int(np.argmax(zhu["success"]))
+    rho_peak = float(zhu["rhos"][peak])
     st.markdown(
         "On Zhu et al.'s 2-D toy (ICML 2019) the sharp minimum sits **0.26 away from a non-smooth ridge**, "
         "where each sample's loss switches from a sharp quadratic to a flat one. SGD (ρ = 0) never leaves "
-        "the sharp minimum in 500 steps (blue). With ηλ = 1.8 along the sharp direction, SAM bounces across "
-        "the minimum with amplitude ηλρ/(2 − ηλ) = 9ρ (theory.md §2): a **small ρ** makes the bounce just "
-        "reach the ridge and nearly every particle rolls into the flat minimum (orange). A **larger ρ** puts "
-        "SAM's look-ahead point beyond the ridge at every step; the gradient there points back, and the "
-        "particles end **trapped near the ridge** at high loss (grey, \"hallucinated minimizers\"). Success "
-        "peaks at an intermediate ρ: more ρ is not always better."
+        f"the sharp minimum in {zhu_cfg.steps} steps (blue). With ηλ = 1.8 along the sharp direction, SAM bounces "
+        "across the minimum with amplitude ηλρ/(2 − ηλ) = 9ρ (theory.md §2). While 9ρ is short of the ridge "
+        "(ρ below about 0.03) the particles keep **bouncing on the sharp walls** at high loss (grey). At "
+        f"ρ = {rho_peak:g} the bounce (9ρ = {9 * rho_peak:.2f}) clears the ridge and **{zhu['success'][peak]:.0%}** of "
+        "the particles roll into the flat minimum (orange). A **larger ρ** puts SAM's look-ahead point beyond the "
+        "ridge at every step; the gradient there points back, and the particles end **trapped near the ridge** "
+        "(grey, \"hallucinated minimizers\"). Success lives in a window of ρ: more ρ is not always better."
     )
     st.caption(f"{zhu_cfg.particles} particles, {zhu_cfg.steps} steps, lr {zhu_cfg.lr:g}, real minibatch noise "
                f"(batch {zhu_cfg.batch_size}), ρ ∈ {{{', '.join(f'{r:g}' for r in zhu_cfg.rhos)}}} "

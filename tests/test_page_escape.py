@@ -90,6 +90,10 @@ def test_where_it_breaks_peaks_at_an_intermediate_rho(default_page):
     y = _array(success["y"])
     assert 0 < int(np.argmax(y)) < len(y) - 1, y
     assert any(d.get("name") == "peak of success" for d in data)
+    # the text quotes the peak it draws (ρ and share), not a claim written before the run
+    x = _array(success["x"])
+    text = " ".join(m.value for m in default_page.markdown)
+    assert f"At ρ = {x[np.argmax(y)]:g} the bounce" in text and f"**{y.max():.0%}** of" in text, text
 
 
 def test_animation_has_frames_and_escape_markers():

@@ -124,7 +124,7 @@ with chart_col:
     st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
                     config=theme.PLOTLY_CONFIG)
     st.caption("Yellow: the ascent ε of length ρ along the gradient, to the worst point w+ε on the dashed "
-               "circle. Blue: the SGD step −η∇L(w). Red: the SAM step −η∇L(w+ε), the gradient taken at w+ε "
+               "circle. Blue: the SGD step −η∇L(w). Orange: the SAM step −η∇L(w+ε), the gradient taken at w+ε "
                "but applied at w. Click anywhere to move w; **Step** repeats the SAM update.")
 
 with side:

@@ -127,8 +127,12 @@ a_right = float(controls.choice("a_right", "a_R (flat side)", A_RIGHT, DEFAULTS[
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
     lr = controls.lr_slider(default=DEFAULTS["lr"], container=e1)
-    sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=3.0, default=DEFAULTS["sigma"],
-                                   step=0.05, container=e1)
+    # σ > 0: this page shows the noisy steady state (with σ = 0 every particle sits still on the valley floor);
+    # the noise-free SAM 2-cycle is the separate curve of the "Drift grows with ρ" tab.
+    sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.05, hi=3.0, default=DEFAULTS["sigma"],
+                                   step=0.05, container=e1,
+                                   help="Isotropic Gaussian gradient noise. The noise-free case is the grey "
+                                        "dash-dot curve of the 'Drift grows with ρ' tab.")
     particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=DEFAULTS["particles"],
                                        step=50, container=e2)
     steps = controls.number_slider("steps", "steps T", lo=100, hi=3000, default=DEFAULTS["steps"], step=50,

@@ -166,3 +166,12 @@ def test_shift_tab_verdict_follows_its_own_table():
     d_minus = [c for c in table.columns if c.startswith("test δ=−")][0]
     sgd, sam = (float(table[table["solution"].str.startswith(p)][d_minus].iloc[0]) for p in ("SGD", "SAM"))
     assert sam > sgd and "costs little for either" not in text
+
+
+def test_zero_noise_from_the_url_is_raised_with_a_notice():
+    """σ = 0 leaves every particle still on the valley floor (a solid block, every mean 0, no exact chain): the
+    page's σ starts at 0.05, and ?sigma=0 gets a notice and the exact chain is drawn."""
+    at = _run(sigma="0")
+    assert at.slider(key="sigma").value == pytest.approx(0.05)
+    assert any("noise: 0 is outside [0.05, 3]" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert "exact chain (SGD)" in _names(_chart(at, "main_chart"))

@@ -60,11 +60,20 @@ def _on_scene():
     st.session_state["scene"] = None  # the menu resets, so the same scene can be loaded again
 
 
-with st.sidebar:
-    st.markdown("### :material/school: Lecture scenes")
-    st.selectbox("Load a scene", list(SCENES), index=None, key="scene", placeholder="choose a scene…",
-                 format_func=lambda n: SCENES[n].title, on_change=_on_scene,
-                 help="Each scene switches to its page with its parameters in the URL; copy the URL to share it.")
+def _scene_menu(container) -> None:
+    container.selectbox("Load a lecture scene", list(SCENES), index=None, key="scene", placeholder="choose a scene…",
+                        format_func=lambda n: SCENES[n].title, on_change=_on_scene,
+                        help="Each scene switches to its page with its parameters in the URL; copy the URL to "
+                             "share it.")
+
+
+if present:  # the sidebar is hidden on the projector: the menu sits at the top of the page
+    top_scene, top_toggle = st.columns([3, 1], vertical_alignment="bottom")
+    _scene_menu(top_scene)
+else:
+    with st.sidebar:
+        st.markdown("### :material/school: Lecture scenes")
+        _scene_menu(st)
 
 pending = st.session_state.pop("_scene_pending", None)
 if pending:
@@ -74,10 +83,17 @@ if pending:
     for key in controls.previous_keys() | set(scene.params):
         if key != "present" and key in st.session_state:
             del st.session_state[key]
-    params = dict(scene.params)
+    params = dict(scene.params) | {"preset": scene.name}  # ?preset= shows the scene's claim, in shared links too
     if present:
         params["present"] = "1"
     st.switch_page(PAGES[scene.page], query_params=params)
+
+# The claim of the scene on screen, above the page: what the students should see in it.
+shown_scene = SCENES.get(str(st.query_params.get("preset", "")))
+if shown_scene is not None and shown_scene.page == nav.url_path and shown_scene.claim:
+    st.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")
+elif "preset" in st.query_params:  # another page, or no such scene: the link no longer shows it
+    del st.query_params["preset"]
 
 # --- a new page starts from its own defaults and its URL ----------------------------------------
 # Pages share widget keys (ρ, η, σ, particles, steps) with different ranges and defaults. A widget value
@@ -92,7 +108,7 @@ st.session_state["_sl_page"] = nav.url_path
 
 # --- presentation toggle: in the sidebar, or at the top of the page while the sidebar is hidden --
 if present:
-    controls.toggle("present", "Presentation mode", container=st.columns([3, 1])[1],
+    controls.toggle("present", "Presentation mode", container=top_toggle,
                     help="Projector view: hides the side bar and the extra controls, enlarges text.")
 else:
     with st.sidebar:

@@ -30,9 +30,6 @@ APP_SCENES: tuple[Scene, ...] = (
           "SAM takes the gradient at the worst nearby point w+ε, not at w."),
     Scene("sam_step_big_rho", "A SAM step with a large ρ", "sam_step", {"rho": "0.5", "lr": "0.1"},
           "With a large ρ the SAM step can point away from the SGD step."),
-    Scene("playground_sgd_vs_sam", "SGD vs SAM in the double well", "playground",
-          {"opts": "sgd,sam", "rho": "0.1"},
-          "SAM leaves the sharp minimum that SGD settles in."),
     Scene("playground_all", "All optimizers side by side", "playground",
           {"opts": "sgd,sam,asam,psam,late_sam", "rho": "0.1"},
           "PSAM follows SAM at a fraction of the cost."),
@@ -52,9 +49,10 @@ PAGE_PARAMS: dict[str, dict] = {
     "escape": {"rho": (0.0, 0.3), "landscape": ("double_well_2d", "double_well_1d", "zhu")},
     "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d"), "view": ("drift", "shift", "schedules")},
     "sam_step": {"rho": (0.0, 1.0), "lr": _LR},
-    "playground": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 5.0), "steps": (10, 2000), "particles": (1, 20),
+    "playground": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (10, 2000), "particles": (1, 50),
                    "seed": (0, 2**31 - 1), "landscape": None, "opts": None, "k": (1, 10), "f": (0.0, 1.0),
-                   "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
+                   "late_f": (0.0, 1.0), "p": (0.0, 1.0), "noise": ("none", "isotropic", "hessian", "minibatch"),
+                   "x": None, "y": None},  # the start point (the page keeps it inside the landscape's bounds)
     "psam": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (20, 1000), "particles": (50, 2000),
              "seed": (0, 2**31 - 1), "landscape": ("double_well_1d", "double_well_2d", "many_wells"),
              "k": (1, 10), "f": (0.0, 1.0), "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
@@ -90,6 +88,9 @@ def scene_from_preset(name: str, preset) -> Scene:
         value = getattr(cfg, key)
         params[key] = f"{value:g}" if isinstance(value, float) else str(value)
     params["landscape"] = cfg.landscape
+    params["noise"] = cfg.noise
+    if cfg.start is not None:
+        params.update({k: f"{v:g}" for k, v in zip(("x", "y"), cfg.start)})
     if page == "playground":
         params["opts"] = "sgd,sam" if cfg.optimizer in ("sgd", "sam") else f"sgd,sam,{cfg.optimizer}"
     if page == "psam" and cfg.particles < 50:

@@ -71,17 +71,18 @@ PSAM = Preset(
 )
 
 SAM_BOUNCE = Preset(
-    "Noise-free SAM bounces across the minimum", "sam_step",
+    "Noise-free SAM bounces across the minimum", "playground",
     SimConfig(landscape="valley_1d", landscape_params=(("a_left", 10.0), ("a_right", 10.0)),
               optimizer="sam", rhos=(0.05, 0.1, 0.2), lr=0.05, noise="none", particles=1, steps=200,
               start=(0.5,), seed=0, dtype="float64"),
-    "Without noise SAM never settles: it ends on a 2-cycle of amplitude ηλρ/(2 − ηλ) around the minimum.",
+    "Without noise SAM never settles: it ends on a 2-cycle across the minimum (of amplitude ηλρ/(2 − ηλ) on a "
+    "quadratic of curvature λ).",
 )
 
 MANY_WELLS = Preset(
     "Exploring many wells", "playground",
     SimConfig(landscape="many_wells", optimizer="sam", rhos=(0.0, 0.05, 0.1), lr=0.01, noise="isotropic",
-              sigma=6.0, particles=100, steps=300, seed=0),
+              sigma=6.0, particles=30, steps=300, seed=0),
     "Noise carries particles from well to well; SAM leaves the starting sharp well more readily.",
 )
 

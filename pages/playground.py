@@ -69,10 +69,10 @@ lr = controls.lr_slider(default=lr_default, container=lr_box)
 with st.expander("More controls: noise, steps, particles, seed, schedules, start point"):
     c1, c2, c3 = st.columns(3)
     with c1:
-        noise, sigma = controls.noise_controls(default_kind="isotropic", default_sigma=1.0, hi_sigma=5.0)
+        noise, sigma = controls.noise_controls(default_kind="isotropic", default_sigma=1.0, hi_sigma=10.0)
     with c2:
         steps = controls.number_slider("steps", "steps T", lo=10, hi=2000, default=300, step=10)
-        particles = controls.number_slider("particles", "particles per optimizer", lo=1, hi=20, default=3,
+        particles = controls.number_slider("particles", "particles per optimizer", lo=1, hi=50, default=3,
                                            help="More particles show the spread the noise causes.")
         seed = controls.number_input("seed", "seed")
     with c3:

@@ -116,3 +116,59 @@ def test_moving_between_pages_starts_each_from_its_own_defaults():
     token = at.session_state["lab"]  # the CIFAR lab's job token stays with the session: its runs are found again
     at.switch_page("../pages/cifar.py").run()
     assert at.query_params["lab"] == [token] or at.query_params["lab"] == token
+
+
+def test_scenes_from_presets_keep_every_setting_their_page_reads():
+    """A scene made from an engine preset must carry each of the preset's settings that its page reads (η, σ,
+    steps, particles, noise, landscape, start …): one that a page's range rejected would silently drop out,
+    and the scene would no longer show its claim (σ = 6 of 'Exploring many wells' once fell off a σ ≤ 5
+    slider). The one documented exception: the PSAM page's 50-particle minimum."""
+    from app.presets import PAGE_PARAMS
+    from core.presets import PRESETS
+
+    all_scenes = scenes()
+    for name, preset in PRESETS.items():
+        scene, cfg = all_scenes[name], preset.config
+        wanted = {"lr": cfg.lr, "sigma": cfg.sigma, "steps": cfg.steps, "particles": cfg.particles, "seed": cfg.seed,
+                  "noise": cfg.noise, "landscape": cfg.landscape, "k": cfg.k, "f": cfg.f}
+        if cfg.start is not None:
+            wanted |= dict(zip(("x", "y"), cfg.start))
+        for key, value in wanted.items():
+            if key not in PAGE_PARAMS.get(scene.page, {}) or (scene.page == "psam" and key == "particles"
+                                                               and value < 50):
+                continue
+            assert key in scene.params, (name, key, value, scene.params)
+            shown = scene.params[key]
+            assert shown == value if isinstance(value, str) else float(shown) == pytest.approx(value), (name, key)
+
+
+def test_noise_free_bounce_scene_shows_sam_bouncing():
+    """'Noise-free SAM bounces across the minimum' opens the playground without noise, from w = 0.5 on the
+    valley: SGD's loss decays to the minimum's, SAM's stays up (it ends on its 2-cycle, never at the minimum)."""
+    scene = scenes()["sam_bounce"]
+    at = AppTest.from_file(str(REPO / "pages" / f"{scene.page}.py"), default_timeout=180)
+    for k, v in scene.params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception and not at.warning, ([e.value for e in at.exception], [w.value for w in at.warning])
+    assert at.selectbox(key="noise").value == "none" and at.slider(key="x").value == pytest.approx(0.5)
+    curves = {d["name"]: d["y"] for d in json.loads(next(c for c in at.get("plotly_chart")
+                                                         if c.proto.id.endswith("-loss_chart")).proto.spec)["data"]}
+    assert curves["SGD"][-1] < 1e-6 and curves["SAM"][-1] > 1e-4, (curves["SGD"][-1], curves["SAM"][-1])
+
+
+def test_a_loaded_scene_states_its_claim_and_the_menu_stays_reachable_on_the_projector():
+    """Choosing a scene opens its page with ?preset=<name> and shows the scene's claim above the page (a shared
+    link shows it too); leaving for another page drops it. In presentation mode, where the sidebar is hidden,
+    the scene menu is at the top of the page."""
+    at = _main()
+    at.selectbox(key="scene").set_value("many_wells").run()
+    assert not at.exception, [e.value for e in at.exception]
+    claim = scenes()["many_wells"].claim
+    assert any("Scene: Exploring many wells" in i.value and claim in i.value for i in at.info), [i.value for i in at.info]
+    assert at.query_params["preset"] in ("many_wells", ["many_wells"])
+    assert at.slider(key="sigma").value == pytest.approx(6.0)
+    at.switch_page("../pages/psam.py").run()
+    assert "preset" not in at.query_params and not any("Scene:" in i.value for i in at.info)
+    shown = _main(present="1")
+    assert shown.selectbox(key="scene") is not None and not shown.sidebar.selectbox

@@ -12,6 +12,7 @@ the trajectory traces change from frame to frame (the contour is sent once).
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -204,9 +205,13 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     # colour bar, buttons and slider and then draws the figure a second time; fixed margins halved the
     # browser's CPU per ρ change on the Playground (headless chromium: 634 -> 347 ms).
     s = _text_scale()
+    # About three legend entries ("late SAM (ρ = 0.2)") fit on a row; each further row gets its own strip of the
+    # top margin, so a legend of many optimizers wraps above the plot without running into the title.
+    legend_rows = max(1, math.ceil((len({t.name for t in tracks}) + (start is not None)) / 3))
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.03, "xanchor": "left", "yanchor": "bottom"},
-                      margin={"t": round((85 if title else 45) * s), "l": round(75 * s), "r": round(95 * s),
-                              "autoexpand": False}, hoverdistance=CLICK_HOVER_PX)
+                      margin={"t": round(((85 if title else 45) + 28 * (legend_rows - 1)) * s), "l": round(75 * s),
+                              "r": round(95 * s), "autoexpand": False}, hoverdistance=CLICK_HOVER_PX,
+                      title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 12}})  # title on top
     if animate and tracks:
         fig = _with_frames(fig, tracks, idx, first_path)
     return fig

@@ -63,7 +63,7 @@ FONT_FAMILY = "Inter, Source Sans Pro, Helvetica, Arial, sans-serif"
 # PNGs at twice the screen resolution so they look sharp on slides.
 PLOTLY_CONFIG: dict = {
     "displaylogo": False,
-    "displayModeBar": True,
+    "displayModeBar": "hover",  # on hover only: always shown, it covered the start of chart titles on a projector
     "toImageButtonOptions": {"format": "png", "scale": 2, "filename": "sam_lab"},
     "modeBarButtonsToRemove": ["lasso2d"],
 }

@@ -125,7 +125,8 @@ if n_div:
                   else "."))
 
 with chart_col:
-    title = f"{land.title}: {', '.join(theme.label(o) for o in opts)}"
+    # the optimizers are in the legend; with all seven in the title it ran off the chart
+    title = f"{land.title}: {', '.join(theme.label(o) for o in opts)}" if len(opts) <= 3 else land.title
     if land.dim == 1:
         x = np.linspace(*land.bounds[0], 400)
         fig = charts.curve_figure(x, loss_along(x[:, None]), tracks, title=title)
@@ -149,7 +150,7 @@ with chart_col:
     st.caption(how + "All optimizers share the start, "
                "the learning rate, the noise draws and the seed; SAM variants use the same ρ. In a sharp well SAM "
                "jitters more than SGD: the ascent ε amplifies the noise along sharp directions, which is what lets "
-               "it escape. The mode bar (top right) saves a PNG.")
+               "it escape. Hover the chart for its mode bar (top right): it saves a PNG.")
 
 loss_series = [(o, theme.label(o), r.steps_recorded, r.mean_loss[0]) for o, r in zip(opts, results)]
 st.plotly_chart(charts.loss_figure(loss_series, title="Loss along the way"), key="loss_chart",

@@ -44,7 +44,10 @@ def learning_curves(runs: list[tuple[dict, list[dict]]]) -> go.Figure:
                                  line={"color": c, "dash": "dot"}, legendgroup=name, showlegend=False),
                       secondary_y=True)
     theme.apply_layout(fig, x_title="epoch", y_title="test accuracy (%)", height=420, legend_below=True)
-    fig.update_yaxes(title_text="training loss (cross-entropy, nats), dotted", secondary_y=True)
+    fig.update_yaxes(title_text="training loss, dotted", tickformat=".2f", secondary_y=True)
+    longest = max((len(h) for _, h in runs), default=0)
+    if longest <= 20:  # whole epochs only: a 3-epoch run had ticks at 1.5 and 2.5
+        fig.update_xaxes(tick0=1, dtick=1)
     return fig
 
 

@@ -157,19 +157,22 @@ base = TrainConfig(data=spec, train_size=int(train_size), model=model, rho=float
                    trace_samples=3 if not HAS_GPU else 10, eval_batch=256 if not HAS_GPU else 500)
 cfgs = [TrainConfig(**{**base.__dict__, "optimizer": o, "rho": rho * (10 if o == "asam" else 1)}) for o in opts]
 estimate = sum(_estimate_s(c) for c in cfgs)
-running, queued = runner.lane_load(LANE)
 b1, b2, b3 = st.columns([1, 1, 2])
 start = b1.button("Train in the background", type="primary", disabled=not cfgs)
 stop = b2.button("Cancel my runs")
 b3.caption(f"Estimated time: about {estimate:.0f} s for {len(cfgs)} run(s) on the {'GPU' if HAS_GPU else 'CPU'}"
-           f" (ASAM uses 10 × ρ). Server {('GPU' if HAS_GPU else 'CPU')} lane: {running} running, {queued} queued.")
+           + (" (ASAM uses 10 × ρ: its ball scales with |w|)." if "asam" in opts else "."))
 if start:
+    submitted = 0
     for c in cfgs:
         try:
             runner.submit(owner, _job(c), lane=LANE, label=cifar_view.run_label(c.__dict__), meta=dict(c.__dict__))
+            submitted += 1
         except JobError as e:
             st.warning(str(e), icon="⚠️")
             break
+    if submitted:
+        st.toast(f"Started {submitted} run(s): their progress is under *Live runs* below.", icon=":material/play_arrow:")
 if stop:
     n = runner.cancel_owner(owner)
     st.toast(f"Cancelled {n} run(s).")
@@ -179,9 +182,15 @@ active = any(j.active for j in jobs)
 
 
 # --- live progress: a fragment that polls the jobs while any is active ---------------------------
+def lane_caption() -> None:
+    running, queued = runner.lane_load(LANE)
+    st.caption(f"Server {'GPU' if HAS_GPU else 'CPU'} lane: {running} running, {queued} queued (all users).")
+
+
 @st.fragment(run_every=1.0 if active else None)
 def live():
     views = runner.jobs(owner)
+    lane_caption()  # inside the polling fragment, so the count follows the runs while they go
     for j in views[-8:]:
         # as submitted, whatever the sliders say now: epochs of a run, stages of an escape experiment
         unit, total = ("stage", j.meta.get("stages")) if _is_escape(j) else ("epoch", j.meta.get("epochs"))
@@ -241,6 +250,7 @@ st.subheader("Live runs")
 if jobs:
     live()
 else:
+    lane_caption()
     st.caption("No runs yet in this session. Press *Train in the background*; the recorded runs below need none.")
     recorded_curves()
 

@@ -41,7 +41,21 @@ def test_default_page_runs_with_main_chart():
     at = _run()
     assert any(i.endswith("-main_chart") for i in _keys(at))
     assert at.slider(key="rho").label.startswith("ρ")
-    assert any("Estimated time" in c.value for c in at.caption)
+    estimate = next(c.value for c in at.caption if "Estimated time" in c.value)
+    assert "ASAM" not in estimate  # the default runs have no ASAM: no note about its ρ
+    assert "ASAM uses 10 × ρ" in next(c.value for c in _run(opts="sgd,asam").caption if "Estimated time" in c.value)
+
+
+def test_learning_curves_have_whole_epochs_and_a_readable_loss_axis():
+    from dataclasses import asdict
+
+    from app import cifar_view
+    from core.cifar.train import TrainConfig
+
+    hist = [{"epoch": e, "test_acc": 0.3 + 0.1 * e, "train_loss": 2.17531 - 0.04 * e} for e in (1, 2, 3)]
+    layout = cifar_view.learning_curves([(asdict(TrainConfig()), hist)]).to_plotly_json()["layout"]
+    assert layout["xaxis"]["dtick"] == 1 and layout["xaxis"]["tick0"] == 1
+    assert layout["yaxis2"]["tickformat"] == ".2f"
 
 
 @pytest.mark.parametrize("path,expect", [("data/no_such.tar.gz", "not found"), ("/etc/passwd", "only 'builtin'"),
@@ -60,11 +74,14 @@ def test_bad_data_path_shows_message(path, expect):
 
 def test_background_run_survives_reload_and_stays_private():
     at = _run(train_size=500, epochs=1, opts="sgd")
+    lane = lambda page: next(c.value for c in page.caption if "lane:" in c.value)
+    before = lane(at)
     at.button[0].click().run()  # "Train in the background"
     assert not at.exception
     owner = at.session_state["lab"]
     jobs = default_runner().jobs(owner)
     assert len(jobs) == 1
+    assert lane(at) != before and "0 running, 0 queued" not in lane(at)  # the lane count follows the new run
     view = default_runner().wait(owner, jobs[0].id, timeout=170)
     assert view.status == "done", view.error
     assert view.result["result"]["grad_evals"] == view.result["result"]["total_steps"]  # SGD: one per step

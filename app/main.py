@@ -23,7 +23,7 @@ from app import controls, theme  # noqa: E402
 from app.cache import device_info  # noqa: E402
 from app.presets import scenes  # noqa: E402
 
-st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="auto")  # collapsed on a phone
 
 # (file, title, icon, url path); "home" is the default page.
 # Material icons ship with Streamlit's own font, so they render even where no emoji font is installed.

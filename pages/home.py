@@ -89,7 +89,7 @@ with left:
     st.plotly_chart(charts.schedule_timeline(rows, title="SAM steps per schedule (T = 100)"),
                     key="main_chart", config=theme.PLOTLY_CONFIG)
     st.caption("Each tick is a SAM step (two gradient evaluations). PSAM spends them early and sparsely: 65% of "
-               "SAM's cost. Late SAM spends them at the end — the counter-evidence below says that is where "
+               "SAM's cost. Late SAM spends them at the end — the counter-evidence beside this chart says that is where "
                "they matter.")
     download_data("schedules", {o: m for o, _, m, _ in rows}, key="home_dl", file_stem="schedules",
                   config={"page": "home", "steps": T, "k": 2, "f": 0.6, "late_f": 0.3})
@@ -102,11 +102,11 @@ with right:
         "accuracy as k grows.\n\n"
         "The PSAM scheduler compares all of them at equal budget, so you can judge for yourself.")
     st.markdown("#### Calibration on one H100 (CIFAR-10, 10k images × 30 epochs, 5 seeds)")
-    st.dataframe(
+    st.table(  # a static table wraps its cells: all four columns show in a third of a 1280-px screen
         {"optimizer": ["SGD", "SAM ρ=0.05", "PSAM ρ=0.05", "late SAM ρ=0.05"],
-         "test accuracy %": ["81.83 ± 0.20", "82.38 ± 0.15", "82.34 ± 0.22", "82.04 ± 0.22"],
+         "test acc. %": ["81.83 ± 0.20", "82.38 ± 0.15", "82.34 ± 0.22", "82.04 ± 0.22"],
          "λ_max": [117, 91, 114, 97], "time vs SAM": ["0.47×", "1×", "0.65×", "—"]},
-        hide_index=True, width="stretch")
+        hide_index=True, border="horizontal")
     st.caption("Calibration runs from the project's theory brief (docs/theory.md §6). PSAM matches SAM at 65% of "
                "the time yet ends as sharp as SGD: flatness at the end is not the whole story.")
 

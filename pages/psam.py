@@ -137,11 +137,18 @@ with text_col:
             "degrades. Compare the PSAM, late SAM and SAM-k bars; the asymmetric valley lab's tab *Which steps need "
             "SAM? (exact)* compares them without sampling noise.")
 
+# Short headers (the full meaning on hover), so all ten columns fit a 1280-px projector without scrolling.
+SHORT = {"gradient evaluations": ("grad evals", "gradient evaluations spent (SAM step 2, SGD step 1)"),
+         "cost per step vs SAM": ("cost/step", "cost per step relative to SAM, (T' + S)/(2T')"),
+         "in a flat minimum": ("flat min.", "fraction of particles in a flat minimum at the end"),
+         "95% low": ("95% lo", "Wilson interval, lower end"), "95% high": ("95% hi", "Wilson interval, upper end"),
+         "left the start basin": ("left start", "fraction that left the starting (sharp) basin"),
+         "mean final loss": ("final loss", "mean loss at the end"), "diverged": ("diverged", "particles that diverged")}
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="%.3f")
-                            for c in ("cost per step vs SAM", "in a flat minimum", "95% low", "95% high",
-                                      "left the start basin",
-                                      "mean final loss")})
+             column_config={c: (st.column_config.NumberColumn(label, help=text, format="%.3f")
+                                if c not in ("gradient evaluations", "diverged")
+                                else st.column_config.NumberColumn(label, help=text))
+                            for c, (label, text) in SHORT.items()})
 
 evals = [r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps_recorded] for r in results]
 loss_fig = charts.loss_figure([(o, label, ev, r.mean_loss[0]) for (o, label, _, _), ev, r in zip(rows, evals, results)],

@@ -37,7 +37,7 @@ with side:
     if name == "formula":
         formula = controls.text_input("formula", "L(x, y) =", DEFAULT_FORMULA,
                                       help="x, y, numbers, + − * / ^, sin cos exp log sqrt abs tanh …")
-    view = controls.choice("view", "view", {"contour": "contour", "surface": "3-D surface"}, "contour", radio=True)
+    view_box = st.container()  # contour or 3-D surface: offered once the landscape is known to be 2-D
 
 # --- the landscape (a bad formula is shown inline; the text stays in the box) -------------------
 try:
@@ -65,6 +65,12 @@ if (previous is not None and previous != name and stable_lr is not None and "lr"
                     f"curvature λ = {2 / stable_lr:.3g}, and gradient descent settles there only for η < 2/λ = "
                     f"{stable_lr:.3g}.")
 lr = controls.lr_slider(default=lr_default, container=lr_box)
+if stable_lr is not None and lr > stable_lr:  # e.g. a shared link with ?lr=0.5 on Rastrigin
+    lr_box.warning(f"η = {lr:g} is above this landscape's stability limit 2/λ_max = {stable_lr:.3g}: gradient "
+                   "descent cannot settle in its sharpest minimum, so the paths ring or fly off.",
+                   icon=":material/warning:")
+view = (controls.choice("view", "view", {"contour": "contour", "surface": "3-D surface"}, "contour", radio=True,
+                        container=view_box) if land.dim == 2 else "contour")  # a 1-D landscape is a curve
 
 with st.expander("More controls: noise, steps, particles, seed, schedules, start point"):
     c1, c2, c3 = st.columns(3)

@@ -162,3 +162,17 @@ def test_lr_is_left_alone_where_the_landscape_allows_it_or_has_no_known_limit():
     assert not any("lowered" in w.value for w in at.warning)
     at.selectbox(key="landscape").set_value("saddle").run()
     assert at.select_slider(key="lr").value == pytest.approx(0.5) and not at.exception
+
+
+def test_a_learning_rate_past_the_stability_limit_is_flagged_and_1d_has_no_surface_view():
+    """A shared link may carry an η the landscape cannot take (Rastrigin's limit 2/λ_max is 0.005): the page
+    says so whether or not particles diverge. A 1-D landscape is drawn as a curve and offers no 3-D view."""
+    from core.landscapes import make_landscape
+
+    limit = make_landscape("rastrigin").stable_lr()
+    at = run_page("pages/playground.py", landscape="rastrigin", lr="0.5")
+    assert any(f"stability limit 2/λ_max = {limit:.3g}" in w.value for w in at.warning), [w.value for w in at.warning]
+    ok = run_page("pages/playground.py", landscape="rastrigin", lr=f"{0.5 * limit:g}")
+    assert not any("stability limit" in w.value for w in ok.warning)
+    one_d = run_page("pages/playground.py", landscape="double_well_1d")
+    assert not [r for r in one_d.radio if r.key == "view"]

@@ -370,12 +370,17 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend above the plot (room for 3 rows in a narrow column), the title pinned to the top edge
+    top, bottom = 175, (150 if animate else 60)
     fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"),
-                      margin=dict(t=175, b=130 if animate else 60),
+                      margin=dict(t=top, b=bottom),
                       title=dict(y=0.93, yref="container", yanchor="top"))  # below the mode bar
     if animate:  # play / pause below the plot, and the step slider (scrubber) next to them
+        # Placed in pixels below the x-axis title (~50 px), turned into fractions of the plot's height: a fixed
+        # fraction put the buttons on the axis title of the shorter 1-D chart.
+        plot_h = max(100, fig.layout.height - top - bottom)
+        below = -62 / plot_h
         controls = dict(
-            updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.2, xanchor="left", yanchor="top",
+            updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=below, xanchor="left", yanchor="top",
                               direction="left", buttons=[
                                   dict(label="▶ play", method="animate",
                                        args=[None, dict(frame=dict(duration=150, redraw=True), fromcurrent=False,
@@ -383,7 +388,8 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
                                   dict(label="❚❚ pause", method="animate",
                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
                                                           transition=dict(duration=0))])])],
-            sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=-0.16, yanchor="top",
+            sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=below + 0.04 * 235 / plot_h,
+                          yanchor="top",
                           currentvalue=dict(prefix="step ", visible=True))],
         )
         fig.update_layout(controls)

@@ -105,12 +105,14 @@ def _frame_indices(k: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
 
 
 def _zrange(z: np.ndarray) -> tuple[float, float]:
-    """Contour levels from the 2nd to the 98th percentile, so one huge wall does not flatten the
-    interesting part of the landscape."""
+    """Colour range from the 1st to the 85th percentile of the loss on the grid, so the walls do not flatten
+    the interesting part of the landscape: on the double well the walls beyond |w₁| = 1.5 fill a third of the
+    picture and rise to ~5, and with the 97th percentile the sharp and the flat well (both at −0.5, barrier 0)
+    came out the same dark colour. Higher ground simply shows in the top colour."""
     finite = z[np.isfinite(z)]
     if finite.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(finite, [1, 97])
+    lo, hi = np.percentile(finite, [1, 85])
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 

@@ -43,7 +43,7 @@ MAX_TEXT = 300  # longest formula / text accepted from a URL parameter
 LR_OPTIONS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 _NOTICE_AREA = "_sl_notice_area"
 _KEYS = "_sl_url_keys"
-_PREV_KEYS = "_sl_url_keys_before"  # the keys of the previous run (app/main.py resets them for a scene)
+_PAGE_KEYS = "_sl_page_keys"  # every key registered since the page on screen was entered (forget_page_keys)
 _SHOWN = "_sl_notices_shown"
 
 # Keys the app itself puts in the URL besides widget keys (never reported as unknown).
@@ -197,14 +197,18 @@ def begin_run(notice_area=None) -> None:
     """Called by app/main.py at the top of every run: where notices go (a container at the top
     of the page), and a fresh list of the URL keys the page's widgets use."""
     st.session_state[_NOTICE_AREA] = notice_area
-    st.session_state[_PREV_KEYS] = st.session_state.get(_KEYS, set())
     st.session_state[_KEYS] = set()
     st.session_state[_SHOWN] = set()
 
 
-def previous_keys() -> set:
-    """URL keys the widgets used in the previous run (the page on screen before this run)."""
-    return set(st.session_state.get(_PREV_KEYS, set()))
+def forget_page_keys(extra: Iterable[str] = ()) -> None:
+    """Forget the widget values of the page on screen (every key its widgets used since it was entered, also
+    in runs that a click cut short) and the keys in `extra`, except SESSION_KEYS. app/main.py calls it when
+    the page changes or a scene is loaded, so the next page starts from its defaults plus its URL."""
+    for key in (set(st.session_state.get(_PAGE_KEYS, set())) | set(extra)) - SESSION_KEYS:
+        if key in st.session_state:
+            del st.session_state[key]
+    st.session_state[_PAGE_KEYS] = set()
 
 
 def notice(message: str) -> None:
@@ -219,6 +223,7 @@ def notice(message: str) -> None:
 
 def _register(key: str) -> None:
     st.session_state.setdefault(_KEYS, set()).add(key)
+    st.session_state.setdefault(_PAGE_KEYS, set()).add(key)
 
 
 def keep_param(key: str) -> None:

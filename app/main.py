@@ -10,6 +10,7 @@ st.set_page_config; they are run by `st.navigation` below.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -80,20 +81,20 @@ if pending:
     scene = SCENES[pending]
     # Forget the widget values of the page on screen and of the scene's keys, so the scene's page
     # starts from its defaults plus the scene's URL parameters (the same view a copied URL gives).
-    for key in controls.previous_keys() | set(scene.params):
-        if key != "present" and key in st.session_state:
-            del st.session_state[key]
+    controls.forget_page_keys(extra=scene.params)
     params = dict(scene.params) | {"preset": scene.name}  # ?preset= shows the scene's claim, in shared links too
     if present:
         params["present"] = "1"
     st.switch_page(PAGES[scene.page], query_params=params)
 
-# The claim of the scene on screen, above the page: what the students should see in it.
+# The claim of the scene on screen goes above the page (what the students should see in it), filled in after
+# the page ran: only while the URL still holds the scene's settings.
 shown_scene = SCENES.get(str(st.query_params.get("preset", "")))
-if shown_scene is not None and shown_scene.page == nav.url_path and shown_scene.claim:
-    st.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")
-elif "preset" in st.query_params:  # another page, or no such scene: the link no longer shows it
-    del st.query_params["preset"]
+if shown_scene is None or shown_scene.page != nav.url_path or not shown_scene.claim:
+    shown_scene = None
+    if "preset" in st.query_params:  # another page, or no such scene: the link no longer shows it
+        del st.query_params["preset"]
+scene_banner = st.container()
 
 # --- a new page starts from its own defaults and its URL ----------------------------------------
 # Pages share widget keys (ρ, η, σ, particles, steps) with different ranges and defaults. A widget value
@@ -101,9 +102,7 @@ elif "preset" in st.query_params:  # another page, or no such scene: the link no
 # a widget whose range changed), and that value would then be written into the URL. So when the page
 # changes, the previous page's values are forgotten, as for a scene: the new page reads its own URL.
 if st.session_state.get("_sl_page") not in (None, nav.url_path):
-    for key in controls.previous_keys() - controls.SESSION_KEYS:
-        if key in st.session_state:
-            del st.session_state[key]
+    controls.forget_page_keys()
 st.session_state["_sl_page"] = nav.url_path
 
 # --- presentation toggle: in the sidebar, or at the top of the page while the sidebar is hidden --
@@ -121,3 +120,21 @@ with st.sidebar:
 
 nav.run()
 controls.check_unknown_params()
+
+
+def _same(a, b) -> bool:
+    """Two URL values agree (0.2 and 0.20 as numbers, other text as text)."""
+    a, b = controls._last(a), controls._last(b)
+    x, y = controls._finite(a), controls._finite(b)
+    return math.isclose(x, y, rel_tol=1e-9) if x is not None and y is not None else str(a) == str(b)
+
+
+if shown_scene is not None:
+    # a setting moved away from the scene's (or one the scene does not set): the claim no longer describes it
+    ignore = controls.APP_KEYS | controls.SESSION_KEYS
+    moved = [k for k in st.query_params.keys() if k not in ignore
+             and (k not in shown_scene.params or not _same(st.query_params.get_all(k), shown_scene.params[k]))]
+    if moved:
+        del st.query_params["preset"]
+    else:
+        scene_banner.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")

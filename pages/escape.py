@@ -123,13 +123,18 @@ if landscape == "zhu":
             "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
             "breaks\" below.", icon=":material/info:")
 # Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
-d = DEFAULTS | (dict(lr=0.01, steps=ZHU_BREAKS.config.steps) if landscape == "zhu" else {})
+SCENE_DEFAULTS = {"zhu": dict(lr=0.01, steps=ZHU_BREAKS.config.steps)}
+d = DEFAULTS | SCENE_DEFAULTS.get(landscape, {})
 # Switching the scene in the menu starts it at its own η and T: the double well's η = 0.05 would carry every
 # SGD particle out of the Zhu toy's sharp minimum within a few steps, the opposite of what that scene shows.
-if st.session_state.get("_escape_scene", landscape) != landscape:
+# Only between scenes whose defaults differ (the two double wells share theirs), and only values set on this
+# visit: a page just opened from a link or a scene keeps the η and T of its URL.
+previous = st.session_state.get("_escape_scene", landscape)
+if previous != landscape and SCENE_DEFAULTS.get(previous) != SCENE_DEFAULTS.get(landscape):
     for key in ("lr", "steps"):
-        st.session_state.pop(key, None)
-        st.query_params.pop(key, None)
+        if key in st.session_state:
+            del st.session_state[key]
+            st.query_params.pop(key, None)
 st.session_state["_escape_scene"] = landscape
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
@@ -272,6 +277,8 @@ def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
         theory_line += (f" Exact for SGD (the grid chain of w₁, which moves on its own here): mean escape "
                         f"{exact:,.0f} steps" + (f"; Kramers is {1 - tau / exact:.0%} low, as its ΔL ≫ T does not "
                                                  "quite hold" if tau is not None and tau < exact else "") + ".")
+    elif exact is not None:
+        theory_line += f" Exact for SGD: beyond {theory.MAX_ESCAPE_STEPS:.0e} steps, practically never."
     st.table(sc.escape_table(rows), hide_index=True, border="horizontal")  # a static table: cheaper to redraw than st.dataframe
     st.caption(
         f"{sgd_cfg.particles} particles per run, {sgd_cfg.steps} steps. Escaped fraction with a 95% Wilson interval; median "

@@ -87,7 +87,8 @@ with st.expander("More controls: noise, steps, particles, seed, schedules, start
 start_default = DEFAULT_START.get(name, land.default_start)
 if st.session_state.get("playground_landscape", name) != name:  # a new landscape: start at its default start
     for i, key in enumerate(("x", "y")[: land.dim]):
-        st.session_state[key] = float(start_default[i])
+        if key in st.session_state:  # picked here, on this visit; a page just opened (a scene, a link) reads its URL
+            st.session_state[key] = float(start_default[i])
 st.session_state["playground_landscape"] = name
 if land.dim == 2:
     with side:

@@ -93,9 +93,11 @@ def outcome(r) -> dict:
 
 def budget_verdict(table: pd.DataFrame, mode: str) -> str:
     """What the bars say, read from the table: the leading schedule, and how full SAM fares against SGD."""
-    frac = dict(zip(SCHEDULES, table["in a flat minimum"]))
+    frac = {o: v for o, v in zip(SCHEDULES, table["in a flat minimum"]) if np.isfinite(v)}  # NaN: all diverged
     names = dict(zip(SCHEDULES, table["schedule"]))
-    best = max(SCHEDULES, key=lambda o: frac[o])
+    if not frac or "sam" not in frac or "sgd" not in frac:
+        return "Some runs diverged entirely, so there is nothing to compare; lower the learning rate or the noise."
+    best = max(frac, key=frac.get)
     text = (f"Here **{names[best]}** ends in a flat minimum most often ({frac[best]:.0%}; the error bars show which "
             "differences are larger than the sampling noise). ")
     if frac["sam"] > frac["sgd"]:

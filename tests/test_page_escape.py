@@ -209,3 +209,7 @@ def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
     assert "lr" not in at.query_params and "steps" not in at.query_params
     at.selectbox(key="landscape").set_value("double_well_2d").run()
     assert at.select_slider(key="lr").value == pytest.approx(0.05) and at.slider(key="steps").value == 300
+    # the two double wells share their defaults: a chosen η stays when switching between them
+    at.select_slider(key="lr").set_value(0.1).run()
+    at.selectbox(key="landscape").set_value("double_well_1d").run()
+    assert at.select_slider(key="lr").value == pytest.approx(0.1)

@@ -172,3 +172,34 @@ def test_a_loaded_scene_states_its_claim_and_the_menu_stays_reachable_on_the_pro
     assert "preset" not in at.query_params and not any("Scene:" in i.value for i in at.info)
     shown = _main(present="1")
     assert shown.selectbox(key="scene") is not None and not shown.sidebar.selectbox
+
+
+def test_scenes_after_other_pages_keep_the_session_and_their_own_settings():
+    """Sequences a lecturer takes: (1) CIFAR, then a scene, then back to CIFAR: the job token stays, so the
+    background runs are still found and can be cancelled. (2) The playground on its default landscape, then the
+    'Noise-free SAM bounces' scene: its start w = 0.5 from the URL wins over the page's reset to the new
+    landscape's default start (w = 0, where noise-free SAM never moves)."""
+    at = _main()
+    at.switch_page("../pages/cifar.py").run()
+    token = at.session_state["lab"]
+    at.selectbox(key="scene").set_value("sam_step_basic").run()
+    at.switch_page("../pages/cifar.py").run()
+    assert at.session_state["lab"] == token
+
+    at = _main()
+    at.switch_page("../pages/playground.py").run()
+    at.selectbox(key="scene").set_value("sam_bounce").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="landscape").value == "valley_1d" and at.slider(key="x").value == pytest.approx(0.5)
+
+
+def test_the_scene_banner_goes_when_a_setting_leaves_the_scene():
+    """The claim describes the scene's settings: after ρ moves away from them, the banner and ?preset= go (a copied
+    link must not promise a claim its settings no longer show)."""
+    at = _main()
+    at.selectbox(key="scene").set_value("zhu_breaks").run()
+    assert any("Scene:" in i.value for i in at.info)
+    at.slider(key="rho").set_value(0.05).run()
+    assert "preset" not in at.query_params
+    at.run()
+    assert not any("Scene:" in i.value for i in at.info)

@@ -332,8 +332,9 @@ def test_simulator_agrees_with_the_exact_schedule_chain(name):
 
 def test_exact_escape_time_of_a_nearly_deterministic_walk_counts_its_steps():
     """With a constant gradient 2 and η = 0.05 each step moves 0.1 to the left; with (almost) no noise a start at
-    1.05 crosses 0 on step 11 (1.05 → 0.95 → … → 0.05 → −0.05), so the mean first-passage time is 11."""
-    m = theory.exact_escape_steps_1d(lambda x: torch.full_like(x, 2.0), 0.05, 1e-6, 1.05, 0.0, 2.0, n=1000)
+    1.0005 (the cell [1.000, 1.002], centre 1.001) crosses 0 on step 11 (1.001 → 0.901 → … → 0.001 → −0.099), so the
+    mean first-passage time is 11. Had the start landed one cell lower (centre 0.999) it would be 10."""
+    m = theory.exact_escape_steps_1d(lambda x: torch.full_like(x, 2.0), 0.05, 1e-6, 1.0005, 0.0, 2.0, n=1000)
     assert m == pytest.approx(11.0, abs=1e-6)
     with pytest.raises(ValueError, match="boundary < start"):
         theory.exact_escape_steps_1d(lambda x: x, 0.05, 1.0, -1.0, 0.0, 2.0)
@@ -350,3 +351,5 @@ def test_exact_escape_time_on_the_double_well_is_converged_in_the_grid():
     assert theory.double_well_escape_steps(make_landscape("double_well_1d"), 0.05, 2.5) == pytest.approx(fine, rel=1e-3)
     assert theory.double_well_escape_steps(make_landscape("valley_1d"), 0.05, 2.5) is None
     assert theory.double_well_escape_steps(land, 0.05, 0.0) is None
+    # colder, escapes are rarer than float64 can resolve per step: "practically never", not a made-up number
+    assert theory.double_well_escape_steps(land, 0.05, 0.5) == math.inf

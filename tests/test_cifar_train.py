@@ -245,7 +245,7 @@ def test_gpu_session_script_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     smoke = json.loads((tmp_path / "smoke_check.json").read_text())["results"]
     assert smoke["status"] == "done" and smoke["lambda_max"] is not None and smoke["trace"] is not None
-    for name in ("throughput", "table_a", "table_b", "escape", "throughput_compiled"):
+    for name in ("throughput", "throughput_b1000", "table_a", "table_b", "escape", "throughput_compiled"):
         d = json.loads((tmp_path / f"dryrun_{name}.json").read_text())
         assert d["recorded"] is True and d["results"], name
     assert "FAILED" not in proc.stdout and (tmp_path / "session.log").stat().st_size > 0

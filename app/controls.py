@@ -77,6 +77,13 @@ def _finite(raw) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def same_value(a, b) -> bool:
+    """Two URL values agree: as numbers where both are numbers (0.2, "0.20", "2e-1"), else as text."""
+    a, b = _last(a), _last(b)
+    x, y = _finite(a), _finite(b)
+    return math.isclose(x, y, rel_tol=1e-9) if x is not None and y is not None else str(a) == str(b)
+
+
 def parse_number(name: str, raw, *, lo: float | None = None, hi: float | None = None,
                  default: float | None = None, label: str | None = None):
     """Parse one number for the LIMITS entry `name`, first through `core.limits.clamp` (the global

@@ -10,7 +10,6 @@ st.set_page_config; they are run by `st.navigation` below.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -122,18 +121,11 @@ nav.run()
 controls.check_unknown_params()
 
 
-def _same(a, b) -> bool:
-    """Two URL values agree (0.2 and 0.20 as numbers, other text as text)."""
-    a, b = controls._last(a), controls._last(b)
-    x, y = controls._finite(a), controls._finite(b)
-    return math.isclose(x, y, rel_tol=1e-9) if x is not None and y is not None else str(a) == str(b)
-
-
 if shown_scene is not None:
     # a setting moved away from the scene's (or one the scene does not set): the claim no longer describes it
     ignore = controls.APP_KEYS | controls.SESSION_KEYS
     moved = [k for k in st.query_params.keys() if k not in ignore
-             and (k not in shown_scene.params or not _same(st.query_params.get_all(k), shown_scene.params[k]))]
+             and (k not in shown_scene.params or not controls.same_value(st.query_params.get_all(k), shown_scene.params[k]))]
     if moved:
         del st.query_params["preset"]
     else:

@@ -178,3 +178,10 @@ def test_download_files_embed_the_config():
     header = [ln for ln in lines if ln.startswith("# ")]
     assert "# optimizer: sam" in header and "# particles: 10" in header
     assert lines[len(header)] == "step,S" and lines[-1] == "1,0.9"
+
+
+def test_same_value_compares_numbers_as_numbers():
+    from app.controls import same_value
+
+    assert same_value("0.2", "0.20") and same_value(["0.1", "2e-1"], "0.2") and same_value("zhu", ["zhu"])
+    assert not same_value("0.2", "0.21") and not same_value("zhu", "double_well_2d") and not same_value("1", "one")

@@ -282,7 +282,13 @@ def _exact_chain(grad_fn, lr, sigma, rho, adaptive, lo, hi, n) -> ChainResult:
     A[-1, :] = 1.0
     rhs = torch.zeros(n, dtype=dt)
     rhs[-1] = 1.0
-    pi = torch.linalg.solve(A, rhs).clamp(min=0.0)
+    try:
+        pi = torch.linalg.solve(A, rhs).clamp(min=0.0)
+    except torch.linalg.LinAlgError:  # e.g. η = 1e-4, σ = 0.05: the step noise is far below one grid cell
+        pi = torch.full((n,), math.nan, dtype=dt)
+    if not (torch.isfinite(pi).all() and pi.sum() > 0):
+        raise ValueError(f"the exact chain cannot resolve these settings: one step's noise ησ = {lr * sigma:.2g} is "
+                         f"small against its grid cell of {h:.2g}; raise η or σ (the simulation is unaffected)")
     pi = pi / pi.sum()
     mean = float((pi * w).sum())
     return ChainResult(
@@ -320,7 +326,10 @@ def exact_escape_steps_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: f
         # one cell more below the boundary: cell 0 gathers everything that lands below it (escaped)
         w, P, _ = _transition_matrix(grad_fn, lr, sigma, rho, adaptive, boundary - h, hi, n + 1)
         Q = P[1:, 1:]
-        m = torch.linalg.solve(torch.eye(n, dtype=Q.dtype) - Q, torch.ones(n, dtype=Q.dtype))
+        try:
+            m = torch.linalg.solve(torch.eye(n, dtype=Q.dtype) - Q, torch.ones(n, dtype=Q.dtype))
+        except torch.linalg.LinAlgError:  # no way out that float64 can see: practically never
+            return math.inf
     i = min(n - 1, int((start - boundary) / h))  # the cell that holds the start
     value = float(m[i])
     return value if math.isfinite(value) and 0 < value <= MAX_ESCAPE_STEPS else math.inf

@@ -188,13 +188,16 @@ def rho_section(base: dict) -> None:
     p_closed = theory.closed_form_density(w_grid, loss_grid, lr, sigma)
     if p_closed is not None:
         curves.append(sc.DensityCurve("closed form (SGD) ∝ exp(−2L/(ησ²))", "sgd", 0.0, w_grid, p_closed, closed))
-    chains = {}
+    chains, chain_note = {}, None
     if one_d and has_noise:
-        for opt, r in (("sgd", 0.0), ("sam", float(rho))):
-            ch = chain(a_left, a_right, lr, sigma, r)
-            chains[opt] = ch
-            name = "exact chain (SGD)" if opt == "sgd" else f"exact chain (SAM ρ={r:g})"
-            curves.append(sc.DensityCurve(name, opt, r, ch.grid, ch.density, ch.mean))
+        try:
+            for opt, r in (("sgd", 0.0), ("sam", float(rho))):
+                chains[opt] = chain(a_left, a_right, lr, sigma, r)
+        except ValueError as e:  # settings the grid cannot resolve (tiny η·σ): the simulation alone, with a note
+            chains, chain_note = {}, f"No exact chain here: {e}."
+        for opt, ch in chains.items():
+            name = "exact chain (SGD)" if opt == "sgd" else f"exact chain (SAM ρ={ch.rho:g})"
+            curves.append(sc.DensityCurve(name, opt, ch.rho, ch.grid, ch.density, ch.mean))
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
@@ -206,6 +209,8 @@ def rho_section(base: dict) -> None:
             "closed-form density ∝ exp(−2L/(ησ²)); solid curves: the **exact** stationary density of the grid "
             "Markov chain (same noise, same SAM step) for SGD and SAM. The dotted line is the valley floor w = 0."
         )
+        if chain_note:
+            st.info(chain_note, icon=":material/info:")
         if not one_d:
             st.caption("2-D valley: the exact chain is 1-D only; the closed form uses the profile along w₁ at w₂ = 0 "
                        "(exact for SGD, since its two axes do not interact).")
@@ -244,7 +249,7 @@ def rho_section(base: dict) -> None:
             controls.keep_param("delta")  # the tab's own control: a shared ?delta=… waits for the tab
     with tabs["schedules"]:
         if tabs["schedules"].open:
-            schedules_tab(base, rho, one_d and has_noise)
+            schedules_tab(base, rho, one_d and has_noise and bool(chains))
 
 
 def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
@@ -256,7 +261,10 @@ def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
     with d1:
         with st.spinner("ρ sweep…"):
             drift = drift_sweep(sweep_cfg)
-        chain_mean = chain_curve(a_left, a_right, lr, sigma) if (one_d and sigma > 0) else None
+        try:
+            chain_mean = chain_curve(a_left, a_right, lr, sigma) if (one_d and sigma > 0) else None
+        except ValueError:  # the grid cannot resolve these settings (said above the main chart)
+            chain_mean = None
         cycle = [theory.valley_two_cycle_mean_sam(a_left, a_right, lr, r) for r in CHAIN_RHOS] if one_d else None
         cycle = None if cycle is None or any(c is None for c in cycle) else cycle
         free = noise_free(free_cfg)

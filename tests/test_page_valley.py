@@ -175,3 +175,12 @@ def test_zero_noise_from_the_url_is_raised_with_a_notice():
     assert at.slider(key="sigma").value == pytest.approx(0.05)
     assert any("noise: 0 is outside [0.05, 3]" in w.value for w in at.warning), [w.value for w in at.warning]
     assert "exact chain (SGD)" in _names(_chart(at, "main_chart"))
+
+
+@pytest.mark.parametrize("view", ["drift", "schedules"])
+def test_settings_the_exact_chain_cannot_resolve_give_a_note_not_a_traceback(view):
+    """η = 0.0001 and σ = 0.05 are on the sliders: one step's noise (5e-6) is far below a grid cell, and the chain's
+    linear solve is singular. The page shows the simulation with a note instead of crashing."""
+    at = _run(lr="0.0001", sigma="0.05", view=view)
+    assert any("No exact chain here" in i.value for i in at.info), [i.value for i in at.info]
+    assert not any(n.startswith("exact chain") for n in _names(_chart(at, "main_chart")))

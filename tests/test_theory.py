@@ -353,3 +353,10 @@ def test_exact_escape_time_on_the_double_well_is_converged_in_the_grid():
     assert theory.double_well_escape_steps(land, 0.05, 0.0) is None
     # colder, escapes are rarer than float64 can resolve per step: "practically never", not a made-up number
     assert theory.double_well_escape_steps(land, 0.05, 0.5) == math.inf
+
+
+def test_a_chain_the_grid_cannot_resolve_is_refused_with_a_message():
+    """One step's noise far below a grid cell (η = 1e-4, σ = 0.05 on the valley): the stationary solve is singular;
+    the chain says so in one line instead of raising torch's LinAlgError."""
+    with pytest.raises(ValueError, match="cannot resolve"):
+        theory.exact_chain_valley(A_L, A_R, 1e-4, 0.05, 0.1)

@@ -32,6 +32,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.jsonable import to_jsonable
 from core.limits import LIMITS, clamp
@@ -283,8 +284,9 @@ def _fmt(value) -> str | list[str]:
 
 def _sync(key: str, value, default) -> None:
     """Step 3: write the widget's value to the URL; a default value leaves the URL."""
+    is_default = value == default or (isinstance(value, list) and list(value) == list(default))
     try:
-        if value == default or (isinstance(value, list) and list(value) == list(default)):
+        if is_default:
             if key in st.query_params:
                 del st.query_params[key]
         else:
@@ -293,6 +295,26 @@ def _sync(key: str, value, default) -> None:
                 st.query_params[key] = text
     except Exception:  # the URL is a convenience; never break the page over it
         pass
+    scene = st.session_state.get(SCENE_KEY)
+    if scene is not None and "preset" in st.query_params:
+        at_scene = same_value(_fmt(value), scene[key]) if key in scene else is_default
+        if not at_scene:
+            _leave_scene()
+
+
+# The settings of the lecture scene on screen (app/main.py puts them here while its banner shows), or None.
+SCENE_KEY = "_sl_scene_params"
+
+
+def _leave_scene() -> None:
+    """A setting moved away from the lecture scene on screen: its claim (app/main.py's banner, ?preset=) no
+    longer describes the view. Inside a fragment (the ρ sections of the escape and valley pages) the banner
+    lies outside what reruns, so the whole page reruns once to take it down."""
+    del st.query_params["preset"]
+    st.session_state[SCENE_KEY] = None
+    ctx = get_script_run_ctx()
+    if ctx is not None and getattr(ctx, "fragment_ids_this_run", None):
+        st.rerun(scope="app")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ if shown_scene is None or shown_scene.page != nav.url_path or not shown_scene.cl
     if "preset" in st.query_params:  # another page, or no such scene: the link no longer shows it
         del st.query_params["preset"]
 scene_banner = st.container()
+st.session_state[controls.SCENE_KEY] = dict(shown_scene.params) if shown_scene else None  # for controls._sync
 
 # --- a new page starts from its own defaults and its URL ----------------------------------------
 # Pages share widget keys (ρ, η, σ, particles, steps) with different ranges and defaults. A widget value
@@ -121,12 +122,7 @@ nav.run()
 controls.check_unknown_params()
 
 
-if shown_scene is not None:
-    # a setting moved away from the scene's (or one the scene does not set): the claim no longer describes it
-    ignore = controls.APP_KEYS | controls.SESSION_KEYS
-    moved = [k for k in st.query_params.keys() if k not in ignore
-             and (k not in shown_scene.params or not controls.same_value(st.query_params.get_all(k), shown_scene.params[k]))]
-    if moved:
-        del st.query_params["preset"]
-    else:
-        scene_banner.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")
+# controls._sync drops ?preset= as soon as a widget leaves the scene's settings (or one it does not set leaves its
+# default): then the claim no longer describes the view.
+if shown_scene is not None and "preset" in st.query_params:
+    scene_banner.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")

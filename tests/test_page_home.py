@@ -203,3 +203,24 @@ def test_the_scene_banner_goes_when_a_setting_leaves_the_scene():
     assert "preset" not in at.query_params
     at.run()
     assert not any("Scene:" in i.value for i in at.info)
+
+
+def test_the_scene_banner_goes_when_rho_moves_inside_a_fragment():
+    """On the escape and valley pages ρ reruns only a fragment, which does not reach the banner above the page:
+    moving ρ away from the scene must still take the banner and ?preset= down."""
+    at = _main()
+    at.selectbox(key="scene").set_value("escape").run()
+    assert any("Scene:" in i.value for i in at.info)
+    at.slider(key="rho").set_value(0.1).run()
+    assert "preset" not in at.query_params
+    assert not any("Scene:" in i.value for i in at.info), [i.value for i in at.info]
+
+
+@pytest.mark.parametrize("name", [n for n, s in scenes().items() if s.page != "cifar"])
+def test_every_scene_opens_with_its_banner(name):
+    """Loading a scene from the menu shows its claim: none of its settings is changed by the page on arrival
+    (a clamped or snapped value would take the banner down at once)."""
+    at = _main()
+    at.selectbox(key="scene").set_value(name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(f"Scene: {scenes()[name].title}." in i.value for i in at.info), (name, [i.value for i in at.info])

@@ -175,3 +175,17 @@ def test_sidebar_navigation_gives_the_next_page_its_defaults(loop, server, page)
     assert math.isclose(loop.run(slider_value(page)), 0.1, rel_tol=1e-9)
     query = parse_qs(urlparse(page.url).query)
     assert not query, f"the valley's URL carries {query}"
+
+
+def test_scene_banner_leaves_when_rho_moves_in_the_fragment(loop, server, page):
+    """The escape page's ρ reruns only a fragment, which does not reach the scene banner above the page; moving ρ
+    away from the scene must still take the banner down and ?preset= out of the URL (a copied link must not promise
+    the scene's claim for other settings)."""
+    scene = SCENES["escape"]
+    loop.run(open_page(page, server.url(PAGES[scene.page], preset="escape", **scene.params), timeout=FIRST_LOAD_S))
+    banner = page.get_by_text(f"Scene: {scene.title}.")
+    loop.run(banner.wait_for(state="visible", timeout=PAGE_LOAD_S * 1000))
+    loop.run(nudge_slider(page))
+    loop.run(banner.wait_for(state="detached", timeout=PAGE_LOAD_S * 1000))
+    assert "preset" not in parse_qs(urlparse(page.url).query)
+    assert loop.run(exception_texts(page)) == []

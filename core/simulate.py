@@ -297,7 +297,9 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
             live = torch.stack([b[2][..., 0] if b[2] is not None else torch.ones_like(loss[0], dtype=torch.bool)
                                 for b in buffer])
             loss = torch.where(live, loss, 0.0)
-            losses.append(loss.sum(-1) / live.sum(-1).clamp(min=1))
+            n_live = live.sum(-1)
+            # mean over the particles still alive; NaN once none is (a 0 would read as the lowest loss on a chart)
+            losses.append(torch.where(n_live > 0, loss.sum(-1) / n_live.clamp(min=1), torch.nan))
         after = torch.tensor([b[0] > cfg.burn_in for b in buffer], device=w.device)  # the time average's steps
         if bool(after.any()):
             x = ws[after][..., 0]  # (k', R, N)

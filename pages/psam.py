@@ -96,7 +96,10 @@ def budget_verdict(table: pd.DataFrame, mode: str) -> str:
     frac = {o: v for o, v in zip(SCHEDULES, table["in a flat minimum"]) if np.isfinite(v)}  # NaN: all diverged
     names = dict(zip(SCHEDULES, table["schedule"]))
     if not frac or "sam" not in frac or "sgd" not in frac:
-        return "Some runs diverged entirely, so there is nothing to compare; lower the learning rate or the noise."
+        gone = [names[o] for o in SCHEDULES if o not in frac]
+        who = "every schedule" if len(gone) == len(SCHEDULES) else ", ".join(gone)
+        return (f"Every particle diverged under {who}, so there is nothing to compare; lower the learning rate "
+                "or the noise.")
     best = max(frac, key=frac.get)
     text = (f"Here **{names[best]}** ends in a flat minimum most often ({frac[best]:.0%}; the error bars show which "
             "differences are larger than the sampling noise). ")

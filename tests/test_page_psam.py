@@ -121,3 +121,22 @@ def test_verdict_and_titles_follow_the_table_and_the_mode(mode):
         assert "same budget" in headings and axis == "schedule (same gradient budget)"
     else:
         assert "same number of steps" in headings and axis == "schedule (same number of steps)"
+
+
+def test_when_every_particle_diverges_the_page_says_so():
+    """η = 1 with σ = 10 and ρ = 1 throws every particle out: the verdict says that every schedule diverged (not
+    "some"), and the mean-loss curves stop instead of dropping to 0, which would read as the lowest loss."""
+    import numpy as np
+
+    at = _run(lr="1", sigma="10", rho="1")
+    text = " ".join(m.value for m in at.markdown)
+    assert "Every particle diverged under every schedule" in text, text
+    import base64
+
+    def values(v):  # a list, or Plotly's typed array {"dtype", "bdata"}
+        if isinstance(v, dict):
+            return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
+        return np.asarray([np.nan if x is None else x for x in v], dtype=float)
+
+    ys = [values(d["y"]) for d in _chart(at, "loss_chart")["data"]]
+    assert ys and all(not np.isfinite(y[-1]) for y in ys), [y[-3:] for y in ys]

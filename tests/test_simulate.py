@@ -102,6 +102,9 @@ def test_all_particles_diverging_does_not_crash():
                     start=(0.5,))
     r = simulate(cfg)  # ηλ = 5 > 2: |w| grows 4× per step
     assert r.diverged.all() and np.isfinite(r.final).all()
+    # the mean loss over live particles: finite while any lives, NaN after the last one diverged (0 would plot
+    # as the lowest loss of all)
+    assert np.isfinite(r.mean_loss[0][0]) and np.isnan(r.mean_loss[0][-1])
 
 
 def test_to_dict_is_json_and_echoes_the_config():

@@ -122,8 +122,11 @@ if landscape == "zhu":
     c2.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
             "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
             "breaks\" below.", icon=":material/info:")
-# Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings (η on the slider's grid).
-SCENE_DEFAULTS = {"zhu": dict(lr=0.01, steps=ZHU_BREAKS.config.steps)}
+# Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings.
+SCENE_DEFAULTS = {"zhu": dict(lr=ZHU_BREAKS.config.lr, steps=ZHU_BREAKS.config.steps)}
+# The η grid plus the Zhu toy's η = 0.009 (ηλ = 1.8 on its sharp minimum). The nearest grid value, 0.01, sits at
+# ηλ = 2.0, the edge of stability, where the toy behaves otherwise: ρ = 0.2 escaped more than ρ = 0.1 there.
+LR_CHOICES = tuple(sorted(set(controls.LR_OPTIONS) | {ZHU_BREAKS.config.lr}))
 d = DEFAULTS | SCENE_DEFAULTS.get(landscape, {})
 # Switching the scene in the menu starts it at its own η and T: the double well's η = 0.05 would carry every
 # SGD particle out of the Zhu toy's sharp minimum within a few steps, the opposite of what that scene shows.
@@ -138,7 +141,7 @@ if previous != landscape and SCENE_DEFAULTS.get(previous) != SCENE_DEFAULTS.get(
 st.session_state["_escape_scene"] = landscape
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
-    lr = controls.lr_slider(default=d["lr"], container=e1)
+    lr = controls.lr_slider(default=d["lr"], options=LR_CHOICES, container=e1)
     sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=12.0, default=d["sigma"],
                                    step=0.25, container=e1,
                                    help="Isotropic Gaussian gradient noise, shared by both SAM passes.")

@@ -135,7 +135,7 @@ def test_bad_url_values_get_notices_not_tracebacks():
 
 def test_zhu_scene_runs_without_kramers():
     # The Zhu toy has a ridge, not a saddle, and minibatch noise: no Kramers curve, but no crash either.
-    at = _run(landscape="zhu", lr="0.01")
+    at = _run(landscape="zhu")
     names = _names(_chart(at, "main_chart"))
     assert "SGD" in names and not any("Kramers" in n for n in names)
 
@@ -196,7 +196,7 @@ def test_statistics_give_the_exact_sgd_escape_time_beside_kramers(default_page):
 
 
 def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
-    """The double well runs at η = 0.05 for 300 steps, the Zhu toy at η = 0.01 for ZHU_BREAKS' steps. Choosing the
+    """The double well runs at η = 0.05 for 300 steps, the Zhu toy at ZHU_BREAKS' η = 0.009 and steps. Choosing the
     Zhu toy in the menu after moving η on the double well must give the Zhu toy's own η and T (at η = 0.05 every
     SGD particle leaves its sharp minimum within a few steps, against what the scene explains), and back."""
     from core.presets import ZHU_BREAKS
@@ -204,7 +204,7 @@ def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
     at = _run(lr="0.1")
     at.selectbox(key="landscape").set_value("zhu").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.select_slider(key="lr").value == pytest.approx(0.01)
+    assert at.select_slider(key="lr").value == pytest.approx(ZHU_BREAKS.config.lr)  # 0.009, as in "Where it breaks"
     assert at.slider(key="steps").value == ZHU_BREAKS.config.steps
     assert "lr" not in at.query_params and "steps" not in at.query_params
     at.selectbox(key="landscape").set_value("double_well_2d").run()
@@ -213,3 +213,13 @@ def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
     at.select_slider(key="lr").set_value(0.1).run()
     at.selectbox(key="landscape").set_value("double_well_1d").run()
     assert at.select_slider(key="lr").value == pytest.approx(0.1)
+
+
+def test_zhu_scene_at_its_own_settings_shows_what_its_text_says():
+    """At ZHU_BREAKS' η = 0.009 the Zhu scene's escape table agrees with "Where it breaks": SGD never leaves, a
+    middle ρ (0.05) carries most particles over, and the scene's largest ρ (0.2) traps them. (At the old η = 0.01,
+    the edge of stability, ρ = 0.2 escaped 76% and ρ = 0.1 only 49%.) 400 particles: a fraction's SE ≤ 2.5%."""
+    at = _run(landscape="zhu", rho="0.2")
+    table = at.table[0].value
+    frac = {r["run"]: float(r["escaped fraction [95% CI]"].split("%")[0]) for _, r in table.iterrows()}
+    assert frac["SGD"] == 0.0 and frac["SAM ρ=0.05"] > 50 and frac["SAM ρ=0.2"] < frac["SAM ρ=0.05"] - 40, frac

@@ -327,6 +327,16 @@ if esc_done:
                            key="esc_dl")
 
 # --- recorded runs -------------------------------------------------------------------------------
+def _fold(label: str, expanded: bool = False):
+    """An expander; in presentation mode, which hides expanders (secondary controls), a bordered box with the
+    label on top instead: the recorded runs are what a lecture without a GPU shows."""
+    if not theme.is_presentation():
+        return st.expander(label, expanded=expanded)
+    box = st.container(border=True)
+    box.markdown(f"**{label}**")
+    return box
+
+
 st.subheader("Recorded runs")
 recorded = cache.recorded_runs()
 if not recorded:
@@ -334,7 +344,7 @@ if not recorded:
 for i, rec in enumerate(recorded):
     hw = rec.get("hardware", {})
     tag = "GPU" if hw.get("gpu") else "CPU"
-    with st.expander(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
+    with _fold(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
         st.caption(cifar_view.recorded_caption(rec))
         st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
@@ -350,7 +360,7 @@ for i, rec in enumerate(recorded):
                                key=f"rec_dl_{i}")
 for rec in cache.recorded_runs(kinds=("escape",)):
     tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
-    with st.expander(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
+    with _fold(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
         st.caption(cifar_view.recorded_caption(rec))
         st.plotly_chart(cifar_view.escape_figure(rec["results"]), key=f"recorded_escape_{rec.get('file', '')}",
                         config=theme.PLOTLY_CONFIG)

@@ -143,3 +143,14 @@ def test_live_escape_experiment_runs_in_the_background_and_is_drawn():
     assert sam_dist["x"] == [0.05, 0.5] and sam_dist["y"] == pytest.approx([r["distance"] for r in rows[1:]])
     assert not any(h.value == "Comparison" for h in again.subheader)  # an escape is not a training run
     assert len(again.dataframe[0].value) == 3
+
+
+def test_recorded_runs_show_in_presentation_mode():
+    """Presentation mode hides expanders (secondary controls); the recorded runs, what a lecture without a GPU
+    shows, must then sit in plain boxes, with their charts drawn."""
+    shown = _run(present="1")
+    assert not [e for e in shown.expander if e.label.startswith(":material/history: recorded")]
+    assert any("recorded (" in m.value for m in shown.markdown)
+    assert any(i.endswith("-recorded_chart_0") for i in _keys(shown))
+    normal = _run()
+    assert [e for e in normal.expander if e.label.startswith(":material/history: recorded")]

@@ -75,8 +75,8 @@ SAM_BOUNCE = Preset(
     SimConfig(landscape="valley_1d", landscape_params=(("a_left", 10.0), ("a_right", 10.0)),
               optimizer="sam", rhos=(0.05, 0.1, 0.2), lr=0.05, noise="none", particles=1, steps=200,
               start=(0.5,), seed=0, dtype="float64"),
-    "Without noise SAM never settles: it ends on a 2-cycle across the minimum (of amplitude ηλρ/(2 − ηλ) on a "
-    "quadratic of curvature λ).",
+    "Without noise SGD settles in the minimum but SAM never does: its loss stays above the minimum's, as it keeps "
+    "cycling around it (on a quadratic of curvature λ, a 2-cycle of amplitude ηλρ/(2 − ηλ)).",
 )
 
 MANY_WELLS = Preset(

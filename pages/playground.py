@@ -154,7 +154,13 @@ with chart_col:
                         config=theme.PLOTLY_CONFIG)
     how = ("Drag to turn the surface; the walls are cut off so the valleys show. " if view == "surface" and land.dim == 2
            else "▶ play animates the paths (the slider scrubs through the steps). ")
-    st.caption(how + "All optimizers share the start, "
+    drawn = min(SHOW_PARTICLES, particles)
+    left = ""
+    if len(land.minima) >= 2:  # the simulator records when each particle first reaches another basin
+        left = " Left the starting basin by step T (all particles): " + ", ".join(
+            f"{theme.label(o)} {int((r.first_passage[0] >= 0).sum())}/{particles}" for o, r in zip(opts, results)) + "."
+    st.caption(how + f"The chart draws {drawn} of the {particles} particles per optimizer; the loss chart below "
+               "averages all of them." + left + " All optimizers share the start, "
                "the learning rate, the noise draws and the seed; SAM variants use the same ρ. In a sharp well SAM "
                "jitters more than SGD: the ascent ε amplifies the noise along sharp directions, which is what lets "
                "it escape. Hover the chart for its mode bar (top right): it saves a PNG.")

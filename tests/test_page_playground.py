@@ -176,3 +176,18 @@ def test_a_learning_rate_past_the_stability_limit_is_flagged_and_1d_has_no_surfa
     assert not any("stability limit" in w.value for w in ok.warning)
     one_d = run_page("pages/playground.py", landscape="double_well_1d")
     assert not [r for r in one_d.radio if r.key == "view"]
+
+
+def test_caption_says_how_many_particles_are_drawn_and_how_many_left_the_start():
+    """The chart draws a few paths per optimizer; the caption says how many of all, and counts, over all
+    particles, those that left the starting basin (read here from the same simulation's first passages)."""
+    from core.presets import MANY_WELLS
+    from core.simulate import simulate
+
+    at = run_page("pages/playground.py", landscape="many_wells", opts="sgd,sam", rho="0.1", lr="0.01", sigma="6",
+                  particles="30", steps="300", seed="0")
+    text = " ".join(c.value for c in at.caption)
+    assert "draws 3 of the 30 particles" in text, text
+    sgd = simulate(MANY_WELLS.config.replace(optimizer="sgd", rhos=(0.0,), particles=30, keep_paths=3,
+                                             start=tuple(at.session_state[k] for k in ("x",))))
+    assert f"SGD {int((sgd.first_passage[0] >= 0).sum())}/30" in text, text

@@ -92,7 +92,7 @@ def landscape_grid(loss_fn, bounds, n: int = 90) -> Grid:
     return Grid(x, y, z)
 
 
-def _text_scale() -> float:
+def text_scale() -> float:
     """How much larger text is than normal (presentation mode enlarges it); fixed margins grow with it."""
     return font_size() / BASE_FONT
 
@@ -206,7 +206,7 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     # Fixed margins (autoexpand off): with Plotly's automatic margins every redraw measures the legend,
     # colour bar, buttons and slider and then draws the figure a second time; fixed margins halved the
     # browser's CPU per ρ change on the Playground (headless chromium: 634 -> 347 ms).
-    s = _text_scale()
+    s = text_scale()
     # About three legend entries ("late SAM (ρ = 0.2)") fit on a row; each further row gets its own strip of the
     # top margin, so a legend of many optimizers wraps above the plot without running into the title.
     legend_rows = max(1, math.ceil((len({t.name for t in tracks}) + (start is not None)) / 3))
@@ -256,7 +256,7 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
                        "args": [[f["name"]], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate",
                                               "transition": {"duration": 0}}]} for f in frames],
         }],
-        margin={"b": round(130 * _text_scale())},
+        margin={"b": round(130 * text_scale())},
     )
     return fig.set_frames(frames)
 
@@ -357,7 +357,7 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height,
                  legend_below=True)
     # Fixed margins (see trajectory_figure), room for the legend below: a ρ change draws the figure once.
-    s = _text_scale()
+    s = text_scale()
     fig.update_layout(margin={"t": round(50 * s), "l": round(75 * s), "r": round(95 * s), "b": round(175 * s),
                               "autoexpand": False})
     return fig

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.charts import typed_array
+from app.charts import text_scale, typed_array
 from app.theme import COLORS, apply_layout, rho_color
 
 
@@ -370,7 +370,8 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         fig.update_xaxes(range=[x[0], x[-1]])
         fig.update_yaxes(range=[y[0], y[-1]])
     # legend above the plot (room for 3 rows in a narrow column), the title pinned to the top edge
-    top, bottom = 175, (150 if animate else 60)
+    k = text_scale()  # presentation mode enlarges the text, so the axis title sits lower
+    top, bottom = round(175 * k), round((150 if animate else 60) * k)
     fig.update_layout(legend=dict(orientation="h", x=0.0, y=1.02, yanchor="bottom"),
                       margin=dict(t=top, b=bottom),
                       title=dict(y=0.93, yref="container", yanchor="top"))  # below the mode bar
@@ -378,7 +379,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
         # Placed in pixels below the x-axis title (~50 px), turned into fractions of the plot's height: a fixed
         # fraction put the buttons on the axis title of the shorter 1-D chart.
         plot_h = max(100, fig.layout.height - top - bottom)
-        below = -62 / plot_h
+        below = -62 * k / plot_h
         controls = dict(
             updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=below, xanchor="left", yanchor="top",
                               direction="left", buttons=[
@@ -390,7 +391,7 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
                                                           transition=dict(duration=0))])])],
             sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=below + 0.04 * 235 / plot_h,
                           yanchor="top",
-                          currentvalue=dict(prefix="step ", visible=True))],
+                          currentvalue=dict(prefix="step ", visible=True, xanchor="right"))],  # clear of the buttons
         )
         fig.update_layout(controls)
         fig._raw_frames = frames
@@ -526,7 +527,7 @@ def drift_figure(rhos, sim_mean, sim_lo, sim_hi, chain_rhos=None, chain_mean=Non
         fig.add_vline(x=current_rho, line=dict(color="black", width=1, dash="dot"))
     fig.add_hline(y=0.0, line=dict(color="black", width=1))
     return _layout(fig, "Drift to the flat side grows with ρ", "SAM radius ρ (parameter units)",
-                   "mean position E[w] (parameter units)", 420)
+                   "mean position E[w]", 420)  # short: a long title ran into the chart title on a projector
 
 
 def shifted_loss_figure(w: np.ndarray, loss: np.ndarray, loss_shifted: np.ndarray, delta: float,

@@ -123,7 +123,7 @@ with chart_col:
     fig = charts.budget_bar_figure(
         [(o, theme.label(o), v, (lo, hi)) for (o, _, _, _), v, lo, hi
          in zip(rows, table["in a flat minimum"], table["95% low"], table["95% high"])],
-        metric="fraction of particles in a flat minimum",
+        metric="share in a flat minimum",  # short enough for the projector's larger font
         title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
                else f"Equal steps: {steps} steps each"),
         x_title="schedule (same gradient budget)" if mode == "equal" else "schedule (same number of steps)")

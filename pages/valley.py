@@ -357,7 +357,7 @@ def schedules_tab(base: dict, rho: float, exact_ok: bool) -> None:
     with s1:
         fig = charts.budget_bar_figure(
             [(o, f"{label} · {cost:.0%}", m, (math.nan, math.nan)) for o, (m, cost, label) in out.items()],
-            metric="expected mean w (flat side > 0)", x_title="schedule · cost vs SAM (same steps)",
+            metric="expected mean w (flat > 0)", x_title="schedule · cost vs SAM (same steps)",
             title=f"Exact expected time average, ρ = {rho:g}, T = {base['steps']}")
         st.plotly_chart(fig, key="schedules_chart", config=theme.PLOTLY_CONFIG)
     with s2:

@@ -392,9 +392,11 @@ def number_input(name: str, label: str, *, key: str | None = None, lo: float | N
 def float_slider(key: str, label: str, lo: float, hi: float, default: float, *, step: float | None = None,
                  fmt: str = "%.3f", help: str | None = None, container=None) -> float:
     """A slider for a number with no LIMITS entry (e.g. a 1-D start point), bound to ?key=…"""
-    lo, hi, default = float(lo), float(hi), float(default)
+    # a computed default such as −2e-22 (a minimum found numerically) would show as "−0.000": round it, and
+    # + 0.0 turns −0.0 into 0.0
+    lo, hi, default = float(lo), float(hi), round(float(default), 9) + 0.0
     _init(key, lambda raw: parse_float(key, raw, lo, hi, default, label=label))
-    st.session_state[key] = min(max(float(st.session_state[key]), lo), hi)
+    st.session_state[key] = min(max(float(st.session_state[key]), lo), hi) + 0.0
     value = (container or st).slider(label, min_value=lo, max_value=hi, step=float(step or (hi - lo) / 200),
                                      format=fmt, key=key, help=help)
     _sync(key, round(float(value), 4), round(default, 4))

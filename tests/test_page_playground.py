@@ -191,3 +191,11 @@ def test_caption_says_how_many_particles_are_drawn_and_how_many_left_the_start()
     sgd = simulate(MANY_WELLS.config.replace(optimizer="sgd", rhos=(0.0,), particles=30, keep_paths=3,
                                              start=tuple(at.session_state[k] for k in ("x",))))
     assert f"SGD {int((sgd.first_passage[0] >= 0).sum())}/30" in text, text
+
+
+def test_a_start_at_zero_is_not_shown_as_minus_zero():
+    """many_wells' default start is −0.0 (a computed midpoint); the start slider must show 0.000, not −0.000."""
+    import math
+
+    at = run_page("pages/playground.py", landscape="many_wells")
+    assert math.copysign(1.0, at.slider(key="x").value) == 1.0

@@ -41,6 +41,7 @@ from core.schedules import OPTIMIZERS
 from .theme import LABELS
 
 MAX_TEXT = 300  # longest formula / text accepted from a URL parameter
+LR_STABLE_SHARE = 0.7  # default η at most this share of 2/λ_max: |1 − ηλ| ≤ 0.4, noise-free paths settle
 LR_OPTIONS = (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 _NOTICE_AREA = "_sl_notice_area"
 _KEYS = "_sl_url_keys"
@@ -52,6 +53,8 @@ APP_KEYS = {"present", "preset", "embed", "embed_options"}
 # Values that belong to the session, not to one page's widgets: kept when the page changes (app/main.py
 # forgets the other keys then). `lab` is the CIFAR lab's job token, in that page's URL only.
 SESSION_KEYS = {"present", "lab"}
+# The settings of the lecture scene on screen (app/main.py puts them here while its banner shows), or None.
+SCENE_KEY = "_sl_scene_params"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,25 +127,32 @@ def parse_float(key: str, raw, lo: float, hi: float, default: float, *, label: s
     return x, None
 
 
+_NO_MATCH = object()
+
+
+def _match_option(text: str, options: Sequence):
+    """The option `text` names, or _NO_MATCH: as written (`_fmt(option)`: 20.0 is written "20") or as str(),
+    ignoring case, and for numeric options by value ("20", "20.0" and "2e1" all mean the option 20.0)."""
+    text = text.strip()
+    for o in options:
+        if text.lower() in (str(o).lower(), _fmt(o).lower()):
+            return o
+    x = _finite(text)
+    for o in options if x is not None else ():
+        if isinstance(o, (int, float)) and not isinstance(o, bool) and math.isclose(x, float(o), rel_tol=1e-9,
+                                                                                    abs_tol=1e-12):
+            return o
+    return _NO_MATCH
+
+
 def parse_choice(key: str, raw, options: Sequence, default, *, label: str | None = None):
     """One value from a fixed list; unknown text gives the default and a notice."""
     raw = _last(raw)
     if raw is None:
         return default, None
-    text = str(raw).strip()
-    # The URL holds `_fmt(option)` (20.0 is written as "20"), so match that form as well as str().
-    by_text = {str(o): o for o in options} | {_fmt(o): o for o in options}
-    if text in by_text:
-        return by_text[text], None
-    lowered = {k.lower(): o for k, o in by_text.items()}
-    if text.lower() in lowered:
-        return lowered[text.lower()], None
-    numeric = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
-    if numeric:  # numeric options: "20", "20.0" and "2e1" all mean the option 20.0
-        x = _finite(text)
-        for o in numeric if x is not None else ():
-            if math.isclose(x, float(o), rel_tol=1e-9, abs_tol=1e-12):
-                return o, None
+    o = _match_option(str(raw), options)
+    if o is not _NO_MATCH:
+        return o, None
     choices = ", ".join(str(o) for o in options[:10])
     return default, f"{label or key}: unknown value {_short(raw)}; using {default}. Choose one of: {choices}."
 
@@ -157,15 +167,10 @@ def parse_multi(key: str, raw, options: Sequence, default: Sequence, *, label: s
     parts = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
     if not parts:  # ?opts= : the page wrote an empty selection itself; keep it empty
         return [], None
-    by_text = {str(o).lower(): o for o in options}
-    numeric = [o for o in options if isinstance(o, (int, float)) and not isinstance(o, bool)]
     chosen, unknown = [], []
     for p in parts[:50]:  # a URL cannot make us loop over a million entries
-        o = by_text.get(p.lower())
-        if o is None and numeric:  # numeric options: "0.05", "0.050" and "5e-2" all mean 0.05
-            x = _finite(p)
-            o = next((v for v in numeric if x is not None and math.isclose(x, float(v), rel_tol=1e-9)), None)
-        if o is None:
+        o = _match_option(p, options)  # "0.05", "0.050" and "5e-2" all mean the option 0.05
+        if o is _NO_MATCH:
             unknown.append(p)
         elif o not in chosen:
             chosen.append(o)
@@ -302,10 +307,6 @@ def _sync(key: str, value, default) -> None:
             _leave_scene()
 
 
-# The settings of the lecture scene on screen (app/main.py puts them here while its banner shows), or None.
-SCENE_KEY = "_sl_scene_params"
-
-
 def _leave_scene() -> None:
     """A setting moved away from the lecture scene on screen: its claim (app/main.py's banner, ?preset=) no
     longer describes the view. Inside a fragment (the ρ sections of the escape and valley pages) the banner
@@ -357,7 +358,7 @@ def lr_default_for(stable_lr: float | None, cap: float = 0.05, options: Sequence
     """A learning rate that settles on a landscape: the largest slider value ≤ `cap` and below 0.7 of the
     stability limit 2/λ_max (`Landscape.stable_lr`); `cap` when there is no limit. The margin 0.7 keeps the
     sharpest minimum's contraction |1 − ηλ| ≤ 0.4, so noise-free paths settle instead of ringing."""
-    limit = cap if stable_lr is None else min(cap, 0.7 * stable_lr)
+    limit = cap if stable_lr is None else min(cap, LR_STABLE_SHARE * stable_lr)
     below = [o for o in options if o <= limit * (1 + 1e-9)]
     return max(below) if below else min(options)
 

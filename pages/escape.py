@@ -24,7 +24,7 @@ from app import stats_charts as sc
 from core import measure, theory
 from core.landscapes import make_landscape
 from core.presets import ZHU_BREAKS
-from core.simulate import SimConfig, simulate
+from core.simulate import SimConfig, landscape_for, simulate
 
 SCENES = {"double_well_2d": "2-D double well", "double_well_1d": "1-D double well",
           "zhu": "Zhu et al. 2-D toy (minibatch noise)"}
@@ -82,7 +82,7 @@ def landscape_facts(name: str) -> dict:
 def exact_sgd_escape(landscape: str, params: tuple, lr: float, sigma: float) -> float | None:
     """SGD's exact mean escape step from the sharp minimum of the double wells, with isotropic noise
     (theory.double_well_escape_steps); None for other landscapes."""
-    return theory.double_well_escape_steps(make_landscape(landscape, **dict(params)), lr, sigma)
+    return theory.double_well_escape_steps(landscape_for(landscape, "", params), lr, sigma)  # simulate()'s instance
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

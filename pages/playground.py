@@ -57,9 +57,10 @@ except (FormulaError, ValueError) as e:
 # (Himmelblau, Rosenbrock, Rastrigin …: gradient descent is unstable there for η > 2/λ_max).
 stable_lr = land.stable_lr()  # None: no minimum with positive curvature is known (e.g. a formula without one)
 lr_default = controls.lr_default_for(stable_lr)
-previous = st.session_state.get("playground_landscape")
-if (previous is not None and previous != name and stable_lr is not None and "lr" in st.session_state
-        and st.session_state["lr"] > 0.7 * stable_lr):  # too close to (or past) the new landscape's limit
+# another landscape picked here (a page just opened from a scene or a link reads its own URL instead)
+landscape_changed = st.session_state.get("playground_landscape", name) != name
+if (landscape_changed and stable_lr is not None and "lr" in st.session_state
+        and st.session_state["lr"] > controls.LR_STABLE_SHARE * stable_lr):  # too close to the new limit
     st.session_state["lr"] = lr_default  # the widget does not exist yet in this run, so it may be set
     controls.notice(f"Learning rate lowered to {lr_default:g} for this landscape: its sharpest minimum has "
                     f"curvature λ = {2 / stable_lr:.3g}, and gradient descent settles there only for η < 2/λ = "
@@ -85,9 +86,9 @@ with st.expander("More controls: noise, steps, particles, seed, schedules, start
         sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
 
 start_default = DEFAULT_START.get(name, land.default_start)
-if st.session_state.get("playground_landscape", name) != name:  # a new landscape: start at its default start
+if landscape_changed:  # a new landscape: start at its default start
     for i, key in enumerate(("x", "y")[: land.dim]):
-        if key in st.session_state:  # picked here, on this visit; a page just opened (a scene, a link) reads its URL
+        if key in st.session_state:  # set on this visit; a page just opened (a scene, a link) reads its URL
             st.session_state[key] = float(start_default[i])
 st.session_state["playground_landscape"] = name
 if land.dim == 2:

@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts, controls, theme
+from app import cache, charts, controls, theme
 from app import stats_charts as sc
 from core import measure, theory
 from core.landscapes import make_landscape
-from core.schedules import for_optimizer
 from core.simulate import SimConfig, simulate
 
 SCENES = {"valley_1d": "1-D valley (piecewise quadratic)", "valley_2d": "2-D smooth valley"}
@@ -87,11 +86,10 @@ def schedule_chain(name: str, a_left: float, a_right: float, lr: float, sigma: f
                    burn_in: int, seed: int) -> tuple[float, float, str]:
     """theory.exact_schedule_chain_valley for one schedule: (exact expected time average after burn-in,
     cost relative to SAM, label). Exact: no particles, no sampling noise."""
-    schedule, adaptive = for_optimizer(name, seed=seed, **SCHEDULE_PARAMS)
-    mask = schedule.mask(steps)
+    mask, cost, label = cache.schedule_mask(name, steps, seed=seed, **SCHEDULE_PARAMS)  # none of them is ASAM
     res = theory.exact_schedule_chain_valley(a_left, a_right, lr, sigma, rho, mask, start=0.0, burn_in=burn_in,
-                                             adaptive=adaptive, n=CHAIN_N)
-    return res.time_avg_mean, schedule.relative_cost(steps), schedule.label()
+                                             n=CHAIN_N)
+    return res.time_avg_mean, cost, label
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -177,7 +175,6 @@ def rho_section(base: dict) -> None:
                    icon=":material/warning:")
 
     one_d = landscape == "valley_1d"
-    has_noise = sigma > 0
     w_grid, loss_grid = profile(landscape, a_left, a_right)
 
     # Occupancy (main chart) with closed form and exact chain
@@ -189,7 +186,7 @@ def rho_section(base: dict) -> None:
     if p_closed is not None:
         curves.append(sc.DensityCurve("closed form (SGD) ∝ exp(−2L/(ησ²))", "sgd", 0.0, w_grid, p_closed, closed))
     chains, chain_note = {}, None
-    if one_d and has_noise:
+    if one_d:  # σ ≥ 0.05 on this page: the chain has noise to work with
         try:
             for opt, r in (("sgd", 0.0), ("sam", float(rho))):
                 chains[opt] = chain(a_left, a_right, lr, sigma, r)
@@ -249,7 +246,7 @@ def rho_section(base: dict) -> None:
             controls.keep_param("delta")  # the tab's own control: a shared ?delta=… waits for the tab
     with tabs["schedules"]:
         if tabs["schedules"].open:
-            schedules_tab(base, rho, one_d and has_noise and bool(chains))
+            schedules_tab(base, rho, one_d and bool(chains))
 
 
 def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
@@ -262,7 +259,7 @@ def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
         with st.spinner("ρ sweep…"):
             drift = drift_sweep(sweep_cfg)
         try:
-            chain_mean = chain_curve(a_left, a_right, lr, sigma) if (one_d and sigma > 0) else None
+            chain_mean = chain_curve(a_left, a_right, lr, sigma) if one_d else None
         except ValueError:  # the grid cannot resolve these settings (said above the main chart)
             chain_mean = None
         cycle = [theory.valley_two_cycle_mean_sam(a_left, a_right, lr, r) for r in CHAIN_RHOS] if one_d else None
@@ -340,7 +337,8 @@ def schedules_tab(base: dict, rho: float, exact_ok: bool) -> None:
     """Claim 4 and its counter-evidence on the valley, exactly: the expected time-averaged position under
     each schedule (theory.exact_schedule_chain), at equal steps, as a share of SAM's shift from SGD."""
     if not exact_ok:
-        st.info("The exact schedule chain is for the 1-D valley with noise (σ > 0): switch the scene, or raise σ.",
+        st.info("The exact schedule chain is for the 1-D valley, at settings its grid can resolve: switch the scene, "
+                "or raise η or σ.",
                 icon=":material/info:")
         return
     a_left, a_right = (dict(base["landscape_params"])[k] for k in ("a_left", "a_right"))

@@ -3,9 +3,11 @@ parameters and read a chart's Plotly JSON by its widget key."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,3 +30,10 @@ def chart(at: AppTest, key: str = "main_chart") -> dict:
     charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
     assert len(charts) == 1, f"expected one chart {key!r}, got {len(charts)}"
     return json.loads(charts[0].proto.spec)
+
+
+def trace_array(v) -> np.ndarray:
+    """A trace array from Plotly JSON as floats: a list (None → NaN), or a typed array {"dtype", "bdata"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
+    return np.asarray([np.nan if x is None else x for x in v], dtype=float)

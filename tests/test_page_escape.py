@@ -15,7 +15,6 @@ Claims checked:
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import stats_charts as sc
-from tests.pagetest import chart, run_page
+from tests.pagetest import chart, run_page, trace_array
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "escape.py")
 TIMEOUT = 180  # the first run imports torch and simulates on a shared 2-core machine
@@ -37,11 +36,7 @@ def _run(**params) -> AppTest:
 _chart = chart
 
 
-def _array(v) -> np.ndarray:
-    """A trace array from Plotly JSON: a list, or a typed array {"dtype": ..., "bdata": base64}."""
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=float)
+_array = trace_array
 
 
 def _names(spec: dict) -> list[str]:

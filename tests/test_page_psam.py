@@ -131,12 +131,7 @@ def test_when_every_particle_diverges_the_page_says_so():
     at = _run(lr="1", sigma="10", rho="1")
     text = " ".join(m.value for m in at.markdown)
     assert "Every particle diverged under every schedule" in text, text
-    import base64
+    from tests.pagetest import trace_array
 
-    def values(v):  # a list, or Plotly's typed array {"dtype", "bdata"}
-        if isinstance(v, dict):
-            return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).astype(float)
-        return np.asarray([np.nan if x is None else x for x in v], dtype=float)
-
-    ys = [values(d["y"]) for d in _chart(at, "loss_chart")["data"]]
+    ys = [trace_array(d["y"]) for d in _chart(at, "loss_chart")["data"]]
     assert ys and all(not np.isfinite(y[-1]) for y in ys), [y[-3:] for y in ys]

@@ -91,7 +91,8 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
 
 
 def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)) -> list[dict]:
-    """The recorded runs shipped in core/runs/*.json of the given kinds (bad files are skipped, never fatal)."""
+    """The recorded runs shipped in core/runs/*.json of the given kinds (bad files are skipped, never fatal),
+    those from a GPU first: they are the real-scale figures, the CPU ones a small-scale check."""
     out = []
     for f in sorted(Path(runs_dir).glob("*.json")):
         try:
@@ -101,7 +102,24 @@ def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)
         if isinstance(d, dict) and d.get("kind") in kinds and "results" in d:
             d["file"] = f.name
             out.append(d)
-    return out
+    return sorted(out, key=lambda d: not d.get("hardware", {}).get("gpu"))  # stable: by file name within each
+
+
+def throughput_table(recs: list[dict]) -> pd.DataFrame:
+    """Recorded single runs (kind "run", e.g. bench/gpu_session.sh's SGD throughput runs), one row each:
+    batch size, torch.compile or not, images per second over all epochs and after the first (which pays for
+    compiling and cuDNN's kernel search when no warm-up run came first), and the test accuracy reached."""
+    rows = []
+    for rec in recs:
+        r, c = rec["results"], rec.get("config", {})
+        rows.append({"file": rec.get("file", ""), "device": rec.get("hardware", {}).get("gpu") or "CPU",
+                     "optimizer": theme.label(c.get("optimizer", "?")), "batch": r.get("batch_size"),
+                     "torch.compile": "yes" if c.get("compile") else "no",
+                     "images/s, all epochs": round(r["images_per_s"]) if r.get("images_per_s") else None,
+                     "images/s after epoch 1": round(r["steady_images_per_s"]) if r.get("steady_images_per_s") else None,
+                     "epochs": c.get("epochs"), "test acc (%)": round(100 * r["test_acc"], 2)})
+    return pd.DataFrame(rows).sort_values(["device", "batch", "torch.compile"], ignore_index=True) if rows \
+        else pd.DataFrame(rows)
 
 
 def recorded_table(rec: dict) -> pd.DataFrame:

@@ -26,7 +26,8 @@ from core.jobs import JobError, default_runner
 HAS_GPU = torch.cuda.is_available()
 LANE = "gpu" if HAS_GPU else "cpu"
 # Measured throughputs (images per gradient evaluation per second) for the time estimate:
-# tiny CNN on this 2-core CPU ≈ 3,000 img/s (bf16, one busy core); fast net on an H100 ≈ 100,000 img/s.
+# tiny CNN on this 2-core CPU ≈ 3,000 img/s (bf16, one busy core); fast net on an H100 ≈ 98,000 img/s at batch
+# 500 (core/runs/gpu_throughput.json).
 RATE = {("tiny", False): 3_000, ("tiny", True): 150_000, ("fast", False): 150, ("fast", True): 100_000}
 CPU_MAX_EPOCHS = 10
 ESCAPE_EPOCHS = 2                       # epochs of each continuation in the escape experiment
@@ -367,3 +368,12 @@ for rec in cache.recorded_runs(kinds=("escape",)):
         st.dataframe(cifar_view.escape_table(rec["results"]), hide_index=True)
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
                    "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net).")
+throughput = cache.recorded_runs(kinds=("run",))
+if throughput:
+    tag = "GPU" if any(r.get("hardware", {}).get("gpu") for r in throughput) else "CPU"
+    with _fold(f":material/history: recorded ({tag}) training throughput"):
+        st.dataframe(cifar_view.throughput_table(throughput), hide_index=True)
+        st.caption("SGD on the fast net over 50,000 images, 3 epochs each, bf16 and channels_last. At batch 500 (the "
+                   "tables' setting) a step is short enough that launching its kernels from Python, not the GPU, "
+                   "sets the pace; larger batches fill the GPU but reach a lower accuracy in the same 3 epochs at "
+                   "the same learning rate. BENCHMARKS.md has the details and the commands.")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import streamlit as st
 
 from app import charts, theme
-from app.cache import device_info, schedule_mask
+from app.cache import device_info, recorded_runs, schedule_mask
 from app.controls import download_data
 
 st.title("SAM Lab: when does sharpness-aware minimization pay off?")
@@ -32,26 +31,23 @@ CLAIMS = (
      "(k = 2, f = 0.6).", "psam", "PSAM scheduler"),
 )
 PAGES_DIR = Path(__file__).resolve().parent  # absolute paths: page_link resolves against app/main.py's folder
-RUNS_DIR = PAGES_DIR.parent / "core" / "runs"  # recorded CIFAR runs (python -m core cifar table --record)
 
 
-@st.cache_data(max_entries=4, ttl=300, show_spinner=False)
 def recorded_tables() -> list[dict]:
-    """The recorded CIFAR comparison tables in core/runs/*.json; unreadable files are skipped."""
+    """The recorded CIFAR comparison tables shipped in core/runs/ (app.cache.recorded_runs), GPU ones first."""
     out = []
-    for path in sorted(RUNS_DIR.glob("*.json")):
+    for rec in recorded_runs(kinds=("table",)):
+        if not rec.get("recorded"):
+            continue
         try:
-            rec = json.loads(path.read_text())
-            if rec.get("kind") != "table" or not rec.get("recorded"):
-                continue
             rows = [{"optimizer": r["optimizer"],
                      "test accuracy %": f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}",
                      "λ_max": round(r["lambda_max_mean"]), "gradient evaluations vs SAM": f"{r['cost_vs_sam_evals']:.2f}×",
                      "seeds": r["seeds"]} for r in rec["results"]["rows"]]
-            out.append({"file": path.name, "device": rec.get("hardware", {}).get("device", "?"),
-                        "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             continue
+        out.append({"file": rec["file"], "device": rec.get("hardware", {}).get("device", "?"),
+                    "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
     return out
 
 

@@ -234,22 +234,27 @@ def test_cli_table_json_and_recorded_view(tmp_path, capsys):
 
 def test_gpu_session_script_dry_run(tmp_path):
     """bench/gpu_session.sh is the one prepared script for a session with a GPU (device time is scarce, so it
-    must not fail there for a reason the CPU could have shown). Its --dry-run runs every step (throughput,
-    both tables, escape, compiled throughput) with tiny sizes on the CPU; each must write its JSON."""
+    must not fail there for a reason the CPU could have shown). Its --dry-run runs every step (throughput at three
+    batch sizes, compiled throughput, both tables, escape, the step probe) with tiny sizes on the CPU; each must
+    write its JSON."""
     import json
     import os
 
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh"
-    env = {**os.environ, "OUT": str(tmp_path)}
+    env = {**os.environ, "OUT": str(tmp_path), "SMOKE_JSON": str(tmp_path / "smoke_check.json")}
     proc = subprocess.run(["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     smoke = json.loads((tmp_path / "smoke_check.json").read_text())["results"]
     assert smoke["status"] == "done" and smoke["lambda_max"] is not None and smoke["trace"] is not None
-    for name in ("throughput", "throughput_b1000", "table_a", "table_b", "escape", "throughput_compiled"):
+    for name in ("throughput", "throughput_b1000", "throughput_b2000", "table_a", "table_b", "escape",
+                 "throughput_compiled"):
         d = json.loads((tmp_path / f"dryrun_{name}.json").read_text())
         assert d["recorded"] is True and d["results"], name
     assert "FAILED" not in proc.stdout and (tmp_path / "session.log").stat().st_size > 0
     assert "PSAM/SAM wall time" in proc.stdout
+    assert "sgd batch    32: eager" in proc.stdout        # the step probe ran (no CUDA graph on a CPU)
+    # $OUT brings back at most 8 files from the device: the real run must not write more
+    assert len(list(tmp_path.iterdir())) <= 8 + 1, sorted(p.name for p in tmp_path.iterdir())  # + smoke_check here
 
 
 def test_escape_reports_each_stage_and_stops_when_asked():

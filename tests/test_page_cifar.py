@@ -10,6 +10,7 @@ Claims:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -100,7 +101,15 @@ def test_recorded_runs_are_marked():
     recorded = cifar_view.load_recorded()
     at = _run()
     labels = [e.label for e in at.expander]
-    assert sum("recorded" in lab for lab in labels) == len(recorded) + len(cifar_view.load_recorded(kinds=("escape",)))
+    expected = len(recorded) + len(cifar_view.load_recorded(kinds=("escape",))) \
+        + bool(cifar_view.load_recorded(kinds=("run",)))   # the throughput runs share one box
+    assert sum("recorded" in lab for lab in labels) == expected
+    # the GPU records, the real-scale figures, come before the CPU ones; the first is the open one
+    gpu = [bool(r.get("hardware", {}).get("gpu")) for r in recorded]
+    assert gpu == sorted(gpu, reverse=True)
+    if any(gpu):
+        assert labels[[i for i, lab in enumerate(labels) if "recorded" in lab][0]].startswith(
+            ":material/history: recorded (GPU)")
 
 
 def test_no_gpu_notice_only_promises_gpu_records_that_ship():
@@ -154,3 +163,35 @@ def test_recorded_runs_show_in_presentation_mode():
     assert any(i.endswith("-recorded_chart_0") for i in _keys(shown))
     normal = _run()
     assert [e for e in normal.expander if e.label.startswith(":material/history: recorded")]
+
+
+def test_throughput_table_reads_recorded_runs(tmp_path):
+    """One row per recorded single run, sorted by batch; the steady rate (after epoch 1) kept apart from the
+    all-epochs rate, which a compile inflates; table and escape records are not throughput runs."""
+    from app import cifar_view
+
+    def rec(batch, rate, steady, compile_=False):
+        return {"kind": "run", "recorded": True, "hardware": {"gpu": "NVIDIA H100 80GB HBM3"},
+                "config": {"optimizer": "sgd", "epochs": 3, "compile": compile_},
+                "results": {"batch_size": batch, "images_per_s": rate, "steady_images_per_s": steady,
+                            "test_acc": 0.8}}
+    for name, r in {"b.json": rec(1000, 187_770.4, 187_920.6), "a.json": rec(500, 91_834.2, 97_764.1),
+                    "c.json": rec(500, 7_188.0, 81_492.7, True)}.items():
+        (tmp_path / name).write_text(json.dumps(r))
+    (tmp_path / "t.json").write_text(json.dumps({"kind": "table", "results": {"rows": []}}))
+    table = cifar_view.throughput_table(cifar_view.load_recorded(tmp_path, kinds=("run",)))
+    assert list(table["batch"]) == [500, 500, 1000]
+    assert list(table["torch.compile"]) == ["no", "yes", "no"]
+    assert list(table["images/s after epoch 1"]) == [97_764, 81_493, 187_921]
+    assert list(table["images/s, all epochs"]) == [91_834, 7_188, 187_770]
+    assert cifar_view.throughput_table([]).empty
+
+
+def test_recorded_gpu_runs_come_first(tmp_path):
+    """GPU records lead, whatever their file names; within each kind of hardware, the file-name order stays."""
+    from app import cifar_view
+
+    for name, gpu in (("a_cpu.json", None), ("b_gpu.json", "H100"), ("c_cpu.json", None), ("d_gpu.json", "H100")):
+        (tmp_path / name).write_text(json.dumps({"kind": "table", "hardware": {"gpu": gpu}, "results": {}}))
+    assert [r["file"] for r in cifar_view.load_recorded(tmp_path)] == ["b_gpu.json", "d_gpu.json", "a_cpu.json",
+                                                                          "c_cpu.json"]

@@ -9,7 +9,7 @@ on the device (no JPEG decoding and no augmentation: it is about the network ste
   graph  the same step captured once in a CUDA graph (torch.cuda.graph) and replayed: the GPU runs the same
          kernels, but Python and the per-kernel launch cost are gone. Its rate is what the GPU itself allows.
 
-If graph ≫ eager, the step is launch-bound (CPU side) and capturing it is the way to the target; if graph ≈ eager,
+If graph ≫ eager, the step is launch-bound (CPU side) and capturing it would help; if graph ≈ eager,
 the network itself is too slow for it. SAM's step (two passes, core.sam's first/second step with frozen
 BatchNorm statistics) is measured the same way at the first batch size.
 

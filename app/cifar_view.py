@@ -73,20 +73,36 @@ def comparison_table(results: list[dict]) -> pd.DataFrame:
 
 
 def profile_figure(profiles: list[dict]) -> go.Figure:
-    """1-D loss profiles (ProfileResult.to_dict()): training loss solid, test loss dashed."""
-    fig = go.Figure()
+    """1-D loss profiles (ProfileResult.to_dict()): training loss solid, test loss dashed.
+
+    The line between the two solutions and the random directions measure t differently (t = 1 is the SAM
+    solution on the first, one filter-normalised unit on the others), so with both kinds present each gets
+    its own panel, side by side with a shared loss axis."""
+    line = [p for p in profiles if p["kind"] == "interpolation"]
+    rand = [p for p in profiles if p["kind"] != "interpolation"]
+    panels = [g for g in (line, rand) if g]
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[("between the solutions" if g is line else "random directions")
+                                        for g in panels] if len(panels) > 1 else None)
     palette = ("#D55E00", "#009E73", "#CC79A7", "#56B4E9")
-    for i, p in enumerate(profiles):
-        c = palette[i % len(palette)]
-        fig.add_trace(go.Scatter(x=p["ts"], y=p["train_loss"], mode="lines+markers", name=f"{p['label']}: train",
-                                 line={"color": c}))
-        fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
-                                 line={"color": c, "dash": "dash"}))
-    for x, name in ((0, "SGD solution"), (1, "SAM solution")):
-        if any(p["kind"] == "interpolation" for p in profiles):
-            fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name)
-    theme.apply_layout(fig, x_title="t (position along the direction, dimensionless)",
-                       y_title="loss (cross-entropy, nats)", height=380)
+    i = 0
+    for col, group in enumerate(panels, start=1):
+        for p in group:
+            c = palette[i % len(palette)]
+            i += 1
+            fig.add_trace(go.Scatter(x=p["ts"], y=p["train_loss"], mode="lines+markers", name=f"{p['label']}: train",
+                                     line={"color": c}), row=1, col=col)
+            fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
+                                     line={"color": c, "dash": "dash"}), row=1, col=col)
+    if line:
+        for x, name in ((0, "SGD solution"), (1, "SAM solution")):
+            fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name, row=1, col=1)
+    theme.apply_layout(fig, y_title="loss (cross-entropy, nats)", height=400, legend_below=True)
+    for col, group in enumerate(panels, start=1):
+        fig.update_xaxes(title_text="t: from the SGD (0) to the SAM solution (1)" if group is line
+                         else "t: distance along the direction (filter-normalised units)", row=1, col=col)
+    if len(panels) > 1:
+        fig.update_yaxes(title_text=None, row=1, col=2)  # shared with the left panel's
     return fig
 
 
@@ -118,8 +134,11 @@ def throughput_table(recs: list[dict]) -> pd.DataFrame:
                      "images/s, all epochs": round(r["images_per_s"]) if r.get("images_per_s") else None,
                      "images/s after epoch 1": round(r["steady_images_per_s"]) if r.get("steady_images_per_s") else None,
                      "epochs": c.get("epochs"), "test acc (%)": round(100 * r["test_acc"], 2)})
-    return pd.DataFrame(rows).sort_values(["device", "batch", "torch.compile"], ignore_index=True) if rows \
-        else pd.DataFrame(rows)
+    if not rows:
+        return pd.DataFrame(rows)
+    table = pd.DataFrame(rows).sort_values(["device", "batch", "torch.compile"], ignore_index=True)
+    # one device for all (the usual case): the caption names it, and the table fits a laptop's width
+    return table.drop(columns="device") if table["device"].nunique() == 1 else table
 
 
 def recorded_table(rec: dict) -> pd.DataFrame:
@@ -182,7 +201,7 @@ def escape_figure(esc: dict) -> go.Figure:
     lam0 = esc.get("start_lambda_max")
     if lam0 is not None and math.isfinite(lam0):
         fig.add_hline(y=lam0, line={"color": "gray", "dash": "dash"}, row=1, col=2,
-                      annotation_text="λ_max at the SGD solution", annotation_position="top left")
+                      annotation_text="λ_max at the SGD solution", annotation_position="top right")
     theme.apply_layout(fig, x_title="ρ of the continuation (SGD at 0)", height=360, legend_below=True)
     # both axes from 0: a 4% difference in distance should look like one, not fill the panel
     fig.update_yaxes(title_text="distance travelled ‖w − w₀‖", rangemode="tozero", row=1, col=1)

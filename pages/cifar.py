@@ -354,9 +354,10 @@ for i, rec in enumerate(recorded):
         if rec["results"].get("profiles"):
             st.plotly_chart(cifar_view.profile_figure(rec["results"]["profiles"]), key=f"recorded_profile_{i}",
                             config=theme.PLOTLY_CONFIG)
-            st.caption("Recorded loss profiles (seed 0): along the line from the SGD solution (t = 0) to the SAM "
-                       "solution (t = 1), extended to [−1, 2], and along filter-normalised random directions "
-                       "(Li et al. 2018), BatchNorm statistics recomputed at every point.")
+            st.caption("Recorded loss profiles (seed 0), BatchNorm statistics recomputed at every point. Left: along "
+                       "the line from the SGD solution (t = 0) to the SAM solution (t = 1), extended to [−1, 2]; a "
+                       "bump between them means two basins. Right: from each solution along a filter-normalised "
+                       "random direction (Li et al. 2018); the flatter solution rises more slowly.")
         controls.download_data("recorded run", rec, config=rec.get("config"), file_stem=rec.get("file", "run")[:-5],
                                key=f"rec_dl_{i}")
 for rec in cache.recorded_runs(kinds=("escape",)):
@@ -373,7 +374,9 @@ if throughput:
     tag = "GPU" if any(r.get("hardware", {}).get("gpu") for r in throughput) else "CPU"
     with _fold(f":material/history: recorded ({tag}) training throughput"):
         st.dataframe(cifar_view.throughput_table(throughput), hide_index=True)
-        st.caption("SGD on the fast net over 50,000 images, 3 epochs each, bf16 and channels_last. At batch 500 (the "
-                   "tables' setting) a step is short enough that launching its kernels from Python, not the GPU, "
-                   "sets the pace; larger batches fill the GPU but reach a lower accuracy in the same 3 epochs at "
-                   "the same learning rate. BENCHMARKS.md has the details and the commands.")
+        devices = sorted({r.get("hardware", {}).get("gpu") or "CPU" for r in throughput})
+        st.caption(f"On {' and '.join(devices)}. The shipped runs: SGD on the fast net over 50,000 images, 3 epochs "
+                   "each, bf16 and channels_last. At batch 500 (the tables' setting) a step is short enough that "
+                   "launching its kernels from Python, not the GPU, sets the pace; larger batches fill the GPU but "
+                   "reach a lower accuracy in the same 3 epochs at the same learning rate. "
+                   "BENCHMARKS.md has the details and the commands.")

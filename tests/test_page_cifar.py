@@ -184,6 +184,10 @@ def test_throughput_table_reads_recorded_runs(tmp_path):
     assert list(table["torch.compile"]) == ["no", "yes", "no"]
     assert list(table["images/s after epoch 1"]) == [97_764, 81_493, 187_921]
     assert list(table["images/s, all epochs"]) == [91_834, 7_188, 187_770]
+    assert "device" not in table.columns                     # one GPU for all: the caption names it
+    mixed = cifar_view.load_recorded(tmp_path, kinds=("run",))
+    mixed[0]["hardware"] = {}
+    assert set(cifar_view.throughput_table(mixed)["device"]) == {"CPU", "NVIDIA H100 80GB HBM3"}
     assert cifar_view.throughput_table([]).empty
 
 
@@ -195,3 +199,18 @@ def test_recorded_gpu_runs_come_first(tmp_path):
         (tmp_path / name).write_text(json.dumps({"kind": "table", "hardware": {"gpu": gpu}, "results": {}}))
     assert [r["file"] for r in cifar_view.load_recorded(tmp_path)] == ["b_gpu.json", "d_gpu.json", "a_cpu.json",
                                                                           "c_cpu.json"]
+
+
+def test_profile_figure_gives_random_directions_their_own_panel():
+    """t = 1 is the SAM solution only on the line between the solutions: with random directions present they
+    get a second panel (its own x axis), and the 'SAM solution' marker stays on the first."""
+    from app import cifar_view
+
+    def prof(kind, label):
+        return {"kind": kind, "label": label, "ts": [0.0, 1.0], "train_loss": [0.2, 0.3], "test_loss": [0.8, 0.9]}
+    fig = cifar_view.profile_figure([prof("interpolation", "SGD → SAM"), prof("random", "SGD, random direction")])
+    axes = {t.name: t.xaxis for t in fig.data}
+    assert axes["SGD → SAM: train"] == "x" and axes["SGD, random direction: train"] == "x2"
+    assert [s["xref"] for s in fig.layout.shapes] == ["x", "x"]
+    alone = cifar_view.profile_figure([prof("interpolation", "SGD → SAM")])
+    assert {t.xaxis for t in alone.data} == {"x"} and len(alone.layout.shapes) == 2

@@ -40,13 +40,17 @@ def recorded_tables() -> list[dict]:
         if not rec.get("recorded"):
             continue
         try:
-            rows = [{"optimizer": r["optimizer"],
+            rows = [{"optimizer": theme.label(r["optimizer"]),
                      "test accuracy %": f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}",
                      "λ_max": round(r["lambda_max_mean"]), "gradient evaluations vs SAM": f"{r['cost_vs_sam_evals']:.2f}×",
-                     "seeds": r["seeds"]} for r in rec["results"]["rows"]]
+                     "wall time vs SAM": f"{r['cost_vs_sam_wall']:.2f}×", "seeds": r["seeds"]}
+                    for r in rec["results"]["rows"]]
+            c = rec.get("config", {})
+            size = f"{c['train_size']:,} images × {c['epochs']} epochs"
         except (KeyError, TypeError):
             continue
-        out.append({"file": rec["file"], "device": rec.get("hardware", {}).get("device", "?"),
+        hw = rec.get("hardware", {})
+        out.append({"file": rec["file"], "device": hw.get("gpu") or "CPU", "size": size,
                     "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
     return out
 
@@ -110,7 +114,7 @@ tables = recorded_tables()
 if tables:
     with st.expander(f"Recorded CIFAR-10 runs in this project ({len(tables)})"):
         for t in tables:
-            st.markdown(f"**{t['file']}** · {t['device'].upper()} · {t['date']}")
+            st.markdown(f"**{t['file']}** · {t['device']} · {t['size']} · {t['date']}")
             st.dataframe(t["rows"], hide_index=True, width="stretch")
             st.caption(t["note"])
 

@@ -12,27 +12,18 @@ Run on the device tool (streamlit and plotly travel as wheels; see BENCHMARKS.md
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 from core.jobs import default_runner
+from tests.pagetest import run_page
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cifar.py")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-
-
-def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_run = functools.partial(run_page, "pages/cifar.py")
 
 
 def test_gpu_page_trains_the_fast_net_on_cuda_one_job_at_a_time():

@@ -10,28 +10,19 @@ Claims:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.jobs import default_runner
-
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "cifar.py")
-
+from tests.pagetest import run_page
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _run(**params) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    for k, v in params.items():
-        at.query_params[k] = str(v)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+_run = functools.partial(run_page, "pages/cifar.py")
 
 
 def _keys(at):

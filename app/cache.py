@@ -52,13 +52,13 @@ def schedule_mask(optimizer: str, steps: int, k: int, f: float, p: float, late_f
     return sched.mask(steps), sched.relative_cost(steps), sched.label()
 
 
-def landscape(name: str, formula: str = ""):
-    """The landscape `name` (or the user's formula), built once and shared read-only: the very instance
-    simulate() uses (core.simulate.landscape_for), so its critical points are searched once, not twice.
-    Raises ValueError / FormulaError on bad input (pages show the message)."""
+def landscape(name: str, formula: str = "", params: tuple = ()):
+    """The landscape `name` (or the user's formula) with its (name, value) parameters, built once and shared
+    read-only: the very instance simulate() uses (core.simulate.landscape_for), so its critical points are
+    searched once, not twice. Raises ValueError / FormulaError on bad input (pages show the message)."""
     from core.simulate import landscape_for
 
-    return landscape_for(name, formula if name == "formula" else "", ())
+    return landscape_for(name, formula if name == "formula" else "", tuple(params))
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

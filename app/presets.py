@@ -47,12 +47,14 @@ _LR = tuple(f"{v:g}" for v in (1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0
 PAGE_PARAMS: dict[str, dict] = {
     # pages of other authors: ρ and the scene's landscape only; the rest stays at the page's defaults
     "escape": {"rho": (0.0, 0.3), "landscape": ("double_well_2d", "double_well_1d", "zhu")},
-    "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d"), "view": ("drift", "shift", "schedules")},
+    "valley": {"rho": (0.0, 0.3), "landscape": ("valley_1d", "valley_2d"), "view": ("drift", "shift", "schedules"),
+               "a_left": ("2", "5", "10", "20", "40"), "a_right": ("0.5", "1", "2", "5")},  # its menus' values
     "sam_step": {"rho": (0.0, 1.0), "lr": _LR},
     "playground": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (10, 2000), "particles": (1, 50),
                    "seed": (0, 2**31 - 1), "landscape": None, "opts": None, "k": (1, 10), "f": (0.0, 1.0),
                    "late_f": (0.0, 1.0), "p": (0.0, 1.0), "noise": ("none", "isotropic", "hessian", "minibatch"),
-                   "x": None, "y": None},  # the start point (the page keeps it inside the landscape's bounds)
+                   "x": None, "y": None,  # the start point (the page keeps it inside the landscape's bounds)
+                   "a_left": (0.5, 50.0), "a_right": (0.5, 50.0)},  # valley_1d's curvatures
     "psam": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (20, 1000), "particles": (50, 2000),
              "seed": (0, 2**31 - 1), "landscape": ("double_well_1d", "double_well_2d", "many_wells"),
              "k": (1, 10), "f": (0.0, 1.0), "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
@@ -88,6 +90,7 @@ def scene_from_preset(name: str, preset) -> Scene:
         value = getattr(cfg, key)
         params[key] = f"{value:g}" if isinstance(value, float) else str(value)
     params["landscape"] = cfg.landscape
+    params.update({k: f"{v:g}" for k, v in cfg.landscape_params})  # e.g. the valley's a_left, a_right
     params["noise"] = cfg.noise
     if cfg.start is not None:
         params.update({k: f"{v:g}" for k, v in zip(("x", "y"), cfg.start)})

@@ -22,6 +22,7 @@ PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_
 # lecture scene "SGD vs SAM in the double well" (core.presets.PLAYGROUND) turns the noise up to show escapes.
 DEFAULT_START = {"double_well_2d": (0.6, 1.0), "formula": (2.0, 1.5)}
 DEFAULT_FORMULA = "0.5*x^2 + 2*sin(y)^2 + 0.1*y^2"
+VALLEY_A = (0.5, 50.0)  # range of the valley curvatures a_L, a_R (app/presets.py PAGE_PARAMS repeats it)
 SHOW_PARTICLES = 3  # paths drawn per optimizer (the animation payload grows with this)
 
 st.title("Playground")
@@ -37,11 +38,16 @@ with side:
     if name == "formula":
         formula = controls.text_input("formula", "L(x, y) =", DEFAULT_FORMULA,
                                       help="x, y, numbers, + − * / ^, sin cos exp log sqrt abs tanh …")
+    landscape_params: tuple = ()
+    if name == "valley_1d":  # the asymmetric valley's two curvatures (the valley lab's a_L, a_R; same URL keys)
+        a_left = controls.float_slider("a_left", "a_L (curvature left of 0)", *VALLEY_A, 10.0, step=0.5, fmt="%.1f")
+        a_right = controls.float_slider("a_right", "a_R (curvature right of 0)", *VALLEY_A, 1.0, step=0.5, fmt="%.1f")
+        landscape_params = (("a_left", a_left), ("a_right", a_right))
     view_box = st.container()  # contour or 3-D surface: offered once the landscape is known to be 2-D
 
 # --- the landscape (a bad formula is shown inline; the text stays in the box) -------------------
 try:
-    land = cache.landscape(name, formula)
+    land = cache.landscape(name, formula, landscape_params)
     if name == "formula":
         st.session_state["playground_good_formula"] = formula
 except (FormulaError, ValueError) as e:
@@ -104,7 +110,7 @@ if not opts:
     st.stop()
 
 # --- run every optimizer (each cached on its own, so adding one only computes that one) ----------
-cfgs = [controls.sim_config(landscape=name, formula=formula, optimizer=o,
+cfgs = [controls.sim_config(landscape=name, formula=formula, landscape_params=landscape_params, optimizer=o,
                             # SGD never uses ρ: a fixed ρ keeps its cache entry when ρ moves
                             rhos=(0.0,) if o == "sgd" else (rho,), lr=lr, noise=noise, sigma=sigma,
                             particles=particles, steps=steps, seed=seed, start=start, keep_paths=SHOW_PARTICLES,

@@ -199,3 +199,29 @@ def test_a_start_at_zero_is_not_shown_as_minus_zero():
 
     at = run_page("pages/playground.py", landscape="many_wells")
     assert math.copysign(1.0, at.slider(key="x").value) == 1.0
+
+
+def test_the_valley_takes_its_curvatures_from_the_url_and_the_bounce_scene_is_symmetric():
+    """valley_1d's a_L, a_R are controls (the valley lab's URL keys). The 'noise-free SAM bounces' scene asks for
+    a symmetric valley (a_L = a_R = 10); its claim is SAM's 2-cycle of amplitude ηλρ/(2 − ηλ) (theory.md §3),
+    which the default asymmetric valley (10, 1) would not give. Scenes dropped the curvatures before."""
+    import numpy as np
+
+    from app.presets import scenes
+    from tests.pagetest import trace_array
+
+    scene = scenes()["sam_bounce"]
+    assert (scene.params["a_left"], scene.params["a_right"]) == ("10", "10")
+    at = _run(**scene.params)
+    assert (at.slider(key="a_left").value, at.slider(key="a_right").value) == (10.0, 10.0)
+    data = {t["name"]: t for t in _main(at)["data"]}
+    curve_x, curve_y = trace_array(data["loss L(w)"]["x"]), trace_array(data["loss L(w)"]["y"])
+    assert np.interp(-0.5, curve_x, curve_y) == pytest.approx(np.interp(0.5, curve_x, curve_y), rel=1e-3)
+    eta, lam, rho = float(scene.params["lr"]), 10.0, float(scene.params["rho"])
+    sam_end = trace_array(next(t for n, t in data.items() if n.startswith("SAM"))["x"])[-1]
+    assert abs(sam_end) == pytest.approx(eta * lam * rho / (2 - eta * lam), rel=1e-4)
+    # out of range: clamped with a notice, and other landscapes have no curvature controls
+    steep = _run(landscape="valley_1d", a_right="500")
+    assert steep.slider(key="a_right").value == 50.0
+    assert any("a_R" in w.value for w in steep.warning), [w.value for w in steep.warning]
+    assert not [s for s in _run(landscape="double_well_2d").slider if s.key in ("a_left", "a_right")]

@@ -176,12 +176,15 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     fig.add_trace(contour_trace(grid))
     if clickable:
         fig.add_trace(click_grid(grid))
-    for m in minima:  # Critical points of the landscape, labelled
+    for m in minima:  # Critical points of the landscape: a marker under the paths, its label above them
         fig.add_trace(go.Scatter(
-            x=[m.position[0]], y=[m.position[1]], mode="markers+text", text=[m.label or m.kind],
-            textposition="top center", marker={"symbol": "x", "size": 11, "color": "white",
-                                               "line": {"width": 1, "color": "black"}},
-            showlegend=False, hoverinfo="skip", textfont={"color": "white"}))
+            x=[m.position[0]], y=[m.position[1]], mode="markers", marker={"symbol": "x", "size": 11, "color": "white",
+                                                                        "line": {"width": 1, "color": "black"}},
+            showlegend=False, hoverinfo="skip"))
+        # an annotation, not trace text: annotations sit on top of every trace, so paths that end in a
+        # minimum (they usually do) no longer hide which one it is
+        fig.add_annotation(x=m.position[0], y=m.position[1], text=m.label or m.kind, showarrow=False, yshift=14,
+                           font={"color": "white"}, bgcolor="rgba(0, 0, 0, 0.45)", borderpad=2)
     if start is not None:
         fig.add_trace(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                                  marker={"symbol": "star", "size": 16, "color": "white",

@@ -458,7 +458,9 @@ def multi_choice(key: str, label: str, options: Mapping | Sequence, default: Seq
     names = dict(options) if isinstance(options, Mapping) else {v: str(v) for v in values}
     default = [d for d in default if d in values]
     _init(key, lambda raw: parse_multi(key, raw, values, default, label=label))
-    value = (container or st).multiselect(label, values, key=key, format_func=lambda v: names[v], help=help)
+    # wrap: every chosen chip stays visible in a narrow side column (five optimizers did not fit one row)
+    value = (container or st).multiselect(label, values, key=key, format_func=lambda v: names[v], help=help,
+                                          wrap=True)
     _sync(key, list(value), default)
     return list(value)
 

@@ -225,3 +225,12 @@ def test_the_valley_takes_its_curvatures_from_the_url_and_the_bounce_scene_is_sy
     assert steep.slider(key="a_right").value == 50.0
     assert any("a_R" in w.value for w in steep.warning), [w.value for w in steep.warning]
     assert not [s for s in _run(landscape="double_well_2d").slider if s.key in ("a_left", "a_right")]
+
+
+def test_minimum_labels_sit_above_the_paths(default_page):
+    """The minima's names are layout annotations, drawn over every trace: as trace text they sat under the paths,
+    which end in a minimum, so 'sharp' was hidden exactly where the particles were."""
+    spec = _main(default_page)
+    labels = {a["text"] for a in spec["layout"].get("annotations", [])}
+    assert {"sharp", "flat"} <= labels
+    assert not [t for t in spec["data"] if t.get("text") in (["sharp"], ["flat"])]

@@ -94,12 +94,14 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
                                      line={"color": c}), row=1, col=col)
             fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
                                      line={"color": c, "dash": "dash"}), row=1, col=col)
+    # the live page compares SGD with any SAM-type run: its label "SGD → PSAM" names the solution at t = 1
+    other = line[0]["label"].split("→")[-1].strip() if line and "→" in line[0]["label"] else "other"
     if line:
-        for x, name in ((0, "SGD solution"), (1, "SAM solution")):
+        for x, name in ((0, "SGD solution"), (1, f"{other} solution")):
             fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name, row=1, col=1)
     theme.apply_layout(fig, y_title="loss (cross-entropy, nats)", height=400, legend_below=True)
     for col, group in enumerate(panels, start=1):
-        fig.update_xaxes(title_text="t: from the SGD (0) to the SAM solution (1)" if group is line
+        fig.update_xaxes(title_text=f"t: from the SGD (0) to the {other} solution (1)" if group is line
                          else "t: distance along the direction (filter-normalised units)", row=1, col=col)
     if len(panels) > 1:
         fig.update_yaxes(title_text=None, row=1, col=2)  # shared with the left panel's
@@ -116,9 +118,11 @@ def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)
         except (OSError, ValueError):
             continue
         if isinstance(d, dict) and d.get("kind") in kinds and "results" in d:
+            if not isinstance(d.get("hardware"), dict):
+                d["hardware"] = {}  # a hand-edited record without it: shown as a CPU run, never fatal
             d["file"] = f.name
             out.append(d)
-    return sorted(out, key=lambda d: not d.get("hardware", {}).get("gpu"))  # stable: by file name within each
+    return sorted(out, key=lambda d: not d["hardware"].get("gpu"))  # stable: by file name within each
 
 
 def throughput_table(recs: list[dict]) -> pd.DataFrame:
@@ -126,14 +130,19 @@ def throughput_table(recs: list[dict]) -> pd.DataFrame:
     batch size, torch.compile or not, images per second over all epochs and after the first (which pays for
     compiling and cuDNN's kernel search when no warm-up run came first), and the test accuracy reached."""
     rows = []
+    num = lambda v: isinstance(v, (int, float)) and math.isfinite(v)  # noqa: E731 (a cancelled run has None)
     for rec in recs:
-        r, c = rec["results"], rec.get("config", {})
+        r, c = rec["results"], rec.get("config") if isinstance(rec.get("config"), dict) else {}
+        if not isinstance(r, dict):
+            continue
         rows.append({"file": rec.get("file", ""), "device": rec.get("hardware", {}).get("gpu") or "CPU",
                      "optimizer": theme.label(c.get("optimizer", "?")), "batch": r.get("batch_size"),
                      "torch.compile": "yes" if c.get("compile") else "no",
-                     "images/s, all epochs": round(r["images_per_s"]) if r.get("images_per_s") else None,
-                     "images/s after epoch 1": round(r["steady_images_per_s"]) if r.get("steady_images_per_s") else None,
-                     "epochs": c.get("epochs"), "test acc (%)": round(100 * r["test_acc"], 2)})
+                     "images/s, all epochs": round(r["images_per_s"]) if num(r.get("images_per_s")) else None,
+                     "images/s after epoch 1": round(r["steady_images_per_s"]) if num(r.get("steady_images_per_s"))
+                     else None,
+                     "epochs": c.get("epochs"),
+                     "test acc (%)": round(100 * r["test_acc"], 2) if num(r.get("test_acc")) else None})
     if not rows:
         return pd.DataFrame(rows)
     table = pd.DataFrame(rows).sort_values(["device", "batch", "torch.compile"], ignore_index=True)

@@ -4,7 +4,7 @@
 # after copying the full set:  mkdir -p data/full && cp /work/shared/data/cifar10-jpeg.tar.gz data/full/
 # It writes recorded runs (JSON) into $OUT (copy them to core/runs/ afterwards) and prints a summary.
 #
-# Steps and wall-time estimate on one H100 (fast net ≈ 110k img/s for SGD, SAM ≈ 2× the time):
+# Steps and wall-time estimate on one H100 (fast net: SGD ≈ 98k img/s at batch 500, SAM ≈ 2.2× the time):
 #   1. CUDA check                                                        ~10 s (torch import)
 #   2. decode data/full (60k JPEGs, 16 threads) into data/cache          ~15 s; fatal if it fails
 #   2b. smoke test: 1 epoch of SAM on 2,000 images with λ_max and Tr(H) ~10 s
@@ -74,8 +74,9 @@ fi
 # A few seconds that exercise every GPU code path once (SAM's two passes with frozen BatchNorm, bf16 autocast,
 # λ_max and Tr(H) by double backward): a failure shows here, at the top of the log, not inside a table.
 step "smoke test: 1 epoch of SAM with λ_max and Tr(H)" $PY -m core cifar run --optimizer sam "${COMMON[@]}" \
-  --train-size 2000 --epochs 1 --sharpness-iters 5 --trace-samples 2 --out "${SMOKE_JSON:-/tmp/smoke_check.json}"
-# (not in $OUT, which brings back at most 8 files: the smoke test is no recorded run, and its figures are in the log)
+  --train-size 2000 --epochs 1 --sharpness-iters 5 --trace-samples 2 --out "${SIDE:-/tmp}/smoke_check.json"
+# (not in $OUT, which brings back at most 8 files: the smoke test is no recorded run, and its figures are in the log;
+# SIDE is where such side files go, /tmp unless set)
 
 NOTE_T="SGD throughput on the fast net (bf16 autocast, channels_last), after an untimed warm-up run"
 NOTE_A="thesis table: SGD, SAM, PSAM (k=2, f=0.6), late SAM (last 30%), rho 0.05, equal settings"
@@ -124,7 +125,7 @@ step "escape from an SGD solution (${SIZE_E[*]}, then 2 epochs of SGD / SAM at s
 
 # Why batch 500 is slow: the same step eager and replayed from a CUDA graph (no Python, no launch gaps), on
 # random data. Its JSON stays out of $OUT (8 files at most); the table it prints is in session.log.
-step "step probe: eager vs CUDA graph" $PY bench/gpu_step_probe.py "${PROBE[@]}" --out /tmp/gpu_step_probe.json
+step "step probe: eager vs CUDA graph" $PY bench/gpu_step_probe.py "${PROBE[@]}" --out "${SIDE:-/tmp}/gpu_step_probe.json"
 
 echo "== summary"
 $PY - "$OUT" "$TAG" <<'PY'

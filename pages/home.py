@@ -47,9 +47,9 @@ def recorded_tables() -> list[dict]:
                     for r in rec["results"]["rows"]]
             c = rec.get("config", {})
             size = f"{c['train_size']:,} images × {c['epochs']} epochs"
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # a hand-edited or partial record: skipped, never fatal
             continue
-        hw = rec.get("hardware", {})
+        hw = rec.get("hardware") if isinstance(rec.get("hardware"), dict) else {}
         out.append({"file": rec["file"], "device": hw.get("gpu") or "CPU", "size": size,
                     "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
     return out

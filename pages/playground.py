@@ -65,7 +65,11 @@ stable_lr = land.stable_lr()  # None: no minimum with positive curvature is know
 lr_default = controls.lr_default_for(stable_lr)
 # another landscape picked here (a page just opened from a scene or a link reads its own URL instead)
 landscape_changed = st.session_state.get("playground_landscape", name) != name
-if (landscape_changed and stable_lr is not None and "lr" in st.session_state
+# ... or the same one with other parameters (the valley's curvatures): a sharper side may need a smaller η too
+shape = f"{name}{landscape_params}"
+shape_changed = st.session_state.get("playground_shape", shape) != shape
+st.session_state["playground_shape"] = shape
+if (shape_changed and stable_lr is not None and "lr" in st.session_state
         and st.session_state["lr"] > controls.LR_STABLE_SHARE * stable_lr):  # too close to the new limit
     st.session_state["lr"] = lr_default  # the widget does not exist yet in this run, so it may be set
     controls.notice(f"Learning rate lowered to {lr_default:g} for this landscape: its sharpest minimum has "

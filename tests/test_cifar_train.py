@@ -241,20 +241,23 @@ def test_gpu_session_script_dry_run(tmp_path):
     import os
 
     script = Path(__file__).resolve().parents[1] / "bench" / "gpu_session.sh"
-    env = {**os.environ, "OUT": str(tmp_path), "SMOKE_JSON": str(tmp_path / "smoke_check.json")}
+    out, side = tmp_path / "out", tmp_path / "side"   # $OUT comes back from the device; side files do not
+    out.mkdir(), side.mkdir()
+    env = {**os.environ, "OUT": str(out), "SIDE": str(side)}
     proc = subprocess.run(["bash", str(script), "--dry-run"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    smoke = json.loads((tmp_path / "smoke_check.json").read_text())["results"]
+    smoke = json.loads((side / "smoke_check.json").read_text())["results"]
     assert smoke["status"] == "done" and smoke["lambda_max"] is not None and smoke["trace"] is not None
     for name in ("throughput", "throughput_b1000", "throughput_b2000", "table_a", "table_b", "escape",
                  "throughput_compiled"):
-        d = json.loads((tmp_path / f"dryrun_{name}.json").read_text())
+        d = json.loads((out / f"dryrun_{name}.json").read_text())
         assert d["recorded"] is True and d["results"], name
-    assert "FAILED" not in proc.stdout and (tmp_path / "session.log").stat().st_size > 0
+    assert "FAILED" not in proc.stdout and (out / "session.log").stat().st_size > 0
     assert "PSAM/SAM wall time" in proc.stdout
     assert "sgd batch    32: eager" in proc.stdout        # the step probe ran (no CUDA graph on a CPU)
+    assert json.loads((side / "gpu_step_probe.json").read_text())["rows"]
     # $OUT brings back at most 8 files from the device: the real run must not write more
-    assert len(list(tmp_path.iterdir())) <= 8 + 1, sorted(p.name for p in tmp_path.iterdir())  # + smoke_check here
+    assert len(list(out.iterdir())) <= 8, sorted(p.name for p in out.iterdir())
 
 
 def test_escape_reports_each_stage_and_stops_when_asked():

@@ -205,3 +205,34 @@ def test_profile_figure_gives_random_directions_their_own_panel():
     assert [s["xref"] for s in fig.layout.shapes] == ["x", "x"]
     alone = cifar_view.profile_figure([prof("interpolation", "SGD → SAM")])
     assert {t.xaxis for t in alone.data} == {"x"} and len(alone.layout.shapes) == 2
+
+
+def test_malformed_records_are_shown_or_skipped_never_fatal(tmp_path):
+    """Hand-edited records: no hardware entry (null), a stopped run with no accuracy. Listing and the throughput
+    table must not raise (either used to take the whole CIFAR page down)."""
+    from app import cifar_view
+
+    (tmp_path / "a.json").write_text(json.dumps({"kind": "run", "hardware": None, "config": None,
+                                                 "results": {"batch_size": 500, "images_per_s": None,
+                                                             "test_acc": None}}))
+    (tmp_path / "b.json").write_text(json.dumps({"kind": "run", "hardware": {"gpu": "H100"}, "config": {},
+                                                 "results": {"batch_size": 1000, "images_per_s": 1e5,
+                                                             "steady_images_per_s": float("nan"), "test_acc": 0.5}}))
+    (tmp_path / "c.json").write_text("{not json")
+    recs = cifar_view.load_recorded(tmp_path, kinds=("run",))
+    assert [r["file"] for r in recs] == ["b.json", "a.json"] and recs[1]["hardware"] == {}
+    table = cifar_view.throughput_table(recs)
+    assert table["test acc (%)"].isna().tolist() == [True, False]      # sorted by device: "CPU" < "H100"
+    assert table["images/s after epoch 1"].isna().all()
+
+
+def test_live_profile_names_the_solution_it_compares_with():
+    """The live page compares SGD with any SAM-type run: the marker at t = 1 and the axis name that run."""
+    from app import cifar_view
+
+    prof = {"kind": "interpolation", "label": "SGD → PSAM", "ts": [0.0, 1.0], "train_loss": [0.2, 0.3],
+            "test_loss": [0.8, 0.9]}
+    fig = cifar_view.profile_figure([prof])
+    texts = [a.text for a in fig.layout.annotations]
+    assert "PSAM solution" in texts and "SAM solution" not in texts
+    assert fig.layout.xaxis.title.text == "t: from the SGD (0) to the PSAM solution (1)"

@@ -234,3 +234,15 @@ def test_minimum_labels_sit_above_the_paths(default_page):
     labels = {a["text"] for a in spec["layout"].get("annotations", [])}
     assert {"sharp", "flat"} <= labels
     assert not [t for t in spec["data"] if t.get("text") in (["sharp"], ["flat"])]
+
+
+def test_a_sharper_valley_curvature_lowers_a_too_large_lr_but_keeps_the_start():
+    """Raising a_L is a new landscape for gradient descent (2/λ_max shrinks) though its name stays: η is checked
+    again, as on a landscape switch. The start point is the user's and stays."""
+    at = _run(landscape="valley_1d", x="0.3")
+    assert at.select_slider(key="lr").value == pytest.approx(0.05)
+    at.slider(key="a_left").set_value(50.0).run()
+    assert not at.exception
+    lr = at.select_slider(key="lr").value
+    assert lr <= 0.7 * 2 / 50 and any("lowered to" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert at.slider(key="x").value == pytest.approx(0.3)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .theme import BASE_FONT, COLORS, LABELS, apply_layout, color, font_size
+from .theme import COLORS, LABELS, apply_layout, color, text_scale
 
 # Animation frames per figure. Each frame repeats the paths up to its step, so the JSON grows with
 # the square of this: 30 frames send ~2.5× less than 50 (playground default: 224 kB -> ~95 kB).
@@ -90,11 +90,6 @@ def landscape_grid(loss_fn, bounds, n: int = 90) -> Grid:
         z = loss_fn(w).detach().cpu().numpy().astype(float)
     z = np.where(np.isfinite(z), z, np.nan)
     return Grid(x, y, z)
-
-
-def text_scale() -> float:
-    """How much larger text is than normal (presentation mode enlarges it); fixed margins grow with it."""
-    return font_size() / BASE_FONT
 
 
 def _frame_indices(k: int, max_frames: int = MAX_FRAMES) -> np.ndarray:

@@ -224,6 +224,15 @@ def forget_page_keys(extra: Iterable[str] = ()) -> None:
     st.session_state[_PAGE_KEYS] = set()
 
 
+def remember(memory: str, value):
+    """Store `value` under the session key `memory` and return the value stored there before: the same value on
+    a first visit, so a page just opened from a link or a scene does not count as a change. Pages use it to
+    react when the user switches something (a new landscape: its own start point and learning rate)."""
+    previous = st.session_state.get(memory, value)
+    st.session_state[memory] = value
+    return previous
+
+
 def notice(message: str) -> None:
     """Show a one-line warning at the top of the page (or inline when run without main.py)."""
     shown = st.session_state.setdefault(_SHOWN, set())

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.charts import text_scale, typed_array
-from app.theme import COLORS, apply_layout, rho_color
+from app.charts import typed_array
+from app.theme import COLORS, apply_layout, rho_color, text_scale
 
 
 def _f4(a) -> np.ndarray:

@@ -119,6 +119,23 @@ def font_size(present: bool | None = None) -> int:
     return round(BASE_FONT * (PRESENT_SCALE if present else 1.0))
 
 
+def text_scale() -> float:
+    """How much larger text is than normal (presentation mode enlarges it); fixed margins grow with it."""
+    return font_size() / BASE_FONT
+
+
+def fold(label: str, expanded: bool = False):
+    """An expander for secondary content; in presentation mode, which hides expanders, a bordered box with the
+    label on top instead, for content a lecture shows (the CIFAR page's recorded runs)."""
+    import streamlit as st
+
+    if not is_presentation():
+        return st.expander(label, expanded=expanded)
+    box = st.container(border=True)
+    box.markdown(f"**{label}**")
+    return box
+
+
 def _merge(base: dict, over: dict) -> dict:
     """Recursive dict merge: values in `over` win, nested dicts are merged."""
     out = dict(base)

@@ -328,16 +328,6 @@ if esc_done:
                            key="esc_dl")
 
 # --- recorded runs -------------------------------------------------------------------------------
-def _fold(label: str, expanded: bool = False):
-    """An expander; in presentation mode, which hides expanders (secondary controls), a bordered box with the
-    label on top instead: the recorded runs are what a lecture without a GPU shows."""
-    if not theme.is_presentation():
-        return st.expander(label, expanded=expanded)
-    box = st.container(border=True)
-    box.markdown(f"**{label}**")
-    return box
-
-
 st.subheader("Recorded runs")
 recorded = cache.recorded_runs()
 if not recorded:
@@ -345,7 +335,7 @@ if not recorded:
 for i, rec in enumerate(recorded):
     hw = rec.get("hardware", {})
     tag = "GPU" if hw.get("gpu") else "CPU"
-    with _fold(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
+    with theme.fold(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
         st.caption(cifar_view.recorded_caption(rec))
         st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
@@ -362,7 +352,7 @@ for i, rec in enumerate(recorded):
                                key=f"rec_dl_{i}")
 for rec in cache.recorded_runs(kinds=("escape",)):
     tag = "GPU" if rec.get("hardware", {}).get("gpu") else "CPU"
-    with _fold(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
+    with theme.fold(f":material/history: recorded ({tag}) escape from an SGD solution: {rec.get('file', '')}"):
         st.caption(cifar_view.recorded_caption(rec))
         st.plotly_chart(cifar_view.escape_figure(rec["results"]), key=f"recorded_escape_{rec.get('file', '')}",
                         config=theme.PLOTLY_CONFIG)
@@ -372,7 +362,7 @@ for rec in cache.recorded_runs(kinds=("escape",)):
 throughput = cache.recorded_runs(kinds=("run",))
 if throughput:
     tag = "GPU" if any(r.get("hardware", {}).get("gpu") for r in throughput) else "CPU"
-    with _fold(f":material/history: recorded ({tag}) training throughput"):
+    with theme.fold(f":material/history: recorded ({tag}) training throughput"):
         st.dataframe(cifar_view.throughput_table(throughput), hide_index=True)
         devices = sorted({r.get("hardware", {}).get("gpu") or "CPU" for r in throughput})
         st.caption(f"On {' and '.join(devices)}. The shipped runs: SGD on the fast net over 50,000 images, 3 epochs "

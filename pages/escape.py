@@ -132,13 +132,12 @@ d = DEFAULTS | SCENE_DEFAULTS.get(landscape, {})
 # SGD particle out of the Zhu toy's sharp minimum within a few steps, the opposite of what that scene shows.
 # Only between scenes whose defaults differ (the two double wells share theirs), and only values set on this
 # visit: a page just opened from a link or a scene keeps the η and T of its URL.
-previous = st.session_state.get("_escape_scene", landscape)
+previous = controls.remember("_escape_scene", landscape)
 if previous != landscape and SCENE_DEFAULTS.get(previous) != SCENE_DEFAULTS.get(landscape):
     for key in ("lr", "steps"):
         if key in st.session_state:
             del st.session_state[key]
             st.query_params.pop(key, None)
-st.session_state["_escape_scene"] = landscape
 with st.expander("More settings (noise, learning rate, particles, steps, seed)"):
     e1, e2, e3 = st.columns(3)
     lr = controls.lr_slider(default=d["lr"], options=LR_CHOICES, container=e1)

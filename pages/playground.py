@@ -64,11 +64,10 @@ except (FormulaError, ValueError) as e:
 stable_lr = land.stable_lr()  # None: no minimum with positive curvature is known (e.g. a formula without one)
 lr_default = controls.lr_default_for(stable_lr)
 # another landscape picked here (a page just opened from a scene or a link reads its own URL instead)
-landscape_changed = st.session_state.get("playground_landscape", name) != name
+landscape_changed = controls.remember("playground_landscape", name) != name
 # ... or the same one with other parameters (the valley's curvatures): a sharper side may need a smaller η too
 shape = f"{name}{landscape_params}"
-shape_changed = st.session_state.get("playground_shape", shape) != shape
-st.session_state["playground_shape"] = shape
+shape_changed = controls.remember("playground_shape", shape) != shape
 if (shape_changed and stable_lr is not None and "lr" in st.session_state
         and st.session_state["lr"] > controls.LR_STABLE_SHARE * stable_lr):  # too close to the new limit
     st.session_state["lr"] = lr_default  # the widget does not exist yet in this run, so it may be set
@@ -100,7 +99,6 @@ if landscape_changed:  # a new landscape: start at its default start
     for i, key in enumerate(("x", "y")[: land.dim]):
         if key in st.session_state:  # set on this visit; a page just opened (a scene, a link) reads its URL
             st.session_state[key] = float(start_default[i])
-st.session_state["playground_landscape"] = name
 if land.dim == 2:
     with side:
         st.markdown("**Start point** (or click the contour)")

@@ -224,3 +224,46 @@ def test_every_scene_opens_with_its_banner(name):
     at.selectbox(key="scene").set_value(name).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(f"Scene: {scenes()[name].title}." in i.value for i in at.info), (name, [i.value for i in at.info])
+
+
+def test_calibration_shows_this_labs_h100_table_beside_the_brief():
+    """Home's real-network table: the project's own recorded H100 run (10k × 30), read here independently from
+    core/runs/, beside the theory brief's calibration; the brief alone when no such record ships."""
+    from app.cifar_view import BRIEF, calibration_table
+
+    lab, lab_file = None, ""
+    for path in sorted((REPO / "core" / "runs").glob("*.json")):
+        rec = json.loads(path.read_text())
+        c = rec.get("config", {})
+        if rec.get("kind") == "table" and (rec.get("hardware") or {}).get("gpu") and c.get("train_size") == 10_000 \
+                and c.get("epochs") == 30 and lab is None:
+            lab, lab_file = rec, path.name
+    brief_only = calibration_table(None)
+    assert list(brief_only) == ["optimizer", "test acc. %, brief", "λ_max", "time vs SAM"]
+    assert brief_only["test acc. %, brief"] == [b[0] for b in BRIEF.values()]
+    at = _main()
+    shown = at.table[0].value
+    if lab is None:
+        assert list(shown.columns) == list(brief_only)
+        return
+    sam = next(r for r in lab["results"]["rows"] if r["optimizer"] == "sam")
+    assert list(shown["test acc. %, this lab"])[1] == f"{100 * sam['test_acc_mean']:.2f} ± {100 * sam['test_acc_std']:.2f}"
+    assert list(shown["time vs SAM, lab / brief"])[1] == "1.00× / 1.00×"
+    assert any(f"recorded in `{lab_file}`" in c.value for c in at.caption)
+
+
+def test_calibration_note_reads_the_record_and_falls_back_on_a_partial_one():
+    from app.cifar_view import calibration_note
+
+    def row(o, acc, lam):
+        return {"optimizer": o, "test_acc_mean": acc, "lambda_max_mean": lam}
+    lab = {"file": "t.json", "results": {"rows": [row("sgd", 0.79, 98.0), row("sam", 0.80, 83.0),
+                                                  row("psam", 0.7954, 96.0), row("late_sam", 0.7953, 84.0)]}}
+    note = calibration_note(lab)
+    assert "SAM − PSAM is +0.46 points" in note
+    assert "PSAM's λ_max is nearer SGD's and late SAM's nearer SAM's" in note
+    lab["results"]["rows"][2]["lambda_max_mean"] = 85.0   # PSAM as flat as SAM: the text must follow the record
+    assert "PSAM's λ_max is nearer SAM's" in calibration_note(lab)
+    assert "theory brief" in calibration_note(None)
+    with pytest.raises(KeyError):   # a record without PSAM: the page catches this and shows the brief alone
+        calibration_note({"results": {"rows": [row("sgd", 0.79, 98.0), row("sam", 0.8, 83.0)]}})

@@ -204,6 +204,35 @@ def recorded_table(rec: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def recorded_verdict(rec: dict) -> str:
+    """What a recorded table says, pair by pair, with the seeds' noise taken into account (Welch's t on the
+    per-seed runs, core.measure.welch_difference): SAM against SGD, SAM against PSAM (the thesis: within 0.3
+    points) and late SAM against PSAM (the same cost, SAM's steps at the other end). Markdown bullets; empty
+    when the record has no per-seed runs."""
+    from core.measure import welch_difference
+
+    acc: dict[str, list] = {}
+    lam: dict[str, list] = {}
+    for r in rec.get("results", {}).get("runs", []):
+        if isinstance(r, dict) and r.get("status") == "done" and r.get("optimizer"):
+            acc.setdefault(r["optimizer"], []).append(100 * r["test_acc"] if r.get("test_acc") is not None else math.nan)
+            lam.setdefault(r["optimizer"], []).append(r["lambda_max"] if r.get("lambda_max") is not None else math.nan)
+
+    def say(values: dict, a: str, b: str, unit: str, nd: int) -> str:
+        d = welch_difference(values[a], values[b])
+        if d is None:
+            return "too few seeds to tell"
+        noise = "clear of the seed noise (5% level)" if d.clear else "within the seed noise"
+        signed = lambda v, n: f"{round(v, n) + 0.0:+.{n}f}".replace("-", "−")  # noqa: E731 (no "−0.00")
+        return f"{signed(d.diff, nd)}{unit} (Welch t = {signed(d.t, 1)}, {d.n_a} and {d.n_b} seeds): {noise}"
+
+    pairs = (("sam", "sgd", "**SAM vs SGD**"), ("sam", "psam", "**SAM vs PSAM** (the thesis: within 0.3 points)"),
+             ("late_sam", "psam", "**Late SAM vs PSAM** (the same cost, SAM's steps at the other end)"))
+    lines = [f"- {title}: test accuracy {say(acc, a, b, ' points', 2)}; λ_max {say(lam, a, b, '', 0)}."
+             for a, b, title in pairs if a in acc and b in acc]
+    return "\n".join(lines)
+
+
 def recorded_figure(rec: dict) -> go.Figure:
     """Test accuracy (mean ± std over seeds) against wall time, one marker per optimizer."""
     fig = go.Figure()

@@ -338,6 +338,11 @@ for i, rec in enumerate(recorded):
     with theme.fold(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
         st.caption(cifar_view.recorded_caption(rec))
         st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
+        verdict = cifar_view.recorded_verdict(rec)
+        if verdict:
+            st.markdown(verdict)
+            st.caption("Each difference is the first named minus the second; a lower λ_max is flatter. Clear of the "
+                       "seed noise: Welch's t beyond its two-sided 5% critical value (core.measure.welch_difference).")
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
         st.caption("Each marker is one optimizer: mean test accuracy against mean wall time over the seeds, bars "
                    "± one standard deviation. Further left is cheaper, higher is better.")

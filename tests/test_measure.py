@@ -257,3 +257,31 @@ def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_rea
     json.dumps(out.to_dict())
     with pytest.raises(ValueError, match="no minimum labelled"):  # a typo is an error, not a fraction of 0
         measure.minimum_outcome(r, land, "flatt")
+
+
+def test_t_critical_95_matches_the_standard_table():
+    """Two-sided 5% critical values of Student's t from printed tables (independent of the integration)."""
+    from core.measure import t_critical_95
+
+    for df, table in ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (10, 2.228), (30, 2.042),
+                      (120, 1.980)):
+        assert t_critical_95(df) == pytest.approx(table, abs=1e-3)
+    assert t_critical_95(float("inf")) == pytest.approx(1.959964, abs=1e-6)
+    assert t_critical_95(0.3) == t_critical_95(1)                       # below 1 counts as 1
+    assert t_critical_95(2) > t_critical_95(2.5) > t_critical_95(3)     # Welch's df is rarely whole
+
+
+def test_welch_difference_by_hand():
+    from core.measure import welch_difference
+
+    # a = 1,2,3 and b = 4,5,6: s² = 1 each, se = √(1/3 + 1/3), t = −3/0.8165 = −3.674, df = 4 > critical 2.776
+    d = welch_difference([1, 2, 3], [4, 5, 6])
+    assert (d.diff, d.n_a, d.n_b) == (-3.0, 3, 3)
+    assert d.t == pytest.approx(-3.0 / math.sqrt(2 / 3)) and d.df == pytest.approx(4.0) and d.clear
+    # unequal spreads: s_a² = 1 (n 3), s_b² = 25 (n 3) → df = (1/3 + 25/3)² / ((1/3)²/2 + (25/3)²/2) = 2.15
+    d = welch_difference([1, 2, 3], [0, 5, 10])
+    assert d.df == pytest.approx((26 / 3) ** 2 / ((1 / 9 + 625 / 9) / 2)) and not d.clear
+    assert welch_difference([1.0], [2.0, 3.0]) is None                 # no spread to compare with
+    assert welch_difference([1, float("nan"), 2], [3, 4]).n_a == 2     # non-finite values are dropped
+    same = welch_difference([2, 2], [1, 1])
+    assert same.clear and same.t == math.inf and welch_difference([1, 1], [1, 1]).clear is False

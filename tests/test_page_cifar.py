@@ -236,3 +236,25 @@ def test_live_profile_names_the_solution_it_compares_with():
     texts = [a.text for a in fig.layout.annotations]
     assert "PSAM solution" in texts and "SAM solution" not in texts
     assert fig.layout.xaxis.title.text == "t: from the SGD (0) to the PSAM solution (1)"
+
+
+def test_recorded_verdict_reads_the_seeds_and_says_which_differences_are_noise():
+    """Per pair: the difference of the means, Welch's t, and 'clear' only when |t| beats the 5% critical value.
+    Pairs whose optimizers are missing are left out; no per-seed runs, no verdict."""
+    from app import cifar_view
+
+    def runs(o, accs, lams):
+        return [{"optimizer": o, "status": "done", "test_acc": a, "lambda_max": m} for a, m in zip(accs, lams)]
+    rec = {"results": {"runs": runs("sgd", [0.790, 0.792, 0.794], [100, 101, 102])
+                       + runs("sam", [0.800, 0.802, 0.804], [80, 81, 82])
+                       + runs("psam", [0.790, 0.800, 0.810], [99, 100, 101])
+                       + [{"optimizer": "psam", "status": "cancelled", "test_acc": 0.1, "lambda_max": 1}]}}
+    text = cifar_view.recorded_verdict(rec)
+    lines = text.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("- **SAM vs SGD**") and "Late SAM" not in text
+    # SAM − SGD = +1.00 points, s = 0.2 each: t = 1/√(0.04/3·2) = 6.1 > 2.776 (df 4): clear
+    assert "test accuracy +1.00 points (Welch t = +6.1, 3 and 3 seeds): clear" in lines[0]
+    assert "λ_max −20 (Welch t = −24.5, 3 and 3 seeds): clear" in lines[0]
+    # SAM − PSAM = +0.20 points with PSAM's spread 1.0: t = 0.34: noise (the cancelled run is not a seed)
+    assert "test accuracy +0.20 points" in lines[1] and "within the seed noise" in lines[1]
+    assert cifar_view.recorded_verdict({"results": {"rows": []}}) == ""

@@ -310,7 +310,8 @@ def _sync(key: str, value, default) -> None:
     except Exception:  # the URL is a convenience; never break the page over it
         pass
     scene = st.session_state.get(SCENE_KEY)
-    if scene is not None and "preset" in st.query_params:
+    # the app's own keys (presentation mode, the CIFAR job token) are no scene setting: the projector keeps the claim
+    if scene is not None and key not in APP_KEYS | SESSION_KEYS and "preset" in st.query_params:
         at_scene = same_value(_fmt(value), scene[key]) if key in scene else is_default
         if not at_scene:
             _leave_scene()

@@ -267,3 +267,21 @@ def test_calibration_note_reads_the_record_and_falls_back_on_a_partial_one():
     assert "theory brief" in calibration_note(None)
     with pytest.raises(KeyError):   # a record without PSAM: the page catches this and shows the brief alone
         calibration_note({"results": {"rows": [row("sgd", 0.79, 98.0), row("sam", 0.8, 83.0)]}})
+
+
+def test_presentation_mode_keeps_the_scene_and_its_claim():
+    """The projector is where a scene's claim matters most: loading a scene with presentation mode on, or turning
+    it on with a scene on screen, keeps the banner and ?preset= (the toggle is the app's, not a scene setting)."""
+    claim = scenes()["sam_bounce"].claim
+    at = _main(present="1")
+    at.selectbox(key="scene").set_value("sam_bounce").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(claim in i.value for i in at.info), [i.value for i in at.info]
+    assert at.query_params["preset"] in ("sam_bounce", ["sam_bounce"])
+    at.run()   # a rerun (the page's own) must not drop it either
+    assert any(claim in i.value for i in at.info) and "preset" in at.query_params
+    normal = _main()
+    normal.selectbox(key="scene").set_value("many_wells").run()
+    normal.toggle(key="present").set_value(True).run()
+    assert any(scenes()["many_wells"].claim in i.value for i in normal.info), [i.value for i in normal.info]
+    assert "preset" in normal.query_params

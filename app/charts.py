@@ -177,9 +177,11 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
                                                                         "line": {"width": 1, "color": "black"}},
             showlegend=False, hoverinfo="skip"))
         # an annotation, not trace text: annotations sit on top of every trace, so paths that end in a
-        # minimum (they usually do) no longer hide which one it is
-        fig.add_annotation(x=m.position[0], y=m.position[1], text=m.label or m.kind, showarrow=False, yshift=14,
-                           font={"color": "white"}, bgcolor="rgba(0, 0, 0, 0.45)", borderpad=2)
+        # minimum (they usually do) no longer hide which one it is; set off up and right with a thin pointer,
+        # so the label does not cover the particles gathered at the minimum either
+        fig.add_annotation(x=m.position[0], y=m.position[1], text=m.label or m.kind, showarrow=True, arrowhead=0,
+                           arrowwidth=1, arrowcolor="white", ax=24, ay=-24, font={"color": "white"},
+                           bgcolor="rgba(0, 0, 0, 0.4)", borderpad=2)
     if start is not None:
         fig.add_trace(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
                                  marker={"symbol": "star", "size": 16, "color": "white",

@@ -84,12 +84,9 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.06,
                         subplot_titles=[("between the solutions" if g is line else "random directions")
                                         for g in panels] if len(panels) > 1 else None)
-    palette = ("#D55E00", "#009E73", "#CC79A7", "#56B4E9")
-    i = 0
     for col, group in enumerate(panels, start=1):
         for p in group:
-            c = palette[i % len(palette)]
-            i += 1
+            c = _profile_color(p)
             fig.add_trace(go.Scatter(x=p["ts"], y=p["train_loss"], mode="lines+markers", name=f"{p['label']}: train",
                                      line={"color": c}), row=1, col=col)
             fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
@@ -105,7 +102,19 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
                          else "t: distance along the direction (filter-normalised units)", row=1, col=col)
     if len(panels) > 1:
         fig.update_yaxes(title_text=None, row=1, col=2)  # shared with the left panel's
+        for a in fig.layout.annotations:  # the panel titles grow with the text on the projector, as axis titles do
+            if a.text in ("between the solutions", "random directions"):
+                a.font.size = theme.font_size()
     return fig
+
+
+def _profile_color(profile: dict) -> str:
+    """A random-direction profile in its solution's optimizer colour ("SAM, random direction" → SAM's), as in
+    every other chart; the line between two solutions in neutral grey."""
+    if profile["kind"] == "interpolation":
+        return "#444444"
+    who = profile["label"].split(",")[0].strip()
+    return next((theme.color(k) for k in theme.COLORS if theme.label(k) == who), "#888888")
 
 
 def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)) -> list[dict]:
@@ -209,8 +218,8 @@ def recorded_table(rec: dict) -> pd.DataFrame:
                      "test acc (%)": pm(r["test_acc_mean"], r["test_acc_std"], 100),
                      "λ_max": pm(r["lambda_max_mean"], r["lambda_max_std"], 1, 1),
                      "grad evals": r["grad_evals"], "wall (s)": pm(r["wall_s_mean"], r["wall_s_std"]),
-                     "cost vs SAM (time)": None if r.get("cost_vs_sam_wall") is None else round(r["cost_vs_sam_wall"], 2),
-                     "cost vs SAM (evals)": None if r.get("cost_vs_sam_evals") is None else round(r["cost_vs_sam_evals"], 2)})
+                     "cost vs SAM (time)": None if r.get("cost_vs_sam_wall") is None else f"{r['cost_vs_sam_wall']:.2f}×",
+                     "cost vs SAM (evals)": None if r.get("cost_vs_sam_evals") is None else f"{r['cost_vs_sam_evals']:.2f}×"})
     return pd.DataFrame(rows)
 
 
@@ -261,20 +270,34 @@ def recorded_figure(rec: dict) -> go.Figure:
             marker={"color": theme.color(r["optimizer"]), "size": 14},
             error_y={"type": "data", "array": [100 * (r["test_acc_std"] or 0)], "visible": True},
             error_x={"type": "data", "array": [r["wall_s_std"] or 0], "visible": True}))
-    theme.apply_layout(fig, x_title="wall time per run (s)", y_title="test accuracy (%), mean ± std over seeds",
+    theme.apply_layout(fig, x_title="wall time per run (s)", y_title="test accuracy (%)",
                        height=340)
     return fig
 
 
 def recorded_caption(rec: dict) -> str:
+    """Where, when and what a recorded run ran: the hardware, the settings in words (for an escape record, the SGD
+    start and then the continuations, which its config alone does not describe), the command and the note."""
     hw = rec.get("hardware", {})
-    where = hw.get("gpu") or f"CPU ({hw.get('cpu', '?')}, {hw.get('threads', '?')} threads)"
+    threads = hw.get("threads", "?")
+    where = hw.get("gpu") or f"CPU ({hw.get('cpu', '?')}, {threads} thread{'' if threads == 1 else 's'})"
     if hw.get("mixed"):  # some runs fell back to another device (GPU out of memory): say which ones were used
         where = f"{where}, but its runs used {' and '.join(hw['mixed'])} (see each run's device)"
     c = rec.get("config", {})
+    n = c.get("train_size")
+    images = f"{n:,}" if isinstance(n, int) else str(n)
+    if rec.get("kind") == "escape":
+        rows = rec.get("results", {}).get("rows", [])
+        rhos = ", ".join(f"{r['rho']:g}" for r in rows if r.get("optimizer") != "sgd")
+        more = len(rows[0].get("history", [])) if rows else "?"
+        what = (f"an SGD start of {c.get('epochs')} epochs on {images} training images (seed {c.get('seed')}), then "
+                f"{more} more epochs each of SGD and of SAM at ρ {rhos}; one seed")
+    else:
+        seeds = next(iter(rec.get("results", {}).get("rows", [])), {}).get("seeds")
+        what = (f"{images} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}"
+                + (f", {seeds} seeds" if seeds else ""))
     return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, {rec.get('date', '')[:10]}: "
-            f"model {c.get('model')}, {c.get('train_size')} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}. "
-            f"Command: `{rec.get('command', '')}`. {rec.get('note', '')}")
+            f"model {c.get('model')}, {what}. Command: `{rec.get('command', '')}`. {rec.get('note', '')}")
 
 
 def escape_figure(esc: dict) -> go.Figure:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 LANDSCAPES: dict[str, str] = {
     "double_well_1d": "Sharp vs flat double well (1-D)",
     "double_well_2d": "Sharp vs flat double well (2-D)",
-    "valley_1d": "Asymmetric valley (1-D, piecewise quadratic)",
+    "valley_1d": "Asymmetric valley (1-D)",  # piecewise quadratic; short: it must fit a side-column menu
     "valley_2d": "Asymmetric valley (2-D, smooth)",
     "zhu": "Zhu et al. 2-D toy (minibatch noise)",
     "many_wells": "Many wells, sharp and flat",

@@ -221,8 +221,9 @@ def live():
     curves = [(_cfg_of(j), list(j.progress)) for j in views if j.progress and not _is_escape(j)]
     if curves:
         st.plotly_chart(cifar_view.learning_curves(curves), key="main_chart", config=theme.PLOTLY_CONFIG)
-        st.caption("Test accuracy per epoch (solid, left axis) and the training loss (dotted, right axis). "
-                   "SAM steps cost two gradient evaluations, so compare curves against the cost in the table.")
+        st.caption("Test accuracy per epoch (solid, left axis) and the training loss (dotted, right axis: the epoch's "
+                   "mean minibatch loss, with label smoothing 0.2 on augmented images). SAM steps cost two gradient "
+                   "evaluations, so compare curves against the cost in the table.")
     else:
         recorded_curves()
     if active and not any(v.active for v in views):
@@ -242,7 +243,8 @@ def recorded_curves():
     if rec:
         hw = rec.get("hardware", {})
         st.caption(f"Recorded, not live: learning curves of `{rec['file']}` ({hw.get('gpu') or 'CPU'}, seed 0). "
-                   "Test accuracy solid (left axis), training loss dotted (right axis). Your own runs replace them.")
+                   "Test accuracy solid (left axis), training loss dotted (right axis: the epoch's mean minibatch loss, "
+                   "with label smoothing 0.2 on augmented images). Your own runs replace them.")
     else:
         st.caption("Learning curves appear here when a run finishes its first epoch.")
 
@@ -341,8 +343,10 @@ for i, rec in enumerate(recorded):
         verdict = cifar_view.recorded_verdict(rec)
         if verdict:
             st.markdown(verdict)
-            st.caption("Each difference is the first named minus the second; a lower λ_max is flatter. Clear of the "
-                       "seed noise: Welch's t beyond its two-sided 5% critical value (core.measure.welch_difference).")
+            st.caption("Each difference is the first named minus the second. λ_max: the largest eigenvalue of the "
+                       "loss's Hessian at the end, by power iteration on a fixed batch of training images; lower is "
+                       "flatter. Clear of the seed noise: Welch's t beyond its two-sided 5% critical value "
+                       "(core.measure.welch_difference).")
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
         st.caption("Each marker is one optimizer: mean test accuracy against mean wall time over the seeds, bars "
                    "± one standard deviation. Further left is cheaper, higher is better.")
@@ -352,7 +356,9 @@ for i, rec in enumerate(recorded):
             st.caption("Recorded loss profiles (seed 0), BatchNorm statistics recomputed at every point. Left: along "
                        "the line from the SGD solution (t = 0) to the SAM solution (t = 1), extended to [−1, 2]; a "
                        "bump between them means two basins. Right: from each solution along a filter-normalised "
-                       "random direction (Li et al. 2018); the flatter solution rises more slowly.")
+                       "random direction (Li et al. 2018); the flatter solution rises more slowly. The loss is plain "
+                       "cross-entropy on fixed images without augmentation or label smoothing, hence lower than the "
+                       "learning curves' training loss.")
         controls.download_data("recorded run", rec, config=rec.get("config"), file_stem=rec.get("file", "run")[:-5],
                                key=f"rec_dl_{i}")
 for rec in cache.recorded_runs(kinds=("escape",)):
@@ -363,7 +369,10 @@ for rec in cache.recorded_runs(kinds=("escape",)):
                         config=theme.PLOTLY_CONFIG)
         st.dataframe(cifar_view.escape_table(rec["results"]), hide_index=True)
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
-                   "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net).")
+                   "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net). "
+                   "Distance: ‖w − w₀‖ over all parameters. Loss jump: the training loss after the continuation minus "
+                   "at w₀ (plain cross-entropy on a fixed set of training images); positive means it climbed out of "
+                   "the SGD minimum. λ_max drop: λ_max at w₀ minus after; negative means it rose.")
 throughput = cache.recorded_runs(kinds=("run",))
 if throughput:
     tag = "GPU" if any(r.get("hardware", {}).get("gpu") for r in throughput) else "CPU"
@@ -373,5 +382,7 @@ if throughput:
         st.caption(f"On {' and '.join(devices)}. The shipped runs: SGD on the fast net over 50,000 images, 3 epochs "
                    "each, bf16 and channels_last. At batch 500 (the tables' setting) a step is short enough that "
                    "launching its kernels from Python, not the GPU, sets the pace; larger batches fill the GPU but "
-                   "reach a lower accuracy in the same 3 epochs at the same learning rate. "
+                   "reach a lower accuracy in the same 3 epochs at the same learning rate. 'All epochs' includes "
+                   "epoch 1, which pays for torch.compile's compilation in the compiled run; read the compiled run "
+                   "after epoch 1. "
                    "BENCHMARKS.md has the details and the commands.")

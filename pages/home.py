@@ -73,9 +73,9 @@ c1, c2, c3 = st.columns(3)
 with c1:
     link("sam_step", "How one SAM step works", ":material/my_location:")
 with c2:
-    link("playground", "Playground: any landscape, any optimizer", ":material/toys:")
+    link("playground", "Playground: any landscape", ":material/toys:")
 with c3:
-    link("cifar", "CIFAR-10: the claims on a real network", ":material/image:")
+    link("cifar", "CIFAR-10: a real network", ":material/image:")
 
 left, right = st.columns([1.3, 1], gap="large")
 with left:

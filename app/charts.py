@@ -297,7 +297,10 @@ def loss_figure(series: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, ti
     """Loss versus step: one line per (key, name, steps, loss)."""
     fig = go.Figure()
     for key, name, steps, loss in series:
-        fig.add_trace(go.Scatter(x=np.asarray(steps).tolist(), y=np.round(np.asarray(loss, float), 6).tolist(),
+        loss = np.asarray(loss, float)
+        # six decimals keep the JSON small; on a log axis six significant digits, or small losses would become 0
+        y = [float(f"{v:.6g}") for v in loss] if log_y else np.round(loss, 6).tolist()
+        fig.add_trace(go.Scatter(x=np.asarray(steps).tolist(), y=y,
                                  mode="lines", name=name, line={"color": color(key), "width": 2.5}))
     apply_layout(fig, title=title, x_title=x_title, y_title="loss (mean over particles)", height=height)
     if log_y:

@@ -54,7 +54,8 @@ PAGE_PARAMS: dict[str, dict] = {
                    "seed": (0, 2**31 - 1), "landscape": None, "opts": None, "k": (1, 10), "f": (0.0, 1.0),
                    "late_f": (0.0, 1.0), "p": (0.0, 1.0), "noise": ("none", "isotropic", "hessian", "minibatch"),
                    "x": None, "y": None,  # the start point (the page keeps it inside the landscape's bounds)
-                   "a_left": (0.5, 50.0), "a_right": (0.5, 50.0)},  # valley_1d's curvatures
+                   "a_left": (0.5, 50.0), "a_right": (0.5, 50.0),  # valley_1d's curvatures
+                   "loss_log": ("1",)},
     "psam": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (20, 1000), "particles": (50, 2000),
              "seed": (0, 2**31 - 1), "landscape": ("double_well_1d", "double_well_2d", "many_wells"),
              "k": (1, 10), "f": (0.0, 1.0), "late_f": (0.0, 1.0), "p": (0.0, 1.0)},
@@ -96,6 +97,8 @@ def scene_from_preset(name: str, preset) -> Scene:
         params.update({k: f"{v:g}" for k, v in zip(("x", "y"), cfg.start)})
     if page == "playground":
         params["opts"] = "sgd,sam" if cfg.optimizer in ("sgd", "sam") else f"sgd,sam,{cfg.optimizer}"
+        if cfg.noise == "none":  # noise-free runs close in on a minimum geometrically: a log scale shows how
+            params["loss_log"] = "1"
     if page == "psam" and cfg.particles < 50:
         params.pop("particles")
     return Scene(name, str(preset.title), page, fit_params(page, params), str(preset.claim))

@@ -175,7 +175,12 @@ with chart_col:
                "it escape. Hover the chart for its mode bar (top right): it saves a PNG.")
 
 loss_series = [(o, theme.label(o), r.steps_recorded, r.mean_loss[0]) for o, r in zip(opts, results)]
-st.plotly_chart(charts.loss_figure(loss_series, title="Loss along the way"), key="loss_chart",
+# A log scale shows what a linear one flattens (noise-free SGD closing in on 0 geometrically, SAM staying at 0.02),
+# but only where no loss is negative: the double wells' minima lie below 0. A loss of exactly 0 (float32 underflow
+# at the minimum) just ends its line there.
+nonnegative = all(np.nanmin(np.where(np.isfinite(s[3]), s[3], np.inf)) >= 0 for s in loss_series)
+log_y = nonnegative and controls.toggle("loss_log", "log scale for the loss")
+st.plotly_chart(charts.loss_figure(loss_series, title="Loss along the way", log_y=log_y), key="loss_chart",
                 config=theme.PLOTLY_CONFIG)
 st.caption("Mean training loss over the particles at each recorded step. SAM does not aim for the lowest loss "
            "fastest: it trades some of it for a flatter spot.")

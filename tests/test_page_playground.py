@@ -246,3 +246,22 @@ def test_a_sharper_valley_curvature_lowers_a_too_large_lr_but_keeps_the_start():
     lr = at.select_slider(key="lr").value
     assert lr <= 0.7 * 2 / 50 and any("lowered to" in w.value for w in at.warning), [w.value for w in at.warning]
     assert at.slider(key="x").value == pytest.approx(0.3)
+
+
+def test_the_bounce_scene_draws_the_loss_on_a_log_scale_where_the_claim_shows():
+    """Its claim (SAM's loss stays above the minimum's while SGD's goes to it) is invisible on a linear axis
+    (0.02 against 0 on 0–1.25): the scene turns the log scale on, and small losses keep their digits there. A
+    landscape with negative losses (the double wells) offers no log scale."""
+    import numpy as np
+
+    from app.presets import scenes
+
+    at = _run(**scenes()["sam_bounce"].params)
+    assert at.toggle(key="loss_log").value is True
+    spec = chart(at, "loss_chart")
+    assert spec["layout"]["yaxis"]["type"] == "log"
+    y = {t["name"]: np.asarray(t["y"], float) for t in spec["data"]}
+    sam = next(v for k, v in y.items() if k.startswith("SAM"))
+    small = y["SGD"][(y["SGD"] > 0) & (y["SGD"] < 1e-9)]     # before float32 underflows it to 0 at the minimum
+    assert small.size and sam[-1] > 1e-3                       # six significant digits survive, not six decimals
+    assert not [t for t in _run().toggle if t.key == "loss_log"]

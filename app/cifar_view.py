@@ -213,7 +213,9 @@ def recorded_table(rec: dict) -> pd.DataFrame:
         def pm(m, s, scale=1.0, nd=2):
             if m is None:
                 return "–"
-            return f"{scale * m:.{nd}f} ± {scale * s:.{nd}f}" if s is not None and not math.isnan(s) else f"{scale * m:.{nd}f}"
+            # non-breaking spaces: a value does not break across lines in the projector's static table
+            return (f"{scale * m:.{nd}f}\u00a0±\u00a0{scale * s:.{nd}f}" if s is not None and not math.isnan(s)
+                    else f"{scale * m:.{nd}f}")
         rows.append({"optimizer": theme.label(r["optimizer"]), "seeds": r["seeds"],
                      "test acc (%)": pm(r["test_acc_mean"], r["test_acc_std"], 100),
                      "λ_max": pm(r["lambda_max_mean"], r["lambda_max_std"], 1, 1),

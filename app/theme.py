@@ -124,6 +124,18 @@ def text_scale() -> float:
     return font_size() / BASE_FONT
 
 
+def table(data) -> None:
+    """A table the back row can read: the interactive data grid normally (sortable, scrollable), a static table
+    in presentation mode, whose text grows with the page's (the grid is drawn on a canvas, which CSS cannot
+    enlarge)."""
+    import streamlit as st
+
+    if is_presentation():
+        st.table(data, hide_index=True, border="horizontal")
+    else:
+        st.dataframe(data, hide_index=True)
+
+
 def fold(label: str, expanded: bool = False):
     """An expander for secondary content; in presentation mode, which hides expanders, a bordered box with the
     label on top instead, for content a lecture shows (the CIFAR page's recorded runs)."""
@@ -232,6 +244,7 @@ html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownConta
 [data-testid="stCaptionContainer"] p {font-size: 1.1rem !important;}
 h1 {font-size: 3.0rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.2rem !important;}
+[data-testid="stTable"] td, [data-testid="stTable"] th {font-size: 1.2rem !important;}
 .block-container {max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;}
 </style>
 """

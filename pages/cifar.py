@@ -339,7 +339,7 @@ for i, rec in enumerate(recorded):
     tag = "GPU" if hw.get("gpu") else "CPU"
     with theme.fold(f":material/history: recorded ({tag}): {rec.get('file', '')}", expanded=(i == 0)):
         st.caption(cifar_view.recorded_caption(rec))
-        st.dataframe(cifar_view.recorded_table(rec), hide_index=True)
+        theme.table(cifar_view.recorded_table(rec))
         verdict = cifar_view.recorded_verdict(rec)
         if verdict:
             st.markdown(verdict)
@@ -367,7 +367,7 @@ for rec in cache.recorded_runs(kinds=("escape",)):
         st.caption(cifar_view.recorded_caption(rec))
         st.plotly_chart(cifar_view.escape_figure(rec["results"]), key=f"recorded_escape_{rec.get('file', '')}",
                         config=theme.PLOTLY_CONFIG)
-        st.dataframe(cifar_view.escape_table(rec["results"]), hide_index=True)
+        theme.table(cifar_view.escape_table(rec["results"]))
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
                    "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net). "
                    "Distance: ‖w − w₀‖ over all parameters. Loss jump: the training loss after the continuation minus "
@@ -377,7 +377,7 @@ throughput = cache.recorded_runs(kinds=("run",))
 if throughput:
     tag = "GPU" if any(r.get("hardware", {}).get("gpu") for r in throughput) else "CPU"
     with theme.fold(f":material/history: recorded ({tag}) training throughput"):
-        st.dataframe(cifar_view.throughput_table(throughput), hide_index=True)
+        theme.table(cifar_view.throughput_table(throughput))
         devices = sorted({r.get("hardware", {}).get("gpu") or "CPU" for r in throughput})
         st.caption(f"On {' and '.join(devices)}. The shipped runs: SGD on the fast net over 50,000 images, 3 epochs "
                    "each, bf16 and channels_last. At batch 500 (the tables' setting) a step is short enough that "

@@ -148,8 +148,12 @@ def test_live_escape_experiment_runs_in_the_background_and_is_drawn():
 def test_recorded_runs_show_in_presentation_mode():
     """Presentation mode hides expanders (secondary controls); the recorded runs, what a lecture without a GPU
     shows, must then sit in plain boxes, with their charts drawn."""
+    from app import cifar_view
+
     shown = _run(present="1")
     assert not [e for e in shown.expander if e.label.startswith(":material/history: recorded")]
+    # the recorded tables as static tables, whose text the projector CSS enlarges (the data grid's does not grow)
+    assert len(shown.table) >= len(cifar_view.load_recorded()) and not shown.dataframe
     assert any("recorded (" in m.value for m in shown.markdown)
     assert any(i.endswith("-recorded_chart_0") for i in _keys(shown))
     normal = _run()

@@ -165,17 +165,24 @@ BRIEF = {"sgd": ("81.83 ± 0.20", 117, 0.47), "sam": ("82.38 ± 0.15", 91, 1.0),
          "late_sam": ("82.04 ± 0.22", 97, None)}
 
 
+def calibration_record(recs: list[dict]) -> dict | None:
+    """The recorded GPU table with the brief's settings (10k images × 30 epochs), or None: Home sets it beside
+    the brief's calibration."""
+    return next((r for r in recs if r["hardware"].get("gpu") and r.get("recorded")
+                 and r.get("config", {}).get("train_size") == 10_000 and r.get("config", {}).get("epochs") == 30), None)
+
+
 def calibration_table(lab: dict | None) -> dict:
     """This project's own recorded H100 table (10k × 30) beside the brief's, one row per optimizer; the brief's
     columns alone when no such record ships."""
     rows = {r["optimizer"]: r for r in lab["results"]["rows"]} if lab else {}
     table = {"optimizer": [theme.label(o) for o in BRIEF]}
     if rows:
-        table["test acc. %, this lab"] = [f"{100 * rows[o]['test_acc_mean']:.2f} ± {100 * rows[o]['test_acc_std']:.2f}"
+        table["test acc. %, this lab"] = [mean_std(rows[o]["test_acc_mean"], rows[o]["test_acc_std"], 100)
                                           if o in rows else "—" for o in BRIEF]
     table["test acc. %, brief"] = [b[0] for b in BRIEF.values()]
     table["λ_max" + (", lab / brief" if rows else "")] = [
-        (f"{rows[o]['lambda_max_mean']:.0f} ± {rows[o]['lambda_max_std'] or 0:.0f} / " if o in rows else "") + str(b[1])
+        (f"{mean_std(rows[o]['lambda_max_mean'], rows[o]['lambda_max_std'], nd=0)} / " if o in rows else "") + str(b[1])
         for o, b in BRIEF.items()]
     table["time vs SAM" + (", lab / brief" if rows else "")] = [
         (f"{rows[o]['cost_vs_sam_wall']:.2f}× / " if o in rows else "") + (f"{b[2]:.2f}×" if b[2] else "—")
@@ -207,19 +214,26 @@ def calibration_note(lab: dict | None) -> str:
             "noise.")
 
 
+NO_BREAK_PM = "\u00a0±\u00a0"  # a value does not break across lines in the projector's static table
+
+
+def mean_std(m: float | None, s: float | None, scale: float = 1.0, nd: int = 2, sep: str = " ± ") -> str:
+    """'79.21 ± 0.34' (the mean alone without a spread, '–' without a mean)."""
+    if m is None:
+        return "–"
+    if s is None or math.isnan(s):
+        return f"{scale * m:.{nd}f}"
+    return f"{scale * m:.{nd}f}{sep}{scale * s:.{nd}f}"
+
+
 def recorded_table(rec: dict) -> pd.DataFrame:
     rows = []
     for r in rec["results"]["rows"]:
-        def pm(m, s, scale=1.0, nd=2):
-            if m is None:
-                return "–"
-            # non-breaking spaces: a value does not break across lines in the projector's static table
-            return (f"{scale * m:.{nd}f}\u00a0±\u00a0{scale * s:.{nd}f}" if s is not None and not math.isnan(s)
-                    else f"{scale * m:.{nd}f}")
         rows.append({"optimizer": theme.label(r["optimizer"]), "seeds": r["seeds"],
-                     "test acc (%)": pm(r["test_acc_mean"], r["test_acc_std"], 100),
-                     "λ_max": pm(r["lambda_max_mean"], r["lambda_max_std"], 1, 1),
-                     "grad evals": r["grad_evals"], "wall (s)": pm(r["wall_s_mean"], r["wall_s_std"]),
+                     "test acc (%)": mean_std(r["test_acc_mean"], r["test_acc_std"], 100, sep=NO_BREAK_PM),
+                     "λ_max": mean_std(r["lambda_max_mean"], r["lambda_max_std"], 1, 1, sep=NO_BREAK_PM),
+                     "grad evals": r["grad_evals"],
+                     "wall (s)": mean_std(r["wall_s_mean"], r["wall_s_std"], sep=NO_BREAK_PM),
                      "cost vs SAM (time)": None if r.get("cost_vs_sam_wall") is None else f"{r['cost_vs_sam_wall']:.2f}×",
                      "cost vs SAM (evals)": None if r.get("cost_vs_sam_evals") is None else f"{r['cost_vs_sam_evals']:.2f}×"})
     return pd.DataFrame(rows)

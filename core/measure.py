@@ -20,6 +20,7 @@ the usual i.i.d. statistics apply across particles. Every result is a plain data
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ def _t_density(x: np.ndarray, df: float) -> np.ndarray:
     return c * (1 + x * x / df) ** (-(df + 1) / 2)
 
 
+@functools.lru_cache(maxsize=256)  # a page asks again for the same df on every rerun
 def t_critical_95(df: float) -> float:
     """The t beyond which a two-sided test rejects at 5%: the t with P(|T| ≤ t) = 2 ∫₀ᵗ f_df(x) dx = 0.95 for
     Student's t with `df` degrees of freedom (any df ≥ 1; Welch's is rarely whole). The integral by Simpson's

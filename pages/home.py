@@ -31,28 +31,6 @@ CLAIMS = (
      "(k = 2, f = 0.6).", "psam", "PSAM scheduler"),
 )
 PAGES_DIR = Path(__file__).resolve().parent  # absolute paths: page_link resolves against app/main.py's folder
-def recorded_tables() -> list[dict]:
-    """The recorded CIFAR comparison tables shipped in core/runs/ (app.cache.recorded_runs), GPU ones first."""
-    out = []
-    for rec in recorded_runs(kinds=("table",)):
-        if not rec.get("recorded"):
-            continue
-        try:
-            rows = [{"optimizer": theme.label(r["optimizer"]),
-                     "test accuracy %": f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}",
-                     "λ_max": round(r["lambda_max_mean"]), "gradient evaluations vs SAM": f"{r['cost_vs_sam_evals']:.2f}×",
-                     "wall time vs SAM": f"{r['cost_vs_sam_wall']:.2f}×", "seeds": r["seeds"]}
-                    for r in rec["results"]["rows"]]
-            c = rec.get("config", {})
-            size = f"{c['train_size']:,} images × {c['epochs']} epochs"
-        except (KeyError, TypeError, ValueError):  # a hand-edited or partial record: skipped, never fatal
-            continue
-        hw = rec.get("hardware") if isinstance(rec.get("hardware"), dict) else {}
-        out.append({"file": rec["file"], "device": hw.get("gpu") or "CPU", "size": size,
-                    "note": rec.get("note", ""), "date": rec.get("date", "")[:10], "rows": rows})
-    return out
-
-
 def link(page: str, label: str, icon: str = ":material/arrow_forward:") -> None:
     """st.page_link needs st.navigation (app/main.py); a page run on its own shows plain text."""
     try:
@@ -100,8 +78,7 @@ with right:
         "accuracy as k grows.\n\n"
         "The PSAM scheduler compares all of them at equal budget, so you can judge for yourself.")
 st.markdown("#### On a real network: one H100 (CIFAR-10, 10k images × 30 epochs, 5 seeds, ρ = 0.05)")
-lab = next((r for r in recorded_runs(kinds=("table",)) if r["hardware"].get("gpu") and r.get("recorded")
-            and r.get("config", {}).get("train_size") == 10_000 and r.get("config", {}).get("epochs") == 30), None)
+lab = cifar_view.calibration_record(recorded_runs(kinds=("table",)))
 try:
     calibration, note = cifar_view.calibration_table(lab), cifar_view.calibration_note(lab)
 except (KeyError, TypeError, ValueError):  # a partial record: the brief's figures alone
@@ -111,13 +88,21 @@ st.table(calibration, hide_index=True, border="horizontal")
 st.caption(note)
 
 
-tables = recorded_tables()
+tables = [rec for rec in recorded_runs(kinds=("table",)) if rec.get("recorded")]
 if tables:
     with st.expander(f"Recorded CIFAR-10 runs in this project ({len(tables)})"):
-        for t in tables:
-            st.markdown(f"**{t['file']}** · {t['device']} · {t['size']} · {t['date']}")
-            st.dataframe(t["rows"], hide_index=True, width="stretch")
-            st.caption(t["note"])
+        for rec in tables:
+            c = rec.get("config", {})
+            try:  # the same table as the CIFAR page's; a hand-edited or partial record is named, not shown
+                table = cifar_view.recorded_table(rec)
+            except (KeyError, TypeError, ValueError):
+                st.caption(f"`{rec['file']}`: not a readable comparison table.")
+                continue
+            size = f"{c['train_size']:,} images × {c.get('epochs')} epochs" if isinstance(c.get("train_size"), int) else ""
+            st.markdown(" · ".join(part for part in (f"**{rec['file']}**", rec["hardware"].get("gpu") or "CPU", size,
+                                                     rec.get("date", "")[:10]) if part))
+            st.dataframe(table, hide_index=True, width="stretch")
+            st.caption(rec.get("note", ""))
 
 info = device_info()
 st.info(f"This app computes on **{info['device'].upper()}** ({info['name']}, torch {info['torch']}). "

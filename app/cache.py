@@ -32,8 +32,8 @@ def device_info() -> dict:
 
 @st.cache_data(max_entries=SIM_ENTRIES, show_spinner=False)
 def simulate(cfg):
-    """core.simulate.simulate(cfg), cached by the frozen SimConfig."""
-    from core.simulate import simulate as _simulate
+    """core.toy.simulate.simulate(cfg), cached by the frozen SimConfig."""
+    from core.toy.simulate import simulate as _simulate
 
     return _simulate(cfg)
 
@@ -54,9 +54,9 @@ def schedule_mask(optimizer: str, steps: int, k: int, f: float, p: float, late_f
 
 def landscape(name: str, formula: str = "", params: tuple = ()):
     """The landscape `name` (or the user's formula) with its (name, value) parameters, built once and shared
-    read-only: the very instance simulate() uses (core.simulate.landscape_for), so its critical points are
+    read-only: the very instance simulate() uses (core.toy.simulate.landscape_for), so its critical points are
     searched once, not twice. Raises ValueError / FormulaError on bad input (pages show the message)."""
-    from core.simulate import landscape_for
+    from core.toy.simulate import landscape_for
 
     return landscape_for(name, formula if name == "formula" else "", tuple(params))
 

@@ -193,7 +193,7 @@ def calibration_table(lab: dict | None) -> dict:
 def calibration_note(lab: dict | None) -> str:
     """The caption under calibration_table: what the two sources say, this lab's side judged against its seeds'
     noise (Welch, as the CIFAR page's verdicts), so Home never states a difference the seeds cannot carry."""
-    from core.measure import welch_difference
+    from core.stats import welch_difference
 
     if not lab:
         return ("Calibration runs from the project's theory brief (docs/theory.md §6). PSAM matches SAM at 65% of "
@@ -253,10 +253,10 @@ def per_seed(rec: dict) -> tuple[dict[str, list], dict[str, list]]:
 
 def recorded_verdict(rec: dict) -> str:
     """What a recorded table says, pair by pair, with the seeds' noise taken into account (Welch's t on the
-    per-seed runs, core.measure.welch_difference): SAM against SGD, SAM against PSAM (the thesis: within 0.3
+    per-seed runs, core.stats.welch_difference): SAM against SGD, SAM against PSAM (the thesis: within 0.3
     points) and late SAM against PSAM (the same cost, SAM's steps at the other end). Markdown bullets; empty
     when the record has no per-seed runs."""
-    from core.measure import welch_difference
+    from core.stats import welch_difference
 
     acc, lam = per_seed(rec)
 

@@ -514,7 +514,9 @@ def text_input(key: str, label: str, default: str = "", *, max_chars: int = MAX_
 
 
 def _landscape_names() -> list[str]:
-    from core.landscapes import LANDSCAPES  # imported here: it brings in torch, which not every page needs
+    from core.toy.landscapes import (
+        LANDSCAPES,  # imported here: it brings in torch, which not every page needs
+    )
 
     return list(LANDSCAPES)
 
@@ -522,9 +524,9 @@ def _landscape_names() -> list[str]:
 def landscape_select(*, key: str = "landscape", default: str = "double_well_2d",
                      allowed: Iterable[str] | None = None, extra: Mapping[str, str] | None = None,
                      label: str = "landscape", container=None) -> str:
-    """Pick a toy landscape by name (core.landscapes.LANDSCAPES); `extra` adds entries such as
+    """Pick a toy landscape by name (core.toy.landscapes.LANDSCAPES); `extra` adds entries such as
     {"formula": "your own formula"}. Unknown names in the URL fall back to `default`."""
-    from core.landscapes import LANDSCAPES
+    from core.toy.landscapes import LANDSCAPES
 
     names = dict(LANDSCAPES)
     if allowed is not None:
@@ -599,9 +601,9 @@ def cap_request(particles: int, steps: int, n_rhos: int = 1) -> tuple[int, int]:
 
 
 def sim_config(**fields):
-    """Build a `core.simulate.SimConfig` in one call from control values, capping particles ×
+    """Build a `core.toy.simulate.SimConfig` in one call from control values, capping particles ×
     steps × #ρ (with a notice). Unknown fields raise TypeError (a programming error, not user input)."""
-    from core.simulate import SimConfig
+    from core.toy.simulate import SimConfig
 
     rhos = tuple(float(r) for r in fields.pop("rhos", (fields.pop("rho", 0.05),)))
     fields.pop("rho", None)

@@ -3,7 +3,7 @@
 A scene is just a link: loading it switches to its page with its query parameters, so a scene and
 a copied URL are the same thing. Scenes come from two places:
 
-* `core.presets.PRESETS` (the engine's named configs, shared with the CLI and tests), turned into
+* `core.toy.presets.PRESETS` (the engine's named configs, shared with the CLI and tests), turned into
   URL parameters by `scene_from_preset` (only the parameters the page reads, in its ranges), and
 * `APP_SCENES` below, for views that are not a single simulation (the SAM-step diagram, the
   schedule timeline).
@@ -80,7 +80,7 @@ def fit_params(page: str, params: dict) -> dict:
 
 
 def scene_from_preset(name: str, preset) -> Scene:
-    """Turn an engine preset (core.presets.Preset: title, page, config, claim) into URL parameters
+    """Turn an engine preset (core.toy.presets.Preset: title, page, config, claim) into URL parameters
     for its page: ρ is the largest ρ of the preset, and only what the page accepts is kept."""
     cfg = preset.config
     page = preset.page if preset.page in PAGES else "playground"
@@ -108,7 +108,7 @@ def scenes() -> dict[str, Scene]:
     """Every scene by name: the engine's presets first, then the app's own."""
     out: dict[str, Scene] = {}
     try:
-        from core.presets import PRESETS
+        from core.toy.presets import PRESETS
     except ImportError:  # the engine's presets are not there yet
         PRESETS = {}
     for name, preset in dict(PRESETS).items():

@@ -1,7 +1,7 @@
 """Figures for the two statistics pages: the Escape lab and the Asymmetric-valley lab.
 
-Every function here takes plain numbers (numpy arrays, floats, results from `core.measure` /
-`core.theory`) and returns a Plotly figure or a table. Nothing here runs a simulation: the pages
+Every function here takes plain numbers (numpy arrays, floats, results from `core.toy.measure` /
+`core.toy.theory`) and returns a Plotly figure or a table. Nothing here runs a simulation: the pages
 call `core/` for the numbers and these functions only draw them.
 
 Naming convention for theory traces (the tests look for these words in the trace names):

@@ -1,6 +1,6 @@
 """Benchmark: SAM on the 2-D double well, 10,000 particles × 1,000 steps (issue 2, "Performance").
 
-    .venv/bin/python bench/toy.py            # core.simulate vs a plain numpy loop, and the ratio
+    .venv/bin/python bench/toy.py            # core.toy.simulate vs a plain numpy loop, and the ratio
     .venv/bin/python bench/toy.py --sweep    # also: float64, no background noise thread, and 2 torch
                                              # threads (timed on T/10 steps, ×10)
     .venv/bin/python bench/toy.py --json     # one JSON line only
@@ -10,7 +10,7 @@ The baseline is the straightforward way to write the same run: one numpy step pe
 float64, the same analytic gradient, noise shared by both SAM passes, first-passage tracking.
 Each figure is the best of `--repeat` runs (the least disturbed by other work on the machine).
 CPU time (time.process_time) counts every thread of the process, so it includes the noise drawn
-ahead in a background thread (core.noise); wall time is what a user waits.
+ahead in a background thread (core.toy.noise); wall time is what a user waits.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import core.noise as noise_module  # noqa: E402
-import core.simulate as simulate_module  # noqa: E402
-from core.landscapes import make_landscape  # noqa: E402
-from core.simulate import SimConfig, simulate  # noqa: E402
+import core.toy.noise as noise_module  # noqa: E402
+import core.toy.simulate as simulate_module  # noqa: E402
+from core.toy.landscapes import make_landscape  # noqa: E402
+from core.toy.simulate import SimConfig, simulate  # noqa: E402
 
-LR, SIGMA, RHO = 0.05, 2.5, 0.05  # the escape lecture's temperature (core.presets.ESCAPE)
+LR, SIGMA, RHO = 0.05, 2.5, 0.05  # the escape lecture's temperature (core.toy.presets.ESCAPE)
 
 
 def bench_config(particles: int, steps: int, dtype: str = "float32") -> SimConfig:
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if not args.json:
         print(f"SAM on double_well_2d: {n:,} particles × {T:,} steps, ρ={RHO}, η={LR}, σ={SIGMA}")
-        print(f"  core.simulate ({device}, {cfg.dtype}, {out['threads']} thread): {wall * 1e3:8.1f} ms"
+        print(f"  core.toy.simulate ({device}, {cfg.dtype}, {out['threads']} thread): {wall * 1e3:8.1f} ms"
               f"  (CPU {cpu * 1e3:.1f} ms; {out['particle_steps_per_s']:.2e} particle-steps/s;"
               " target ≤ 250 ms, stretch 100 ms)")
         if "numpy_wall_s" in out:

@@ -28,7 +28,7 @@ import math
 import os
 import sys
 
-from core.simulate import SimConfig
+from core.toy.simulate import SimConfig
 
 
 class UsageError(Exception):
@@ -115,8 +115,8 @@ def _finite(x):
 
 
 def run_escape(args) -> dict:
-    from core import measure, theory
-    from core.simulate import landscape_for, simulate
+    from core.toy import measure, theory
+    from core.toy.simulate import landscape_for, simulate
 
     cfg = _config(args, args.landscape, (args.rho,))
     res = simulate(cfg)
@@ -143,9 +143,9 @@ def run_escape(args) -> dict:
 
 
 def run_valley(args) -> dict:
-    from core import measure, theory
     from core.schedules import OPTIMIZERS
-    from core.simulate import simulate
+    from core.toy import measure, theory
+    from core.toy.simulate import simulate
 
     params = (("a_left", args.a_left), ("a_right", args.a_right))
     cfg = _config(args, "valley_1d", (args.rho,), landscape_params=params, burn_in=args.burn_in)
@@ -175,7 +175,7 @@ def run_valley(args) -> dict:
 
 
 def run_sweep(args) -> dict:
-    from core import measure
+    from core.toy import measure
 
     cfg = _config(args, args.landscape, args.rhos, burn_in=args.burn_in)
     sweep = measure.rho_sweep(cfg, args.rhos, n_boot=500)

@@ -1,7 +1,7 @@
 """Sharpness-Aware Minimization (SAM) and its adaptive variant ASAM.
 
 This module is the one place where the SAM step is written. The toy particle simulator
-(`core.simulate`) and the CIFAR trainer (`core.cifar.train`) both call `sam_perturbation`.
+(`core.toy.simulate`) and the CIFAR trainer (`core.cifar.train`) both call `sam_perturbation`.
 
 SAM (Foret et al., ICLR 2021) minimises the loss in the worst case over a ball of radius ρ:
 

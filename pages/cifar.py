@@ -346,7 +346,7 @@ for i, rec in enumerate(recorded):
             st.caption("Each difference is the first named minus the second. λ_max: the largest eigenvalue of the "
                        "loss's Hessian at the end, by power iteration on a fixed batch of training images; lower is "
                        "flatter. Clear of the seed noise: Welch's t beyond its two-sided 5% critical value "
-                       "(core.measure.welch_difference).")
+                       "(core.stats.welch_difference).")
         st.plotly_chart(cifar_view.recorded_figure(rec), key=f"recorded_chart_{i}", config=theme.PLOTLY_CONFIG)
         st.caption("Each marker is one optimizer: mean test accuracy against mean wall time over the seeds, bars "
                    "± one standard deviation. Further left is cheaper, higher is better.")

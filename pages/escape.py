@@ -21,16 +21,16 @@ import streamlit as st
 
 from app import controls, theme
 from app import stats_charts as sc
-from core import measure, theory
-from core.landscapes import make_landscape
-from core.presets import ZHU_BREAKS
-from core.simulate import SimConfig, landscape_for, simulate
+from core.toy import measure, theory
+from core.toy.landscapes import make_landscape
+from core.toy.presets import ZHU_BREAKS
+from core.toy.simulate import SimConfig, landscape_for, simulate
 
 SCENES = {"double_well_2d": "2-D double well", "double_well_1d": "1-D double well",
           "zhu": "Zhu et al. 2-D toy (minibatch noise)"}
 RHO_HI = 0.3  # top of the ρ slider; the sweep covers [0, RHO_HI]
 SWEEP_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-# The default lecture scene is core.presets.ESCAPE: theory.md §3's double well made hotter (η = 0.05,
+# The default lecture scene is core.toy.presets.ESCAPE: theory.md §3's double well made hotter (η = 0.05,
 # σ = 2.5) so that escapes take hundreds of steps (Kramers τ ≈ 510) instead of ~40k.
 DEFAULTS = dict(landscape="double_well_2d", rho=0.2, lr=0.05, sigma=2.5, particles=400, steps=300, seed=0)
 CACHE_ENTRIES = 32
@@ -122,7 +122,7 @@ if landscape == "zhu":
     c2.info("Zhu et al.'s toy: a sharp and a flat quadratic meeting at a non-smooth ridge, real minibatch noise "
             "(σ is not used). Escape = reaching the flat basin (both coordinates below −0.5). See \"Where it "
             "breaks\" below.", icon=":material/info:")
-# Per-scene defaults: the Zhu toy runs at core.presets.ZHU_BREAKS' settings.
+# Per-scene defaults: the Zhu toy runs at core.toy.presets.ZHU_BREAKS' settings.
 SCENE_DEFAULTS = {"zhu": dict(lr=ZHU_BREAKS.config.lr, steps=ZHU_BREAKS.config.steps)}
 # The η grid plus the Zhu toy's η = 0.009 (ηλ = 1.8 on its sharp minimum). The nearest grid value, 0.01, sits at
 # ηλ = 2.0, the edge of stability, where the toy behaves otherwise: ρ = 0.2 escaped more than ρ = 0.1 there.
@@ -354,5 +354,5 @@ with z2:
     )
     st.caption(f"{zhu_cfg.particles} particles, {zhu_cfg.steps} steps, lr {zhu_cfg.lr:g}, real minibatch noise "
                f"(batch {zhu_cfg.batch_size}), ρ ∈ {{{', '.join(f'{r:g}' for r in zhu_cfg.rhos)}}} "
-               "(core.presets.ZHU_BREAKS). Success = both coordinates below −0.5 at step T; 'still at the "
+               "(core.toy.presets.ZHU_BREAKS). Success = both coordinates below −0.5 at step T; 'still at the "
                "sharp minimum' = within 0.1 of it. Bands: 95% Wilson intervals.")

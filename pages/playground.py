@@ -1,6 +1,6 @@
 """Playground: any landscape (or your own formula), several optimizers side by side.
 
-Each optimizer runs `core.simulate.simulate` on the same landscape, start, noise and seed
+Each optimizer runs `core.toy.simulate.simulate` on the same landscape, start, noise and seed
 (common random numbers), so the paths differ only because of the optimizer. The animation runs in
 the browser (Plotly frames); the server only computes the paths, cached by config.
 """
@@ -13,13 +13,13 @@ import streamlit as st
 import torch
 
 from app import cache, charts, controls, theme
-from core.formula import FormulaError
+from core.toy.formula import FormulaError
 
 DEFAULT_LANDSCAPE = "double_well_2d"
 DEFAULT_OPTS = ("sgd", "sam", "psam")
 PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_sam")
 # The default scene: start on the slope above the sharp well, mild noise (σ = 1), SAM at ρ = 0.2. The
-# lecture scene "SGD vs SAM in the double well" (core.presets.PLAYGROUND) turns the noise up to show escapes.
+# lecture scene "SGD vs SAM in the double well" (core.toy.presets.PLAYGROUND) turns the noise up to show escapes.
 DEFAULT_START = {"double_well_2d": (0.6, 1.0), "formula": (2.0, 1.5)}
 DEFAULT_FORMULA = "0.5*x^2 + 2*sin(y)^2 + 0.1*y^2"
 VALLEY_A = (0.5, 50.0)  # range of the valley curvatures a_L, a_R (app/presets.py PAGE_PARAMS repeats it)

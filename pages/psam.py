@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, charts, controls, theme
-from core.measure import minimum_outcome
 from core.schedules import for_optimizer
+from core.toy.measure import minimum_outcome
 
 SCHEDULES = ("sgd", "sam", "psam", "late_sam", "every_k", "random_sam")
 SCENE_LANDSCAPES = ("double_well_1d", "double_well_2d", "many_wells")
@@ -80,7 +80,7 @@ results = cache.simulate_many(cfgs)
 
 
 def outcome(r) -> dict:
-    """One table row: cost, then where the particles ended (core.measure.minimum_outcome)."""
+    """One table row: cost, then where the particles ended (core.toy.measure.minimum_outcome)."""
     out = minimum_outcome(r, land, "flat")
     return {
         "steps": int(r.config.steps), "gradient evaluations": int(r.grad_evals),

@@ -22,9 +22,9 @@ import streamlit as st
 
 from app import cache, charts, controls, theme
 from app import stats_charts as sc
-from core import measure, theory
-from core.landscapes import make_landscape
-from core.simulate import SimConfig, simulate
+from core.toy import measure, theory
+from core.toy.landscapes import make_landscape
+from core.toy.simulate import SimConfig, simulate
 
 SCENES = {"valley_1d": "1-D valley (piecewise quadratic)", "valley_2d": "2-D smooth valley"}
 # Menu values (also the URL values: ?a_left=20 selects 20.0; controls.choice matches numbers).

@@ -167,7 +167,7 @@ def test_download_files_embed_the_config():
     import numpy as np
     import pandas as pd
 
-    from core.simulate import SimConfig
+    from core.toy.simulate import SimConfig
 
     cfg = SimConfig(landscape="double_well_1d", optimizer="sam", rhos=(0.05, 0.1), particles=10, steps=20)
     text = controls.json_export({"survival": np.array([1.0, 0.5]), "median": float("nan")}, cfg)

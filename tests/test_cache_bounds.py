@@ -93,8 +93,8 @@ def test_schedule_cache_stays_bounded():
 
 def test_simulation_cache_stays_bounded():
     """simulate: more distinct (tiny) configs than max_entries; the cache holds max_entries."""
-    pytest.importorskip("core.simulate", reason="core/simulate.py has not landed yet")
-    from core.simulate import SimConfig
+    pytest.importorskip("core.toy.simulate", reason="core/toy/simulate.py has not landed yet")
+    from core.toy.simulate import SimConfig
 
     cache_mod = importlib.import_module("app.cache")
     fn = cache_mod.simulate

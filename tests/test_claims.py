@@ -1,17 +1,17 @@
 """The lab's claims, checked on the engine with fixed seeds (issue 2, "What must be shown").
 
 Each statistical test states its standard error (SE) and the margin in units of it. The theory
-numbers come from core/theory.py (formulas of theory.md), never from earlier runs of this code.
+numbers come from core/toy/theory.py (formulas of theory.md), never from earlier runs of this code.
 """
 
 import numpy as np
 import pytest
 import torch
 
-from core import measure, theory
-from core.landscapes import make_landscape
-from core.presets import ESCAPE, PSAM, SAM_BOUNCE, VALLEY, ZHU_BREAKS
-from core.simulate import simulate
+from core.toy import measure, theory
+from core.toy.landscapes import make_landscape
+from core.toy.presets import ESCAPE, PSAM, SAM_BOUNCE, VALLEY, ZHU_BREAKS
+from core.toy.simulate import simulate
 
 
 def test_noise_free_sam_settles_on_the_two_cycle():

@@ -1,4 +1,4 @@
-"""Tests of the safe formula parser (core/formula.py): the grammar, autograd, and hostile input
+"""Tests of the safe formula parser (core/toy/formula.py): the grammar, autograd, and hostile input
 (issue 2: "bad or hostile text gets a one-line error naming what is wrong, never a traceback and
 never code execution")."""
 
@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import torch
 
-from core import formula as formula_module
-from core.formula import MAX_DEPTH, MAX_LENGTH, Formula, FormulaError, compile_formula
+from core.toy import formula as formula_module
+from core.toy.formula import MAX_DEPTH, MAX_LENGTH, Formula, FormulaError, compile_formula
 
 
 def _xy(n=7, dtype=torch.float64):

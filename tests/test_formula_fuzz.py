@@ -28,7 +28,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.formula import FUNCTIONS, Formula, FormulaError, compile_formula
+from core.toy.formula import FUNCTIONS, Formula, FormulaError, compile_formula
 
 # ast.parse warns about some odd text (e.g. "1if") before refusing it; expected, not a problem.
 pytestmark = pytest.mark.filterwarnings("ignore::SyntaxWarning")

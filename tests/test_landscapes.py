@@ -1,4 +1,4 @@
-"""Tests of core/landscapes.py: losses, gradients, critical points, curvatures, basins (theory.md §5)."""
+"""Tests of core/toy/landscapes.py: losses, gradients, critical points, curvatures, basins (theory.md §5)."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.landscapes import LANDSCAPES, make_landscape
+from core.toy.landscapes import LANDSCAPES, make_landscape
 
 FORMULA = "(x^2 - 1)^2 + y^2 + 0.2*x"  # two minima near x = ±1 (the left one deeper), a saddle near 0
 

@@ -1,4 +1,4 @@
-"""Tests of the measurements (core/measure.py): survival, escape statistics and their intervals on
+"""Tests of the measurements (core/toy/measure.py): survival, escape statistics and their intervals on
 synthetic data with a known truth, stationary means, one-step efficiency against theory.md §3,
 compute cost, and one small ρ sweep through the real simulator."""
 
@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core import measure, theory
+from core import stats
 from core.schedules import Schedule
-from core.simulate import SimConfig, simulate
+from core.toy import measure, theory
+from core.toy.simulate import SimConfig, simulate
 
 # ---------------------------------------------------------------------------------------------
 # Survival curve
@@ -76,7 +77,7 @@ def test_wilson_interval_matches_published_values():
     """Wilson (1927) 95% intervals; reference values from Newcombe (1998), Table I:
     0/10 → (0, 0.2775), 15/148 → (0.0624, 0.1605), 81/263 → (0.2553, 0.3662)."""
     for (k, n), (lo, hi) in {(0, 10): (0.0, 0.2775), (15, 148): (0.0624, 0.1605), (81, 263): (0.2553, 0.3662)}.items():
-        got = measure.wilson_interval(k, n)
+        got = stats.wilson_interval(k, n)
         assert got[0] == pytest.approx(lo, abs=1e-4) and got[1] == pytest.approx(hi, abs=1e-4)
 
 
@@ -228,7 +229,7 @@ def test_rho_sweep_on_the_valley_agrees_with_the_exact_chain():
 
 
 def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_real_interval():
-    from core.landscapes import make_landscape
+    from core.toy.landscapes import make_landscape
 
     land = make_landscape("double_well_1d")
     flat = next(m.position for m in land.minima if m.label == "flat")
@@ -243,7 +244,7 @@ def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_rea
     out = measure.minimum_outcome(r, land, "flat")
     assert out.n == 36 and out.diverged == 4
     assert out.fraction == pytest.approx(30 / 36)
-    assert out.fraction_ci == pytest.approx(measure.wilson_interval(30, 36))
+    assert out.fraction_ci == pytest.approx(stats.wilson_interval(30, 36))
     assert out.left_start == pytest.approx(30 / 40) and out.mean_final_loss == pytest.approx(0.5)
     # all in the flat minimum: p = 1, yet the interval keeps a width (Wald's p ± z√(p(1−p)/n) would not)
     r.final, r.diverged = np.array([[flat] * n], float), np.zeros((1, n), bool)
@@ -261,7 +262,7 @@ def test_minimum_outcome_counts_flat_endings_leaves_out_diverged_and_keeps_a_rea
 
 def test_t_critical_95_matches_the_standard_table():
     """Two-sided 5% critical values of Student's t from printed tables (independent of the integration)."""
-    from core.measure import t_critical_95
+    from core.stats import t_critical_95
 
     for df, table in ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (10, 2.228), (30, 2.042),
                       (120, 1.980)):
@@ -272,7 +273,7 @@ def test_t_critical_95_matches_the_standard_table():
 
 
 def test_welch_difference_by_hand():
-    from core.measure import welch_difference
+    from core.stats import welch_difference
 
     # a = 1,2,3 and b = 4,5,6: s² = 1 each, se = √(1/3 + 1/3), t = −3/0.8165 = −3.674, df = 4 > critical 2.776
     d = welch_difference([1, 2, 3], [4, 5, 6])

@@ -78,7 +78,7 @@ def test_unknown_tab_in_the_url_is_a_notice():
 
 
 def test_where_it_breaks_peaks_at_an_intermediate_rho(default_page):
-    # theory.md §3 "where the claim stops holding": on the Zhu toy (core.presets.ZHU_BREAKS, fixed seed)
+    # theory.md §3 "where the claim stops holding": on the Zhu toy (core.toy.presets.ZHU_BREAKS, fixed seed)
     # final success is highest at neither end of the ρ grid; the page must draw that, peak marked.
     data = _chart(default_page, "zhu_chart")["data"]
     success = next(d for d in data if d.get("name", "").startswith("success"))
@@ -179,9 +179,9 @@ def test_survival_overlays_follow_kramers_and_heuristic():
 def test_statistics_give_the_exact_sgd_escape_time_beside_kramers(default_page):
     """The default scene (the ESCAPE preset's double well, η = 0.05, σ = 2.5) states SGD's exact mean escape step
     from the grid chain and how far Kramers' formula is below it."""
-    from core import theory
-    from core.landscapes import make_landscape
-    from core.presets import ESCAPE
+    from core.toy import theory
+    from core.toy.landscapes import make_landscape
+    from core.toy.presets import ESCAPE
 
     c = ESCAPE.config
     exact = theory.double_well_escape_steps(make_landscape(c.landscape), c.lr, c.sigma)
@@ -194,7 +194,7 @@ def test_switching_the_scene_starts_it_at_its_own_learning_rate_and_steps():
     """The double well runs at η = 0.05 for 300 steps, the Zhu toy at ZHU_BREAKS' η = 0.009 and steps. Choosing the
     Zhu toy in the menu after moving η on the double well must give the Zhu toy's own η and T (at η = 0.05 every
     SGD particle leaves its sharp minimum within a few steps, against what the scene explains), and back."""
-    from core.presets import ZHU_BREAKS
+    from core.toy.presets import ZHU_BREAKS
 
     at = _run(lr="0.1")
     at.selectbox(key="landscape").set_value("zhu").run()

@@ -124,7 +124,7 @@ def test_scenes_from_presets_keep_every_setting_their_page_reads():
     and the scene would no longer show its claim (σ = 6 of 'Exploring many wells' once fell off a σ ≤ 5
     slider). The one documented exception: the PSAM page's 50-particle minimum."""
     from app.presets import PAGE_PARAMS
-    from core.presets import PRESETS
+    from core.toy.presets import PRESETS
 
     all_scenes = scenes()
     for name, preset in PRESETS.items():

@@ -119,7 +119,7 @@ def test_new_landscape_starts_at_its_default_start():
     at.selectbox(key="landscape").set_value("himmelblau").run()
     assert not at.exception
     start = next(t for t in _main(at)["data"] if t.get("name") == "start")
-    from core.landscapes import make_landscape
+    from core.toy.landscapes import make_landscape
 
     assert (start["x"][0], start["y"][0]) == pytest.approx(make_landscape("himmelblau").default_start)
 
@@ -167,7 +167,7 @@ def test_lr_is_left_alone_where_the_landscape_allows_it_or_has_no_known_limit():
 def test_a_learning_rate_past_the_stability_limit_is_flagged_and_1d_has_no_surface_view():
     """A shared link may carry an η the landscape cannot take (Rastrigin's limit 2/λ_max is 0.005): the page
     says so whether or not particles diverge. A 1-D landscape is drawn as a curve and offers no 3-D view."""
-    from core.landscapes import make_landscape
+    from core.toy.landscapes import make_landscape
 
     limit = make_landscape("rastrigin").stable_lr()
     at = run_page("pages/playground.py", landscape="rastrigin", lr="0.5")
@@ -181,8 +181,8 @@ def test_a_learning_rate_past_the_stability_limit_is_flagged_and_1d_has_no_surfa
 def test_caption_says_how_many_particles_are_drawn_and_how_many_left_the_start():
     """The chart draws a few paths per optimizer; the caption says how many of all, and counts, over all
     particles, those that left the starting basin (read here from the same simulation's first passages)."""
-    from core.presets import MANY_WELLS
-    from core.simulate import simulate
+    from core.toy.presets import MANY_WELLS
+    from core.toy.simulate import simulate
 
     at = run_page("pages/playground.py", landscape="many_wells", opts="sgd,sam", rho="0.1", lr="0.01", sigma="6",
                   particles="30", steps="300", seed="0")

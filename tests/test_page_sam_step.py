@@ -17,7 +17,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from core.landscapes import make_landscape
+from core.toy.landscapes import make_landscape
 from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sam_step.py")

@@ -1,4 +1,4 @@
-"""Tests of core/simulate.py and core/noise.py: the vectorised particle run and its bookkeeping."""
+"""Tests of core/toy/simulate.py and core/toy/noise.py: the vectorised particle run and its bookkeeping."""
 
 import json
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.landscapes import make_landscape
-from core.noise import Noise
 from core.schedules import for_optimizer
-from core.simulate import SimConfig, simulate
+from core.toy.landscapes import make_landscape
+from core.toy.noise import Noise
+from core.toy.simulate import SimConfig, simulate
 
 SMALL = dict(landscape="double_well_2d", lr=0.05, sigma=2.5, particles=200, steps=150, seed=3)
 
@@ -213,7 +213,7 @@ def test_user_formula_runs_and_its_nan_region_marks_divergence():
 
 @pytest.mark.parametrize("kind", ["isotropic", "minibatch"])
 def test_noise_drawn_ahead_in_a_thread_is_the_same_noise(kind):
-    """core.noise draws the next chunk in a background thread when it knows the number of steps
+    """core.toy.noise draws the next chunk in a background thread when it knows the number of steps
     (chunks of ≥ 2¹⁶ numbers on the CPU); the draws must be exactly those drawn in turn."""
     land = make_landscape("zhu")
     shape = (1, 20_000)  # 20k particles × 2 coordinates (or × 10 indices) per step: big chunks

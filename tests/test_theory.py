@@ -1,4 +1,4 @@
-"""Tests of the theory overlays (core/theory.py) against independent computations and against the
+"""Tests of the theory overlays (core/toy/theory.py) against independent computations and against the
 checked numbers of theory.md §2–§4. Each test names the equation or claim it checks."""
 
 import math
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from core import theory
 from core.sam import sam_perturbation
-from core.simulate import cpu_threads
+from core.toy import theory
+from core.toy.simulate import cpu_threads
 
 
 @pytest.fixture
 def one_thread():
-    """Small-tensor loops run far faster on one torch thread (see core/simulate.py); restored after."""
+    """Small-tensor loops run far faster on one torch thread (see core/toy/simulate.py); restored after."""
     with cpu_threads(1):
         yield
 
@@ -305,8 +305,8 @@ def test_simulator_agrees_with_the_exact_schedule_chain(name):
     value moves by < 0.1 SE from n = 700 to n = 1400 cells (measured), so the margin is sampling noise.
     ASAM (ρ = 1, ε = ρ|w| sign g) is checked against the adaptive chain, and the plain-SAM chain at the same ρ
     lies far outside the margin, so a simulator that dropped ASAM's scaling would fail."""
-    from core.measure import stationary_mean
-    from core.simulate import SimConfig, simulate
+    from core.toy.measure import stationary_mean
+    from core.toy.simulate import SimConfig, simulate
 
     adaptive = name == "asam"
     rho = 1.0 if adaptive else 0.2
@@ -343,7 +343,7 @@ def test_exact_escape_time_of_a_nearly_deterministic_walk_counts_its_steps():
 def test_exact_escape_time_on_the_double_well_is_converged_in_the_grid():
     """The double wells' exact SGD escape time moves by < 0.1% from n = 500 to n = 2000 cells; other landscapes,
     or no noise, have none."""
-    from core.landscapes import make_landscape
+    from core.toy.landscapes import make_landscape
 
     land = make_landscape("double_well_2d")
     coarse, fine = (theory.double_well_escape_steps(land, 0.05, 2.5, n=n) for n in (500, 2000))

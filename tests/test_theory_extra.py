@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from core import measure, theory
-from core.landscapes import make_landscape
+from core.toy import measure, theory
+from core.toy.landscapes import make_landscape
 
 
 def test_closed_form_density_mean_matches_theory():

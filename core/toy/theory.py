@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from core.jsonable import to_jsonable
-from core.simulate import cpu_threads
+from core.toy.simulate import cpu_threads
 
 # ---------------------------------------------------------------------------------------------
 # §2 Noise-free SAM on a 1-D quadratic L = λw²/2
@@ -336,7 +336,7 @@ def exact_escape_steps_1d(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: f
 
 
 def double_well_escape_steps(land, lr: float, sigma: float, n: int = 1000) -> float | None:
-    """SGD's exact mean escape step on the double wells (core.landscapes.DoubleWell1D / 2D) with isotropic
+    """SGD's exact mean escape step on the double wells (core.toy.landscapes.DoubleWell1D / 2D) with isotropic
     noise σ: from the sharp minimum until x first lands in the flat basin (x < flat_edge), as the simulator
     counts it. The y-coordinate of the 2-D well never enters x's update, so x is a 1-D chain and
     `exact_escape_steps_1d` is exact for it (grid error < 0.1% at n = 1000, measured against n = 2000).
@@ -382,7 +382,7 @@ def exact_schedule_chain(grad_fn: Callable[[torch.Tensor], torch.Tensor], lr: fl
         π_0 = the cell of `start`,   π_{t+1} = π_t P_SAM if sam_mask[t] else π_t P_SGD
 
     with P_SAM, P_SGD the one-step transition matrices of `exact_chain_1d` (ρ and ρ = 0). Returns
-    E[w_T] and the expected time average over s = burn_in+1 … T, the quantity core.simulate averages over
+    E[w_T] and the expected time average over s = burn_in+1 … T, the quantity core.toy.simulate averages over
     particles, so the simulator can be checked against it for every schedule. Cost: T vector-matrix
     products with an n×n matrix."""
     sam_mask = np.asarray(sam_mask, bool)

@@ -37,7 +37,7 @@ import threading
 import numpy as np
 import torch
 
-from core.landscapes import Landscape
+from core.toy.landscapes import Landscape
 
 KINDS = ("none", "isotropic", "hessian", "minibatch")
 CHUNK_ELEMENTS = 1 << 21  # random numbers generated per call, at most (8 MB in float32)
@@ -108,7 +108,7 @@ class Noise:
     def _generate(self) -> torch.Tensor:
         # Drawn as (chunk, last axis, R, N) and viewed as (chunk, R, N, last axis): the last axis
         # (coordinates, or minibatch members) outermost in memory, like w in the simulator (see
-        # core.landscapes.stack_coords for why).
+        # core.toy.landscapes.stack_coords for why).
         # Speed: two buffers, allocated once and filled in turn (one is read while the other is
         # drawn ahead), instead of a new tensor per chunk: the first write to freshly allocated
         # memory costs a page fault per 4 KB, which made drawing 2.5× slower (measured).

@@ -27,7 +27,7 @@ Families (`make_landscape(name, **params)`):
     himmelblau       (x² + y − 11)² + (x + y² − 7)²
     rastrigin        20 + Σ (w_i² − 10 cos 2π w_i)
     saddle           x²/2 − y²/2 + y⁴/4   (a saddle at 0 between minima at y = ±1)
-    formula          a user formula in x and y (core.formula), minima found on a grid
+    formula          a user formula in x and y (core.toy.formula), minima found on a grid
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class Landscape:
         return g
 
     def grad_plus(self, w: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        """∇L(w) + ξ, a noisy gradient (core.noise). Families whose gradient starts with an
+        """∇L(w) + ξ, a noisy gradient (core.toy.noise). Families whose gradient starts with an
         operation that can add ξ at the same time override this (one tensor pass less per call)."""
         return self.grad(w).add_(xi)
 
@@ -588,7 +588,7 @@ class Zhu(Landscape):
         into the data. The same formulas as _per_sample, written for speed, since this is the
         hot loop of the Zhu scene (tensors of a few thousand numbers, where each operation's
         overhead costs more than its arithmetic):
-        - the samples go on the FIRST axis, (B, ...), which is how core.noise lays idx out in
+        - the samples go on the FIRST axis, (B, ...), which is how core.toy.noise lays idx out in
           memory: selecting the data is then one index_select on a flat view, and the mean over
           the batch a reduction over the outer axis (both several times faster than ud[idx] and
           a mean over the last axis, measured);
@@ -601,7 +601,7 @@ class Zhu(Landscape):
         B = idx.shape[-1]
         c_, ten, two, four_c, minus_8c, c_over_b = self._constants(w, c, 10.0, 2.0, 4 * c, -8 * c, c / B)
         ib = idx.movedim(-1, 0)  # (B, ...)
-        flat = ib.reshape(-1)  # a view when idx came from core.noise, else a copy
+        flat = ib.reshape(-1)  # a view when idx came from core.toy.noise, else a copy
         x, y = w.unbind(-1)
         U = torch.sub(x, y).mul_(c_)  # u = c·(x − y) − u_i, v = c·(x + y) − v_i (see _per_sample)
         V = torch.add(x, y).mul_(c_)
@@ -824,7 +824,7 @@ class Saddle(Landscape):
 
 
 class FormulaLandscape(Landscape):
-    """A user formula L(x, y) (parsed safely by core.formula, never eval/exec), differentiated by
+    """A user formula L(x, y) (parsed safely by core.toy.formula, never eval/exec), differentiated by
     autograd. Minima: the strict local minima of an 81 × 81 grid over `bounds`, refined by Newton
     (at most 12 kept, lowest first). Saddles: grid points where ‖∇L‖ is locally smallest and the
     Hessian is indefinite, refined by Newton. Basins: the nearest minimum (a Voronoi partition,
@@ -836,7 +836,7 @@ class FormulaLandscape(Landscape):
 
     def __init__(self, formula: str, bounds=((-3.0, 3.0), (-3.0, 3.0))):
         super().__init__()
-        from core.formula import compile_formula  # raises FormulaError (a ValueError) on bad text
+        from core.toy.formula import compile_formula  # raises FormulaError (a ValueError) on bad text
 
         self.fn = compile_formula(formula)
         self.params = dict(formula=self.fn.text)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from core.simulate import SimConfig
+from core.toy.simulate import SimConfig
 
 
 class Preset(NamedTuple):

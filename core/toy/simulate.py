@@ -3,7 +3,7 @@
 All particles for all ρ values live in ONE tensor w of shape (R, N, dim): R values of ρ, N
 particles each. One step of the run is, for every particle at once (theory.md §1):
 
-    ξ  = the noise draw of this step (core.noise), shared by both SAM passes
+    ξ  = the noise draw of this step (core.toy.noise), shared by both SAM passes
     g  = ∇L(w) + ξ
     if step t is a SAM step (core.schedules):                       one schedule module for all
         ε = ρ g / (‖g‖ + 1e-12)  per particle (core.sam.sam_perturbation, dim=-1)
@@ -25,11 +25,11 @@ Speed (bench/toy.py): the loop runs ~35 small tensor operations per step, so wha
 torch's per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch thread on the CPU
 (with 2 threads torch spends more time splitting 20k-element tensors than computing: measured
 1.5× slower with the work below, 35× before it; bench/toy.py --sweep), float32 by default, hand-written gradients with their constants as cached 0-dim
-tensors and the noise added inside them (core.landscapes), no torch.where in the hot loop on the
+tensors and the noise added inside them (core.toy.landscapes), no torch.where in the hot loop on the
 CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks into
-reused buffers, the next chunk drawn by a background thread while this one is used (core.noise;
+reused buffers, the next chunk drawn by a background thread while this one is used (core.toy.noise;
 drawing is a third of the benchmark's work), exp floored above the slow denormal range
-(core.landscapes.exp_: 100× slower there), w stored coordinate-major in memory (core.landscapes.stack_coords: SAM's norm over
+(core.toy.landscapes.exp_: 100× slower there), w stored coordinate-major in memory (core.toy.landscapes.stack_coords: SAM's norm over
 the size-2 coordinate axis is then ~3× cheaper), each step's position written straight into a
 preallocated block of K steps, and all bookkeeping (divergence, first passage, time average,
 recording) done once per block instead of once per step (see `_run`).
@@ -50,13 +50,13 @@ import torch
 
 from core.device import pick_device
 from core.jsonable import to_jsonable
-from core.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.limits import LIMITS
 from core.limits import check as check_limit
-from core.noise import KINDS as NOISE_KINDS
-from core.noise import Noise
 from core.sam import sam_perturbation
 from core.schedules import OPTIMIZERS, for_optimizer
+from core.toy.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
+from core.toy.noise import KINDS as NOISE_KINDS
+from core.toy.noise import Noise
 
 DIVERGED = 1e6  # |w| above this counts as diverged
 OCCUPANCY_BINS = 60

@@ -30,6 +30,11 @@ COLORS: dict[str, str] = {
     "late_sam": "#E69F00",  # orange
     "every_k": "#56B4E9",  # sky blue
     "random_sam": "#7F7F7F",  # grey
+    "ss_sam": "#BCBD22",  # olive
+    "composer": "#8C564B",  # brown
+    "looksam": "#17BECF",  # teal
+    "msam": "#333333",  # near-black
+    "ae_sam": "#9467BD",  # purple
 }
 
 # Human names for legends and menus (same keys as COLORS).
@@ -41,6 +46,11 @@ LABELS: dict[str, str] = {
     "late_sam": "late SAM",
     "every_k": "SAM every k",
     "random_sam": "random SAM",
+    "ss_sam": "SS-SAM",
+    "composer": "Composer SAM",
+    "looksam": "LookSAM",
+    "msam": "Momentum-SAM",
+    "ae_sam": "AE-SAM",
 }
 
 # Dash styles as a second cue next to colour (legends stay readable in greyscale prints).
@@ -52,6 +62,11 @@ DASHES: dict[str, str] = {
     "late_sam": "dashdot",
     "every_k": "longdash",
     "random_sam": "longdashdot",
+    "ss_sam": "longdashdot",
+    "composer": "longdash",
+    "looksam": "dash",
+    "msam": "dot",
+    "ae_sam": "dashdot",
 }
 
 # Fonts: normal screen vs projector. Presentation mode scales every text size by PRESENT_SCALE.

@@ -16,12 +16,23 @@ One SAM step approximates the inner maximum to first order and then descends fro
 T is the identity for SAM; for ASAM (Kwon et al., ICML 2021) T = |w| elementwise, which makes the
 ball scale with the weights (ASAM needs ρ about 10× larger than SAM). The 1e-12 guards ‖g‖ = 0.
 The norm in (2) is the global L2 norm over *all* parameters, not a per-tensor norm.
+
+Two cheaper relatives live here too, with the same closure API (`opt.step(closure)`, `opt.grad_evals`
+counts the closure's forward-backward passes), so they drop into any training loop:
+
+    LookSAM       (Liu et al., CVPR 2022)      a SAM step every k-th step; between them the stored direction
+                                               g_v (the part of ∇L(w + ε) orthogonal to g) is reused
+    MomentumSAM   (Becker et al., 2024)        one pass a step: the gradient is taken at w − ρ v/‖v‖, with v
+                                               the base optimizer's momentum
+
+Both take their perturbation from `sam_perturbation`, the one SAM step. Pass `model=` to `step` to keep
+BatchNorm's running statistics frozen on a perturbed pass (`frozen_bn_stats`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -92,6 +103,7 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer = base_optimizer_class(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
+        self.grad_evals = 0  # forward-backward passes taken by `step` (closure calls)
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -130,19 +142,34 @@ class SAM(torch.optim.Optimizer):
         if zero_grad:
             self.zero_grad()
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+    def step(self, closure: Callable[[], torch.Tensor] | None = None,
+             model: torch.nn.Module | None = None) -> torch.Tensor:
         """One full SAM step. The closure must zero the gradients, run forward and backward on
-        the same minibatch, and return the loss; it is called twice (two gradient evaluations)."""
-        if closure is None:
-            raise ValueError("SAM needs a closure that recomputes the loss on the same batch")
-        closure = torch.enable_grad()(closure)
+        the same minibatch, and return the loss; it is called twice (two gradient evaluations).
+        With `model`, its BatchNorm running statistics stay frozen on the pass at w + ε."""
+        closure = self._counted(closure)
         loss = closure()  # pass 1 at w
         self.first_step()
-        with torch.enable_grad():
-            self.zero_grad()
-            closure()  # pass 2 at w + ε
+        self._perturbed_pass(closure, model)  # pass 2 at w + ε
         self.second_step()
         return loss
+
+    def _counted(self, closure):
+        """The closure with gradients enabled, counting each call in `grad_evals`."""
+        if closure is None:
+            raise ValueError(f"{type(self).__name__} needs a closure that recomputes the loss on the same batch")
+        closure = torch.enable_grad()(closure)
+
+        def counted():
+            self.grad_evals += 1
+            return closure()
+        return counted
+
+    def _perturbed_pass(self, closure, model) -> None:
+        """The pass at w + ε: gradients zeroed, BatchNorm statistics frozen when the model is known."""
+        self.zero_grad()
+        with frozen_bn_stats(model) if model is not None else nullcontext():
+            closure()
 
     # SAM's own state (the saved w) lives only between first_step and second_step; what must survive a
     # save and a resume is the base optimizer's state (momentum buffers …), so that is what is saved.
@@ -152,6 +179,175 @@ class SAM(torch.optim.Optimizer):
     def load_state_dict(self, state_dict) -> None:
         self.base_optimizer.load_state_dict(state_dict)
         self.param_groups = self.base_optimizer.param_groups
+
+
+def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
+    """⟨a, b⟩ summed over every element of every tensor (one global inner product)."""
+    total = None
+    for x, y in zip(a, b):
+        d = (x * y).sum()
+        total = d if total is None else total + d
+    return total
+
+
+class LookSAM(SAM):
+    """LookSAM (Liu, Mai, Chen, Hsieh, You, "Towards Efficient and Scalable Sharpness-Aware Minimization",
+    CVPR 2022, arXiv 2203.02714, Algorithm 1): SAM's second pass only every k-th step, and in between a
+    one-pass step that adds back the part of SAM's gradient that plain SGD misses.
+
+    On a SAM step (steps 0, k, 2k, …; two passes):
+        g   = ∇L_B(w),   ε = ρ g/‖g‖ (sam_perturbation),   g_s = ∇L_B(w + ε)
+        g_v = g_s − (⟨g, g_s⟩ / ‖g‖²) g          the component of g_s orthogonal to g, stored
+        step(g_s)
+    On the other steps (one pass):
+        g   = ∇L_B(w)
+        step(g + α (‖g‖ / ‖g_v‖) g_v)            the stored direction, rescaled to this gradient's size
+
+    The inner product and the norms are global (over all parameters), as in the paper's Algorithm 1 and
+    in MarlonBecker/MSAM's optimizer/looksam.py (norms of all tensors stacked); some other public
+    versions work per tensor, which is not the paper's rule. α: the paper tunes it (α = 0.7 is the usual
+    default of public implementations; MSAM's repository defaults to 0.2), so it is an argument here.
+    Limits (tests/test_sam.py): k = 1 is SAM step for step; α = 0 is SAM every k steps with plain steps
+    between. In one dimension g_v = 0 (nothing is orthogonal to g), so there LookSAM is SAM every k.
+    Gradient evaluations: 1 + 1/k a step (the SAM step every k-th).
+
+    Loops that call the halves themselves: `next_is_sam` says which kind of step comes next; a SAM step is
+    `first_step()`, the pass at w + ε (inside `frozen_bn_stats`), `second_step()`; a one-pass step is
+    `reuse_step()`. `step(closure, model=None)` does all of this.
+    """
+
+    def __init__(self, params: Iterable, base_optimizer_class: type[torch.optim.Optimizer], rho: float = 0.05,
+                 k: int = 5, alpha: float = 0.7, **base_kwargs):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"LookSAM's period k must be a whole number ≥ 1, got {k!r}")
+        if not alpha >= 0.0:
+            raise ValueError(f"LookSAM's alpha must be a non-negative number, got {alpha!r}")
+        super().__init__(params, base_optimizer_class, rho=rho, adaptive=False, **base_kwargs)
+        self.k, self.alpha = k, float(alpha)
+        self.steps_taken = 0
+
+    @property
+    def next_is_sam(self) -> bool:
+        """True when the next step is a SAM step (t mod k = 0, counting from 0)."""
+        return self.steps_taken % self.k == 0
+
+    def _with_grad(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+
+    @torch.no_grad()
+    def first_step(self, zero_grad: bool = False) -> None:
+        """Remember g = ∇L_B(w), then move to w + ε as SAM does."""
+        for p in self._with_grad():
+            self.state[p]["g"] = p.grad.detach().clone()
+        super().first_step(zero_grad)
+
+    @torch.no_grad()
+    def second_step(self, zero_grad: bool = False) -> None:
+        """With p.grad = g_s = ∇L_B(w + ε): store g_v = g_s − (⟨g, g_s⟩/‖g‖²) g, then SAM's second step."""
+        params = [p for p in self._with_grad() if "g" in self.state[p]]
+        if params:
+            g = [self.state[p].pop("g") for p in params]
+            g_s = [p.grad for p in params]
+            coef = _dot(g, g_s) / (_dot(g, g) + NORM_GUARD)
+            for p, gi, gs in zip(params, g, g_s):
+                self.state[p]["g_v"] = gs - coef * gi
+        super().second_step(zero_grad)
+        self.steps_taken += 1
+
+    @torch.no_grad()
+    def reuse_step(self, zero_grad: bool = False) -> None:
+        """One-pass step: p.grad = g becomes g + α (‖g‖/‖g_v‖) g_v, then the base optimizer's step.
+        Before the first SAM step there is no g_v: a plain step."""
+        params = [p for p in self._with_grad() if "g_v" in self.state[p]]
+        if params and self.alpha > 0:
+            g = [p.grad for p in params]
+            g_v = [self.state[p]["g_v"] for p in params]
+            scale = self.alpha * torch.sqrt(_dot(g, g)) / (torch.sqrt(_dot(g_v, g_v)) + NORM_GUARD)
+            for gi, gv in zip(g, g_v):
+                gi.add_(gv * scale)
+        self.base_optimizer.step()
+        if zero_grad:
+            self.zero_grad()
+        self.steps_taken += 1
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None,
+             model: torch.nn.Module | None = None) -> torch.Tensor:
+        """One LookSAM step: two closure calls on a SAM step, one otherwise. Returns the loss at w."""
+        closure = self._counted(closure)
+        sam = self.next_is_sam
+        loss = closure()  # pass 1 at w
+        if sam:
+            self.first_step()
+            self._perturbed_pass(closure, model)  # pass 2 at w + ε
+            self.second_step()
+        else:
+            self.reuse_step()
+        return loss
+
+
+class MomentumSAM(SAM):
+    """Momentum-SAM (Becker, Altrock, Risse, "Momentum-SAM: Sharpness Aware Minimization without
+    Computational Overhead", 2024, arXiv 2401.12033): SAM's ascent direction replaced by the momentum,
+    which costs no extra pass. With v the base optimizer's momentum buffer (SGD: v ← μ v + g, w ← w − η v):
+
+        w̃ = w + ε,  ε = ρ (−v) / ‖v‖               along −v, the direction of travel (sam_perturbation on −v)
+        g = ∇L_B(w̃)                                the one pass, at the perturbed point
+        back to w, then step(g)                     the base optimizer updates the unperturbed w
+
+    No perturbation while v = 0 or before the base optimizer has a buffer (the first step). The sign is
+    opposite to SAM's (+g): checked in MarlonBecker/MSAM, optimizer/msam.py, which keeps the weights at
+    w − ρ v/‖v‖ between steps (a "move up to momentum ascent" by subtracting ρ v/‖v‖). That code applies
+    weight decay at w̃; here the base optimizer sees w, the same as SAM. The paper's ρ is much larger than
+    SAM's (ρ = 3 against SAM's 0.2 on CIFAR-100, theory.md §7). BatchNorm: the one pass happens at w̃, so
+    the running statistics are gathered there (the paper recomputes them at the end); freezing them would
+    stop them updating at all. One gradient evaluation a step. Limit: ρ = 0 is the base optimizer exactly.
+
+    The base optimizer must keep momentum: torch.optim.SGD with momentum > 0 (buffer "momentum_buffer") or
+    Adam/AdamW with β₁ > 0 (buffer "exp_avg"); otherwise a ValueError says so.
+    """
+
+    BUFFERS = ("momentum_buffer", "exp_avg")
+
+    def __init__(self, params: Iterable, base_optimizer_class: type[torch.optim.Optimizer], rho: float = 0.3,
+                 **base_kwargs):
+        super().__init__(params, base_optimizer_class, rho=rho, adaptive=False, **base_kwargs)
+        for group in self.param_groups:
+            momentum = group.get("momentum", 0.0) or 0.0
+            beta1 = (group.get("betas") or (0.0,))[0]
+            if not (momentum > 0 or beta1 > 0):
+                raise ValueError(f"Momentum-SAM perturbs along the momentum, but {base_optimizer_class.__name__} "
+                                 "has none here: give it momentum > 0 (e.g. torch.optim.SGD with momentum=0.9)")
+
+    def _buffer(self, p) -> torch.Tensor | None:
+        state = self.base_optimizer.state.get(p, {})
+        for name in self.BUFFERS:
+            if name in state:
+                return state[name]
+        return None
+
+    @torch.no_grad()
+    def perturb(self) -> None:
+        """Move every parameter to w̃ = w − ρ v/‖v‖ (one norm per parameter group), remembering w."""
+        for group in self.param_groups:
+            if group["rho"] == 0:
+                continue
+            params = [p for p in group["params"] if self._buffer(p) is not None]
+            if not params:
+                continue
+            eps = sam_perturbation([-self._buffer(p) for p in params], group["rho"])
+            for p, e in zip(params, eps):
+                self.state[p]["w"] = p.detach().clone()
+                p.add_(e)
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None,
+             model: torch.nn.Module | None = None) -> torch.Tensor:
+        """One Momentum-SAM step: one closure call, at w̃. Returns that loss (at w̃, not at w).
+        `model` is accepted for a common call signature; BatchNorm is not frozen (see the class docstring)."""
+        closure = self._counted(closure)
+        self.perturb()
+        loss = closure()  # the one pass, at w̃
+        self.second_step()  # back to w, base step with ∇L_B(w̃)
+        return loss
 
 
 _BN_TYPES = (torch.nn.modules.batchnorm._BatchNorm,)

@@ -7,11 +7,20 @@ gradient evaluations (two forward-backward passes), an SGD step one.
     always    SAM:                 every step
     psam      Parsimonious SAM:    t < f·T  and  t mod k = 0        (the thesis)
     late      late SAM:            t ≥ (1 − f)·T                     (Zhou et al., ICLR 2025)
-    every_k   SAM-k throughout:    t mod k = 0                       (LookSAM-style)
+    every_k   SAM-k throughout:    t mod k = 0
     random    random SAM:          u_t < p, u_t ~ U(0,1) seeded      (RST, Zhao et al. 2022)
+    ss        SS-SAM:              u_t < p(t), p(t) constant, linear or a step   (Zhao, Zhang, Hu 2022)
+    composer  Composer's SAM:      t mod k = k − 1, with ρ scaled by k            (mosaicml/composer)
+    looksam   LookSAM:             t mod k = 0 is a SAM step; the others reuse its direction (core.sam.LookSAM)
+    msam      Momentum-SAM:        no second pass ever; the one pass is perturbed along the momentum
+                                   (core.sam.MomentumSAM)
+    ae        AE-SAM:              decided each step from ‖g‖² (AESAMRule): not known in advance
 
 Cost relative to full SAM (all steps SAM): (T + S) / (2T), with S the number of SAM steps.
 For PSAM, S ≈ f·T/k, so the cost is (1 + f/k)/2; f = 0.6, k = 2 gives 0.65, the thesis' 65%.
+For AE-SAM S is counted from the decisions the run took (AESAMRule.taken); `mask`, `sam_steps` and
+`grad_evals` refuse it with a one-line message, since no schedule can know them before the run.
+The update rules and what was confirmed where: ../shared/docs/theory.md §7 and the docstrings below.
 """
 
 from __future__ import annotations
@@ -21,34 +30,93 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = ("never", "always", "psam", "late", "every_k", "random")
+KINDS = ("never", "always", "psam", "late", "every_k", "random", "ss", "composer", "looksam", "msam", "ae")
+P_SHAPES = ("constant", "linear", "step")  # SS-SAM's p(t)
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """Which steps use SAM. `k` is the period, `f` the fraction of steps (early for PSAM,
-    late for late SAM), `p` the per-step probability for random SAM, `seed` its seed."""
+    """Which steps use SAM. `k` is the period (PSAM, every_k, Composer's interval, LookSAM), `f` the
+    fraction of steps (early for PSAM, late for late SAM), `p` the per-step probability for random SAM
+    (SS-SAM: p at the start), `seed` its seed.
+
+    SS-SAM (Zhao, Zhang, Hu, "SS-SAM: Stochastic Scheduled Sharpness-Aware Minimization", arXiv 2203.09962):
+    each step a Bernoulli(p(t)) draw decides. `p_shape` "constant" (p), "linear" (p + (p_end − p)·t/T) or
+    "step" (p before `switch`·T, p_end from there). The paper lists constant, piecewise, linear and
+    trigonometric schedules; their exact formulas could not be read here (theory.md §7 marks them
+    unconfirmed), so these are the plain forms of three of them. The draws u_t are the same as random
+    SAM's for the same seed, so SS-SAM with a constant p is random SAM exactly.
+
+    AE-SAM's thresholds `lam1` (at t = T), `lam2` (at t = 0) and its averaging factor `delta`: see
+    AESAMRule."""
 
     kind: str = "always"
     k: int = 2
     f: float = 0.6
     p: float = 0.3
     seed: int = 0
+    p_shape: str = "constant"
+    p_end: float | None = None
+    switch: float = 0.5
+    lam1: float = -1.0
+    lam2: float = 1.0
+    delta: float = 0.9
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f"unknown schedule {self.kind!r}; choose one of {', '.join(KINDS)}")
-        if not (isinstance(self.k, (int, np.integer)) and self.k >= 1):
+        if not (isinstance(self.k, (int, np.integer)) and not isinstance(self.k, bool) and self.k >= 1):
             raise ValueError(f"the SAM period k must be a whole number ≥ 1, got {self.k!r}")
         if not 0.0 <= self.f <= 1.0:
             raise ValueError(f"the fraction f must lie in [0, 1], got {self.f!r}")
         if not 0.0 <= self.p <= 1.0:
             raise ValueError(f"the probability p must lie in [0, 1], got {self.p!r}")
+        if self.p_shape not in P_SHAPES:
+            raise ValueError(f"unknown p(t) shape {self.p_shape!r}; choose one of {', '.join(P_SHAPES)}")
+        if self.p_end is not None and not 0.0 <= self.p_end <= 1.0:
+            raise ValueError(f"the final probability p_end must lie in [0, 1], got {self.p_end!r}")
+        if not 0.0 <= self.switch <= 1.0:
+            raise ValueError(f"the switch point must lie in [0, 1], got {self.switch!r}")
+        if not 0.0 <= self.delta < 1.0:
+            raise ValueError(f"AE-SAM's averaging factor delta must lie in [0, 1), got {self.delta!r}")
+        for name in ("lam1", "lam2"):
+            if math.isnan(getattr(self, name)):
+                raise ValueError(f"AE-SAM's threshold {name} must be a number (±inf allowed), got nan")
+        if math.isinf(self.lam1) and math.isinf(self.lam2) and self.lam1 != self.lam2:
+            raise ValueError("AE-SAM's thresholds cannot be −inf and +inf at once")
+
+    @property
+    def state_dependent(self) -> bool:
+        """True for AE-SAM: its SAM steps depend on the gradients the run meets."""
+        return self.kind == "ae"
+
+    @property
+    def rho_scale(self) -> float:
+        """Factor on ρ: Composer's SAM scales ρ in proportion to its interval (mosaicml/composer,
+        algorithms/sam/README.md: "when adjusting interval, it is best to adjust rho proportionally";
+        interval 10 with ρ 0.5 where ρ = 0.05 at interval 1). 1 for every other kind."""
+        return float(self.k) if self.kind == "composer" else 1.0
+
+    def p_at(self, t: np.ndarray | int, total_steps: int) -> np.ndarray:
+        """SS-SAM's probability p(t) for steps t of T (random SAM: the constant p)."""
+        t = np.asarray(t, dtype=float)
+        p_end = self.p if self.p_end is None else self.p_end
+        if self.kind == "random" or self.p_shape == "constant":
+            return np.full(t.shape, self.p)
+        if self.p_shape == "linear":
+            return self.p + (p_end - self.p) * t / max(1, total_steps)
+        return np.where(t < self.switch * total_steps, self.p, p_end)
+
+    def _refuse_if_state_dependent(self) -> None:
+        if self.state_dependent:
+            raise ValueError("AE-SAM decides each step from the gradient norm, so its SAM steps are not known "
+                             "before the run; count them from the run (core.schedules.AESAMRule.taken)")
 
     def mask(self, total_steps: int) -> np.ndarray:
-        """Boolean array of length T: True where step t is a SAM step."""
+        """Boolean array of length T: True where step t takes a second pass (a SAM step)."""
+        self._refuse_if_state_dependent()
         t = np.arange(total_steps)
-        if self.kind == "never":
+        if self.kind in ("never", "msam"):  # Momentum-SAM: one pass every step
             return np.zeros(total_steps, dtype=bool)
         if self.kind == "always":
             return np.ones(total_steps, dtype=bool)
@@ -56,20 +124,22 @@ class Schedule:
             return (t < self.f * total_steps) & (t % self.k == 0)
         if self.kind == "late":
             return t >= (1.0 - self.f) * total_steps
-        if self.kind == "every_k":
+        if self.kind in ("every_k", "looksam"):
             return t % self.k == 0
-        # random: one seeded uniform draw per step, so the same seed gives the same steps
-        return np.random.default_rng(self.seed).random(total_steps) < self.p
+        if self.kind == "composer":  # composer: SAM when (global_step + 1) % interval == 0
+            return t % self.k == self.k - 1
+        # random / ss: one seeded uniform draw per step, so the same seed gives the same steps
+        return np.random.default_rng(self.seed).random(total_steps) < self.p_at(t, total_steps)
 
     def is_sam_step(self, t: int, total_steps: int) -> bool:
         """True if step t (0-based) of `total_steps` is a SAM step."""
+        self._refuse_if_state_dependent()
         if not 0 <= t < total_steps:
             return False
-        if self.kind == "random":
-            return bool(self.mask(t + 1)[t])  # the draw for step t does not depend on T
         return bool(self.mask(total_steps)[t])
 
     def sam_steps(self, total_steps: int) -> int:
+        """SAM steps (second passes) in T steps. LookSAM: ⌈T/k⌉; Momentum-SAM: 0."""
         return int(self.mask(total_steps).sum())
 
     def grad_evals(self, total_steps: int) -> int:
@@ -96,6 +166,7 @@ class Schedule:
         return lo
 
     def label(self) -> str:
+        shape = "" if self.p_shape == "constant" else f" → {self.p if self.p_end is None else self.p_end:g} ({self.p_shape})"
         return {
             "never": "SGD",
             "always": "SAM",
@@ -103,10 +174,89 @@ class Schedule:
             "late": f"late SAM (last {self.f:.0%})",
             "every_k": f"SAM every {self.k}",
             "random": f"random SAM (p={self.p:g})",
+            "ss": f"SS-SAM (p={self.p:g}{shape})",
+            "composer": f"Composer SAM (every {self.k}, ρ×{self.k})",
+            "looksam": f"LookSAM (k={self.k})",
+            "msam": "Momentum-SAM",
+            "ae": f"AE-SAM (λ₁={self.lam1:g}, λ₂={self.lam2:g})",
         }[self.kind]
+
+    def expected_sam_fraction(self, total_steps: int) -> float:
+        """The expected share of SAM steps. Exact for every kind with a mask (LookSAM counts its SAM
+        steps, Momentum-SAM 0); for AE-SAM the Gaussian guess of theory.md §7: if ‖g‖² were normal with
+        the running mean and deviation, P(SAM at t) = 1 − Φ(c_t), averaged over t. Only a starting point:
+        the tournament calibrates AE-SAM's thresholds on a pilot run and reports what the run spent."""
+        if not self.state_dependent:
+            return self.sam_steps(total_steps) / max(1, total_steps)
+        rule = AESAMRule(self.lam1, self.lam2, self.delta, total_steps)
+        c = [rule.threshold(t) for t in range(total_steps)]
+        # 1 − Φ(c) = erfc(c/√2)/2, which is 1 at c = −∞ and 0 at +∞
+        return float(np.mean([0.5 * math.erfc(x / math.sqrt(2)) for x in c]))
+
+
+class AESAMRule:
+    """AE-SAM's decision, step by step (Jiang, Yang, Zhang, Kwok, "An Adaptive Policy to Employ
+    Sharpness-Aware Minimization", ICLR 2023, arXiv 2304.14647; theory.md §7).
+
+    The statistic is s_t = ‖g_t‖², the squared norm of the minibatch gradient at w (pass 1, global over all
+    parameters). Its running mean and variance include the current sample:
+
+        μ_t  = δ μ_{t−1} + (1 − δ) s_t
+        σ²_t = δ σ²_{t−1} + (1 − δ) (s_t − μ_t)²
+        c_t  = (t/T) λ₁ + (1 − t/T) λ₂                the threshold moves from λ₂ (start) to λ₁ (end)
+        SAM step (second pass) when  s_t ≥ μ_t + c_t σ_t,  else an SGD step with g_t
+
+    A large ‖g‖² relative to its recent values marks a sharp region, where SAM pays off. With λ₁ < λ₂
+    SAM fires more often late in training. The paper models ‖g‖² as Gaussian, so P(SAM) ≈ 1 − Φ(c_t).
+    What could be checked here: the statistic, the running mean/variance with the current sample, the
+    linear threshold schedule and the decision (the abstract, the paper's introduction and the summary
+    pages the search tools reached). Not confirmed from the paper's text: δ = 0.9 and (λ₁, λ₂) = (−1, 1)
+    (theory.md §7's guesses, the defaults here), and the initial μ, σ: here μ starts at the first sample
+    and σ² at 0, so step 0 is always a SAM step for a finite threshold (s₀ ≥ s₀).
+    Limits (tests): λ₁ = λ₂ = −∞ is SAM, +∞ is SGD.
+
+    `decide(s, t)` works on a float (one network) or on a tensor of one s per model (the particle
+    simulator: every particle keeps its own μ and σ²); it returns a bool or a bool tensor, and counts the
+    SAM steps taken in `taken` (an int, or a tensor of counts per model).
+    """
+
+    def __init__(self, lam1: float = -1.0, lam2: float = 1.0, delta: float = 0.9, total_steps: int = 1):
+        Schedule("ae", lam1=lam1, lam2=lam2, delta=delta)  # validates the numbers
+        self.lam1, self.lam2, self.delta = float(lam1), float(lam2), float(delta)
+        self.total_steps = max(1, int(total_steps))
+        self.mu = None
+        self.var = None
+        self.taken = 0
+        self.steps = 0
+
+    def threshold(self, t: int) -> float:
+        """c_t = (t/T) λ₁ + (1 − t/T) λ₂ (equal thresholds, infinite ones included, give that value)."""
+        if self.lam1 == self.lam2:
+            return self.lam1
+        frac = min(max(t / self.total_steps, 0.0), 1.0)
+        return frac * self.lam1 + (1.0 - frac) * self.lam2
+
+    def decide(self, s, t: int):
+        """Update μ, σ² with s = ‖g_t‖² and say whether step t is a SAM step."""
+        if self.mu is None:
+            self.mu, self.var = s * 1.0, s * 0.0
+        else:
+            self.mu = self.delta * self.mu + (1.0 - self.delta) * s
+            diff = s - self.mu
+            self.var = self.delta * self.var + (1.0 - self.delta) * diff * diff
+        c = self.threshold(t)
+        if math.isinf(c):
+            take = (s == s) if c < 0 else (s != s)  # all True / all False (NaN statistics never take a step)
+        else:
+            take = s >= self.mu + c * self.var ** 0.5
+        self.taken = self.taken + (int(take) if isinstance(take, bool) else take.long())
+        self.steps += 1
+        return take
 
 
 # The optimizers users pick by name, each a (schedule kind, adaptive) pair. ASAM is SAM with T = |w|.
+# Every method of the budget tournament is here; the kind says which optimizer runs it: core.sam.SAM for
+# the schedules, core.sam.LookSAM for "looksam", core.sam.MomentumSAM for "msam", SAM + AESAMRule for "ae".
 OPTIMIZERS = {
     "sgd": ("never", False),
     "sam": ("always", False),
@@ -115,14 +265,24 @@ OPTIMIZERS = {
     "late_sam": ("late", False),
     "every_k": ("every_k", False),
     "random_sam": ("random", False),
+    "ss_sam": ("ss", False),
+    "composer": ("composer", False),
+    "looksam": ("looksam", False),
+    "msam": ("msam", False),
+    "ae_sam": ("ae", False),
 }
 
 
 def for_optimizer(name: str, k: int = 2, f: float = 0.6, p: float = 0.3, seed: int = 0,
-                  late_f: float = 0.3) -> tuple[Schedule, bool]:
+                  late_f: float = 0.3, *, p_shape: str = "constant", p_end: float | None = None,
+                  switch: float = 0.5, lam1: float = -1.0, lam2: float = 1.0,
+                  delta: float = 0.9) -> tuple[Schedule, bool]:
     """The schedule and the ASAM flag for an optimizer name from OPTIMIZERS.
-    PSAM uses the early fraction f; late SAM its own fraction `late_f` (last 30% by default)."""
+    PSAM uses the early fraction f; late SAM its own fraction `late_f` (last 30% by default).
+    k is also Composer's interval and LookSAM's period; p, p_shape, p_end, switch are SS-SAM's p(t);
+    lam1, lam2, delta are AE-SAM's. Composer's ρ is ρ · schedule.rho_scale."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     kind, adaptive = OPTIMIZERS[name]
-    return Schedule(kind=kind, k=k, f=late_f if kind == "late" else f, p=p, seed=seed), adaptive
+    return Schedule(kind=kind, k=k, f=late_f if kind == "late" else f, p=p, seed=seed, p_shape=p_shape,
+                    p_end=p_end, switch=switch, lam1=lam1, lam2=lam2, delta=delta), adaptive

@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 PORT    ?= 8501
 
-.PHONY: app test setup setup-dev browser lint
+.PHONY: app hall test setup setup-dev browser services lint
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,14 +19,26 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.req-stamp
 
 setup: $(VENV)/.req-stamp
-setup-dev: $(VENV)/.dev-stamp browser
+setup-dev: $(VENV)/.dev-stamp browser services
 
 # Debian's chromium for the browser tests (playwright cannot download its own browser here).
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# Debian's HAProxy and Redis for the lecture hall (make hall) and its tests.
+# Without apt-get (a Mac) it says what to install; the hall's tests skip where they are missing.
+services:
+	@(test -x /usr/sbin/haproxy -o -n "$$(command -v haproxy)") && command -v redis-server >/dev/null || \
+	  if command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq haproxy redis-server >/dev/null; \
+	  else echo "make: no apt-get here; install haproxy and redis-server (e.g. brew install haproxy redis) for make hall"; fi
+
 app: setup
 	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+# A lecture hall: REPLICAS Streamlit replicas (default: the cores) behind HAProxy on PORT, two Redis, the GPU
+# queue's worker and the scene warm-up (serve/hall.py; README, "Serving a lecture hall"). Ctrl-C stops all.
+hall: setup services
+	$(BIN)/python -m serve.hall --port $(PORT) $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: setup-dev
 	$(BIN)/ruff check .

@@ -5,13 +5,21 @@ of the result to every caller (so one session can never change another's result)
 most `max_entries` entries, so memory levels off however many configs a lecture hall requests.
 `landscape` is an `st.cache_resource`: one shared Landscape object per (name, formula), which the
 pages only read (loss, grad, basin), never modify.
+
+Under `make hall` (several replicas, `SAMLAB_CACHE_URL` set) `shared(name, max_entries)` puts the hall's
+shared Redis cache (core.sharedcache) behind st.cache_data: the process's own cache is the first level,
+Redis the second, so a config is computed once for the whole hall. Without the variable it is exactly
+st.cache_data.
 """
 
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from core.schedules import for_optimizer
+from core.sharedcache import shared_call
 
 # Bounded caches: a toy SimResult with the default display sizes is well under 1 MB.
 SIM_ENTRIES = 128
@@ -30,7 +38,21 @@ def device_info() -> dict:
             "threads": torch.get_num_threads()}
 
 
-@st.cache_data(max_entries=SIM_ENTRIES, show_spinner=False)
+def shared(name: str, max_entries: int):
+    """st.cache_data(max_entries) whose misses go to the hall's shared cache (core.sharedcache) under the key
+    `name` + the arguments. `name` must be unique across the app: the hall's warm-up (serve/warm.py) runs the
+    pages and fills the same keys."""
+    def decorate(fn):
+        @functools.wraps(fn)
+        def second_level(*args, **kwargs):
+            return shared_call(name, fn, *args, **kwargs)
+
+        return st.cache_data(max_entries=max_entries, show_spinner=False)(second_level)
+
+    return decorate
+
+
+@shared("simulate", max_entries=SIM_ENTRIES)
 def simulate(cfg):
     """core.toy.simulate.simulate(cfg), cached by the frozen SimConfig."""
     from core.toy.simulate import simulate as _simulate

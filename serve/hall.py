@@ -1,0 +1,450 @@
+"""`make hall`: serve the lab to a lecture hall from one machine's cores (README, "Serving a lecture hall").
+
+    .venv/bin/python -m serve.hall [--replicas N] [--port 8501] [--bind 0.0.0.0] [--no-warm] [--no-worker]
+
+What it starts, in this order, each in its own process group (so that stopping it stops all its children):
+
+1. two Redis servers from Debian (contracts: /work/notes/contracts.md):
+   - the COMPUTE CACHE on 127.0.0.1:6391: `maxmemory 256mb`, `allkeys-lru` eviction, no persistence:
+     results any replica computed, for every replica (core/sharedcache.py);
+   - the STORE on 127.0.0.1:6392: `noeviction`, append-only file in data/cache/hall-store/: what must not
+     be lost (the class experiment's rooms and results, the RQ job queue);
+2. N Streamlit replicas of app/main.py on 127.0.0.1 (ports 8511, 8512, …), each with
+   SAMLAB_CACHE_URL, SAMLAB_STORE_URL and SAMLAB_REPLICA=r1, r2, … in its environment;
+3. HAProxy in front on --port (config written from serve/haproxy.cfg.tmpl): sticky sessions by the
+   SERVERID cookie, WebSocket tunnels kept for hours, health checks on /_stcore/health, a dead replica
+   leaves the rotation and its students are re-dispatched to a live one;
+4. one RQ worker for the GPU queue (core/rqjobs.py), so N replicas never put N jobs on one GPU;
+5. the cache warm-up in the background (serve/warm.py): every lecture scene at every ρ step of its slider.
+
+It prints the URL to give students. Ctrl-C (SIGINT) or SIGTERM stops everything it started; if any part
+fails to start, it stops what it had started and exits with a one-line message. A replica that dies while
+the hall runs is restarted (its students are already on the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from string import Template
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = Path(__file__).with_name("haproxy.cfg.tmpl")
+STOP_GRACE_S = 8.0  # SIGTERM, then SIGKILL after this long
+MAX_RESTARTS = 5  # per replica, while the hall runs
+
+
+class HallError(RuntimeError):
+    """Something the hall needs is missing or did not start. str(e) is one line."""
+
+
+@dataclass(frozen=True)
+class HallConfig:
+    replicas: int = field(default_factory=lambda: os.cpu_count() or 1)
+    port: int = 8501  # HAProxy: the one port students open
+    bind: str = "0.0.0.0"  # where HAProxy listens (tests: 127.0.0.1); replicas and Redis stay on 127.0.0.1
+    replica_port: int = 8511  # replicas listen on replica_port, replica_port + 1, …
+    cache_port: int = 6391
+    store_port: int = 6392
+    cache_maxmemory: str = "256mb"
+    store_dir: str = str(REPO / "data" / "cache" / "hall-store")  # the store's append-only file lives here
+    worker: bool = True  # the RQ worker of the GPU queue
+    warm: bool = True  # the background warm-up of the lecture scenes
+    python: str = sys.executable
+    start_timeout_s: float = 120.0
+
+    @property
+    def cache_url(self) -> str:
+        return f"redis://127.0.0.1:{self.cache_port}/0"
+
+    @property
+    def store_url(self) -> str:
+        return f"redis://127.0.0.1:{self.store_port}/0"
+
+    def replica_names(self) -> list[str]:
+        return [f"r{i + 1}" for i in range(self.replicas)]
+
+    def replica_ports(self) -> list[int]:
+        return [self.replica_port + i for i in range(self.replicas)]
+
+
+# ------------------------------------------------------------------------------------------------
+# The commands (plain argument lists: nothing goes through a shell)
+# ------------------------------------------------------------------------------------------------
+
+def binary(tool: str) -> str | None:
+    """The path of a Debian tool, also where /usr/sbin is not on the PATH (a normal user's shell)."""
+    found = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin")
+    return found
+
+
+def redis_command(port: int, role: str, folder: Path, maxmemory: str = "256mb") -> list[str]:
+    """redis-server for the `cache` (bounded, LRU, nothing on disk) or the `store` (no eviction, append-only)."""
+    common = [binary("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+              "--daemonize", "no", "--dir", str(folder), "--save", ""]
+    if role == "cache":
+        return common + ["--maxmemory", maxmemory, "--maxmemory-policy", "allkeys-lru", "--appendonly", "no"]
+    if role == "store":
+        return common + ["--maxmemory-policy", "noeviction", "--appendonly", "yes", "--appendfsync", "everysec"]
+    raise ValueError(f"unknown redis role {role!r}")
+
+
+def replica_command(cfg: HallConfig, port: int) -> list[str]:
+    return [cfg.python, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
+            "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
+
+
+def replica_env(cfg: HallConfig, name: str) -> dict[str, str]:
+    return {**os.environ, "SAMLAB_CACHE_URL": cfg.cache_url, "SAMLAB_STORE_URL": cfg.store_url,
+            "SAMLAB_REPLICA": name, "PYTHONUNBUFFERED": "1"}
+
+
+def haproxy_config(cfg: HallConfig) -> str:
+    """serve/haproxy.cfg.tmpl with this hall's frontend and one `server` line per replica. For several
+    machines, the same lines name the other machines' addresses (README, "Serving a lecture hall")."""
+    servers = "\n".join(f"    server {n} 127.0.0.1:{p} check cookie {n}"
+                        for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
+    return Template(TEMPLATE.read_text()).substitute(bind=cfg.bind, port=cfg.port, servers=servers)
+
+
+# ------------------------------------------------------------------------------------------------
+# Small helpers
+# ------------------------------------------------------------------------------------------------
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(n: int, lo: int = 20000, hi: int = 60000) -> int:
+    """The first of n consecutive free loopback ports (for tests and for --port 0)."""
+    import random
+
+    for _ in range(200):
+        base = random.randint(lo, hi - n)
+        if all(port_free(base + i) for i in range(n)):
+            return base
+    raise HallError(f"no {n} consecutive free ports found")
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def lan_address() -> str:
+    """This machine's address on its network (what students type), or its host name."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it only picks the route
+            return s.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen
+    log: Path
+    env: dict | None = None
+    restarts: int = 0
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+# ------------------------------------------------------------------------------------------------
+# The hall
+# ------------------------------------------------------------------------------------------------
+
+class Hall:
+    """Start and stop everything `make hall` runs. Also the tests' fixture (tests/test_hall_*.py):
+
+        with Hall(HallConfig(replicas=2, port=..., bind="127.0.0.1", warm=False)) as hall:
+            hall.url, hall.procs["r1"].popen.pid, ...
+    """
+
+    def __init__(self, cfg: HallConfig, out=None):
+        self.cfg = cfg
+        self.out = out if out is not None else sys.stdout
+        self.procs: dict[str, Proc] = {}  # in start order
+        self.run_dir = Path(tempfile.mkdtemp(prefix="samlab-hall-"))
+        self.failed = False
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.cfg.bind in ("0.0.0.0", "127.0.0.1", "") else self.cfg.bind
+        return f"http://{host}:{self.cfg.port}"
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # -------------------------------------------------------------------------------- starting
+    def check(self) -> None:
+        """Fail early, with one line, on what would make a start fail later."""
+        cfg = self.cfg
+        for tool in ("redis-server", "haproxy"):
+            if binary(tool) is None:
+                raise HallError(f"{tool} is not installed (make hall installs it with apt-get; "
+                                f"on another system install {tool} with its package manager)")
+        if cfg.replicas < 1:
+            raise HallError("REPLICAS must be at least 1")
+        wanted = [("HAProxy", cfg.port), ("the cache Redis", cfg.cache_port), ("the store Redis", cfg.store_port)]
+        wanted += [(f"replica {n}", p) for n, p in zip(cfg.replica_names(), cfg.replica_ports())]
+        for what, port in wanted:
+            if not port_free(port, "0.0.0.0" if what == "HAProxy" else "127.0.0.1"):
+                raise HallError(f"port {port} (for {what}) is in use: is a hall or `make app` already running? "
+                                "Stop it, or choose other ports (PORT=...)")
+
+    def spawn(self, name: str, argv: list[str], env: dict | None = None, nice: int = 0) -> Proc:
+        log = self.run_dir / f"{name}.log"
+        with open(log, "ab") as f:
+            popen = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     cwd=REPO, env=env, start_new_session=True,
+                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
+        proc = self.procs[name] = Proc(name, argv, popen, log, env)
+        return proc
+
+    def wait_until(self, proc: Proc, ready, what: str) -> None:
+        end = time.monotonic() + self.cfg.start_timeout_s
+        while time.monotonic() < end:
+            if ready():
+                return
+            if not proc.alive():
+                raise HallError(f"{what} exited at start (code {proc.popen.returncode}): {proc.log_tail()}")
+            time.sleep(0.1)
+        raise HallError(f"{what} did not become ready in {self.cfg.start_timeout_s:.0f} s: {proc.log_tail()}")
+
+    def start(self) -> Hall:
+        """Start everything; on any failure stop what was started and raise HallError (one line)."""
+        cfg = self.cfg
+        t0 = time.monotonic()
+        try:
+            self.check()
+            cache_dir = self.run_dir / "cache"
+            cache_dir.mkdir()
+            store_dir = Path(cfg.store_dir)
+            store_dir.mkdir(parents=True, exist_ok=True)
+            for role, port, folder in (("cache", cfg.cache_port, cache_dir), ("store", cfg.store_port, store_dir)):
+                proc = self.spawn(f"redis-{role}", redis_command(port, role, folder, cfg.cache_maxmemory))
+                self.wait_until(proc, lambda p=port: redis_ping(p), f"the {role} Redis (port {port})")
+            for name, port in zip(cfg.replica_names(), cfg.replica_ports()):
+                self.spawn(name, replica_command(cfg, port), replica_env(cfg, name))
+            for name, port in zip(cfg.replica_names(), cfg.replica_ports()):  # they start in parallel
+                self.wait_until(self.procs[name], lambda p=port: http_ok(f"http://127.0.0.1:{p}/_stcore/health"),
+                                f"replica {name} (port {port})")
+            (self.run_dir / "haproxy.cfg").write_text(haproxy_config(cfg))
+            haproxy = binary("haproxy") or "haproxy"
+            check = subprocess.run([haproxy, "-c", "-q", "-f", str(self.run_dir / "haproxy.cfg")],
+                                   capture_output=True, text=True)
+            if check.returncode != 0:
+                raise HallError(f"HAProxy refused its config: {(check.stderr or check.stdout).strip()[:300]}")
+            proxy = self.spawn("haproxy", [haproxy, "-db", "-f", str(self.run_dir / "haproxy.cfg")])
+            self.wait_until(proxy, lambda: http_ok(f"http://127.0.0.1:{cfg.port}/_stcore/health"),
+                            f"HAProxy (port {cfg.port})")
+            if cfg.worker:  # one worker per lane: one GPU job at a time, one CPU training at a time
+                workers = [self.spawn(f"rq-{lane}", [cfg.python, "-m", "core.rqjobs", "worker", "--lane", lane,
+                                                      "--url", cfg.store_url],
+                                      {**os.environ, "PYTHONUNBUFFERED": "1", "SAMLAB_STORE_URL": cfg.store_url})
+                           for lane in ("gpu", "cpu")]
+                time.sleep(1.0)
+                for w in workers:
+                    if not w.alive():
+                        raise HallError(f"the RQ worker {w.name} exited at start: {w.log_tail()}")
+            self.start_s = time.monotonic() - t0
+            if cfg.warm:
+                self.start_warmup()
+        except BaseException:
+            self.failed = True
+            self.stop()
+            raise
+        return self
+
+    def start_warmup(self) -> Proc:
+        """serve/warm.py in the background, at a lower priority than the replicas (the hall serves while it
+        warms); its progress lines go to the hall's output."""
+        env = {**os.environ, "SAMLAB_CACHE_URL": self.cfg.cache_url, "SAMLAB_REPLICA": "warm-up",
+               "PYTHONUNBUFFERED": "1"}
+        return self.spawn("warm-up", [self.cfg.python, "-m", "serve.warm"], env, nice=10)
+
+    # -------------------------------------------------------------------------------- running
+    def restart(self, name: str) -> None:
+        proc = self.procs[name]
+        self._stop_one(proc)
+        new = self.spawn(name, proc.argv, proc.env)
+        new.restarts = proc.restarts + 1
+
+    def watch_once(self) -> None:
+        """Called every second by `serve`: report what exited; restart dead replicas (a few times)."""
+        for name, proc in list(self.procs.items()):
+            if proc.alive() or getattr(proc, "reported", False):
+                continue
+            code = proc.popen.returncode
+            if (name in self.cfg.replica_names() or name.startswith("rq-")) and proc.restarts < MAX_RESTARTS:
+                self.say(f"{name} exited (code {code}); restarting it"
+                         + ("; its students are on the other replicas" if name.startswith("r") and name[1:].isdigit()
+                            else ""))
+                self.restart(name)
+            elif name == "warm-up":
+                self.say("warm-up finished" if code == 0 else f"warm-up stopped (code {code}): {proc.log_tail(1)}")
+                proc.reported = True
+            elif name == "haproxy":
+                raise HallError(f"HAProxy exited (code {code}): {proc.log_tail()}")
+            else:
+                self.say(f"{name} exited (code {code}): {proc.log_tail(1)}; the replicas carry on without it")
+                proc.reported = True
+
+    def warm_progress(self) -> str:
+        """The warm-up's last progress line ('' if none)."""
+        proc = self.procs.get("warm-up")
+        return proc.log_tail(1) if proc else ""
+
+    # -------------------------------------------------------------------------------- stopping
+    def _stop_one(self, proc: Proc) -> None:
+        if proc.alive():
+            try:
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.popen.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # the whole group, also after the leader exited (a streamlit child, a forked work horse)
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            proc.popen.wait(2.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self) -> None:
+        """Stop everything, newest first (the proxy before the replicas, the Redis last)."""
+        for proc in reversed(list(self.procs.values())):
+            self._stop_one(proc)
+        if not self.failed:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Hall:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(cfg: HallConfig) -> int:
+    """Run the hall until Ctrl-C / SIGTERM. Returns the exit status."""
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    hall = Hall(cfg)
+    hall.say(f"Starting the SAM Lab lecture hall: {cfg.replicas} replicas, port {cfg.port} …")
+    try:
+        hall.start()
+    except HallError as e:
+        hall.say(f"make hall: {e}")
+        hall.say(f"(logs kept in {hall.run_dir})")
+        return 1
+    except KeyboardInterrupt:
+        hall.say("stopped while starting; everything it had started is stopped")
+        return 130
+    where = lan_address() if cfg.bind == "0.0.0.0" else cfg.bind
+    replicas = ", ".join(f"{n} :{p}" for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
+    hall.say(f"\nStarted in {hall.start_s:.1f} s:\n"
+             f"  redis cache   127.0.0.1:{cfg.cache_port}  (maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
+             f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only in {cfg.store_dir})\n"
+             f"  replicas      {replicas}  (streamlit run app/main.py)\n"
+             f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks)\n"
+             + ("  rq workers    the GPU queue and the CPU queue, one job at a time each\n" if cfg.worker else "")
+             + ("  warm-up       every lecture scene at every ρ step, in the background\n" if cfg.warm else "")
+             + f"  logs          {hall.run_dir}\n\n"
+             f"Give the students this address:   http://{where}:{cfg.port}/\n"
+             "Ctrl-C stops everything.")
+    status = 0
+    try:
+        last = ""
+        while True:
+            time.sleep(1.0)
+            hall.watch_once()
+            line = hall.warm_progress()
+            if line and line != last and line.startswith("warm-up"):
+                hall.say(line)
+                last = line
+    except KeyboardInterrupt:
+        hall.say("\nStopping the hall …")
+    except HallError as e:
+        hall.say(f"make hall: {e}")
+        hall.failed, status = True, 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        hall.stop()
+        hall.say("Everything the hall started is stopped.")
+    return status
+
+
+def config_from_args(argv: list[str] | None = None) -> HallConfig:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m serve.hall", description="Serve SAM Lab to a lecture hall.")
+    p.add_argument("--replicas", type=int, default=int(env.get("REPLICAS") or (os.cpu_count() or 1)),
+                   help="Streamlit replicas (default: $REPLICAS or the number of cores)")
+    p.add_argument("--port", type=int, default=int(env.get("PORT") or 8501), help="the students' port (HAProxy)")
+    p.add_argument("--bind", default=env.get("BIND", "0.0.0.0"), help="HAProxy's address (127.0.0.1: this machine only)")
+    p.add_argument("--replica-port", type=int, default=8511, help="the first replica's port")
+    p.add_argument("--cache-port", type=int, default=6391)
+    p.add_argument("--store-port", type=int, default=6392)
+    p.add_argument("--cache-maxmemory", default="256mb", help="the compute cache's memory bound")
+    p.add_argument("--no-warm", action="store_true", help="skip the warm-up of the lecture scenes")
+    p.add_argument("--no-worker", action="store_true", help="no RQ worker (no CIFAR jobs in this hall)")
+    a = p.parse_args(argv)
+    return replace(HallConfig(), replicas=a.replicas, port=a.port, bind=a.bind, replica_port=a.replica_port,
+                   cache_port=a.cache_port, store_port=a.store_port, cache_maxmemory=a.cache_maxmemory,
+                   warm=not a.no_warm, worker=not a.no_worker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(config_from_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import controls, theme
+from app import cache, controls, theme
 from app import stats_charts as sc
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
@@ -33,7 +33,9 @@ SWEEP_RHOS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 # The default lecture scene is core.toy.presets.ESCAPE: theory.md §3's double well made hotter (η = 0.05,
 # σ = 2.5) so that escapes take hundreds of steps (Kramers τ ≈ 510) instead of ~40k.
 DEFAULTS = dict(landscape="double_well_2d", rho=0.2, lr=0.05, sigma=2.5, particles=400, steps=300, seed=0)
-CACHE_ENTRIES = 32
+# Every step of the ρ slider (61) for both double wells and the Zhu toy's scene, with room to spare: the hall's
+# warm-up fills them all (serve/warm.py). An entry is ~0.2 MB, so 200 of them take ~40 MB per server process.
+CACHE_ENTRIES = 200
 ESCAPE_MARKERS = 150  # escape crosses drawn per run (more would only blur the picture and slow the page)
 
 
@@ -43,7 +45,7 @@ ESCAPE_MARKERS = 150  # escape crosses drawn per run (more would only blur the p
 # Cached calls into core/ (keyed by the frozen configs)
 # ---------------------------------------------------------------------------------------------
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("escape.escape_run", max_entries=CACHE_ENTRIES)
 def escape_run(cfg: SimConfig):
     """simulate(cfg), then per ρ the survival curve S(t) and the escape statistics with CIs."""
     res = simulate(cfg)
@@ -56,7 +58,7 @@ def escape_run(cfg: SimConfig):
     return res, stats, curves
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("escape.sweep_run", max_entries=CACHE_ENTRIES)
 def sweep_run(cfg: SimConfig):
     """measure.rho_sweep: one simulate() over SWEEP_RHOS, escape statistics per ρ."""
     return measure.rho_sweep(cfg, SWEEP_RHOS, n_boot=400)
@@ -78,14 +80,14 @@ def landscape_facts(name: str) -> dict:
     return facts
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("escape.exact_sgd_escape", max_entries=CACHE_ENTRIES)
 def exact_sgd_escape(landscape: str, params: tuple, lr: float, sigma: float) -> float | None:
     """SGD's exact mean escape step from the sharp minimum of the double wells, with isotropic noise
     (theory.double_well_escape_steps); None for other landscapes."""
     return theory.double_well_escape_steps(landscape_for(landscape, "", params), lr, sigma)  # simulate()'s instance
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@cache.shared("escape.zhu_run", max_entries=8)
 def zhu_run(cfg: SimConfig):
     """Zhu et al.'s toy over ρ: fractions in the flat minimum / at the sharp minimum / trapped at step T."""
     res = simulate(cfg)

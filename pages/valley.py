@@ -49,39 +49,39 @@ CACHE_ENTRIES = 32
 # Cached calls into core/ (keyed by frozen configs or plain numbers)
 # ---------------------------------------------------------------------------------------------
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("valley.valley_run", max_entries=CACHE_ENTRIES)
 def valley_run(cfg: SimConfig):
     """simulate(cfg) and the stationary mean (time average after burn-in) with its 95% CI."""
     res = simulate(cfg)
     return res, measure.stationary_mean(res)
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("valley.drift_sweep", max_entries=CACHE_ENTRIES)
 def drift_sweep(cfg: SimConfig):
     """measure.rho_sweep over DRIFT_RHOS: the stationary mean per ρ (one run, common noise)."""
     return measure.rho_sweep(cfg, DRIFT_RHOS, n_boot=0).stationary
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@cache.shared("valley.chain", max_entries=64)
 def chain(a_left: float, a_right: float, lr: float, sigma: float, rho: float):
     """theory.exact_chain_valley: the exact stationary density of SGD (ρ = 0) or SAM on the 1-D valley."""
     return theory.exact_chain_valley(a_left, a_right, lr, sigma, rho, n=CHAIN_N)
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("valley.chain_curve", max_entries=CACHE_ENTRIES)
 def chain_curve(a_left: float, a_right: float, lr: float, sigma: float):
     """Exact-chain mean position at each ρ of CHAIN_RHOS."""
     return np.array([chain(a_left, a_right, lr, sigma, r).mean for r in CHAIN_RHOS])
 
 
-@st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)
+@cache.shared("valley.noise_free", max_entries=CACHE_ENTRIES)
 def noise_free(cfg: SimConfig):
     """Noise-free SAM: the time-averaged position of one particle per ρ (started just off the floor,
     since at w = 0 exactly the gradient is 0 and SAM never moves)."""
     return np.asarray(simulate(cfg).time_avg)[:, 0, 0]
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@cache.shared("valley.schedule_chain", max_entries=64)
 def schedule_chain(name: str, a_left: float, a_right: float, lr: float, sigma: float, rho: float, steps: int,
                    burn_in: int, seed: int) -> tuple[float, float, str]:
     """theory.exact_schedule_chain_valley for one schedule: (exact expected time average after burn-in,

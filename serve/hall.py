@@ -253,19 +253,23 @@ class Hall:
             time.sleep(0.1)
         raise HallError(f"{what} did not become ready in {self.cfg.start_timeout_s:.0f} s: {proc.log_tail()}")
 
+    def start_redis(self, role: str) -> Proc:
+        """The `cache` or the `store` Redis (also what the shared-cache and RQ tests start)."""
+        port = self.cfg.cache_port if role == "cache" else self.cfg.store_port
+        folder = self.run_dir / "cache" if role == "cache" else Path(self.cfg.store_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        proc = self.spawn(f"redis-{role}", redis_command(port, role, folder, self.cfg.cache_maxmemory))
+        self.wait_until(proc, lambda: redis_ping(port), f"the {role} Redis (port {port})")
+        return proc
+
     def start(self) -> Hall:
         """Start everything; on any failure stop what was started and raise HallError (one line)."""
         cfg = self.cfg
         t0 = time.monotonic()
         try:
             self.check()
-            cache_dir = self.run_dir / "cache"
-            cache_dir.mkdir()
-            store_dir = Path(cfg.store_dir)
-            store_dir.mkdir(parents=True, exist_ok=True)
-            for role, port, folder in (("cache", cfg.cache_port, cache_dir), ("store", cfg.store_port, store_dir)):
-                proc = self.spawn(f"redis-{role}", redis_command(port, role, folder, cfg.cache_maxmemory))
-                self.wait_until(proc, lambda p=port: redis_ping(p), f"the {role} Redis (port {port})")
+            self.start_redis("cache")
+            self.start_redis("store")
             for name, port in zip(cfg.replica_names(), cfg.replica_ports()):
                 self.spawn(name, replica_command(cfg, port), replica_env(cfg, name))
             for name, port in zip(cfg.replica_names(), cfg.replica_ports()):  # they start in parallel

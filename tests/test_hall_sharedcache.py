@@ -1,0 +1,184 @@
+"""core/sharedcache.py against a real redis-server (started the way `make hall` starts its cache Redis:
+serve.hall.Hall.start_redis, on free ports).
+
+Claims:
+1. a miss computes and stores; the same call again (here or in another process) is a hit and does not compute;
+2. the key is stable across processes and changes with the arguments;
+3. two processes that miss the same key at once compute it ONCE (the SET NX lock); the other waits for it;
+4. memory stays within the Redis maxmemory bound: old entries are evicted, new ones are never refused;
+5. with Redis down (never started, or killed mid-way) the function is computed locally, without an error,
+   and the failure is logged once;
+6. without SAMLAB_CACHE_URL, shared_call is a plain call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from core import sharedcache
+from core.sharedcache import SharedCache, cache_key, shared_call
+from serve.hall import REPO, Hall, HallConfig, binary, free_ports
+
+pytestmark = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory):
+    base = free_ports(2)
+    h = Hall(HallConfig(replicas=1, cache_port=base, store_port=base + 1,
+                        store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=False))
+    h.start_redis("cache")
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def cache(hall):
+    c = SharedCache(hall.cfg.cache_url, replica="t1")
+    c.redis.flushdb()
+    return c
+
+
+def counting(calls: list):
+    def fn(x, n=1000):
+        calls.append(x)
+        return {"x": x, "array": np.arange(n, dtype=np.float32) * x}
+    return fn
+
+
+def test_miss_then_hit(cache):
+    calls = []
+    fn = counting(calls)
+    a = cache.get_or_compute("square", fn, 3.0)
+    b = cache.get_or_compute("square", fn, 3.0)
+    assert calls == [3.0]  # computed once
+    assert b["x"] == 3.0 and np.array_equal(a["array"], b["array"])
+    c = cache.get_or_compute("square", fn, 4.0)  # other arguments: another entry
+    assert calls == [3.0, 4.0] and c["x"] == 4.0
+    assert cache.stats() == {"computed:t1": 2, "hit:t1": 1}
+
+
+def test_key_is_stable_across_processes_and_follows_the_arguments():
+    code = "from core.sharedcache import cache_key; from core.toy.simulate import SimConfig; " \
+           "print(cache_key('simulate', (SimConfig(rhos=(0.1,)),)))"
+    other = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    from core.toy.simulate import SimConfig
+
+    mine = cache_key("simulate", (SimConfig(rhos=(0.1,)),))
+    assert other.stdout.strip() == mine
+    assert cache_key("simulate", (SimConfig(rhos=(0.2,)),)) != mine
+    assert cache_key("other", (SimConfig(rhos=(0.1,)),)) != mine
+    assert sharedcache.CODE_VERSION in mine  # a changed engine never reads an old result
+
+
+def test_a_hit_in_another_process(cache):
+    cache.get_or_compute("square", counting([]), 5.0)
+    code = ("import sys; from core.sharedcache import SharedCache\n"
+            "def boom(x): sys.exit('computed again')\n"
+            f"v = SharedCache({cache.url!r}, replica='t2').get_or_compute('square', boom, 5.0)\n"
+            "print(v['x'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "5.0"
+    assert cache.stats()["hit:t2"] == 1
+
+
+SLOW = """
+import sys, time
+import redis
+from core.sharedcache import SharedCache
+url, name = sys.argv[1], sys.argv[2]
+def slow(x):
+    redis.Redis.from_url(url).incr("test:computations")
+    time.sleep(1.5)
+    return x * 2
+print(SharedCache(url, replica=name).get_or_compute("slow", slow, 21))
+"""
+
+
+def test_two_processes_one_computation(cache):
+    procs = [subprocess.Popen([sys.executable, "-c", SLOW, cache.url, f"p{i}"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert [o[0].strip() for o in outs] == ["42", "42"]
+    assert int(cache.redis.get("test:computations")) == 1  # the lock held: one process computed
+    stats = cache.stats()
+    assert sum(v for k, v in stats.items() if k.startswith("computed:")) == 1
+    assert sum(v for k, v in stats.items() if k.startswith("waited:")) == 1
+
+
+def test_memory_is_bounded_by_eviction(cache):
+    """The hall's cache Redis evicts (allkeys-lru): 60 values of ~0.4 MB into a 4 MB bound all succeed, memory
+    stays at the bound, and the newest value is there. (A 'noeviction' Redis would refuse the writes instead;
+    the cache would then log and compute locally, and the first assertion below would fail.)"""
+    cache.redis.config_set("maxmemory", "4mb")
+    try:
+        calls = []
+        fn = counting(calls)
+        for i in range(60):
+            assert cache.get_or_compute("big", fn, float(i), 100_000)["x"] == float(i)
+        assert cache.available()  # no write was refused
+        used = int(cache.redis.info("memory")["used_memory"])
+        # Redis lets used_memory reach maxmemory, then evicts before the next write; one value of slack.
+        assert used <= 4 * 2**20 + 500_000, used
+        assert cache.redis.dbsize() < 60  # old entries are gone …
+        assert cache.get_or_compute("big", fn, 59.0, 100_000)["x"] == 59.0 and len(calls) == 60  # … the newest is a hit
+    finally:
+        cache.redis.config_set("maxmemory", "256mb")
+
+
+def test_redis_never_started_computes_locally(caplog):
+    port = free_ports(1)
+    c = SharedCache(f"redis://127.0.0.1:{port}/0", replica="t3")
+    calls = []
+    with caplog.at_level(logging.WARNING, logger="samlab.sharedcache"):
+        assert c.get_or_compute("square", counting(calls), 2.0)["x"] == 2.0
+        t0 = time.perf_counter()
+        assert c.get_or_compute("square", counting(calls), 2.0)["x"] == 2.0
+        second = time.perf_counter() - t0
+    assert calls == [2.0, 2.0]
+    assert second < 0.2  # Redis is not tried again at once (no connect timeout per call)
+    warnings = [r for r in caplog.records if r.name == "samlab.sharedcache"]
+    assert len(warnings) == 1 and "computing locally" in warnings[0].getMessage()
+
+
+def test_redis_killed_midway_computes_locally(tmp_path):
+    base = free_ports(2)
+    h = Hall(HallConfig(replicas=1, cache_port=base, store_port=base + 1, store_dir=str(tmp_path),
+                        warm=False, worker=False))
+    proc = h.start_redis("cache")
+    try:
+        c = SharedCache(h.cfg.cache_url, replica="t4")
+        calls = []
+        c.get_or_compute("square", counting(calls), 1.0)
+        os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(10)
+        assert c.get_or_compute("square", counting(calls), 1.0)["x"] == 1.0  # was a hit; now computed here
+        assert calls == [1.0, 1.0]
+    finally:
+        h.stop()
+
+
+def test_without_the_variable_shared_call_is_a_plain_call(monkeypatch):
+    monkeypatch.delenv(sharedcache.ENV_URL, raising=False)
+    calls = []
+    assert shared_call("square", counting(calls), 7.0)["x"] == 7.0
+    assert shared_call("square", counting(calls), 7.0)["x"] == 7.0
+    assert calls == [7.0, 7.0]
+
+
+def test_a_malformed_url_disables_the_shared_level(monkeypatch):
+    monkeypatch.setenv(sharedcache.ENV_URL, "not-a-url")
+    monkeypatch.setattr(sharedcache, "_DEFAULT", None)
+    calls = []
+    assert shared_call("square", counting(calls), 8.0)["x"] == 8.0
+    assert calls == [8.0]

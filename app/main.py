@@ -35,6 +35,7 @@ PAGE_FILES = (
     ("valley.py", "Asymmetric valley lab", ":material/landscape:", "valley"),
     ("psam.py", "PSAM scheduler", ":material/schedule:", "psam"),
     ("cifar.py", "CIFAR-10", ":material/image:", "cifar"),
+    ("classroom.py", "Class experiment", ":material/groups:", "classroom"),
 )
 PAGES = {
     url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=url, default=(url == "home"))

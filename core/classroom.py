@@ -553,6 +553,10 @@ def submit_run(store, code, student, run_index, choice: int | None = None, *, re
         config, result = run_one(exp, exp.values[slot], seed)
     except ValueError as e:  # settings the engine refuses
         raise Refused(f"This run cannot be computed: {e}") from None
+    except Refused:
+        raise
+    except Exception as e:  # an engine failure: one line for the student, never a traceback in the hall
+        raise Refused(f"The server could not compute this run ({type(e).__name__}); try again in a moment.") from None
     run = Run(student=student, run_index=run_index, slot=slot, config=config, result=result, created=time.time(),
               replica=replica)
     stored = store.add_run(room.code, room.epoch, run)

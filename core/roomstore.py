@@ -255,6 +255,7 @@ class RedisStore:
 
         :meta               the Room as JSON
         :joins:<epoch>      INCR counter: the next slot
+        :joined:<epoch>     set of students who drew a slot (SADD: one draw per student)
         :members:<epoch>    hash student → slot (HSETNX: the first slot wins)
         :runs:<epoch>       hash "<student>/<run_index>" → Run JSON (HSETNX: stored once)
         :count:<epoch>      hash student → runs stored (HINCRBY after a successful HSETNX)
@@ -329,7 +330,8 @@ class RedisStore:
             room.epoch += 1
         room = self._change(code, bump)
         if room is not None:
-            old = [self._k(code, what, e) for e in range(room.epoch) for what in ("joins", "members", "runs", "count")]
+            old = [self._k(code, what, e) for e in range(room.epoch)
+                   for what in ("joins", "joined", "members", "runs", "count")]
             if old:
                 self._do(lambda r: r.delete(*old))
         return room
@@ -337,17 +339,28 @@ class RedisStore:
     def join(self, code: str, epoch: int, student: str) -> int:
         members = self._k(code, "members", epoch)
 
+        joined, joins = self._k(code, "joined", epoch), self._k(code, "joins", epoch)
+
         def go(r):
             slot = r.hget(members, student)
             if slot is not None:
                 return int(slot)
-            new = r.incr(self._k(code, "joins", epoch)) - 1
-            with r.pipeline(transaction=True) as p:
-                p.hsetnx(members, student, new)
-                p.hget(members, student)
-                self._touch(p, members, self._k(code, "joins", epoch))
-                _, slot = p.execute()[:2]
-            return int(slot)
+            # SADD answers 1 to exactly one caller per student: only that one draws a slot, so two joins of the same
+            # student at once (a double click on two replicas) never use up two slots.
+            if r.sadd(joined, student):
+                new = r.incr(joins) - 1
+                with r.pipeline(transaction=True) as p:
+                    p.hsetnx(members, student, new)
+                    self._touch(p, members, joins, joined)
+                    p.execute()
+            for _ in range(200):  # the other caller is between SADD and HSETNX: its slot appears within ms
+                slot = r.hget(members, student)
+                if slot is not None:
+                    return int(slot)
+                time.sleep(0.01)
+            new = r.incr(joins) - 1  # that caller died midway: draw a slot here
+            r.hsetnx(members, student, new)
+            return int(r.hget(members, student))
         return self._do(go)
 
     def members(self, code: str, epoch: int) -> int:

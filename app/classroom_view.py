@@ -1,0 +1,94 @@
+"""Figures of the class experiment (pages/classroom.py): the pooled chart, the QR code of the join link, and the
+text lines the projector shows. Built from core.classroom's result objects; no Streamlit calls here."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import plotly.graph_objects as go
+
+from app import theme
+from core.classroom import Pooled
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def pooled_figure(pooled: Pooled, mine: list[tuple[int, float]] | None = None, *, height: int = 420,
+                  present: bool | None = None) -> go.Figure:
+    """The class's pooled estimate per setting with its 95% interval (error bars that narrow as runs arrive), the
+    theory curve beside it (dashed), and, on a student's screen, that student's own runs (stars)."""
+    exp = pooled.experiment
+    numeric = exp.varies_rho
+    xs = [float(p.value) if numeric else p.label for p in pooled.points]
+    have = [p for p in pooled.points if _finite(p.estimate)]
+    fig = go.Figure()
+    if have:
+        x = [float(p.value) if numeric else p.label for p in have]
+        y = [p.estimate for p in have]
+        up = [(p.hi - p.estimate) if _finite(p.hi) else 0.0 for p in have]
+        down = [(p.estimate - p.lo) if _finite(p.lo) else 0.0 for p in have]
+        unit = "runs" if exp.kind == "cifar" else "particles"
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers" if numeric else "markers", name="class, pooled (95% CI)",
+            line={"color": theme.COLORS["sam"], "width": 3}, marker={"size": 12, "color": theme.COLORS["sam"]},
+            error_y={"type": "data", "array": up, "arrayminus": down, "thickness": 2.5, "width": 8},
+            customdata=[[p.runs, p.n] for p in have],
+            hovertemplate="%{x}: %{y:.3f}<br>%{customdata[0]} runs, %{customdata[1]} " + unit + "<extra></extra>"))
+    if pooled.theory is not None:
+        tx = [x for x, t in zip(xs, pooled.theory) if _finite(t)]
+        ty = [t for t in pooled.theory if _finite(t)]
+        if ty:
+            fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines+markers" if numeric else "markers",
+                                     name=pooled.theory_label or "theory",
+                                     line={"color": theme.COLORS["sgd"], "dash": "dash", "width": 2},
+                                     marker={"symbol": "diamond-open", "size": 10, "color": theme.COLORS["sgd"]}))
+    if mine:
+        mx = [xs[s] for s, _ in mine if 0 <= s < len(xs)]
+        my = [v for s, v in mine if 0 <= s < len(xs)]
+        fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name="your run" + ("s" if len(mx) > 1 else ""),
+                                 marker={"symbol": "star", "size": 20, "color": "#111111",
+                                         "line": {"width": 1.5, "color": "#ffd400"}}))
+    if not have:
+        fig.add_annotation(text="waiting for the first run…", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font={"size": 20, "color": "#777777"})
+    if exp.kind in ("escape", "psam"):
+        fig.update_yaxes(range=[-0.02, 1.02])
+    if not numeric:
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=xs)
+    else:
+        fig.update_xaxes(range=[min(xs) - 0.02, max(xs) + 0.02] if xs else None)
+    return theme.apply_layout(fig, title=None, x_title=exp.x_title, y_title=exp.metric, height=height,
+                              present=present, legend_below=True)
+
+
+def count_line(pooled: Pooled) -> str:
+    """“12 runs from 9 students”: what the projector shows under the chart (tests read it)."""
+    r, s = pooled.runs, pooled.students
+    return f"{r} run{'' if r == 1 else 's'} from {s} student{'' if s == 1 else 's'}"
+
+
+def qr_png(url: str, scale: int = 8) -> bytes:
+    """The join link as a QR code (segno; error correction M survives a glare spot on the projector)."""
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(url, error="m", micro=False).save(buf, kind="png", scale=scale, border=2)
+    return buf.getvalue()
+
+
+def time_left(expires: float, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    left = expires - now
+    if left <= 0:
+        return "expired"
+    minutes = int(left // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min left" if minutes >= 60 else f"{max(minutes, 0)} min left"
+
+
+def spaced(code: str) -> str:
+    """ABCD EFGH: easier to read off a wall and type on a phone."""
+    return f"{code[:4]} {code[4:]}"

@@ -42,7 +42,9 @@ BURN_IN_FRACTION = 0.2
 # The schedules tab: the thesis' PSAM (k = 2, f = 0.6) and the usual alternatives, at equal steps.
 SCHEDULES = ("sgd", "psam", "late_sam", "every_k", "random_sam", "sam")
 SCHEDULE_PARAMS = dict(k=2, f=0.6, late_f=0.3, p=0.3)
-CACHE_ENTRIES = 32
+# Every step of the ρ slider (61) for both lecture scenes, with room to spare (the hall's warm-up fills them all;
+# the cache held 32 before, fewer than one scene's steps). A run here is ~0.1 MB.
+CACHE_ENTRIES = 160
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +64,7 @@ def drift_sweep(cfg: SimConfig):
     return measure.rho_sweep(cfg, DRIFT_RHOS, n_boot=0).stationary
 
 
-@cache.shared("valley.chain", max_entries=64)
+@cache.shared("valley.chain", max_entries=CACHE_ENTRIES)
 def chain(a_left: float, a_right: float, lr: float, sigma: float, rho: float):
     """theory.exact_chain_valley: the exact stationary density of SGD (ρ = 0) or SAM on the 1-D valley."""
     return theory.exact_chain_valley(a_left, a_right, lr, sigma, rho, n=CHAIN_N)
@@ -81,7 +83,7 @@ def noise_free(cfg: SimConfig):
     return np.asarray(simulate(cfg).time_avg)[:, 0, 0]
 
 
-@cache.shared("valley.schedule_chain", max_entries=64)
+@cache.shared("valley.schedule_chain", max_entries=512)  # 6 schedules × 61 ρ steps; three floats each
 def schedule_chain(name: str, a_left: float, a_right: float, lr: float, sigma: float, rho: float, steps: int,
                    burn_in: int, seed: int) -> tuple[float, float, str]:
     """theory.exact_schedule_chain_valley for one schedule: (exact expected time average after burn-in,

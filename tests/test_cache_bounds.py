@@ -30,7 +30,7 @@ def _cache_decorators(tree: ast.Module):
         for dec in node.decorator_list:
             call = dec if isinstance(dec, ast.Call) else None
             target = call.func if call else dec
-            if isinstance(target, ast.Attribute) and target.attr in ("cache_data", "cache_resource"):
+            if isinstance(target, ast.Attribute) and target.attr in ("cache_data", "cache_resource", "shared"):
                 kw = {k.arg: k.value for k in call.keywords} if call else {}
                 scope = kw.get("scope")
                 session = isinstance(scope, ast.Constant) and scope.value == "session"

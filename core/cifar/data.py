@@ -333,13 +333,15 @@ def to_device(x: np.ndarray, device: torch.device | str, dtype=torch.float32,
     return t.contiguous(memory_format=torch.channels_last) if channels_last else t
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 2, flip: bool = True) -> torch.Tensor:
     """Random horizontal flip (p = 1/2) and a random translation by up to `pad` pixels, done on the
     device for the whole batch at once: reflect-pad by `pad`, then crop a 32×32 window at a random
-    offset per image (a gather, no Python loop over images)."""
+    offset per image (a gather, no Python loop over images). `flip=False` translates only (the airbench
+    recipe flips on its own schedule, core.cifar.airbench_train.alternating_flip)."""
     n, _, h, w = x.shape
-    flip = torch.rand(n, device=x.device, generator=gen) < 0.5
-    x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    if flip:
+        flipped = torch.rand(n, device=x.device, generator=gen) < 0.5
+        x = torch.where(flipped.view(n, 1, 1, 1), x.flip(3), x)
     if pad <= 0:
         return x
     channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

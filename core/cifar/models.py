@@ -1,4 +1,5 @@
-"""Two CIFAR-10 networks: a tiny CNN for CPU demos and a fast VGG-style net for the GPU.
+"""CIFAR-10 networks: a tiny CNN for CPU demos, a fast VGG-style net, and the airbench94 net for the GPU
+(core/cifar/airbench.py, trained with its own recipe, core/cifar/airbench_train.py).
 
 Both use BatchNorm, so the SAM trainer must freeze its running statistics on the perturbed pass
 (`core.sam.frozen_bn_stats`) and the loss profiles must recompute them at every point.
@@ -9,12 +10,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.cifar.airbench import AirbenchNet
+
 MODELS = {
     "tiny": "tiny CNN (CPU demo, ~25k parameters)",
     "fast": "fast VGG-style net with BatchNorm (GPU, ~1.97M parameters)",
+    "airbench": "airbench94 net: frozen patch whitening, Dirac init, Lookahead, TTA (GPU, ~1.97M parameters)",
 }
 # Defaults that train each model well in a few epochs (see core.cifar.train.TrainConfig).
-DEFAULT_BATCH = {"tiny": 128, "fast": 500}
+DEFAULT_BATCH = {"tiny": 128, "fast": 500, "airbench": 1024}  # airbench94 trains at 1024
 # The fast net's 0.1 comes from a CPU sweep on the 5,000-image subset at batch 500 (BENCHMARKS.md,
 # "fast net learning rate"): lr 0.2 overshoots in the first epochs (train loss above ln 10) and ended
 # 17 points behind at 120 steps; 0.1 beat 0.05 by 2 points at 300 steps.
@@ -106,6 +110,8 @@ def make_model(name: str, num_classes: int = 10) -> nn.Module:
         return TinyCNN(num_classes)
     if name == "fast":
         return FastNet(num_classes)
+    if name == "airbench":
+        return AirbenchNet(num_classes)
     raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 

@@ -181,13 +181,37 @@ class SAM(torch.optim.Optimizer):
         self.param_groups = self.base_optimizer.param_groups
 
 
-def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """⟨a, b⟩ summed over every element of every tensor (one global inner product)."""
+def _inner(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], dim: int | None = None) -> torch.Tensor:
+    """⟨a, b⟩ over every element of every tensor (dim None), or along `dim` kept for broadcasting."""
     total = None
     for x, y in zip(a, b):
-        d = (x * y).sum()
+        d = (x * y).sum() if dim is None else (x * y).sum(dim=dim, keepdim=True)
         total = d if total is None else total + d
     return total
+
+
+# LookSAM's orthogonal part is a difference of two nearly equal vectors when g_s ∥ g (always so in 1-D):
+# what is left is rounding (~1e-7 of ‖g_s‖ in float32), and normalising it would add α‖g‖ in a random
+# direction. An orthogonal part below this fraction of ‖g_s‖ counts as none.
+ORTHOGONAL_TOL = 1e-5
+
+
+def orthogonal_part(g: Sequence[torch.Tensor], g_s: Sequence[torch.Tensor],
+                    dim: int | None = None) -> list[torch.Tensor]:
+    """LookSAM's stored direction g_v = g_s − (⟨g, g_s⟩ / ‖g‖²) g: the part of SAM's gradient g_s
+    orthogonal to g (global inner products, or one per particle along `dim`); 0 where it is below
+    ORTHOGONAL_TOL · ‖g_s‖."""
+    coef = _inner(g, g_s, dim) / (_inner(g, g, dim) + NORM_GUARD)
+    g_v = [s - coef * x for x, s in zip(g, g_s)]
+    keep = _inner(g_v, g_v, dim) > ORTHOGONAL_TOL**2 * _inner(g_s, g_s, dim)
+    return [v * keep for v in g_v]
+
+
+def looksam_gradient(g: Sequence[torch.Tensor], g_v: Sequence[torch.Tensor], alpha: float,
+                     dim: int | None = None) -> list[torch.Tensor]:
+    """LookSAM's one-pass gradient g + α (‖g‖ / ‖g_v‖) g_v (g unchanged where g_v = 0)."""
+    scale = alpha * torch.sqrt(_inner(g, g, dim)) / (torch.sqrt(_inner(g_v, g_v, dim)) + NORM_GUARD)
+    return [x + v * scale for x, v in zip(g, g_v)]
 
 
 class LookSAM(SAM):
@@ -208,7 +232,9 @@ class LookSAM(SAM):
     versions work per tensor, which is not the paper's rule. α: the paper tunes it (α = 0.7 is the usual
     default of public implementations; MSAM's repository defaults to 0.2), so it is an argument here.
     Limits (tests/test_sam.py): k = 1 is SAM step for step; α = 0 is SAM every k steps with plain steps
-    between. In one dimension g_v = 0 (nothing is orthogonal to g), so there LookSAM is SAM every k.
+    between. In one dimension g_v = 0 (nothing is orthogonal to g), so there LookSAM is SAM every k
+    (`orthogonal_part` drops the rounding left when g_s ∥ g). `state_dict` saves the base optimizer's
+    state, as SAM's does; g_v and the step counter start afresh after a resume.
     Gradient evaluations: 1 + 1/k a step (the SAM step every k-th).
 
     Loops that call the halves themselves: `next_is_sam` says which kind of step comes next; a SAM step is
@@ -247,10 +273,8 @@ class LookSAM(SAM):
         params = [p for p in self._with_grad() if "g" in self.state[p]]
         if params:
             g = [self.state[p].pop("g") for p in params]
-            g_s = [p.grad for p in params]
-            coef = _dot(g, g_s) / (_dot(g, g) + NORM_GUARD)
-            for p, gi, gs in zip(params, g, g_s):
-                self.state[p]["g_v"] = gs - coef * gi
+            for p, g_v in zip(params, orthogonal_part(g, [p.grad for p in params])):
+                self.state[p]["g_v"] = g_v
         super().second_step(zero_grad)
         self.steps_taken += 1
 
@@ -261,10 +285,8 @@ class LookSAM(SAM):
         params = [p for p in self._with_grad() if "g_v" in self.state[p]]
         if params and self.alpha > 0:
             g = [p.grad for p in params]
-            g_v = [self.state[p]["g_v"] for p in params]
-            scale = self.alpha * torch.sqrt(_dot(g, g)) / (torch.sqrt(_dot(g_v, g_v)) + NORM_GUARD)
-            for gi, gv in zip(g, g_v):
-                gi.add_(gv * scale)
+            for p, new in zip(params, looksam_gradient(g, [self.state[p]["g_v"] for p in params], self.alpha)):
+                p.grad.copy_(new)
         self.base_optimizer.step()
         if zero_grad:
             self.zero_grad()

@@ -10,6 +10,25 @@ particles each. One step of the run is, for every particle at once (theory.md §
         g = ∇L(w + ε) + ξ                                           second pass, same ξ
     w ← w − η g
 
+The budget tournament's methods (core.schedules, theory.md §7) run on the particles too, each particle
+being its own model with its own state:
+
+    composer      SAM steps at t mod k = k − 1 with ρ·k (Schedule.rho_scale)
+    ss_sam        SAM steps drawn with probability p(t)
+    looksam       on SAM steps g_v = g_s − (⟨g, g_s⟩/‖g‖²) g is stored per particle; other steps use
+                  g + α (‖g‖/‖g_v‖) g_v  (core.sam.LookSAM's rule; in 1-D g_v = 0, so it is SAM every k)
+    msam          one pass at w − ρ v/‖v‖ with v the particle's momentum buffer (core.sam.MomentumSAM's rule)
+    ae_sam        per particle: s = ‖g‖², running μ and σ² (core.schedules.AESAMRule, vectorised), SAM where
+                  s ≥ μ + c_t σ; the second pass is computed for all and kept where taken, and the SAM
+                  steps taken are counted per particle (`sam_taken`)
+
+`momentum` μ > 0 turns every update into heavy ball, v ← μ v + g, w ← w − η v (torch.optim.SGD's rule);
+Momentum-SAM needs it (it perturbs along v), the others default to μ = 0, the plain w ← w − η g. Heavy
+ball with η(1 − μ) moves as fast as plain SGD with η and has about the same stationary spread, so a
+Momentum-SAM run is compared with its own base (ρ = 0, the same μ and η) as well as with SGD.
+`trigger_map=True` counts, per ρ, where (in w, on a grid over the landscape's bounds) the SAM steps were
+taken and where all steps were taken: AE-SAM's trigger map next to a fixed schedule's.
+
 The same noise draws are used for every ρ ("common random numbers"): particle i sees the same ξ_t
 whatever ρ is, so differences between the ρ columns come from ρ, not from luck.
 
@@ -52,8 +71,8 @@ from core.device import pick_device
 from core.jsonable import to_jsonable
 from core.limits import LIMITS
 from core.limits import check as check_limit
-from core.sam import sam_perturbation
-from core.schedules import OPTIMIZERS, for_optimizer
+from core.sam import looksam_gradient, orthogonal_part, sam_perturbation
+from core.schedules import OPTIMIZERS, AESAMRule, for_optimizer
 from core.toy.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.toy.noise import KINDS as NOISE_KINDS
 from core.toy.noise import Noise
@@ -71,6 +90,7 @@ BLOCK_ELEMENTS = 1 << 20
 # numbers per batch of recorded steps measured together (see _run): 2¹⁸ keeps the loss's
 # temporaries in a CPU's L2 cache (measured ~8% faster than 2²⁰ for the Zhu scene)
 RECORD_BATCH_ELEMENTS = 1 << 18
+TRIGGER_BINS = 40  # trigger map: bins per axis over the landscape's bounds
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,21 @@ class SimConfig:
     device: str = "auto"
     landscape_params: tuple[tuple[str, float], ...] = ()
     dtype: str = "float32"
+    momentum: float = 0.0            # heavy ball μ for every optimizer (Momentum-SAM needs μ > 0)
+    alpha: float = 0.7               # LookSAM's α
+    p_shape: str = "constant"        # SS-SAM's p(t): constant | linear | step (from p to p_end)
+    p_end: float | None = None
+    switch: float = 0.5              # SS-SAM's step: where p jumps to p_end (fraction of T)
+    lam1: float = -1.0               # AE-SAM's threshold at the end (t = T)
+    lam2: float = 1.0                # AE-SAM's threshold at the start
+    delta: float = 0.9               # AE-SAM's averaging factor
+    trigger_map: bool = False        # count where SAM steps happen (SimResult.trigger_*)
+
+    def schedule(self):
+        """(Schedule, adaptive) for this config's optimizer and schedule parameters."""
+        return for_optimizer(self.optimizer, k=self.k, f=self.f, p=self.p, seed=self.seed, late_f=self.late_f,
+                             p_shape=self.p_shape, p_end=self.p_end, switch=self.switch, lam1=self.lam1,
+                             lam2=self.lam2, delta=self.delta)
 
     def __post_init__(self):
         # normalise lists to tuples so that configs built from JSON or argparse still hash
@@ -148,6 +183,13 @@ def validate(cfg: SimConfig) -> None:
         raise ValueError(f"start_spread must lie in [0, 10], got {cfg.start_spread}")
     if cfg.start is not None and not all(math.isfinite(v) and abs(v) <= 1e3 for v in cfg.start):
         raise ValueError("start must be finite numbers with |value| ≤ 1000")
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise ValueError(f"momentum must lie in [0, 1), got {cfg.momentum!r}")
+    if cfg.optimizer == "msam" and cfg.momentum <= 0:
+        raise ValueError("Momentum-SAM perturbs along the momentum: give momentum > 0 (e.g. 0.9)")
+    if not 0.0 <= cfg.alpha <= 10.0:
+        raise ValueError(f"LookSAM's alpha must lie in [0, 10], got {cfg.alpha!r}")
+    cfg.schedule()  # SS-SAM's and AE-SAM's parameters: one-line ValueError if out of range
     for key, value in cfg.landscape_params:
         if not _finite_numbers(value):
             raise ValueError(f"landscape parameter {key} must be a finite number, got {value!r}"[:200])
@@ -181,6 +223,10 @@ class SimResult:
     grad_evals: int
     wall_s: float
     device: str
+    sam_taken: np.ndarray | None = None       # (R, N) SAM steps (second passes) each particle took
+    trigger_sam: np.ndarray | None = None     # (R, B, B') with trigger_map: SAM steps per cell of w
+    trigger_all: np.ndarray | None = None     # (R, B, B') all steps per cell (B' = 1 in 1-D)
+    trigger_edges: list | None = None         # one array of B+1 edges per axis
 
     def to_dict(self) -> dict:
         """JSON-able: arrays become lists, NaN becomes None, the config is echoed."""
@@ -220,9 +266,9 @@ def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) ->
     land = landscape_for(cfg.landscape, cfg.formula, cfg.landscape_params)
     device = pick_device(cfg.device)
     dtype = DTYPES[cfg.dtype]
-    schedule, adaptive = for_optimizer(cfg.optimizer, k=cfg.k, f=cfg.f, p=cfg.p, seed=cfg.seed,
-                                       late_f=cfg.late_f)
-    mask = schedule.mask(cfg.steps)
+    schedule, adaptive = cfg.schedule()
+    # AE-SAM decides while it runs: every step is a candidate, the rule keeps the ones it takes
+    mask = np.ones(cfg.steps, dtype=bool) if schedule.state_dependent else schedule.mask(cfg.steps)
     R, N, d, T = len(cfg.rhos), cfg.particles, land.dim, cfg.steps
     start = cfg.start if cfg.start is not None else land.default_start
     if len(start) != d:
@@ -236,18 +282,61 @@ def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) ->
         if cfg.start_spread > 0:
             w0 += cfg.start_spread * torch.randn(N, d, generator=gen, dtype=dtype, device=device)
         w = coords_major(w0.expand(R, N, d))  # the same starting points for every ρ
-        rho = torch.tensor(cfg.rhos, dtype=dtype, device=device).view(R, 1, 1)
+        rhos = [r * schedule.rho_scale for r in cfg.rhos]  # Composer: ρ·k
+        rho = torch.tensor(rhos, dtype=dtype, device=device).view(R, 1, 1)
         noise = Noise(cfg.noise, land, (1, N), cfg.sigma, cfg.batch_size, gen, dtype, device,
                       start=start if cfg.start is not None else None, steps=T)
-        out = _run(cfg, land, noise, w, rho, mask, adaptive, progress)
+        out = _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return SimResult(config=cfg, rhos=np.array(cfg.rhos), sam_mask=mask,
-                     grad_evals=int(schedule.grad_evals(T)), wall_s=time.perf_counter() - t_start,
-                     device=str(device), **out)
+    if schedule.state_dependent:  # counted from the decisions taken; the mask says "any particle took it"
+        mask = out.pop("any_taken")
+        grad_evals = int(round(T + float(out["sam_taken"].mean())))
+    else:
+        out["sam_taken"] = np.full((R, N), int(mask.sum()), dtype=np.int64)
+        grad_evals = int(schedule.grad_evals(T))
+    return SimResult(config=cfg, rhos=np.array(cfg.rhos), sam_mask=mask, grad_evals=grad_evals,
+                     wall_s=time.perf_counter() - t_start, device=str(device), **out)
 
 
-def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
+class _TriggerMap:
+    """Counts, per ρ, the steps taken in each cell of a grid over the landscape's bounds, and how many of
+    them were SAM steps: the trigger map (AE-SAM's decisions in w, or a fixed schedule's)."""
+
+    def __init__(self, land: Landscape, R: int, like: torch.Tensor):
+        B = TRIGGER_BINS
+        self.axes = [(float(lo), float(hi)) for lo, hi in land.bounds[: land.dim]]
+        self.shape = (R, B, B if land.dim == 2 else 1)
+        self.group = (torch.arange(R, device=like.device) * (B * self.shape[2])).view(R, 1)
+        self.sam = torch.zeros(R * B * self.shape[2], dtype=torch.float64, device=like.device)
+        self.all = torch.zeros_like(self.sam)
+
+    def add(self, w: torch.Tensor, take) -> None:
+        """w: (R, N, d) positions at the start of the step; take: bool, or (R, N, 1) per particle."""
+        B = TRIGGER_BINS
+        idx = torch.zeros(w.shape[:2], dtype=torch.long, device=w.device)
+        ok = torch.ones(w.shape[:2], dtype=torch.bool, device=w.device)
+        for axis, (lo, hi) in enumerate(self.axes):
+            b = ((w[..., axis] - lo) * (B / (hi - lo))).floor()
+            ok &= (b >= 0) & (b < B)  # outside the window (or NaN): not counted
+            idx = idx * B + b.clamp(0, B - 1).nan_to_num(0).long()
+        idx = (idx + self.group).flatten()
+        weight = ok.flatten().to(self.all.dtype)
+        self.all.add_(torch.bincount(idx, weights=weight, minlength=self.all.numel()))
+        if isinstance(take, bool):
+            if take:
+                self.sam.add_(torch.bincount(idx, weights=weight, minlength=self.sam.numel()))
+        else:
+            weight = weight * take[..., 0].flatten().to(weight.dtype)
+            self.sam.add_(torch.bincount(idx, weights=weight, minlength=self.sam.numel()))
+
+    def result(self) -> dict:
+        edges = [np.linspace(lo, hi, TRIGGER_BINS + 1) for lo, hi in self.axes]
+        return dict(trigger_sam=self.sam.view(self.shape).cpu().numpy(),
+                    trigger_all=self.all.view(self.shape).cpu().numpy(), trigger_edges=edges)
+
+
+def _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule) -> dict:
     R, N, d = w.shape
     T, lr, P = cfg.steps, float(cfg.lr), min(cfg.keep_paths, N)
     rec = record_steps(T, cfg.record_points)
@@ -368,6 +457,14 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
                 record(t0 + 1 + k, pos[k], alive_at.get(k))
         return pos[n - 1]
 
+    # The tournament's methods (module docstring): their per-particle state
+    kind = schedule.kind
+    v = torch.zeros_like(w) if cfg.momentum > 0 else None  # heavy-ball buffer, one per particle
+    g_v = None  # LookSAM's stored orthogonal part, one per particle
+    rule = AESAMRule(cfg.lam1, cfg.lam2, cfg.delta, T) if kind == "ae" else None
+    any_taken = torch.zeros(T, dtype=torch.bool, device=w.device) if rule is not None else None
+    triggers = _TriggerMap(land, R, w) if cfg.trigger_map else None
+
     record(0, w, None)
     every = max(1, T // 50)
     t0 = 0
@@ -377,10 +474,28 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
         for k in range(n):
             t = t0 + k
             xi = noise.draw(t)
-            g = noise.grad(w, xi)
-            if mask[t]:
+            take = bool(mask[t])
+            if kind == "msam":  # one pass at w − ρ v/‖v‖ (no perturbation while v = 0)
+                (eps,) = sam_perturbation([v.neg()], rho, dim=-1)
+                g = noise.grad(eps.add_(w), xi)
+            else:
+                g = noise.grad(w, xi)
+            if rule is not None:  # AE-SAM: each particle decides from its own ‖g‖² statistics
+                take = rule.decide((g * g).sum(-1, keepdim=True), t)  # (R, N, 1) bool
+                any_taken[t] = take.any()
+            if take is not False:
                 (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
-                g = noise.grad(eps.add_(w), xi)  # at w + ε (in place: eps is not needed again)
+                g_s = noise.grad(eps.add_(w), xi)  # at w + ε (in place: eps is not needed again)
+                if kind == "looksam":
+                    (g_v,) = orthogonal_part([g], [g_s], dim=-1)
+                # AE-SAM keeps the second pass only where it was taken (arithmetic: no torch.where on the CPU)
+                g = g_s if take is True else g.add_((g_s - g) * take)
+            elif kind == "looksam" and g_v is not None and cfg.alpha > 0:
+                (g,) = looksam_gradient([g], [g_v], cfg.alpha, dim=-1)
+            if triggers is not None:
+                triggers.add(w, take)
+            if v is not None:  # heavy ball: v ← μ v + g, w ← w − η v
+                g = v.mul_(cfg.momentum).add_(g)
             w = torch.add(w, g, alpha=-lr, out=slots[k])  # w − η g, written into the block
             if progress is not None and t % every == 0:
                 progress(t / T)
@@ -400,7 +515,12 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress) -> dict:
     def np64(x):
         return x.detach().to("cpu", torch.float64).numpy()
 
+    extra = triggers.result() if triggers is not None else {}
+    if rule is not None:
+        extra["sam_taken"] = rule.taken[..., 0].cpu().numpy().astype(np.int64)
+        extra["any_taken"] = any_taken.cpu().numpy()
     return dict(
+        **extra,
         steps_recorded=rec,
         paths=np64(torch.cat(paths).permute(1, 2, 0, 3)),  # (K, R, P, d) → (R, P, K, d)
         mean_loss=np64(torch.cat(losses).T),  # (K, R) → (R, K)

@@ -10,6 +10,7 @@ show real figures in a lecture without a GPU, marked as recorded.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 
@@ -18,9 +19,10 @@ import torch
 
 from app import cache, cifar_view, controls, theme
 from core.cifar import data as cdata
+from core.cifar import tasks
 from core.cifar.models import MODELS
-from core.cifar.profiles import EscapeConfig, ProfileConfig, escape, interpolation_profile
-from core.cifar.train import TrainConfig, train
+from core.cifar.profiles import EscapeConfig, ProfileConfig, interpolation_profile
+from core.cifar.train import TrainConfig
 from core.jobs import JobError, default_runner
 
 HAS_GPU = torch.cuda.is_available()
@@ -88,21 +90,17 @@ def _estimate_s(cfg: TrainConfig) -> float:
     return schedule.grad_evals(steps) * batch / RATE[(cfg.model, HAS_GPU)] + (3.0 if not HAS_GPU else 1.0)
 
 
+# Jobs are importable functions with their configs bound (core/cifar/tasks.py): under `make hall` they run in
+# the hall's RQ worker, which unpickles them by reference; under `make app` in this process.
 def _job(cfg: TrainConfig):
-    def fn(report, should_stop):
-        res = train(cfg, on_epoch=report, should_stop=should_stop)
-        return {"result": res.to_dict(), "state": res.state}
-    return fn
+    return functools.partial(tasks.train_task, cfg)
 
 
 def _escape_job(cfg: TrainConfig, rhos: tuple[float, ...]):
-    """Escape on a real net (core.cifar.profiles.escape): train `cfg` with SGD, then continue from it with SGD
-    and with SAM at each ρ; one progress row per stage (1 + 1 + len(rhos) of them)."""
-    def fn(report, should_stop):
-        esc = escape(cfg, EscapeConfig(rhos=rhos, continue_epochs=ESCAPE_EPOCHS, eval_images=ESCAPE_EVAL),
-                     should_stop=should_stop, on_stage=report)
-        return {"escape": esc.to_dict(), "complete": len(esc.rows) == 1 + len(rhos)}
-    return fn
+    """Escape on a real net: SGD, then SGD and SAM at each ρ from there; one progress row per stage
+    (1 + 1 + len(rhos) of them)."""
+    return functools.partial(tasks.escape_task, cfg,
+                             EscapeConfig(rhos=rhos, continue_epochs=ESCAPE_EPOCHS, eval_images=ESCAPE_EVAL))
 
 
 def _is_escape(j) -> bool:

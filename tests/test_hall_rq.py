@@ -1,0 +1,139 @@
+"""The hall's GPU queue (core/rqjobs.py) on a real store Redis and a real RQ worker process, both started as
+`make hall` starts them (serve.hall.Hall.start_redis, `python -m core.rqjobs worker`).
+
+Claims:
+1. jobs submitted from two "replicas" (two RQRunner objects, as two server processes would hold) run one at
+   a time: their running intervals never overlap;
+2. each owner sees its queue position (0 running, n ≥ 1 queued) and only its own jobs;
+3. cancel: a queued job leaves the queue and never runs; a running one stops at its next check and keeps its
+   partial result (status "cancelled"), as with the in-process runner;
+4. the CIFAR page's jobs are importable (they pickle by reference), as RQ requires; a closure is refused with
+   a clear message instead of failing in the worker;
+5. default_runner() is the RQ runner when SAMLAB_STORE_URL is set, the in-process one otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import time
+
+import pytest
+
+from core.jobs import JobError, JobRunner
+from core.rqjobs import RQRunner
+from serve.hall import REPO, Hall, HallConfig, binary, free_ports
+
+pytestmark = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
+
+
+def timed_task(seconds: float, tag: str, report, should_stop) -> dict:
+    """A job that works for `seconds` in small steps, reporting each, and stops early when asked."""
+    t0 = time.time()
+    steps = 0
+    while time.time() - t0 < seconds:
+        if should_stop():
+            break
+        time.sleep(0.05)
+        steps += 1
+        report({"step": steps})
+    return {"tag": tag, "start": t0, "end": time.time(), "steps": steps}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    base = free_ports(2)
+    h = Hall(HallConfig(replicas=1, cache_port=base, store_port=base + 1,
+                        store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=False))
+    h.start_redis("store")
+    # the worker exactly as serve/hall.py starts it (one per lane; here the gpu lane)
+    h.spawn("rq-gpu", [sys.executable, "-m", "core.rqjobs", "worker", "--lane", "gpu", "--url", h.cfg.store_url])
+    yield h
+    h.stop()
+
+
+def wait_for(cond, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_two_replicas_one_job_at_a_time_positions_and_cancel(store):
+    r1, r2 = RQRunner(store.cfg.store_url), RQRunner(store.cfg.store_url)  # two server processes
+    a = r1.submit("alice", functools.partial(timed_task, 2.0, "a"), lane="gpu", label="a")
+    b = r2.submit("bob", functools.partial(timed_task, 1.0, "b"), lane="gpu", label="b")
+    c = r1.submit("alice", functools.partial(timed_task, 1.0, "c"), lane="gpu", label="c")
+    d = r2.submit("bob", functools.partial(timed_task, 1.0, "d"), lane="gpu", label="d")
+    assert wait_for(lambda: r1.get("alice", a).status == "running"), r1.get("alice", a)
+    # positions while a runs: b, c, d wait in submission order, whichever replica asks
+    assert r1.queue_position("alice", a) == 0
+    assert r2.queue_position("bob", b) == 1
+    assert r1.queue_position("alice", c) == 2
+    assert r2.queue_position("bob", d) == 3
+    assert r1.lane_load("gpu") == (1, 3) == r2.lane_load("gpu")
+    # each sees only its own jobs
+    assert [v.id for v in r1.jobs("alice")] == [a, c] and [v.id for v in r2.jobs("bob")] == [b, d]
+    assert r1.get("alice", b) is None and not r1.cancel("alice", b)  # alice cannot see or cancel bob's job
+    # cancel a queued job: it leaves the queue, and d moves up
+    assert r1.cancel("alice", c)
+    assert r1.get("alice", c).status == "cancelled"
+    assert r2.queue_position("bob", d) == 2
+    views = {j: (r1 if j in (a, c) else r2).wait("alice" if j in (a, c) else "bob", j, timeout=60) for j in (a, b, d)}
+    assert all(v.status == "done" for v in views.values()), views
+    runs = sorted((v.result["start"], v.result["end"], v.result["tag"]) for v in views.values())
+    assert [t for *_, t in runs] == ["a", "b", "d"]  # first in, first out
+    for (_, end, _), (start, _, _) in zip(runs, runs[1:]):
+        assert start >= end  # one at a time: the next job started after the previous one ended
+    assert len(views[a].progress) == views[a].result["steps"] > 10  # the progress rows came back
+    assert r1.get("alice", c).result is None  # c never ran
+
+
+def test_cancel_a_running_job_keeps_its_partial_result(store):
+    r = RQRunner(store.cfg.store_url)
+    j = r.submit("carol", functools.partial(timed_task, 30.0, "long"), lane="gpu", label="long")
+    assert wait_for(lambda: len(r.get("carol", j).progress) >= 3)
+    assert r.cancel("carol", j)
+    view = r.wait("carol", j, timeout=20)
+    assert view.status == "cancelled", view
+    assert view.result["tag"] == "long" and view.result["end"] - view.result["start"] < 10  # stopped early
+    assert r.cancel_owner("carol") == 0  # nothing left to cancel
+
+
+def test_a_closure_is_refused_with_a_message(store):
+    r = RQRunner(store.cfg.store_url)
+    with pytest.raises(JobError, match="not importable"):
+        r.submit("dave", lambda report, should_stop: 1, lane="gpu")
+
+
+def test_the_cifar_pages_jobs_are_importable():
+    import pickle
+
+    from core.cifar import tasks
+    from core.cifar.train import TrainConfig
+
+    job = functools.partial(tasks.train_task, TrainConfig())
+    back = pickle.loads(pickle.dumps(job))
+    assert back.func is tasks.train_task and back.args == (TrainConfig(),)
+    src = (REPO / "pages" / "cifar.py").read_text()
+    assert "functools.partial(tasks.train_task" in src and "functools.partial(tasks.escape_task" in src
+
+
+def test_default_runner_follows_the_environment(store):
+    code = ("from core.jobs import default_runner; print(type(default_runner()).__name__)")
+    env_on = {"SAMLAB_STORE_URL": store.cfg.store_url, "PATH": "/usr/bin:/bin"}
+    on = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_on, capture_output=True, text=True)
+    off = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={"PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert on.stdout.strip() == "RQRunner", on.stderr[-300:]
+    assert off.stdout.strip() == JobRunner.__name__, off.stderr[-300:]
+
+
+def test_a_store_that_is_down_gives_one_line():
+    r = RQRunner(f"redis://127.0.0.1:{free_ports(1)}/0")
+    with pytest.raises(JobError, match="unavailable"):
+        r.submit("erin", functools.partial(timed_task, 0.1, "x"), lane="gpu")
+    assert r.jobs("erin") == [] and r.lane_load("gpu") == (0, 0) and r.get("erin", "nope") is None

@@ -25,7 +25,7 @@ import streamlit as st
 from app import classroom_view as cv
 from app import controls, theme
 from core import classroom as cl
-from core.roomstore import StoreUnavailable, open_store
+from core.roomstore import ENV_URL, StoreUnavailable, open_store
 
 REFRESH_S = 1.5  # the projector's chart: a new read of the room every 1.5 s (target: a run visible within 2 s)
 STUDENT_REFRESH_S = 3.0
@@ -37,14 +37,15 @@ REPLICA = os.environ.get("SAMLAB_REPLICA", "")
 
 
 @st.cache_resource(show_spinner=False)
-def _store():
-    return open_store()
+def _store(url: str, path: str):
+    """One store object per process (its connections are made per call, so threads may share it)."""
+    return open_store(url, path or None)
 
 
 def store():
     """The class store, or None after a one-line error (a store that is down never shows a traceback)."""
     try:
-        return _store()
+        return _store(os.environ.get(ENV_URL, ""), os.environ.get("SAMLAB_CLASSROOM_DB", ""))
     except StoreUnavailable as e:
         st.error(str(e), icon=":material/cloud_off:")
         return None

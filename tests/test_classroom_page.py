@@ -1,0 +1,130 @@
+"""The class experiment page (pages/classroom.py) in Streamlit's AppTest: a lecturer session and student sessions
+pooling into one room, on a real SQLite file.
+
+Claims checked:
+- the lecturer opens a room from the page's settings (a lab's entry point passes them in the URL) and lands on the
+  lecturer view: room code, QR code, live chart, "0 runs from 0 students", the export buttons;
+- three student sessions join with the room code, each is assigned a different ρ (round robin), presses run and
+  sees their own run marked on the pooled chart; the lecturer's view then counts 3 runs from 3 students and the
+  pooled trace has a point at each of the three settings;
+- a second callback with the same run index (a double click) stores nothing;
+- a reconnect (a new session with the same ?sid=) is the same student: same setting, their run count kept;
+- the projector link (?show=1) and a wrong lecturer key show the chart but no controls; the wrong key gets a
+  refusal, and so does a student's run in a closed room, an unknown room code and a store that is down.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.pagetest import chart, run_page
+
+PAGE = "pages/classroom.py"
+
+
+@pytest.fixture(autouse=True)
+def class_db(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMLAB_CLASSROOM_DB", str(tmp_path / "class.sqlite"))
+    monkeypatch.delenv("SAMLAB_STORE_URL", raising=False)
+
+
+def _texts(at) -> str:
+    return "\n".join([m.value for m in at.markdown] + [c.value for c in at.caption])
+
+
+def _open_room(**params):
+    at = run_page(PAGE, **params)
+    at.button(key="cl_open").click().run()
+    assert not at.exception, at.exception
+    return at, at.query_params["room"], at.query_params["key"]
+
+
+def _student(code, **extra):
+    return run_page(PAGE, room=code, **extra)
+
+
+def test_lecturer_and_three_students_pool_into_one_room():
+    lecturer, code, key = _open_room(kind="valley", particles="60", steps="200")
+    assert "0 runs from 0 students" in _texts(lecturer)
+    assert len(lecturer.get("image")) == 1, "no QR code"
+    assert [b for b in lecturer.get("download_button")], "no export buttons"
+
+    students = []
+    for _ in range(3):
+        s = _student(code)
+        s.button(key="cl_run").click().run()
+        assert not s.exception and [m.value for m in s.success], [e.value for e in s.error]
+        students.append(s)
+    settings = [next(m.value for m in s.markdown if m.value.startswith("Your setting")) for s in students]
+    assert settings == ["Your setting: **ρ = 0**", "Your setting: **ρ = 0.05**", "Your setting: **ρ = 0.1**"]
+    for s, rho in zip(students, (0.0, 0.05, 0.1)):
+        mine = [t for t in chart(s, "class_chart")["data"] if t.get("name", "").startswith("your run")]
+        assert len(mine) == 1 and mine[0]["x"] == [rho], mine
+
+    lecturer.run()
+    assert "3 runs from 3 students" in _texts(lecturer)
+    pooled = [t for t in chart(lecturer, "class_chart")["data"] if t.get("name", "").startswith("class, pooled")]
+    assert pooled and pooled[0]["x"] == [0.0, 0.05, 0.1]
+    assert any(t.get("name", "").startswith("theory") for t in chart(lecturer, "class_chart")["data"])
+
+    # a double click: the callback fires again with the run index the button was drawn with
+    s = students[0]
+    s.session_state["_cl_pending"] = (0, None)
+    s.run()
+    assert any("already stored" in m.value for m in s.success)
+    lecturer.run()
+    assert "3 runs from 3 students" in _texts(lecturer)
+
+    # a reconnect: a new session with the same student id in the URL
+    again = _student(code, sid=s.query_params["sid"])
+    assert "Your setting: **ρ = 0**" in _texts(again)
+    assert again.button(key="cl_run").proto.label.startswith("Run (2 of 3)")
+
+
+def test_projector_link_and_a_wrong_key_have_no_controls():
+    _, code, key = _open_room(kind="escape", particles="20", steps="50")
+    projector = _student(code, show="1")
+    chart(projector, "class_chart")
+    assert not [b for b in projector.button if b.key == "cl_close"] and not projector.get("download_button")
+    wrong = _student(code, key=code)  # a student trying the room code as the lecturer key
+    assert any("lecturer link is not valid" in e.value for e in wrong.error)
+    assert not [b for b in wrong.button if b.key == "cl_close"] and not wrong.get("download_button")
+
+
+def test_closed_room_refuses_and_says_so():
+    lecturer, code, key = _open_room(kind="escape", particles="20", steps="50")
+    student = _student(code)
+    lecturer.button(key="cl_close").click().run()
+    assert [b for b in lecturer.button if b.key == "cl_reopen"]
+    student.run()
+    assert any("closed" in w.value for w in student.warning)
+    assert not [b for b in student.button if b.key == "cl_run"]
+    # a run pressed before the room closed (its callback arrives late) is refused with the same message
+    student.session_state["_cl_pending"] = (0, None)
+    student.run()
+    assert any("room is closed" in e.value for e in student.error)
+
+
+def test_unknown_room_and_bad_code():
+    at = _student("ZZZZZZZZ")
+    assert any("There is no room" in e.value for e in at.error)
+    at = _student("not-a-code!")
+    assert any("8 letters and digits" in e.value for e in at.error)
+
+
+def test_store_down_is_a_message(monkeypatch):
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SAMLAB_STORE_URL", f"redis://127.0.0.1:{port}/0")  # nothing listens there
+    at = _student("ABCDEFGH")
+    assert any("class store is unavailable" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_entry_point_settings_prefill_the_form():
+    at = run_page(PAGE, kind="valley", a_left="20", lr="0.02", particles="100000")
+    assert at.selectbox(key="cl_kind").value == "valley"
+    caption = _texts(at)
+    assert "a_left = 20" in caption and "lr = 0.02" in caption and "particles = 400" in caption
+    assert any("particles" in w.value and "400" in w.value for w in at.warning)  # clamped, with a notice

@@ -6,11 +6,14 @@ from __future__ import annotations
 import io
 import math
 import time
+from pathlib import Path
 
 import plotly.graph_objects as go
 
 from app import theme
 from core.classroom import Pooled
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _finite(v) -> bool:
@@ -92,3 +95,20 @@ def time_left(expires: float, now: float | None = None) -> str:
 def spaced(code: str) -> str:
     """ABCD EFGH: easier to read off a wall and type on a phone."""
     return f"{code[:4]} {code[4:]}"
+
+
+def class_link(kind: str, container=None, **settings) -> None:
+    """The entry point on a lab: a link to the class experiment page with this page's current settings in the URL
+    (the classroom page clamps them into the class limits). Falls back to a plain link where the page runs on its
+    own (AppTest of a single page: no navigation to resolve the page in)."""
+    import streamlit as st
+
+    box = container if container is not None else st
+    params = {"kind": kind} | {k: (f"{v:g}" if isinstance(v, float) else str(v)) for k, v in settings.items()}
+    label = "Run this as a class experiment (room code + QR for the students)"
+    try:
+        box.page_link(str(ROOT / "pages" / "classroom.py"), label=label, icon=":material/groups:", query_params=params)
+    except Exception:  # StreamlitPageNotFoundError and kin: no st.navigation in this run
+        from urllib.parse import urlencode
+
+        box.markdown(f":material/groups: [{label}](classroom?{urlencode(params)})")

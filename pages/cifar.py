@@ -18,6 +18,7 @@ import streamlit as st
 import torch
 
 from app import cache, cifar_view, controls, theme
+from app.classroom_view import class_link
 from core.cifar import data as cdata
 from core.cifar import tasks
 from core.cifar.models import MODELS
@@ -156,6 +157,9 @@ base = TrainConfig(data=spec, train_size=int(train_size), model=model, rho=float
                    trace_samples=3 if not HAS_GPU else 10, eval_batch=256 if not HAS_GPU else 500)
 cfgs = [TrainConfig(**{**base.__dict__, "optimizer": o, "rho": rho * (10 if o == "asam" else 1)}) for o in opts]
 estimate = sum(_estimate_s(c) for c in cfgs)
+# The entry point of the class experiment (issue 14): each student trains one optimizer briefly on the CPU.
+class_link("cifar", rho=float(rho), k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]),
+           p=float(sched["p"]))
 b1, b2, b3 = st.columns([1, 1, 2])
 start = b1.button("Train in the background", type="primary", disabled=not cfgs)
 stop = b2.button("Cancel my runs")

@@ -21,6 +21,7 @@ import streamlit as st
 
 from app import cache, controls, theme
 from app import stats_charts as sc
+from app.classroom_view import class_link
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
 from core.toy.presets import ZHU_BREAKS
@@ -326,6 +327,8 @@ def sweep_tab(sweep_cfg, rho, tau, lam_min) -> None:
 
 
 rho_section(BASE)
+# The entry point of the class experiment (issue 14): every student runs one ρ of these settings.
+class_link("escape", landscape=landscape, lr=float(lr), sigma=float(sigma), steps=int(steps))
 
 # ---------------------------------------------------------------------------------------------
 # Where it breaks: Zhu et al.'s toy

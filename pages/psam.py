@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, charts, controls, theme
+from app.classroom_view import class_link
 from core.schedules import for_optimizer
 from core.toy.measure import minimum_outcome
 
@@ -167,3 +168,6 @@ controls.download_data("outcomes per schedule", {"table": table.to_dict(orient="
                                                  "masks": {o: m for o, _, m, _ in rows}},
                        config={"page": "psam", "mode": mode, "budget": budget, "configs": cfgs},
                        file_stem="psam_schedules", key="psam_dl", csv=table)
+# The entry point of the class experiment (issue 14): every student runs one schedule at this equal budget.
+class_link("psam", landscape=name, rho=float(rho), lr=float(lr), sigma=float(sigma), steps=int(steps),
+           k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]), p=float(sched["p"]))

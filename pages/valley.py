@@ -22,6 +22,7 @@ import streamlit as st
 
 from app import cache, charts, controls, theme
 from app import stats_charts as sc
+from app.classroom_view import class_link
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
 from core.toy.simulate import SimConfig, simulate
@@ -387,3 +388,6 @@ def schedules_tab(base: dict, rho: float, exact_ok: bool) -> None:
 
 
 rho_section(BASE)
+# The entry point of the class experiment (issue 14): every student runs one ρ of these settings.
+class_link("valley", landscape=landscape, a_left=a_left, a_right=a_right, lr=float(lr), sigma=float(sigma),
+           steps=int(steps))

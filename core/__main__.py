@@ -5,6 +5,8 @@
     python -m core sweep --rhos 0,0.05,0.1,0.2 --json           escape + stationary mean per ρ
     python -m core bench --json                                 bench/toy.py's figures
     python -m core cifar ...                                    the CIFAR-10 trainer (core.cifar.cli)
+    python -m core tournament --landscape valley --budget 0.65 --seeds 3 --json
+                                                                every way to spend a SAM budget, at equal cost
 
 With --json one JSON object is printed, with the config echoed under "config". These fields are a
 stable contract (issue 2):
@@ -14,6 +16,10 @@ stable contract (issue 2):
     valley: mean_position, theory.closed_form_sgd, theory.exact_chain (SGD/SAM/ASAM: the stationary mean;
             a schedule: the exact expected time average of this run), wall_s
     bench:  the figures of bench/toy.py (wall_s, numpy_wall_s, speedup_vs_numpy, …)
+    tournament: landscape, metric, budget, pareto, references, wall_s and a `methods` list, one entry per
+            method: name, label, params, grad_evals (per particle), budget_ratio (against SAM), outcome,
+            outcome_ci [lo, hi], source ("simulation" | "exact chain"), wall_s  (core.toy.tournament;
+            --landscape cifar: core.cifar.tournament.run_tournament, or exit 2 if this checkout lacks it)
 Bad arguments (unknown names, numbers outside core.limits, bad formulas) print one line on
 stderr and exit with code 2.
 """
@@ -97,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("tournament", help="every way to spend a SAM budget, side by side at equal cost")
+    p.add_argument("--landscape", default="double_well_2d", help="double_well_2d, valley or cifar")
+    p.add_argument("--budget", type=float, default=0.65, help="share of SAM's gradient evaluations, in (0.5, 1)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--rho", type=float, default=0.1)
+    p.add_argument("--particles", type=int, default=None, help="per seed (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--methods", default=None, help="comma list (default: all)")
+    p.add_argument("--trigger-maps", action="store_true", help="include AE-SAM's and PSAM's trigger maps")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("cifar", help="CIFAR-10 training (see python -m core cifar --help)", add_help=False)
     return ap
@@ -204,6 +221,55 @@ def run_bench(args) -> dict:
     return out
 
 
+def run_tournament(args) -> dict:
+    if args.landscape == "cifar":
+        return _cifar_tournament(args)
+    from core.toy.tournament import METHODS, TournamentConfig
+    from core.toy.tournament import run_tournament as run
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
+    cfg = TournamentConfig(landscape=args.landscape, budget=args.budget, rho=args.rho, seeds=args.seeds,
+                           particles=args.particles, steps=args.steps, methods=methods,
+                           trigger_map=args.trigger_maps)
+    res = run(cfg)
+    out = {
+        "command": "tournament", "config": dataclasses.asdict(cfg), "landscape": res.landscape,
+        "metric": res.metric, "budget": res.budget, "steps": res.steps, "particles": res.particles,
+        "methods": [{"name": m.name, "label": m.label, "params": m.params, "grad_evals": m.grad_evals,
+                     "budget_ratio": m.budget_ratio, "sam_fraction": m.sam_fraction, "outcome": m.outcome,
+                     "outcome_ci": list(m.ci), "source": m.source, "simulated": m.simulated,
+                     "simulated_ci": list(m.simulated_ci), "per_seed": m.per_seed, "n": m.n,
+                     "diverged_fraction": m.diverged_fraction, "wall_s": m.wall_s} for m in res.methods],
+        "pareto": res.pareto, "references": res.references, "notes": res.notes, "wall_s": res.wall_s,
+    }
+    if args.trigger_maps:
+        out["trigger_maps"] = res.trigger_maps
+    return out
+
+
+def _cifar_tournament(args) -> dict:
+    """The CIFAR tournament lives in core/cifar/tournament.py (`run_tournament(cfg)`, its config
+    dataclass taking `budget` and `seeds`); a checkout without it gets one line and exit code 2."""
+    try:
+        from core.cifar import tournament as ct
+    except ImportError:
+        raise UsageError("the CIFAR tournament (core/cifar/tournament.py) is not in this checkout; "
+                         "use --landscape valley or double_well_2d") from None
+    config_cls = next((getattr(ct, n) for n in ("TournamentConfig", "CifarTournamentConfig")
+                       if dataclasses.is_dataclass(getattr(ct, n, None))), None)
+    if config_cls is None or not hasattr(ct, "run_tournament"):
+        raise UsageError("core/cifar/tournament.py has no TournamentConfig/run_tournament to call")
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    given = {"budget": args.budget, "seeds": args.seeds}
+    cfg = config_cls(**{k: v for k, v in given.items() if k in names})
+    res = ct.run_tournament(cfg)
+    out = res.to_dict() if hasattr(res, "to_dict") else dict(res)
+    out["command"] = "tournament"
+    out.setdefault("config", dataclasses.asdict(cfg))
+    out.setdefault("landscape", "cifar")
+    return out
+
+
 def _human(out: dict) -> str:
     cmd = out["command"]
     lines = [f"{cmd}: " + ", ".join(f"{k}={v}" for k, v in out["config"].items()
@@ -224,6 +290,16 @@ def _human(out: dict) -> str:
         for rho, esc, mean in zip(out["rhos"], out["escape"], out["stationary"]["mean"]):
             lines.append(f"  ρ={rho:<6g} escaped {esc['escaped_fraction']:.3f}  median {esc['median_escape_step']}"
                          f"  mean position {mean}")
+    elif cmd == "tournament":
+        lines = [f"tournament on {out.get('landscape')}: budget {out.get('budget')} of SAM's gradient evaluations, "
+                 f"outcome = {out.get('metric')}"]
+        for m in out.get("methods", []):
+            ci = m.get("outcome_ci") or [None, None]
+            fmt = (lambda x: "—" if x is None else f"{x:.4f}")
+            lines.append(f"  {m.get('label', m.get('name', '')):<38} cost {m.get('budget_ratio', 0):.3f}  "
+                         f"{fmt(m.get('outcome'))} [{fmt(ci[0])}, {fmt(ci[1])}]  {m.get('source', '')}")
+        if out.get("pareto"):
+            lines.append(f"  Pareto front: {', '.join(out['pareto'])}")
     elif cmd == "bench":
         lines += [f"  simulate {out['wall_s'] * 1e3:.1f} ms ({out['particle_steps_per_s']:.2e} particle-steps/s)"]
         if "numpy_wall_s" in out:
@@ -241,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         return cifar_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
-        run = {"escape": run_escape, "valley": run_valley, "sweep": run_sweep, "bench": run_bench}[args.command]
+        run = {"escape": run_escape, "valley": run_valley, "sweep": run_sweep, "bench": run_bench,
+               "tournament": run_tournament}[args.command]
         out = run(args)
     except UsageError as e:
         print(f"error: {e}".splitlines()[0], file=sys.stderr)

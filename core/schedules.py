@@ -178,7 +178,7 @@ class Schedule:
             "composer": f"Composer SAM (every {self.k}, ρ×{self.k})",
             "looksam": f"LookSAM (k={self.k})",
             "msam": "Momentum-SAM",
-            "ae": f"AE-SAM (λ₁={self.lam1:g}, λ₂={self.lam2:g})",
+            "ae": f"AE-SAM (λ₁={self.lam1:.3g}, λ₂={self.lam2:.3g})",
         }[self.kind]
 
     def expected_sam_fraction(self, total_steps: int) -> float:

@@ -170,3 +170,199 @@ def test_frozen_bn_stats_also_holds_for_a_compiled_model():
     assert torch.equal(model[1].running_mean, before)
     net(x + 1.0)  # momentum restored: the statistics move again
     assert not torch.equal(model[1].running_mean, before)
+
+
+# --- LookSAM and Momentum-SAM (issue 13; rules in core/sam.py and theory.md §7) --------------------------
+
+from core.sam import LookSAM, MomentumSAM  # noqa: E402
+from core.schedules import Schedule  # noqa: E402
+
+
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 12), torch.nn.BatchNorm1d(12), torch.nn.Tanh(),
+                               torch.nn.Linear(12, 3))
+
+
+def _run_steps(opt, model, batches, loss_fn, with_model=True):
+    for x, y in batches:
+        opt.step(_closure(opt, model, loss_fn, x, y), model=model if with_model else None)
+
+
+def test_looksam_with_k_1_is_sam_on_a_net_with_batchnorm():
+    """k = 1: every step is a SAM step, so LookSAM must follow SAM's trajectory, BatchNorm running statistics
+    included (both freeze them on the pass at w + ε)."""
+    a, b = _bn_net(), _bn_net()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    la = LookSAM(a.parameters(), torch.optim.SGD, rho=0.1, k=1, alpha=0.7, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sb = SAM(b.parameters(), torch.optim.SGD, rho=0.1, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = _batches(15)
+    _run_steps(la, a, batches, loss_fn)
+    _run_steps(sb, b, batches, loss_fn)
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(p.float(), q.float(), atol=1e-6), name
+    assert la.grad_evals == sb.grad_evals == 30
+
+
+def _hand_looksam(model, batches, loss_fn, rho, k, alpha, lr, momentum):
+    """LookSAM by hand from the paper's Algorithm 1, global norms, on a copy of the model (no BatchNorm)."""
+    params = list(model.parameters())
+    base = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    g_v = None
+    for t, (x, y) in enumerate(batches):
+        g = torch.autograd.grad(loss_fn(model(x), y), params)
+        gnorm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+        if t % k == 0:
+            with torch.no_grad():
+                eps = [rho * gi / (gnorm + 1e-12) for gi in g]
+                for p, e in zip(params, eps):
+                    p.add_(e)
+            g_s = torch.autograd.grad(loss_fn(model(x), y), params)
+            with torch.no_grad():
+                for p, e in zip(params, eps):
+                    p.sub_(e)
+            dot = sum((gi * si).sum() for gi, si in zip(g, g_s))
+            g_v = [si - dot / gnorm ** 2 * gi for gi, si in zip(g, g_s)]
+            update = g_s
+        else:
+            vnorm = torch.sqrt(sum((v ** 2).sum() for v in g_v))
+            update = [gi + alpha * gnorm / vnorm * v for gi, v in zip(g, g_v)]
+        for p, u in zip(params, update):
+            p.grad = u.detach().clone()
+        base.step()
+
+
+def test_looksam_follows_the_papers_rule_with_global_norms():
+    """k = 3, α = 0.7 over 10 steps against a hand-written Algorithm 1 (the orthogonal part of g_s, rescaled to
+    ‖g‖ and reused on the two steps between SAM steps). The MLP's gradients are never parallel, so g_v ≠ 0."""
+    model, ref = _mlp(), _mlp()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.1, k=3, alpha=0.7, lr=0.05, momentum=0.9)
+    batches = _batches(10)
+    _run_steps(opt, model, batches, loss_fn, with_model=False)
+    _hand_looksam(ref, batches, loss_fn, 0.1, 3, 0.7, 0.05, 0.9)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), (p - q).abs().max()
+    # and the reuse really changes something: α = 0 ends elsewhere
+    other = _mlp()
+    opt0 = LookSAM(other.parameters(), torch.optim.SGD, rho=0.1, k=3, alpha=0.0, lr=0.05, momentum=0.9)
+    _run_steps(opt0, other, batches, loss_fn, with_model=False)
+    assert max((p - q).abs().max().item() for p, q in zip(model.parameters(), other.parameters())) > 1e-4
+
+
+def test_looksam_alpha_0_is_sam_every_k_steps():
+    """α = 0: the reused direction has no weight, so LookSAM is SAM on steps 0, k, 2k, … and SGD between."""
+    model, ref = _mlp(), _mlp()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.1, k=4, alpha=0.0, lr=0.05, momentum=0.9)
+    sam = SAM(ref.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
+    batches = _batches(11)
+    _run_steps(opt, model, batches, loss_fn, with_model=False)
+    for t, (x, y) in enumerate(batches):
+        if t % 4 == 0:
+            sam.step(_closure(sam, ref, loss_fn, x, y))
+        else:
+            _closure(sam, ref, loss_fn, x, y)()
+            sam.sgd_step()
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,steps", [(1, 7), (3, 10), (5, 12), (4, 4)])
+def test_looksam_gradient_count_is_exact(k, steps):
+    """Closure calls counted by a wrapper, independently of the optimizer's own counter: T + ⌈T/k⌉, which is
+    what the schedule module says LookSAM costs."""
+    model = _mlp()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.1, k=k, alpha=0.7, lr=0.05)
+    calls = 0
+    for x, y in _batches(steps):
+        inner = _closure(opt, model, loss_fn, x, y)
+
+        def counting(inner=inner):
+            nonlocal calls
+            calls += 1
+            return inner()
+        opt.step(counting)
+    assert calls == opt.grad_evals == steps + -(-steps // k) == Schedule("looksam", k=k).grad_evals(steps)
+
+
+def test_looksam_freezes_batchnorm_only_on_the_perturbed_pass():
+    """With model=, the running statistics after a SAM step are those of one forward pass at w."""
+    net = _bn_net()
+    ref = copy.deepcopy(net)
+    opt = LookSAM(net.parameters(), torch.optim.SGD, rho=0.5, k=2, lr=0.1)
+    x, y = _batches(1)[0]
+    opt.step(_closure(opt, net, torch.nn.CrossEntropyLoss(), x, y), model=net)
+    ref(x)  # one pass at w
+    assert torch.equal(net[1].running_mean, ref[1].running_mean)
+    assert torch.equal(net[1].running_var, ref[1].running_var)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_sam_with_rho_0_is_its_base_optimizer_bit_for_bit(nesterov):
+    net, ref = _bn_net(), _bn_net()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = MomentumSAM(net.parameters(), torch.optim.SGD, rho=0.0, lr=0.1, momentum=0.9, nesterov=nesterov,
+                      weight_decay=5e-4)
+    sgd = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
+    for x, y in _batches(12):
+        opt.step(_closure(opt, net, loss_fn, x, y), model=net)
+        sgd.zero_grad()
+        loss_fn(ref(x), y).backward()
+        sgd.step()
+    for p, q in zip(net.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(p, q)
+    assert opt.grad_evals == 12  # one pass a step
+
+
+def test_momentum_sam_takes_the_gradient_at_w_minus_rho_v_over_norm_v():
+    """By hand: v is torch SGD's buffer (v ← μ v + g); the gradient is taken at w − ρ v/‖v‖ (global norm),
+    the update is applied to w. The first step has no buffer yet: no perturbation."""
+    model, ref = _mlp(), _mlp()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    rho, lr, mu = 0.3, 0.05, 0.9
+    opt = MomentumSAM(model.parameters(), torch.optim.SGD, rho=rho, lr=lr, momentum=mu)
+    params = list(ref.parameters())
+    v = None
+    for x, y in _batches(10):
+        opt.step(_closure(opt, model, loss_fn, x, y))
+        with torch.no_grad():
+            eps = [torch.zeros_like(p) for p in params] if v is None else \
+                [-rho * vi / torch.sqrt(sum((u ** 2).sum() for u in v)) for vi in v]
+            for p, e in zip(params, eps):
+                p.add_(e)
+        g = torch.autograd.grad(loss_fn(ref(x), y), params)
+        with torch.no_grad():
+            for p, e in zip(params, eps):
+                p.sub_(e)
+            v = [gi.clone() for gi in g] if v is None else [mu * vi + gi for vi, gi in zip(v, g)]
+            for p, vi in zip(params, v):
+                p.sub_(lr * vi)
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), (p - q).abs().max()
+    # ρ matters: the same run at ρ = 0 ends elsewhere
+    plain = _mlp()
+    opt0 = MomentumSAM(plain.parameters(), torch.optim.SGD, rho=0.0, lr=lr, momentum=mu)
+    for x, y in _batches(10):
+        opt0.step(_closure(opt0, plain, loss_fn, x, y))
+    assert max((p - q).abs().max().item() for p, q in zip(model.parameters(), plain.parameters())) > 1e-4
+
+
+def test_momentum_sam_needs_momentum_and_works_with_adam():
+    with pytest.raises(ValueError, match="momentum"):
+        MomentumSAM(_mlp().parameters(), torch.optim.SGD, rho=0.3, lr=0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        MomentumSAM(_mlp().parameters(), torch.optim.Adam, rho=0.3, lr=0.1, betas=(0.0, 0.99))
+    model = _mlp()
+    opt = MomentumSAM(model.parameters(), torch.optim.Adam, rho=0.3, lr=0.01)  # β₁ = 0.9: exp_avg
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for x, y in _batches(3):
+        opt.step(_closure(opt, model, loss_fn, x, y))
+    assert all(torch.isfinite(p).all() for p in model.parameters()) and opt.grad_evals == 3
+
+
+def test_looksam_refuses_bad_k_and_alpha():
+    for bad in (dict(k=0), dict(k=2.5), dict(alpha=-1.0), dict(alpha=float("nan"))):
+        with pytest.raises(ValueError):
+            LookSAM(_mlp().parameters(), torch.optim.SGD, rho=0.1, lr=0.1, **bad)

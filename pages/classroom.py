@@ -157,7 +157,7 @@ def open_view() -> None:
         kind = st.selectbox("what the class measures", kinds, index=kinds.index(raw_kind) if raw_kind in kinds else 0,
                             format_func=cl.KINDS.get, key="cl_kind")
         settings = _settings_from_url(kind)
-        c1, c2, c3 = st.columns(3)
+        c1, c2, c3 = st.columns([2, 1.4, 1])
         if kind in ("escape", "valley"):
             options = sorted(set(cl.RHO_GRID) | {0.02, 0.4, 0.5})
             values = c1.multiselect("ρ values (the grid)", options, default=list(cl.RHO_GRID), key=f"cl_grid_{kind}")
@@ -202,6 +202,7 @@ def open_view() -> None:
 def header(room, exp) -> None:
     """Room code, QR code and the join link: the left column of the projector."""
     join_url = f"{_base_url()}?room={room.code}"
+    st.caption("Room code: scan, or open the link and type it")
     st.markdown(f"<div style='font-size:{2.6 * theme.text_scale():.1f}rem;font-weight:700;letter-spacing:0.08em;"
                 f"line-height:1.1'>{cv.spaced(room.code)}</div>", unsafe_allow_html=True)
     st.image(cv.qr_png(join_url), width=int(190 * theme.text_scale()))
@@ -279,8 +280,8 @@ def lecturer_controls(s, room, secret) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def _press(run_index: int, choice) -> None:
-    """The run button's callback: the run index is the one shown when the button was drawn, so a double click
-    (two callbacks) asks for the same run, which is stored once."""
+    """The run button's callback: the run index is the one the button was drawn with, so a double click (two
+    callbacks) asks for the same run, which is stored once."""
     st.session_state["_cl_pending"] = (run_index, choice)
 
 
@@ -333,8 +334,11 @@ def student_view(code: str) -> None:
     elif done >= room.cap:
         st.info(f"You have done your {room.cap} run{'s' if room.cap > 1 else ''}: watch the class result below.")
     else:
-        st.button(f"Run ({done + 1} of {room.cap})", key="cl_run", type="primary", icon=":material/play_arrow:",
-                  on_click=_press, args=(done, choice), width="stretch")
+        # The key names the run: once run `done` is stored, the next run's button is another widget, so a second
+        # click that lands after the first run finished triggers a button that is gone (nothing happens), and one
+        # that lands before reaches the same callback with the same run index (stored once).
+        st.button(f"Run ({done + 1} of {room.cap})", key=f"cl_run_{done}", type="primary",
+                  icon=":material/play_arrow:", on_click=_press, args=(done, choice), width="stretch")
     student_fragment(room.code, sid)
     st.caption("Your runs are the stars. The server computed them from the room's settings and a seed of your own; "
                "the class curve pools every student's particles.")

@@ -52,7 +52,7 @@ def test_lecturer_and_three_students_pool_into_one_room():
     students = []
     for _ in range(3):
         s = _student(code)
-        s.button(key="cl_run").click().run()
+        s.button(key="cl_run_0").click().run()
         assert not s.exception and [m.value for m in s.success], [e.value for e in s.error]
         students.append(s)
     settings = [next(m.value for m in s.markdown if m.value.startswith("Your setting")) for s in students]
@@ -78,7 +78,7 @@ def test_lecturer_and_three_students_pool_into_one_room():
     # a reconnect: a new session with the same student id in the URL
     again = _student(code, sid=s.query_params["sid"])
     assert "Your setting: **ρ = 0**" in _texts(again)
-    assert again.button(key="cl_run").proto.label.startswith("Run (2 of 3)")
+    assert again.button(key="cl_run_1").proto.label.startswith("Run (2 of 3)")
 
 
 def test_projector_link_and_a_wrong_key_have_no_controls():
@@ -98,7 +98,7 @@ def test_closed_room_refuses_and_says_so():
     assert [b for b in lecturer.button if b.key == "cl_reopen"]
     student.run()
     assert any("closed" in w.value for w in student.warning)
-    assert not [b for b in student.button if b.key == "cl_run"]
+    assert not [b for b in student.button if b.key.startswith("cl_run")]
     # a run pressed before the room closed (its callback arrives late) is refused with the same message
     student.session_state["_cl_pending"] = (0, None)
     student.run()

@@ -1,0 +1,208 @@
+"""Class experiment under load (issue 14): N students join one room and each submits one run within a window,
+while a projector refreshes its live chart. Prints its figures; BENCHMARKS.md quotes them.
+
+    .venv/bin/python bench/class_load.py                       # starts `streamlit run app/main.py` itself (make app)
+    .venv/bin/python bench/class_load.py --url http://127.0.0.1:8501 --store-url redis://127.0.0.1:6392/0   # the hall
+
+Every student is a `bench/st_protocol.StreamlitClient` (the browser's own WebSocket protocol, no browser): it
+opens /classroom?room=CODE (a new Streamlit session; the page puts the student id into the URL), presses the run
+button (a trigger, as a click sends it), and waits for the run's last message. Students start at random times
+spread over the first 60% of the window, 200 of them at most in flight together.
+
+The projector is a client on /classroom?room=CODE&show=1 that reruns the live fragment every 1.5 s, as the
+browser's fragment timer does; its refresh time is request → the fragment's last message ("projector refresh").
+Staleness: the time from the last student's result to the projector showing every run.
+
+The lecturer's room is opened through core.classroom on the server's own store (the SQLite file this script
+gives the server it starts, or --store-url / --sqlite for a running server). At the end the script reads the
+store: every student who was told "Your run 1" must have exactly one stored run, and nothing else is stored.
+
+Targets (issue 14): every result stored exactly once, projector p95 refresh ≤ 2 s, 0 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.st_protocol import FINISHED_OK, StreamlitClient  # noqa: E402
+from core import classroom as cl  # noqa: E402
+from core.roomstore import open_store  # noqa: E402
+
+COUNT = re.compile(r"\*\*(\d+) runs? from (\d+) students?\*\*")
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+
+
+def click(c: StreamlitClient, label_prefix: str):
+    """Press the button whose label starts with `label_prefix`, as a browser click does (a trigger value in the
+    rerun's widget states, sent once)."""
+    buttons = [el.button for el in c.elements("button") if el.button.label.startswith(label_prefix)]
+    if not buttons:
+        return None
+    wid = buttons[0].id
+    c.widget_values[wid] = ("trigger_value", True)
+    try:
+        return c.rerun()
+    finally:
+        c.widget_values.pop(wid, None)
+
+
+def student(base: str, code: str, start_at: float, timeout: float) -> dict:
+    out = {"ok": False, "error": "", "sid": "", "join_s": float("nan"), "run_s": float("nan"), "done_at": 0.0}
+    time.sleep(max(0.0, start_at - time.monotonic()))
+    c = StreamlitClient(base, run_timeout=timeout)
+    try:
+        run = c.open("classroom", {"room": code})
+        out["join_s"] = run.seconds
+        if not run.ok:
+            out["error"] = f"join: {run.error}"
+            return out
+        out["sid"] = c.query_params().get("sid", "")
+        run = click(c, "Run (1 of")
+        if run is None:
+            out["error"] = "no run button: " + " | ".join(t for t in c.texts() if t)[:200]
+            return out
+        out["run_s"] = run.seconds
+        texts = c.texts()
+        if not run.ok:
+            out["error"] = f"run: {run.error}"
+        elif not any(t.startswith("Your run 1") for t in texts):
+            out["error"] = "no result: " + " | ".join(t for t in texts if "run" in t.lower())[:200]
+        else:
+            out["ok"] = True
+            out["done_at"] = time.monotonic()
+        return out
+    finally:
+        c.close()
+
+
+def projector(base: str, code: str, every: float, stop: threading.Event, log: list, want: int) -> None:
+    """Rerun the live fragment every `every` seconds (the browser's timer); log (time, refresh s, runs, ok)."""
+    c = StreamlitClient(base, run_timeout=30)
+    run = c.open("classroom", {"room": code, "show": "1"})
+    if not run.ok:
+        log.append((time.monotonic(), run.seconds, -1, False))
+        return
+    frag = next((f for _, (el, f, _) in c._elements.items() if el is not None
+                 and el.WhichOneof("type") == "plotly_chart" and f), "")
+    while not stop.is_set():
+        t = time.monotonic()
+        r = c._rerun(fragment_id=frag)
+        runs = next((int(m.group(1)) for m in map(COUNT.search, c.texts()) if m), -1)
+        log.append((time.monotonic(), r.seconds, runs, r.ok and r.status in FINISHED_OK))
+        if not r.ok:
+            c.reopen()
+        if runs >= want and stop.is_set():
+            break
+        stop.wait(max(0.0, every - (time.monotonic() - t)))
+    c.close()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--students", type=int, default=200)
+    ap.add_argument("--window", type=float, default=60.0, help="seconds in which every student joins and runs")
+    ap.add_argument("--kind", default="escape", choices=list(cl.KINDS))
+    ap.add_argument("--url", default="", help="a running app (default: start `streamlit run app/main.py` here)")
+    ap.add_argument("--store-url", default="", help="the running app's Redis store (SAMLAB_STORE_URL)")
+    ap.add_argument("--sqlite", default="", help="the running app's SQLite file (SAMLAB_CLASSROOM_DB)")
+    ap.add_argument("--refresh", type=float, default=1.5, help="the projector's fragment period (the page's)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    rnd = random.Random(args.seed)
+
+    server = None
+    if not args.url:
+        from bench._browser import StreamlitServer
+        args.sqlite = args.sqlite or tempfile.mktemp(prefix="class-load-", suffix=".sqlite")
+        os.environ["SAMLAB_CLASSROOM_DB"] = args.sqlite  # the server inherits it
+        os.environ.pop("SAMLAB_STORE_URL", None)
+        server = StreamlitServer("app/main.py").start()
+        args.url = server.base_url
+    try:
+        store = open_store(args.store_url or "", args.sqlite or None)
+        exp = cl.make_experiment(args.kind)
+        room = cl.open_room(store, exp, minutes=30, cap=1)
+        print(f"room {room.code} ({args.kind}) on {store.describe()}; {args.students} students within "
+              f"{args.window:.0f} s against {args.url}", flush=True)
+        warm = StreamlitClient(args.url)  # the first page load imports the page's modules: not the students' cost
+        warm.open("classroom", {"room": room.code, "show": "1"})
+        warm.close()
+
+        stop, log = threading.Event(), []
+        proj = threading.Thread(target=projector, args=(args.url, room.code, args.refresh, stop, log, args.students))
+        proj.start()
+        t0 = time.monotonic()
+        starts = sorted(t0 + rnd.uniform(0, 0.6 * args.window) for _ in range(args.students))
+        with ThreadPoolExecutor(min(args.students, 200)) as pool:
+            results = list(pool.map(lambda s: student(args.url, room.code, s, args.window), starts))
+        t_students = time.monotonic() - t0
+        last_done = max((r["done_at"] for r in results if r["ok"]), default=time.monotonic())
+        # let the projector catch up with the last run, then stop it
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(n >= sum(r["ok"] for r in results) for _, _, n, _ in log[-1:]):
+            time.sleep(0.2)
+        stop.set()
+        proj.join(30)
+
+        stored = cl.room_runs(store, store.get_room(room.code))
+        keys = [(r.student, r.run_index) for r in stored]
+        ok_sids = {r["sid"] for r in results if r["ok"]}
+        errors = [r["error"] for r in results if not r["ok"]]
+        dupes = len(keys) - len(set(keys))
+        missing = ok_sids - {s for s, _ in keys}
+        extra = {s for s, _ in keys} - ok_sids
+        seen_all = next((t for t, _, n, ok in log if ok and n >= len(ok_sids)), None)
+        refresh = [s for _, s, _, ok in log if ok]
+        proj_errors = sum(1 for _, _, _, ok in log if not ok)
+        runs_s = [r["run_s"] for r in results if r["ok"]]
+        joins_s = [r["join_s"] for r in results if r["ok"]]
+
+        print(f"students ok            {len(ok_sids)} / {args.students} in {t_students:.1f} s "
+              f"(window {args.window:.0f} s)")
+        print(f"student errors         {len(errors)}" + (f"  e.g. {errors[0]}" if errors else ""))
+        print(f"stored runs            {len(stored)}  distinct {len(set(keys))}  duplicates {dupes}  "
+              f"missing {len(missing)}  unexpected {len(extra)}")
+        print(f"join  (page load) s    p50 {pct(joins_s, 50):.2f}  p95 {pct(joins_s, 95):.2f}  max {max(joins_s, default=0):.2f}")
+        print(f"run   (click→result) s p50 {pct(runs_s, 50):.2f}  p95 {pct(runs_s, 95):.2f}  max {max(runs_s, default=0):.2f}")
+        print(f"projector refresh s    p50 {pct(refresh, 50):.2f}  p95 {pct(refresh, 95):.2f}  max "
+              f"{max(refresh, default=0):.2f}  ({len(refresh)} refreshes, {proj_errors} errors)")
+        if seen_all is not None:
+            print(f"projector staleness    {max(0.0, seen_all - last_done):.2f} s from the last result to "
+                  f"'{len(ok_sids)} runs' on the projector")
+        else:
+            print("projector staleness    the projector never showed every run")
+        if refresh:
+            print(f"mean refresh           {statistics.mean(refresh):.2f} s")
+        load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+        print(f"load average           {' '.join(load)}")
+        good = (not errors and not dupes and not missing and not extra and proj_errors == 0
+                and pct(refresh, 95) <= 2.0 and seen_all is not None)
+        print("targets                " + ("MET" if good else "NOT MET"))
+        return 0 if good else 1
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

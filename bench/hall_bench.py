@@ -65,7 +65,8 @@ def grid_of(client: StreamlitClient) -> list[float]:
     return [round(p.min + i * p.step, 10) for i in range(n + 1)]
 
 
-def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: random.Random, block: int = 4) -> dict:
+def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: random.Random, block: int = 4,
+             profile_s: float = 0.0) -> dict:
     """Server CPU ms per ρ change on `page` for cached configs (see the module docstring)."""
     c = StreamlitClient(server.base_url, run_timeout=120)
     run = c.open(page)
@@ -82,6 +83,7 @@ def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: r
         if not r.ok:
             return {"page": page, "error": f"warm-up ρ={rho}: {r.error}"}
     ms, wall, errors = [], [], 0  # ms: mean CPU per change of each block of `block` changes
+    spy = pyspy_start(server.proc.pid, profile_s) if profile_s > 0 else None
     prev = steps[-1]
     for _ in range(max(1, changes // block)):
         time.sleep(0.1)  # let the server finish the previous run's bookkeeping
@@ -96,6 +98,9 @@ def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: r
         time.sleep(0.05)
         ms.append((cpu_ns(server.proc.pid) - a) / 1e6 / block)
     c.close()
+    if profile_s > 0:
+        for f, share in pyspy_top(spy):
+            print(f"    {share:5.1f}%  {f}", flush=True)
     return {"page": page, "changes": len(wall), "errors": errors,
             "cpu_median_ms": round(statistics.median(ms), 1) if ms else None,  # median over the blocks
             "cpu_mean_ms": round(statistics.fmean(ms), 1) if ms else None,
@@ -103,55 +108,51 @@ def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: r
             "wall_median_ms": round(statistics.median(wall), 1) if wall else None}
 
 
-def pyspy_top(pid: int, seconds: float, top: int = 25) -> list[tuple[str, float]]:
-    """Sample `pid` with py-spy for `seconds`; the functions present in the most samples (share of
-    the samples in which the server was busy), inclusive."""
+def pyspy_start(pid: int, seconds: float) -> tuple[subprocess.Popen, Path] | None:
+    """Start sampling `pid` with py-spy for `seconds` (200 samples/s) into a raw (folded) file."""
     exe = shutil.which("py-spy", path=str(REPO / ".venv" / "bin")) or shutil.which("py-spy")
     if exe is None:
-        return [("py-spy not installed (requirements-dev.txt)", 0.0)]
+        return None
     out = Path(tempfile.mkdtemp()) / "profile.txt"
-    subprocess.run([exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw", "-o", str(out),
-                    "--nonblocking"], capture_output=True, timeout=seconds + 60)
-    counts: Counter[str] = Counter()
-    busy = 0
+    proc = subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "200", "-f", "raw",
+                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, out
+
+
+def pyspy_top(started, top: int = 40) -> list[tuple[str, float]]:
+    """Wait for py-spy; the functions present in the most busy samples (inclusive share). A sample is
+    busy when the stack runs the app's own code (pages/, app/, core/) or a script run's serialisation."""
+    if started is None:
+        return [("py-spy not installed (requirements-dev.txt)", 0.0)]
+    proc, out = started
+    proc.wait(timeout=600)
     if not out.exists():
         return [("py-spy wrote no profile (ptrace not allowed?)", 0.0)]
+    counts: Counter[str] = Counter()
+    busy = 0
     for line in out.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack or not n.isdigit():
             continue
         frames = stack.split(";")
-        if not any("pages/" in f or "app/" in f or "core/" in f for f in frames):
-            continue  # idle threads (event loop waiting) and Streamlit's own bookkeeping between runs
+        if not any(("pages/" in f or "app/" in f or "core/" in f or "ScriptRunner" in f or "serialize" in f)
+                   for f in frames):
+            continue  # idle threads (the event loop waiting)
         busy += int(n)
         for f in set(frames):
             counts[f] += int(n)
-    return [(f, round(100 * n / busy, 1)) for f, n in counts.most_common(top)] if busy else []
+    return [(f, round(100 * n / busy, 1)) for f, n in counts.most_common(top) if n < busy] if busy else []
 
 
 def cmd_cpu(args) -> dict:
     rng = random.Random(args.seed)
     pages = [p for p in args.pages.split(",") if p]
-    results, profile = [], {}
+    results = []
     with StreamlitServer() as server:
         for page in pages:
-            if args.profile:
-                res_box = {}
-                import threading
-
-                th = threading.Thread(target=lambda p=page: res_box.update(page_cpu(server, p, args.changes, args.warm, rng)))
-                th.start()
-                time.sleep(args.profile_delay)  # after the warm-up
-                profile[page] = pyspy_top(server.proc.pid, args.profile_seconds)
-                th.join()
-                res = res_box
-            else:
-                res = page_cpu(server, page, args.changes, args.warm, rng)
+            res = page_cpu(server, page, args.changes, args.warm, rng, profile_s=args.profile_seconds * args.profile)
             results.append(res)
             print(json.dumps(res), flush=True)
-            if page in profile:
-                for f, share in profile[page]:
-                    print(f"    {share:5.1f}%  {f}")
     return {"bench": "hall_cpu", "pages": results, "load_avg": os.getloadavg()[0]}
 
 
@@ -164,7 +165,6 @@ def main(argv=None) -> int:
     c.add_argument("--warm", type=int, default=6, help="slider steps visited first (the cached configs)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--profile", action="store_true", help="sample the server with py-spy during the changes")
-    c.add_argument("--profile-delay", type=float, default=8.0)
     c.add_argument("--profile-seconds", type=float, default=6.0)
     args = ap.parse_args(argv)
     if args.cmd == "cpu":

@@ -22,6 +22,7 @@ import streamlit as st
 from app import cache, controls, theme
 from app import stats_charts as sc
 from app.classroom_view import class_link
+from app.figcache import kept
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
 from core.toy.presets import ZHU_BREAKS
@@ -210,7 +211,9 @@ def rho_section(base: dict) -> None:
     # Row 1: the survival curves (main chart) and the particles
     left, right = st.columns(2, gap="medium")
     with left:
-        fig = sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups)
+        # built once per config pair (app/figcache.py): τ, the speed-ups and the series follow from the configs
+        fig = kept("escape.survival", (sgd_cfg, sam_cfg),
+                   lambda: sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups))
         st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption(
             "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
@@ -226,9 +229,9 @@ def rho_section(base: dict) -> None:
                 sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos),
                                sam_res.steps_recorded, sam_res.paths[-1], sam_res.first_passage[-1],
                                sam_res.escape_position[-1])]
-        anim = sc.escape_animation(facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
-                                   loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None,
-                                   animate=animate)
+        anim = kept("escape.animation", (sgd_cfg, sam_cfg, animate), lambda: sc.escape_animation(
+            facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
+            loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None, animate=animate))
         st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
         how = ("The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider)."
                if animate else f"The particles at the last step, T = {steps}; switch on **Animate the particles** "

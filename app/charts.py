@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 
-from .theme import COLORS, LABELS, apply_layout, color, text_scale
+from .theme import COLORS, LABELS, apply_layout, color, is_phone, text_scale, title_lines
 
 # Animation frames per figure. Each frame repeats the paths up to its step, so the JSON grows with
 # the square of this: 30 frames send ~2.5× less than 50 (playground default: 224 kB -> ~95 kB).
@@ -97,6 +97,37 @@ def _frame_indices(k: int, max_frames: int = MAX_FRAMES) -> np.ndarray:
     if k <= max_frames:
         return np.arange(k)
     return np.unique(np.linspace(0, k - 1, max_frames).round().astype(int))
+
+
+# A phone's layout for the contour figures (theme.is_phone). The server cannot measure the screen, so it lays the
+# figure out for a chart PHONE_WIDTH px wide (a 360-430 px phone less the page's padding): narrow side margins
+# and a thin colour bar, one legend entry per row above the plot (at 390 px an entry or two fit a row, and the
+# desktop layout's one-row strip let the wrapped legend run into the title), and a height that gives the plot
+# its grid's aspect ratio (a fixed 560 px left the equal-scale contour a 190 × 135 px strip amid empty axes).
+PHONE_WIDTH = 360
+PHONE_MARGIN = {"l": 55, "r": 75}  # room for the w₂ ticks and title on the left, the thin colour bar on the right
+PHONE_ROW_PX = 22  # a legend row or a title line
+
+
+def _phone_plot_height(grid: Grid) -> int:
+    """Height in px of an equal-scale contour plot PHONE_WIDTH px wide, less the side margins."""
+    width = PHONE_WIDTH - PHONE_MARGIN["l"] - PHONE_MARGIN["r"]
+    aspect = float(grid.y[-1] - grid.y[0]) / max(float(grid.x[-1] - grid.x[0]), 1e-12)
+    return round(width * min(max(aspect, 0.4), 1.6))
+
+
+def _phone_frame(fig: go.Figure, grid: Grid, title: str | None, legend_entries: int, bottom: int) -> int:
+    """Lay out a contour figure for a phone: the legend above the plot one entry per row, under the (wrapped)
+    title; margins fixed (see trajectory_figure) with `bottom` px below the plot. Returns the plot's height."""
+    plot_h = _phone_plot_height(grid)
+    top = 20 + PHONE_ROW_PX * (len(title_lines(title, True)) + legend_entries) + 12
+    fig.update_traces(colorbar={"thickness": 10}, selector={"type": "heatmap"})
+    fig.update_layout(height=top + plot_h + bottom,
+                      legend={"orientation": "v", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                              "bgcolor": "rgba(0,0,0,0)", "borderwidth": 0},
+                      margin={"t": top, "b": bottom, **PHONE_MARGIN, "autoexpand": False},
+                      title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 12}})
+    return plot_h
 
 
 def _zrange(z: np.ndarray) -> tuple[float, float]:
@@ -209,17 +240,20 @@ def trajectory_figure(grid: Grid, tracks: Sequence[Track], *, animate: bool = Tr
     s = text_scale()
     # About three legend entries ("late SAM (ρ = 0.2)") fit on a row; each further row gets its own strip of the
     # top margin, so a legend of many optimizers wraps above the plot without running into the title.
-    legend_rows = max(1, math.ceil((len({t.name for t in tracks}) + (start is not None)) / 3))
+    entries = len({t.name for t in tracks}) + (start is not None)
+    legend_rows = max(1, math.ceil(entries / 3))
     fig.update_layout(legend={"orientation": "h", "x": 0.0, "y": 1.03, "xanchor": "left", "yanchor": "bottom"},
                       margin={"t": round(((85 if title else 45) + 28 * (legend_rows - 1)) * s), "l": round(75 * s),
                               "r": round(95 * s), "autoexpand": False}, hoverdistance=CLICK_HOVER_PX,
                       title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 12}})  # title on top
+    plot_h = _phone_frame(fig, grid, title, entries, 195 if animate else 60) if is_phone() else None
     if animate and tracks:
-        fig = _with_frames(fig, tracks, idx, first_path)
+        fig = _with_frames(fig, tracks, idx, first_path, plot_h)
     return fig
 
 
-def _with_frames(fig: go.Figure, tracks: Sequence[Track], idx: np.ndarray, first_path: int) -> go.Figure:
+def _with_frames(fig: go.Figure, tracks: Sequence[Track], idx: np.ndarray, first_path: int,
+                 phone_plot_h: int | None = None) -> go.Figure:
     """Add the animation frames (plain dicts, see AnimatedFigure): the paths up to each frame."""
     steps_ref = max(tracks, key=lambda t: t.xy.shape[1]).steps
     trace_ids = list(range(first_path, first_path + 2 * len(tracks)))
@@ -232,11 +266,13 @@ def _with_frames(fig: go.Figure, tracks: Sequence[Track], idx: np.ndarray, first
             hx, hy = _head_xy(t, at)
             data += [{"type": "scatter", "x": xs, "y": ys}, {"type": "scatter", "x": hx, "y": hy}]
         frames.append({"data": data, "traces": trace_ids, "name": str(int(steps_ref[int(i)]))})
-    return _add_controls(fig, frames)
+    return _add_controls(fig, frames, phone_plot_h)
 
 
-def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
-    """Play / pause buttons and a step slider (scrubber) under the plot, driving the frames."""
+def _add_controls(fig: AnimatedFigure, frames: list[dict], phone_plot_h: int | None = None) -> AnimatedFigure:
+    """Play / pause buttons and a step slider (scrubber) under the plot, driving the frames. On a phone
+    (`phone_plot_h`: the plot's height in px) the slider gets its own row under the buttons: beside them it had
+    a third of 230 px, and its read-out slid under the pause button."""
     play = {"frame": {"duration": 80, "redraw": False}, "transition": {"duration": 0}, "fromcurrent": True,
             "mode": "immediate"}
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
@@ -258,6 +294,9 @@ def _add_controls(fig: AnimatedFigure, frames: list[dict]) -> AnimatedFigure:
         }],
         margin={"b": round(130 * text_scale())},
     )
+    if phone_plot_h:  # paper units are fractions of the plot's height: place the rows in px below the plot
+        fig.update_layout(margin={"b": 195}, updatemenus=[{"y": -50 / phone_plot_h}],
+                          sliders=[{"x": 0.0, "len": 1.0, "y": -95 / phone_plot_h}])
     return fig.set_frames(frames)
 
 
@@ -363,6 +402,8 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     s = text_scale()
     fig.update_layout(margin={"t": round(50 * s), "l": round(75 * s), "r": round(95 * s), "b": round(175 * s),
                               "autoexpand": False})
+    if is_phone():  # the legend's six or seven long entries above the plot, one a row (see _phone_frame)
+        _phone_frame(fig, grid, title, sum(1 for t in fig.data if t.showlegend is not False and t.name), 60)
     return fig
 
 

@@ -77,30 +77,42 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
 
     The line between the two solutions and the random directions measure t differently (t = 1 is the SAM
     solution on the first, one filter-normalised unit on the others), so with both kinds present each gets
-    its own panel, side by side with a shared loss axis."""
+    its own panel, side by side with a shared loss axis; on a phone one above the other (side by side at 390 px,
+    their titles, axis titles and markers ran into each other)."""
     line = [p for p in profiles if p["kind"] == "interpolation"]
     rand = [p for p in profiles if p["kind"] != "interpolation"]
     panels = [g for g in (line, rand) if g]
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[("between the solutions" if g is line else "random directions")
-                                        for g in panels] if len(panels) > 1 else None)
+    phone = theme.is_phone()
+    titles = [("between the solutions" if g is line else "random directions") for g in panels] if len(panels) > 1 else None
+    if phone:
+        fig = make_subplots(rows=len(panels), cols=1, vertical_spacing=0.22, subplot_titles=titles)
+    else:
+        fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.06, subplot_titles=titles)
+
+    def cell(i: int) -> dict:
+        """row and col of panel i (1-based)"""
+        return {"row": i, "col": 1} if phone else {"row": 1, "col": i}
+
     for col, group in enumerate(panels, start=1):
         for p in group:
             c = _profile_color(p)
             fig.add_trace(go.Scatter(x=p["ts"], y=p["train_loss"], mode="lines+markers", name=f"{p['label']}: train",
-                                     line={"color": c}), row=1, col=col)
+                                     line={"color": c}), **cell(col))
             fig.add_trace(go.Scatter(x=p["ts"], y=p["test_loss"], mode="lines", name=f"{p['label']}: test",
-                                     line={"color": c, "dash": "dash"}), row=1, col=col)
+                                     line={"color": c, "dash": "dash"}), **cell(col))
     # the live page compares SGD with any SAM-type run: its label "SGD → PSAM" names the solution at t = 1
     other = line[0]["label"].split("→")[-1].strip() if line and "→" in line[0]["label"] else "other"
     if line:
-        for x, name in ((0, "SGD solution"), (1, f"{other} solution")):
-            fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name, row=1, col=1)
-    theme.apply_layout(fig, y_title="loss (cross-entropy, nats)", height=400, legend_below=True)
+        for x, name, side in ((0, "SGD solution", "top left"), (1, f"{other} solution", "top right")):  # apart
+            fig.add_vline(x=x, line={"color": "#888", "dash": "dot"}, annotation_text=name, annotation_position=side,
+                          row=1, col=1)
+    theme.apply_layout(fig, y_title="loss (nats)" if phone else "loss (cross-entropy, nats)",
+                       height=330 * len(panels) if phone else 400, legend_below=True)
     for col, group in enumerate(panels, start=1):
         fig.update_xaxes(title_text=f"t: from the SGD (0) to the {other} solution (1)" if group is line
-                         else "t: distance along the direction (filter-normalised units)", row=1, col=col)
-    if len(panels) > 1:
+                         else "t (filter-normalised units)" if phone
+                         else "t: distance along the direction (filter-normalised units)", **cell(col))
+    if len(panels) > 1 and not phone:
         fig.update_yaxes(title_text=None, row=1, col=2)  # shared with the left panel's
         for a in fig.layout.annotations:  # the panel titles grow with the text on the projector, as axis titles do
             if a.text in ("between the solutions", "random directions"):

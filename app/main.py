@@ -25,7 +25,7 @@ from app.presets import scenes  # noqa: E402
 
 st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="auto")  # collapsed on a phone
 
-# (file, title, icon, url path); "home" is the default page.
+# (file, title, icon, key); "home" is the default page, served at "/".
 # Material icons ship with Streamlit's own font, so they render even where no emoji font is installed.
 PAGE_FILES = (
     ("home.py", "Home", ":material/home:", "home"),
@@ -37,14 +37,22 @@ PAGE_FILES = (
     ("cifar.py", "CIFAR-10", ":material/image:", "cifar"),
     ("classroom.py", "Class experiment", ":material/groups:", "classroom"),
 )
+# A default page still reserves its own url path without answering at it, so a Home at url path "home" made
+# a bookmarked or typed /home a "Page not found". Home's own url path is "index" instead, and /home belongs to a
+# hidden alias that sends the browser to "/" with the same query parameters (HOME_ALIAS below).
+HOME_PATH, HOME_ALIAS_PATH = "index", "home"
 PAGES = {
-    url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=url, default=(url == "home"))
+    url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=HOME_PATH if url == "home" else url,
+                 default=(url == "home"))
     for file, title, icon, url in PAGE_FILES
 }
+HOME_ALIAS = st.Page(lambda: None, title="Home", url_path=HOME_ALIAS_PATH, visibility="hidden")
 
 present = theme.is_presentation()
 st.markdown(theme.css(present), unsafe_allow_html=True)
-nav = st.navigation(list(PAGES.values()), position="top" if present else "sidebar")
+nav = st.navigation([*PAGES.values(), HOME_ALIAS], position="top" if present else "sidebar")
+if nav.url_path == HOME_ALIAS_PATH:  # /home?rho=… → /?rho=… (every value of a repeated key kept)
+    st.switch_page(PAGES["home"], query_params={k: st.query_params.get_all(k) for k in st.query_params})
 
 # Notices about URL values (clamped, defaulted, unknown) appear here, at the top of every page.
 controls.begin_run(st.container())
@@ -62,7 +70,11 @@ def _on_scene():
 
 
 def _scene_menu(container) -> None:
-    container.selectbox("Load a lecture scene", list(SCENES), index=None, key="scene", placeholder="choose a scene…",
+    # on the projector the menu sits above the page: no label, its placeholder says what it is (saves a line of
+    # the first screen, which is for the chart)
+    container.selectbox("Load a lecture scene", list(SCENES), index=None, key="scene",
+                        placeholder="Load a lecture scene…" if present else "choose a scene…",
+                        label_visibility="collapsed" if present else "visible",
                         format_func=lambda n: SCENES[n].title, on_change=_on_scene,
                         help="Each scene switches to its page with its parameters in the URL; copy the URL to "
                              "share it.")

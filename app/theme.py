@@ -12,6 +12,7 @@ import colorsys
 import functools
 import json
 import re
+import textwrap
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -129,6 +130,35 @@ def is_presentation() -> bool:
     return str(raw).strip().lower() in ("1", "true", "yes", "on")
 
 
+def is_phone() -> bool:
+    """True when the browser is a phone: its User-Agent says "Mobi" (MDN's advice for telling phones from tablets
+    and desktops; iPhones and Android phones say "Mobile"). The server cannot see the screen's width, and a phone's
+    browser says what it is with every page request, so charts laid out for a 390-px screen are sent to phones
+    only: legends below the plot, titles wrapped, contours as tall as they are wide. False outside a Streamlit run."""
+    try:
+        import streamlit as st
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        if get_script_run_ctx(suppress_warning=True) is None:
+            return False
+        agent = st.context.headers.get("User-Agent") or ""
+    except Exception:  # no Streamlit runtime, or no request headers (AppTest)
+        return False
+    return "Mobi" in agent
+
+
+PHONE_TITLE_CHARS = 34  # one line of a chart title on a 390-px phone (bold, 1.1 × 14 px)
+PHONE_LEGEND_ROW = 20  # px per legend entry below a phone's chart
+
+
+def title_lines(title: str | None, phone: bool | None = None) -> list[str]:
+    """A chart title as the lines it is drawn on: one line, or wrapped at word breaks on a phone."""
+    if not title:
+        return []
+    phone = is_phone() if phone is None else phone
+    return (textwrap.wrap(title, PHONE_TITLE_CHARS) or [title]) if phone else [title]
+
+
 def font_size(present: bool | None = None) -> int:
     present = is_presentation() if present is None else present
     return round(BASE_FONT * (PRESENT_SCALE if present else 1.0))
@@ -149,6 +179,15 @@ def table(data) -> None:
         st.table(data, hide_index=True, border="horizontal")
     else:
         st.dataframe(data, hide_index=True)
+
+
+def intro(text: str) -> None:
+    """A page's introduction (markdown). Left out in presentation mode: the lecturer says it aloud, and a
+    projector's first screen (1280 × 800) is kept for the page's main chart and its ρ slider."""
+    import streamlit as st
+
+    if not is_presentation():
+        st.markdown(text)
 
 
 def fold(label: str, expanded: bool = False):
@@ -172,21 +211,28 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 @functools.lru_cache(maxsize=256)
-def _theme_json(title, x_title, y_title, height, present, legend, legend_below) -> str:
+def _theme_json(title, x_title, y_title, height, present, legend, legend_below, phone=False) -> str:
     """The theme's layout settings as a plain dict (frozen as JSON, so the cache is immutable).
-    Computed once per distinct set of arguments."""
+    Computed once per distinct set of arguments. On a phone the legend goes below the plot (beside it, it took
+    half the width; inside, it covered the data) and a long title wraps onto more lines."""
     size = font_size(present)
+    legend_below = legend_below or phone
+    lines = title_lines(title, phone)
     layout: dict = {
         "font": {"family": FONT_FAMILY, "size": size},
-        "margin": {"l": 10, "r": 10, "t": 50 if title else 20, "b": 20 if legend and legend_below else 10},
+        "margin": {"l": 10, "r": 10, "t": 50 + 22 * (len(lines) - 1) if title else 20,
+                   "b": 20 if legend and legend_below else 10},
         "showlegend": legend,
         "hoverlabel": {"font": {"size": size}},
     }
     if title is not None:
-        layout["title"] = {"text": title, "font": {"size": round(size * 1.2)}, "x": 0.0, "xanchor": "left"}
+        layout["title"] = {"text": "<br>".join(lines), "font": {"size": round(size * (1.1 if phone else 1.2))},
+                           "x": 0.0, "xanchor": "left"}
     if legend:  # below: under the x-axis title, so the legend never hides data
         layout["legend"] = ({"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0.0} if legend_below else
                             {"bgcolor": "rgba(255,255,255,0.75)", "bordercolor": "#cccccc", "borderwidth": 1})
+        if phone:  # at the figure's bottom edge: y = −0.22 of a phone's short plot put it on the x-axis title
+            layout["legend"] = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0}
     if height is not None:
         layout["height"] = round(height * (1.15 if present else 1.0))
     axis = {"title": {"font": {"size": size}}, "tickfont": {"size": round(size * 0.9)}}
@@ -218,13 +264,17 @@ def apply_layout(
     theme's settings are a cached plain dict, merged over the figure's own layout and assigned in
     one go (one validation pass, ~1-2 ms)."""
     present = is_presentation() if present is None else present
-    theme = json.loads(_theme_json(title, x_title, y_title, height, bool(present), bool(legend), bool(legend_below)))
+    phone = is_phone()
+    theme = json.loads(_theme_json(title, x_title, y_title, height, bool(present), bool(legend), bool(legend_below),
+                                   phone))
     axis = {"x": theme.pop("_x"), "y": theme.pop("_y")}
     own = fig.layout.to_plotly_json()
     own.pop("template", None)  # re-validating the template is the slow part; Plotly re-applies the default
     names = {k for k in own if _AXIS.fullmatch(k)} | {"xaxis", "yaxis"}
     for name in names:
         theme[name] = axis[name[0]]
+    if phone and legend and height is not None:  # the phone's legend rows (about one entry each) add to the height
+        theme["height"] += PHONE_LEGEND_ROW * sum(1 for t in fig.data if t.showlegend is not False and t.name)
     fig.layout = _merge(own, theme)
     return fig
 
@@ -240,13 +290,20 @@ _CALM = """
 """
 
 
+# A phone has no hover, so Plotly shows every chart's mode bar all the time, on top of the chart's title; the
+# tools it offers (zoom boxes, PNG export) are for a mouse. Below 640 px (where Streamlit stacks the columns) it goes.
+_NARROW = """
+@media (max-width: 640px) {.js-plotly-plot .modebar-container {display: none !important;}}
+"""
+
+
 def css(present: bool) -> str:
     """The page CSS. Presentation mode hides the sidebar and the expanders that hold secondary
     controls (the widgets still run, so URL parameters keep working) and enlarges the text."""
     base = """
 <style>
 .block-container {padding-top: 2.2rem;}
-""" + _CALM + """
+""" + _CALM + _NARROW + """
 </style>
 """
     if not present:
@@ -257,7 +314,7 @@ def css(present: bool) -> str:
 [data-testid="stExpander"] {display: none !important;}
 html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.3rem !important;}
 [data-testid="stCaptionContainer"] p {font-size: 1.1rem !important;}
-h1 {font-size: 3.0rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
+h1 {font-size: 2.4rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.2rem !important;}
 [data-testid="stTable"] td, [data-testid="stTable"] th {font-size: 1.2rem !important;}
 .block-container {max-width: 100% !important; padding-left: 2rem; padding-right: 2rem;}

@@ -113,7 +113,7 @@ if "opts" in st.query_params:
     del st.query_params["opts"]
 
 st.title("Escape lab: SAM leaves sharp minima faster")
-st.markdown(
+theme.intro(
     "A cloud of particles starts in the **sharp** minimum of a double well. Gradient noise kicks them "
     "about; now and then one crosses the barrier into the flat basin: an **escape**. SAM takes its step "
     "from the worst point within distance ρ, which in a sharp well is far up the wall, so its particles "

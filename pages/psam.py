@@ -29,15 +29,23 @@ DEFAULTS = dict(landscape="double_well_1d", rho=0.3, lr=0.05, sigma=3.0, particl
 st.title("PSAM scheduler")
 st.caption("SAM costs two gradient evaluations per step. Which steps deserve them?")
 
-top_left, top_right = st.columns([1, 1], gap="large")
-with top_left:
-    rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01)
-    steps = controls.number_slider("steps", "steps T of full SAM (budget = 2T gradient evaluations)", lo=20,
-                                   hi=1000, default=DEFAULTS["steps"], step=10)
-    mode = controls.choice("budget", "compare at", {"equal": "equal budget (gradient evaluations)",
-                                                    "steps": "equal number of steps"}, "equal", radio=True)
-with top_right:
-    sched = controls.schedule_controls(which=("k", "f"))
+present = theme.is_presentation()
+if present:  # the projector: the four sliders in one row, so that the outcome chart starts on the first screen
+    c_rho, c_steps, c_k, c_f = st.columns(4, gap="medium")
+    c_mode = st.container()
+else:
+    c_rho, c_k = st.columns([1, 1], gap="large")
+    c_steps = c_mode = c_rho
+    c_f = c_k
+rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01, container=c_rho)
+steps = controls.number_slider("steps", "steps T of full SAM" + ("" if present else " (budget = 2T gradient evaluations)"),
+                               lo=20, hi=1000, default=DEFAULTS["steps"], step=10, container=c_steps,
+                               help="Full SAM's T steps cost 2T gradient evaluations: the budget every schedule gets.")
+mode = controls.choice("budget", "compare at", {"equal": "equal budget (gradient evaluations)",
+                                                "steps": "equal number of steps"}, "equal", radio=True,
+                       container=c_mode)
+sched = controls.schedule_controls(which=("k",), container=c_k) | controls.schedule_controls(which=("f",),
+                                                                                             container=c_f)
 
 with st.expander("More controls: late SAM, random SAM, the toy problem"):
     e0, e1, e2, e3 = st.columns(4)
@@ -56,15 +64,20 @@ with st.expander("More controls: late SAM, random SAM, the toy problem"):
 
 sched_kw = dict(k=sched["k"], f=sched["f"], p=sched["p"], late_f=sched["late_f"], seed=seed)
 
+# The timeline comes first, then what each schedule achieves; on the projector the other way round, so the
+# outcome chart (the page's main chart) is on the first screen.
+first, second = st.container(), st.container()
+timeline_box, outcome_box = (second, first) if present else (first, second)
+
 # --- 1. the timeline: which steps are SAM steps, over the T steps of full SAM --------------------
 rows = []
 for o in SCHEDULES:
     mask, cost, label = cache.schedule_mask(o, steps, **sched_kw)
     rows.append((o, label, mask, cost))
-st.subheader("Which steps use SAM")
-st.plotly_chart(charts.schedule_timeline(rows, title=f"SAM steps over T = {steps} steps"), key="timeline_chart",
-                config=theme.PLOTLY_CONFIG)
-st.caption(f"Each tick is a SAM step (2 gradient evaluations); the gaps are SGD steps (1). PSAM with k = {sched['k']}, "
+timeline_box.subheader("Which steps use SAM")
+timeline_box.plotly_chart(charts.schedule_timeline(rows, title=f"SAM steps over T = {steps} steps"),
+                          key="timeline_chart", config=theme.PLOTLY_CONFIG)
+timeline_box.caption(f"Each tick is a SAM step (2 gradient evaluations); the gaps are SGD steps (1). PSAM with k = {sched['k']}, "
            f"f = {sched['f']:g} costs (1 + f/k)/2 = {(1 + sched['f'] / sched['k']) / 2:.0%} of SAM; the thesis' "
            "setting k = 2, f = 0.6 gives 65%.")
 
@@ -117,9 +130,10 @@ def budget_verdict(table: pd.DataFrame, mode: str) -> str:
 
 
 table = pd.DataFrame([{"schedule": label} | outcome(r) for (o, label, _, _), r in zip(rows, results)])
-st.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
-             else "Same problem, same number of steps: what each schedule achieves")
-chart_col, text_col = st.columns([2.2, 1], gap="medium")
+if not present:  # on the projector the chart's own title says it, and the chart moves up into the first screen
+    outcome_box.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
+                          else "Same problem, same number of steps: what each schedule achieves")
+chart_col, text_col = outcome_box.columns([2.2, 1], gap="medium")
 with chart_col:
     fig = charts.budget_bar_figure(
         [(o, theme.label(o), v, (lo, hi)) for (o, _, _, _), v, lo, hi

@@ -111,7 +111,7 @@ def profile(name: str, a_left: float, a_right: float):
 # ---------------------------------------------------------------------------------------------
 
 st.title("Asymmetric valley lab: SAM drifts to the flat side")
-st.markdown(
+theme.intro(
     "Many minima are **asymmetric**: steep on one side, gentle on the other (He, Huang & Yuan, 2019). "
     "Noise shakes the particles; the steep wall pushes them back hard, the gentle side lets them wander, "
     "so on average they sit on the **flat side**. SAM looks ρ uphill before stepping: on the steep side "

@@ -23,6 +23,7 @@ import streamlit as st
 from app import cache, charts, controls, theme
 from app import stats_charts as sc
 from app.classroom_view import class_link
+from app.figcache import kept
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
 from core.toy.simulate import SimConfig, simulate
@@ -201,7 +202,7 @@ def rho_section(base: dict) -> None:
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = sc.occupancy_figure(occ, curves)
+        fig = kept("valley.occupancy", (sgd_cfg, sam_cfg), lambda: sc.occupancy_figure(occ, curves))  # app/figcache.py
         st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption(
             "Bars: where SGD (blue) and SAM (orange) particles spend their time after a burn-in of "
@@ -241,7 +242,7 @@ def rho_section(base: dict) -> None:
                                        "schedules": "Which steps need SAM? (exact)"}, default="drift")
     with tabs["drift"]:
         if tabs["drift"].open:
-            drift_tab(sweep_cfg, free_cfg, rho, closed)
+            drift_tab(sweep_cfg, free_cfg, rho, closed, float(sam_mean.mean[0]))
     with tabs["shift"]:
         if tabs["shift"].open:
             shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg)
@@ -252,9 +253,15 @@ def rho_section(base: dict) -> None:
             schedules_tab(base, rho, one_d and bool(chains))
 
 
-def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
+def drift_tab(sweep_cfg, free_cfg, rho, closed, sam_mean_now: float) -> None:
     """SAM's mean position against ρ: simulated, the exact chain, the noise-free 2-cycle (`closed`: SGD's
-    closed-form mean, or None)."""
+    closed-form mean, or None).
+
+    The chart does not depend on the slider's ρ, so it is built once per sweep (app/figcache.py) and is
+    the same element on every ρ change: the server sends it as a reference to what the browser already
+    has, and the browser does not redraw it. Where the slider's ρ sits (`rho`, with SAM's simulated mean
+    there, `sam_mean_now`) is a line of text under it; as a marker line in the chart it made every ρ
+    change rebuild, resend and redraw the whole chart."""
     a_left, a_right = (dict(sweep_cfg.landscape_params)[k] for k in ("a_left", "a_right"))
     lr, sigma, one_d = sweep_cfg.lr, sweep_cfg.sigma, sweep_cfg.landscape == "valley_1d"
     d1, d2 = st.columns([3, 2], gap="medium")
@@ -268,9 +275,13 @@ def drift_tab(sweep_cfg, free_cfg, rho, closed) -> None:
         cycle = [theory.valley_two_cycle_mean_sam(a_left, a_right, lr, r) for r in CHAIN_RHOS] if one_d else None
         cycle = None if cycle is None or any(c is None for c in cycle) else cycle
         free = noise_free(free_cfg)
-        dfig = sc.drift_figure(drift.rhos, drift.mean, drift.ci_low, drift.ci_high, CHAIN_RHOS, chain_mean,
-                               CHAIN_RHOS, cycle, closed, current_rho=rho, free_rhos=CHAIN_RHOS, free_mean=free)
+        dfig = kept("valley.drift", (sweep_cfg, free_cfg, closed), lambda: sc.drift_figure(
+            drift.rhos, drift.mean, drift.ci_low, drift.ci_high, CHAIN_RHOS, chain_mean, CHAIN_RHOS, cycle, closed,
+            free_rhos=CHAIN_RHOS, free_mean=free))
         st.plotly_chart(dfig, key="drift_chart", config=theme.PLOTLY_CONFIG)
+        mean_now = f"{sam_mean_now:+.4f}" if math.isfinite(sam_mean_now) else "—"
+        st.caption(f"**The slider's ρ = {rho:g}**: SAM's simulated mean position there is E[w] = {mean_now} "
+                   "(the run in the chart above); read it against the orange dots.")
         controls.download_data(
             "drift", {"rhos": drift.rhos, "mean": drift.mean, "ci_low": drift.ci_low, "ci_high": drift.ci_high,
                       "chain_rhos": CHAIN_RHOS, "chain_mean": chain_mean, "two_cycle_mean": cycle,

@@ -292,7 +292,12 @@ def run_tournament(cfg: TournamentConfig, progress: Callable[[float], None] | No
         if not escape and name not in ("ae_sam", "msam"):  # the rule does not depend on the state: exact
             schedule, _ = results[0].config.schedule()
             rho = cfg.rho * schedule.rho_scale
-            exact = [_exact_valley(r.config, r.sam_mask, rho if name != "sgd" else 0.0) for r in results]
+            chains: dict[bytes, float] = {}  # seeds share a fixed schedule's mask: one chain per distinct mask
+            for r in results:
+                key = r.sam_mask.tobytes()
+                if key not in chains:
+                    chains[key] = _exact_valley(r.config, r.sam_mask, rho)
+            exact = [chains[r.sam_mask.tobytes()] for r in results]
             outcome, source = float(np.mean(exact)), "exact chain"
             ci = (min(exact), max(exact))  # one value per seed's mask; exact for each of them
         if trigger:

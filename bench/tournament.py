@@ -1,0 +1,94 @@
+"""Benchmark: the toy budget tournament (core.toy.tournament) at several budgets, issue 13 item 6.
+
+    .venv/bin/python bench/tournament.py                                  # 55%, 65%, 75%; 3 seeds; both toys
+    .venv/bin/python bench/tournament.py --budgets 0.65 --seeds 1 --landscapes valley
+    .venv/bin/python bench/tournament.py --write core/runs/toy_tournament.json   # the record the page can load
+
+Prints, per toy and budget, one row per method: what it spent (share of SAM's gradient evaluations), its
+outcome with the 95% interval (escape: Wilson over all particles of all seeds; valley: the exact chain where
+the rule does not depend on the state, else Student's t over particles), where the number comes from, and the
+wall time. Then the Pareto front and the total wall time. `--json` prints one JSON object instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from core.jsonable import to_jsonable  # noqa: E402
+from core.toy.tournament import METHODS, TournamentConfig, run_tournament  # noqa: E402
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def table(res) -> str:
+    name = "escaped fraction" if res.metric == "escaped_fraction" else "mean position"
+    lines = [f"{res.landscape}, budget {res.budget:.0%} of SAM ({res.particles} particles in all, T = {res.steps}): "
+             f"{name}, larger is better",
+             f"  {'method':<36} {'spent':>6}  {'outcome':>8}  {'95% interval':<20} {'source':<12} {'wall':>6}"]
+    for m in res.methods:
+        lines.append(f"  {m.label:<36} {m.budget_ratio:>6.1%}  {m.outcome:>8.4f}  "
+                     f"[{m.ci[0]:.4f}, {m.ci[1]:.4f}]{'':<2} {m.source:<12} {m.wall_s:>5.1f}s")
+    for ref in res.references.values():
+        lines.append(f"  {ref['label']:<36} {ref['budget_ratio']:>6.1%}  {ref['outcome']:>8.4f}  "
+                     f"[{ref['ci'][0]:.4f}, {ref['ci'][1]:.4f}]{'':<2} {'simulation':<12} {ref['wall_s']:>5.1f}s")
+    lines.append(f"  Pareto front (cost vs outcome): {', '.join(res.pareto)}")
+    lines += [f"  note: {n}" for n in res.notes]
+    lines.append(f"  wall {res.wall_s:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--budgets", type=_floats, default=[0.55, 0.65, 0.75])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--landscapes", default="double_well_2d,valley")
+    ap.add_argument("--rho", type=float, default=0.1)
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--write", default=None, help="write the results (with the command and machine) to this file")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    results = []
+    for land in [x.strip() for x in args.landscapes.split(",") if x.strip()]:
+        for b in args.budgets:
+            res = run_tournament(TournamentConfig(landscape=land, budget=b, seeds=args.seeds, rho=args.rho,
+                                                  methods=METHODS))
+            results.append(res)
+            if not args.json:
+                print(table(res), flush=True)
+    out = {
+        "benchmark": "toy budget tournament", "command": "python bench/tournament.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "load": os.getloadavg()},
+        "git": _git_head(), "wall_s": time.perf_counter() - t0,
+        "results": [r.to_dict() for r in results],
+    }
+    if args.json:
+        print(json.dumps(to_jsonable(out), allow_nan=False))
+    else:
+        print(f"total wall {out['wall_s']:.1f} s")
+    if args.write:
+        with open(args.write, "w") as f:
+            json.dump(to_jsonable(out), f, allow_nan=False)
+    return out
+
+
+def _git_head() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+if __name__ == "__main__":
+    main()

@@ -21,9 +21,12 @@ $(VENV)/.dev-stamp: requirements.txt requirements-dev.txt | $(BIN)/python
 setup: $(VENV)/.req-stamp
 setup-dev: $(VENV)/.dev-stamp browser services
 
-# Debian's chromium for the browser tests (playwright cannot download its own browser here).
-browser:
-	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+# A chromium for the browser tests: Debian's where apt-get exists (here, in CI), else, or when the apt-get install
+# fails (no root), Playwright's own download (a lecturer's Mac). bench/_browser.py drives whichever is there.
+browser: $(VENV)/.dev-stamp
+	@test -x /usr/bin/chromium || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  (echo "make: no Debian chromium here; downloading Playwright's chromium" && $(BIN)/python -m playwright install chromium)
 
 # Debian's HAProxy and Redis for the lecture hall (make hall) and its tests.
 # Without apt-get (a Mac) it says what to install; the hall's tests skip where they are missing.

@@ -6,7 +6,8 @@ all need:
 - `StreamlitServer`: runs `streamlit run app/main.py` on a free port as a subprocess in its own
   process group, waits for `/_stcore/health`, reads the server's memory (VmRSS), and always kills
   the whole group at the end.
-- `launch_browser`: headless Debian chromium through Playwright's async API.
+- `launch_browser`: headless chromium through Playwright's async API: Debian's /usr/bin/chromium where it
+  is installed, else the chromium that `playwright install chromium` downloaded (macOS, other Linuxes).
 - `open_page`, `wait_chart`, `chart_hash`, `nudge_slider`: load a page, wait until its main chart
   (`st.plotly_chart(..., key="main_chart")`) has data, and time a ρ-slider change until the chart's
   data changes ("slider-to-redraw latency").
@@ -245,20 +246,44 @@ class Loop:
         self.loop.close()
 
 
+def _playwright_chromium() -> str | None:
+    """The chromium that `playwright install chromium` downloaded, or None when there is none."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    try:
+        with sync_playwright() as pw:
+            path = pw.chromium.executable_path
+    except Exception:  # no driver, or called inside a running event loop
+        return None
+    return path if path and Path(path).exists() else None
+
+
+def chromium_path() -> str | None:
+    """The browser the tests drive: Debian's chromium (`make browser` installs it with apt-get) where it exists,
+    else Playwright's own download (`make browser` runs `playwright install chromium` where apt-get is missing);
+    None when neither is installed."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    return _playwright_chromium()
+
+
 def browser_available() -> str | None:
     """None when the browser tests can run here, else the reason they cannot."""
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing (make setup-dev installs it)"
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
         return "playwright is not installed (requirements-dev.txt)"
+    if chromium_path() is None:
+        return f"no chromium: neither {CHROMIUM} nor Playwright's own (`make browser` installs one)"
     return None
 
 
 async def launch_browser(pw):
-    """Headless Debian chromium (Playwright cannot download its own browser here)."""
-    return await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    """Headless chromium: Debian's where it is installed, else Playwright's own download."""
+    path = CHROMIUM if Path(CHROMIUM).exists() else None  # None: Playwright's own chromium
+    return await pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
 
 
 # Installed in every page before Streamlit's own scripts: timestamps (browser clock) of each key
@@ -280,12 +305,22 @@ _JS_INIT = """
 """
 
 VIEWPORT = {"width": 1400, "height": 1000}
+# A phone as the students' browsers present it: 390 × 844 CSS px (iPhone 12-15), touch, and a mobile User-Agent,
+# which is what the app reads to lay its charts out for a phone (app/theme.is_phone).
+PHONE = {"width": 390, "height": 844}
+PHONE_UA = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/126.0.0.0 Mobile Safari/537.36")
+PROJECTOR = {"width": 1280, "height": 800}
 
 
-async def new_page(browser, viewport: dict | None = None):
-    """A fresh browser context (= its own Streamlit session) with one instrumented page.
-    Close it with `await page.context.close()`."""
-    ctx = await browser.new_context(viewport=viewport or VIEWPORT)
+async def new_page(browser, viewport: dict | None = None, *, phone: bool = False):
+    """A fresh browser context (= its own Streamlit session) with one instrumented page; `phone`: a phone's
+    viewport, touch and User-Agent. Close it with `await page.context.close()`."""
+    if phone:
+        ctx = await browser.new_context(viewport=viewport or PHONE, user_agent=PHONE_UA, is_mobile=True,
+                                        has_touch=True)
+    else:
+        ctx = await browser.new_context(viewport=viewport or VIEWPORT)
     await ctx.add_init_script(_JS_INIT)
     return await ctx.new_page()
 

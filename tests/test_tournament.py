@@ -221,6 +221,9 @@ def test_escape_tournament_spends_equal_budgets_and_reports_wilson_intervals():
         k = round(m.outcome * m.n)
         assert m.ci == pytest.approx(wilson_interval(k, m.n))
         assert m.outcome == pytest.approx(np.mean(m.per_seed))
+        lo, hi = m.extra["in_flat_at_T_ci"]
+        assert lo <= m.extra["in_flat_at_T"] <= hi and m.extra["in_flat_at_T"] <= m.outcome + 1e-12  # in the flat
+        # basin at T means it left the sharp one (every particle starts in the sharp basin)
     assert set(res.trigger_maps) == {"ae_sam", "psam"}
     assert res.pareto and all(name in rows for name in res.pareto)
     assert "heavy_ball" in res.references

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from bench._browser import REPO, StreamlitServer, _process_tree  # noqa: E402
+from bench._browser import REPO, StreamlitServer, _process_tree, percentile  # noqa: E402
 from bench.st_protocol import StreamlitClient  # noqa: E402
 
 RHO_PAGES = ("escape", "valley", "playground", "psam", "sam_step", "cifar")
@@ -156,6 +156,205 @@ def cmd_cpu(args) -> dict:
     return {"bench": "hall_cpu", "pages": results, "load_avg": os.getloadavg()[0]}
 
 
+# --------------------------------------------------------------------------------------------------
+# Load runs: bench/hall_load.py (a subprocess: Locust patches gevent) against one server or a hall
+# --------------------------------------------------------------------------------------------------
+
+def uptime() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def hall_load(url: str, students: int, *extra: str, timeout: float = 1800) -> dict:
+    """One bench/hall_load.py run; its JSON summary (with the load average before it)."""
+    load = uptime()
+    cmd = [sys.executable, str(REPO / "bench" / "hall_load.py"), "--url", url, "--students", str(students),
+           "--json", *extra]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    lines = [x for x in out.stdout.splitlines() if x.startswith("{")]
+    if not lines:
+        return {"error": f"hall_load failed (exit {out.returncode}): {out.stderr[-600:]}", "students": students}
+    res = json.loads(lines[-1])
+    res["load_before"] = load
+    return res
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for p in _process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class RssSampler:
+    """Samples the RSS of named processes every `every` seconds in a thread."""
+
+    def __init__(self, pids: dict[str, int], every: float = 5.0):
+        import threading
+
+        self.pids, self.every, self.series = pids, every, []
+        self._stop = threading.Event()
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self):
+        while not self._stop.is_set():
+            self.series.append([round(time.perf_counter() - self._t0)]
+                               + [round(rss_mb(p)) for p in self.pids.values()])
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def start_hall(replicas: int, port: int, cache_port: int, store_port: int, replica_port: int, warm: bool = False):
+    """serve/hall.py's Hall on private ports and a private store folder (other halls may run beside it)."""
+    from serve.hall import Hall, HallConfig
+
+    cfg = HallConfig(replicas=replicas, port=port, bind="127.0.0.1", replica_port=replica_port, cache_port=cache_port,
+                     store_port=store_port, store_dir=tempfile.mkdtemp(prefix="hall-bench-store-"), worker=False,
+                     warm=warm)
+    return Hall(cfg, out=sys.stderr)
+
+
+def row(tag: str, r: dict) -> str:
+    keys = ("students", "p50_ms", "p95_ms", "max_ms", "errors", "changes", "changes_per_s", "open_p50_ms",
+            "generator_cpu_pct", "generator_cpu_changes_pct", "max_lost_per_student", "load_before")
+    return f"{tag}: " + json.dumps({k: r.get(k) for k in keys} | ({"error": r["error"]} if "error" in r else {}))
+
+
+def warm_single(base_url: str, page: str = "escape") -> None:
+    """Visit every step of the page's ρ slider once (default view), so the configs are cached."""
+    c = StreamlitClient(base_url, run_timeout=300)
+    c.open(page)
+    for rho in grid_of(c):
+        c.set_widget("rho", rho)
+    c.close()
+
+
+def cmd_baseline(args) -> dict:
+    """The issue's table: one process (`make app`), the escape page, 6 changes, T = 4 s, for the code before
+    the CPU cuts (`--old DIR`, an export of that commit) and now, interleaved, configs cached beforehand."""
+    servers = {"now": StreamlitServer()}
+    if args.old:
+        servers = {"before": StreamlitServer(Path(args.old) / "app" / "main.py", cwd=Path(args.old))} | servers
+    rows = []
+    try:
+        for s in servers.values():
+            s.start()
+        for name, s in servers.items():
+            warm_single(s.base_url)
+            print(f"{name}: warmed, RSS {s.rss_mb():.0f} MiB", flush=True)
+        for n in [int(x) for x in args.students.split(",")]:
+            for name, s in servers.items():
+                r = hall_load(f"{s.base_url}/escape", n, "--changes", str(args.changes), "--think", str(args.think))
+                r["code"] = name
+                rows.append(r)
+                print(row(f"{name} {n}", r), flush=True)
+    finally:
+        for s in servers.values():
+            s.stop()
+    return {"bench": "hall_baseline", "rows": rows}
+
+
+def cmd_capacity(args) -> dict:
+    """Uncached configs (a seed per student): 1 and 2 replicas behind HAProxy, interleaved, for rising
+    numbers of students at think time T; the offered rate is about students / T."""
+    halls = {1: start_hall(1, 8701, 6701, 6702, 8711), 2: start_hall(2, 8801, 6801, 6802, 8811)}
+    rows = []
+    try:
+        for h in halls.values():
+            h.start()
+        for h in halls.values():  # the first page load imports torch: not part of the measurement
+            for name in h.cfg.replica_names():
+                port = h.cfg.replica_ports()[h.cfg.replica_names().index(name)]
+                StreamlitClient(f"http://127.0.0.1:{port}").open("escape")
+        for n in [int(x) for x in args.students.split(",")]:
+            for reps, h in halls.items():
+                r = hall_load(f"{h.url}/escape", n, "--changes", str(args.changes), "--think", str(args.think),
+                              "--uncached")
+                r["replicas"] = reps
+                rows.append(r)
+                print(row(f"{reps} replica(s) {n}", r), flush=True)
+    finally:
+        for h in halls.values():
+            h.stop()
+    best = {}
+    for reps in halls:
+        ok = [r for r in rows if r.get("replicas") == reps and r.get("p95_ms") and r["p95_ms"] <= 1000
+              and r["errors"] == 0]
+        best[reps] = max((r["changes_per_s"] for r in ok), default=None)
+    print(f"capacity (changes/s at p95 ≤ 1 s): {best}", flush=True)
+    return {"bench": "hall_capacity", "rows": rows, "best": best}
+
+
+def cmd_hall(args) -> dict:
+    """200 students on the lecture scenes, T = 4 s, 2 replicas, ρ on slider steps; RSS of each replica
+    sampled; with --kill-after S one replica is killed S seconds into the changes (failover)."""
+    h = start_hall(args.replicas, 8901, 6901, 6902, 8911)
+    res = {}
+    try:
+        h.start()
+        if args.warm_scenes:
+            env = dict(os.environ, SAMLAB_CACHE_URL=h.cfg.cache_url)
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "serve.warm", "--scenes", args.warm_scenes], cwd=REPO, env=env,
+                           capture_output=True, timeout=1800)
+            print(f"warm-up of {args.warm_scenes}: {time.perf_counter() - t:.0f} s", flush=True)
+        pids = {n: h.procs[n].popen.pid for n in h.cfg.replica_names()}
+        killer = None
+        if args.kill_after:
+            import threading
+
+            def kill():
+                victim = h.procs[h.cfg.replica_names()[0]].popen.pid
+                print(f"killing replica {h.cfg.replica_names()[0]} (pid {victim})", file=sys.stderr, flush=True)
+                import signal
+
+                os.killpg(victim, signal.SIGKILL)
+            killer = threading.Timer(args.kill_after, kill)
+        with RssSampler(pids, every=5) as rss:
+            if killer:
+                killer.start()
+            res = hall_load(h.url + "/", args.students, "--changes", str(args.changes), "--think", str(args.think),
+                            "--scenes", args.scenes, "--rho-mode", "random", "--spawn-rate", "10")
+        res["rss_mb_series"] = {"columns": ["s", *pids], "rows": rss.series}
+        print(row(f"hall {args.students}", res), flush=True)
+        print(f"RSS (MiB) every 5 s, columns {['s', *pids]}: {rss.series}", flush=True)
+    finally:
+        h.stop()
+    return {"bench": "hall_run", **res}
+
+
+def cmd_validate(args) -> dict:
+    """bench/load.py's phase 1 without browsers: the same students (10), pages (escape, then valley, all
+    students together on each), changes and think time, on a fresh `make app` server; latencies of both
+    pages pooled. Compare with bench/load.py's 'until the server's last message' column."""
+    out = {}
+    with StreamlitServer() as server:
+        for page in ("escape", "valley"):  # the first load imports torch: not part of the measurement
+            StreamlitClient(server.base_url, run_timeout=300).open(page)
+        lat = []
+        for page in ("escape", "valley"):
+            r = hall_load(f"{server.base_url}/{page}", args.students, "--changes", str(args.changes), "--think",
+                          str(args.think), "--raw")
+            print(row(page, r), flush=True)
+            lat += r.get("latencies_ms") or []
+            out[page] = {k: v for k, v in r.items() if k != "latencies_ms"}
+    out["pooled"] = {"n": len(lat), "p50_ms": round(percentile(lat, 50), 1), "p95_ms": round(percentile(lat, 95), 1)}
+    print(f"pooled: {out['pooled']}", flush=True)
+    return {"bench": "hall_validate", **out}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -166,9 +365,38 @@ def main(argv=None) -> int:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--profile", action="store_true", help="sample the server with py-spy during the changes")
     c.add_argument("--profile-seconds", type=float, default=6.0)
+    b = sub.add_parser("baseline", help="the issue's table: one process, escape page, cached configs")
+    b.add_argument("--students", default="20,40,80,120,200")
+    b.add_argument("--changes", type=int, default=6)
+    b.add_argument("--think", type=float, default=4.0)
+    b.add_argument("--old", default="", help="a folder with the code before the CPU cuts (git archive)")
+    k = sub.add_parser("capacity", help="uncached configs, 1 and 2 replicas behind HAProxy")
+    k.add_argument("--students", default="4,8,12,16,24")
+    k.add_argument("--changes", type=int, default=6)
+    k.add_argument("--think", type=float, default=2.0)
+    h = sub.add_parser("hall", help="200 students, lecture scenes, 2 replicas (--kill-after: failover)")
+    h.add_argument("--students", type=int, default=200)
+    h.add_argument("--changes", type=int, default=6)
+    h.add_argument("--think", type=float, default=4.0)
+    h.add_argument("--replicas", type=int, default=2)
+    h.add_argument("--scenes", default="escape,valley,zhu_breaks,valley_schedules")
+    h.add_argument("--warm-scenes", default="", help="run serve/warm.py for these scenes first")
+    h.add_argument("--kill-after", type=float, default=0.0, help="kill replica r1 this many seconds into the run")
+    v = sub.add_parser("validate", help="bench/load.py's phase 1 (10 students) with protocol students")
+    v.add_argument("--students", type=int, default=10)
+    v.add_argument("--changes", type=int, default=10)
+    v.add_argument("--think", type=float, default=0.0)
     args = ap.parse_args(argv)
-    if args.cmd == "cpu":
+    if args.cmd == "validate":
+        out = cmd_validate(args)
+    elif args.cmd == "cpu":
         out = cmd_cpu(args)
+    elif args.cmd == "baseline":
+        out = cmd_baseline(args)
+    elif args.cmd == "capacity":
+        out = cmd_capacity(args)
+    else:
+        out = cmd_hall(args)
     print(json.dumps(out))
     return 0
 

@@ -74,6 +74,7 @@ class Plan:
     urls: list[str] = field(default_factory=list)  # page URLs (path + query); student i opens urls[i % n]
     students: int = 1
     open_timeout: float = 120.0
+    raw: bool = False  # put every change's latency into the summary (to pool runs)
     run_timeout: float = 60.0
     seed: int = 0
 
@@ -348,6 +349,7 @@ def summarize(hall: Hall, plan: Plan, *, wall: float, t_open: float, cpu_total: 
         "students_that_switched_replica": sum(1 for lg in logs if len(lg.replicas) > 1),
         "students_that_switched_without_reconnect": sum(1 for lg in logs if len(lg.replicas) > 1 and lg.reconnects == 0),
         "load_avg": os.getloadavg()[0],
+        "latencies_ms": [ms(x) for x in ch] if plan.raw else None,
     }
 
 
@@ -368,6 +370,7 @@ def main(argv=None) -> int:
     ap.add_argument("--run-timeout", type=float, default=60.0, help="seconds before a run counts as timed out")
     ap.add_argument("--seed", type=int, default=0, help="seed of the think times and random ρ")
     ap.add_argument("--json", action="store_true", help="print one JSON line (else a short report)")
+    ap.add_argument("--raw", action="store_true", help="add every change's latency (ms) to the JSON")
     args = ap.parse_args(argv)
 
     parts = urlsplit(args.url)
@@ -375,7 +378,7 @@ def main(argv=None) -> int:
     urls = scene_urls(args.scenes) or [parts.path + (f"?{parts.query}" if parts.query else "") or "/"]
     plan = Plan(changes=args.changes, think=args.think, rho_mode=args.rho_mode, spread=not args.same_start,
                 uncached=args.uncached, urls=urls, students=args.students, run_timeout=args.run_timeout,
-                seed=args.seed,
+                seed=args.seed, raw=args.raw,
                 seed_base=args.seed_base if args.seed_base is not None else int(time.time()) % 1_000_000 * 1000)
     out = run(base, plan, spawn_rate=args.spawn_rate)
     out["url"] = args.url

@@ -67,29 +67,41 @@ def click(c: StreamlitClient, label_prefix: str):
 
 
 def student(base: str, code: str, start_at: float, timeout: float) -> dict:
-    out = {"ok": False, "error": "", "sid": "", "join_s": float("nan"), "run_s": float("nan"), "done_at": 0.0}
+    """One student: open the room, press run, read the result. A dropped connection is what a browser would
+    see when a replica goes away: like the browser, the student reconnects to the same URL (the student id is
+    in it) up to 3 times, and presses run again only if the page still offers it (no stored run)."""
+    out = {"ok": False, "error": "", "sid": "", "join_s": float("nan"), "run_s": float("nan"), "done_at": 0.0,
+           "reconnects": 0}
     time.sleep(max(0.0, start_at - time.monotonic()))
     c = StreamlitClient(base, run_timeout=timeout)
     try:
         run = c.open("classroom", {"room": code})
         out["join_s"] = run.seconds
-        if not run.ok:
-            out["error"] = f"join: {run.error}"
-            return out
-        out["sid"] = c.query_params().get("sid", "")
-        run = click(c, "Run (1 of")
-        if run is None:
-            out["error"] = "no run button: " + " | ".join(t for t in c.texts() if t)[:200]
-            return out
-        out["run_s"] = run.seconds
-        texts = c.texts()
-        if not run.ok:
-            out["error"] = f"run: {run.error}"
-        elif not any(t.startswith("Your run 1") for t in texts):
-            out["error"] = "no result: " + " | ".join(t for t in texts if "run" in t.lower())[:200]
-        else:
-            out["ok"] = True
-            out["done_at"] = time.monotonic()
+        for attempt in range(4):
+            if run.ok:
+                out["sid"] = c.query_params().get("sid", out["sid"])
+                texts = c.texts()
+                if any(t.startswith("Your run 1") or t.startswith("You have done your") for t in texts):
+                    out["ok"], out["done_at"], out["error"] = True, time.monotonic(), ""
+                    return out
+                if out["run_s"] == out["run_s"] and not out["reconnects"]:  # pressed, answered, and no result
+                    out["error"] = "no result: " + " | ".join(t for t in texts if "run" in t.lower())[:200]
+                    return out
+                pressed = click(c, "Run (1 of")
+                if pressed is None:
+                    out["error"] = "no run button: " + " | ".join(t for t in texts if t)[:200]
+                    return out
+                if out["run_s"] != out["run_s"]:  # NaN: the first press
+                    out["run_s"] = pressed.seconds
+                run = pressed
+                if run.ok:
+                    continue  # read the result above
+            out["error"] = f"{'join' if out['sid'] == '' else 'run'}: {run.error}"
+            if attempt == 3 or "disconnected" not in run.error and "timeout" not in run.error:
+                return out
+            out["reconnects"] += 1
+            time.sleep(1.0)
+            run = c.reopen()
         return out
     finally:
         c.close()
@@ -180,8 +192,16 @@ def main(argv=None) -> int:
         print(f"students ok            {len(ok_sids)} / {args.students} in {t_students:.1f} s "
               f"(window {args.window:.0f} s)")
         print(f"student errors         {len(errors)}" + (f"  e.g. {errors[0]}" if errors else ""))
+        dropped = [r for r in results if r["reconnects"]]
+        print(f"dropped connections    {len(dropped)} students reconnected ({sum(r['ok'] for r in dropped)} of them "
+              "then saw their stored run)")
         print(f"stored runs            {len(stored)}  distinct {len(set(keys))}  duplicates {dupes}  "
               f"missing {len(missing)}  unexpected {len(extra)}")
+        by_replica: dict[str, int] = {}
+        for r in stored:
+            by_replica[r.replica or "-"] = by_replica.get(r.replica or "-", 0) + 1
+        print("runs by replica        " + ", ".join(f"{k} {v}" for k, v in sorted(by_replica.items()))
+              + ("  (- = no SAMLAB_REPLICA: a single server)" if "-" in by_replica else ""))
         print(f"join  (page load) s    p50 {pct(joins_s, 50):.2f}  p95 {pct(joins_s, 95):.2f}  max {max(joins_s, default=0):.2f}")
         print(f"run   (click→result) s p50 {pct(runs_s, 50):.2f}  p95 {pct(runs_s, 95):.2f}  max {max(runs_s, default=0):.2f}")
         print(f"projector refresh s    p50 {pct(refresh, 50):.2f}  p95 {pct(refresh, 95):.2f}  max "

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/, not the 
 
 import streamlit as st  # noqa: E402
 
-from app import controls, theme  # noqa: E402
+from app import controls, replica, theme  # noqa: E402
 from app.cache import device_info  # noqa: E402
 from app.presets import scenes  # noqa: E402
 
@@ -129,7 +129,9 @@ else:
 
 with st.sidebar:
     info = device_info()
-    st.caption(f"Computing on **{info['device']}** ({info['name']}), torch {info['torch']}")
+    st.caption(f"Computing on **{info['device']}** ({info['name']}), torch {info['torch']}"
+               + (f", lecture-hall replica {replica.name()}" if replica.name() else ""))
+replica.rerun_after_reconnect()  # make hall: after a replica dies, the page comes back on another one
 
 nav.run()
 controls.check_unknown_params()

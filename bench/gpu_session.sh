@@ -19,6 +19,17 @@
 #   (default 600 s, the device call's timeout_s); FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
 #
 #   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (tests/test_cifar_train.py does).
+#
+# Issue 15, the airbench net, is a part of its own (the two do not fit in one device call together):
+#   run(command="bash bench/gpu_session.sh airbench", carry=["data/full"], timeout_s=560)
+# runs the CUDA and data checks above, then bench/airbench_session.py (warm-up; the thesis table at rho 0.05
+# on 50k x 10 epochs at batch 1024 with TTA, SGD/SAM/PSAM/late SAM x 5 seeds (>= 3); a torch.profiler table of
+# the SGD and SAM steps; SAM at rho 0.02 and 0.1; escape x 3 seeds; the budget-tournament methods with the time
+# left), sized to AB_DEADLINE (default 330 s); then SGD with torch.compile (capped by the time left before
+# DEADLINE, default 500 s) and the step probe (eager vs CUDA graph) at batch 1024/2048. At most 7 files in $OUT:
+# session.log and gpu_airbench_{table,rho002,rho01,escape,throughput,throughput_compiled}.json (copy the
+# records to core/runs/). `bash bench/gpu_session.sh airbench --dry-run` does it all on the CPU, tiny
+# (tests/test_airbench.py).
 #   A failed step is logged and the next one runs; the script exits 1 at the end if any step failed.
 #   Everything printed is also in $OUT/session.log.
 set -uo pipefail   # no -e: a failed step is reported and the next one still runs (device time is scarce)
@@ -45,6 +56,9 @@ step() {
   return 0
 }
 
+PART=cifar
+if [ "${1:-}" = "airbench" ]; then PART=airbench; shift; DEADLINE=${DEADLINE_AIRBENCH:-500}; fi
+
 if [ "${1:-}" = "--dry-run" ]; then
   COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
   SIZE_T=(--train-size 500 --epochs 1); SIZE_A=(--train-size 200 --epochs 1); SIZE_B=(--train-size 300 --epochs 1)
@@ -69,6 +83,40 @@ PY
   # Fatal if it fails: every later step would quietly fall back to the 5,000-image built-in subset.
   $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)" \
     || { echo "FAILED: the full set did not load (was data/full carried?); stopping"; exit 1; }
+fi
+
+if [ "$PART" = airbench ]; then
+  if [ -n "${DRY:-}" ]; then
+    AB=(--dry-run); AB_COMMON=(--device cpu --data builtin --train-size 32 --test-size 16 --epochs 1 --batch-size 16)
+    AB_PROBE=(--device cpu --batches 16 --steps 2 --n 32)
+  else
+    AB=(--deadline "${AB_DEADLINE:-330}"); AB_COMMON=(--device cuda --data full --train-size 50000 --epochs 10)
+    AB_PROBE=(--batches 1024,2048 --steps 100)
+  fi
+  step "airbench: tables, profile, escape" $PY bench/airbench_session.py --out "$OUT" --tag "$TAG" "${AB[@]}"
+  # torch.compile on the recipe's SGD run: its first epoch pays the compilation, so read steady_images_per_s
+  # (epochs 2-10). Capped by the time left; skipped in a CPU dry run unless AB_DRY_COMPILE=1 (compiling on a
+  # busy 2-core machine takes minutes; tests/test_cifar_train.py checks compiled training on the tiny net).
+  LEFT=$((DEADLINE - SECONDS - 50))
+  if [ -z "${DRY:-}" ] || [ -n "${AB_DRY_COMPILE:-}" ]; then
+    if [ "$LEFT" -gt 60 ] || [ -n "${DRY:-}" ]; then
+      step "airbench: SGD with torch.compile (cap ${LEFT} s)" timeout "$((LEFT > 60 ? LEFT : 600))" $PY -m core cifar run \
+        --model airbench --optimizer sgd "${AB_COMMON[@]}" --sharpness-iters 0 --trace-samples 0 --compile --record \
+        --note "SGD on the airbench net with torch.compile: epoch 1 compiles, read steady_images_per_s" \
+        --out "$OUT/${TAG}airbench_throughput_compiled.json"
+    else
+      echo "== airbench: torch.compile skipped, ${LEFT} s left"
+    fi
+  fi
+  # Launch-bound or GPU-bound? The step eager and replayed from a CUDA graph (random data; table in the log).
+  step "airbench: step probe, eager vs CUDA graph" timeout 60 $PY bench/gpu_step_probe.py --model airbench \
+    "${AB_PROBE[@]}" --out "${SIDE:-/tmp}/airbench_step_probe.json"
+  ls -la "$OUT"
+  if [ ${#FAILED[@]} -gt 0 ]; then
+    printf 'FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+  fi
+  exit 0
 fi
 
 # A few seconds that exercise every GPU code path once (SAM's two passes with frozen BatchNorm, bf16 autocast,

@@ -1,10 +1,10 @@
 """pages/cifar.py on a server with a GPU: the researcher's setup. CI has no GPU, so these are skipped there.
 
 Claims:
-1. With CUDA the page offers the fast net (its default) and no "no GPU" notice, and its runs train on CUDA.
+1. With CUDA the page offers the airbench net (its default since issue 15) and no "no GPU" notice, and its runs train on CUDA.
 2. The "gpu" lane runs one job at a time: three submitted runs never have more than one running, and the
    others wait in the queue; all three finish, and a reload of the same ?lab= lists them with device cuda.
-3. The escape experiment runs on the GPU lane with the fast net and draws its result.
+3. The escape experiment runs on the GPU lane with the airbench net and draws its result.
 
 Run on the device tool (streamlit and plotly travel as wheels; see BENCHMARKS.md's GPU section):
     python3 -m pytest -q tests/test_gpu_page.py
@@ -26,9 +26,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a G
 _run = functools.partial(run_page, "pages/cifar.py")
 
 
-def test_gpu_page_trains_the_fast_net_on_cuda_one_job_at_a_time():
+def test_gpu_page_trains_the_airbench_net_on_cuda_one_job_at_a_time():
     at = _run(train_size=2000, epochs=2, opts="sgd,sam,psam")
-    assert at.selectbox(key="model").value == "fast"
+    assert at.selectbox(key="model").value == "airbench"
     assert not any("No GPU on this server" in i.value for i in at.info)
     assert any("on the GPU" in c.value for c in at.caption if "Estimated time" in c.value)
     at.button[0].click().run()  # "Train in the background"
@@ -58,13 +58,13 @@ def test_gpu_page_trains_the_fast_net_on_cuda_one_job_at_a_time():
     assert len(table) == 3 and set(table["status"]) == {"done"} and set(table["device"]) == {"cuda"}
 
 
-def test_gpu_page_runs_the_escape_experiment_with_the_fast_net():
+def test_gpu_page_runs_the_escape_experiment_with_the_airbench_net():
     at = _run(train_size=1000, epochs=1, esc_rhos="0.05,0.2")
     at.button(key="esc_go").click().run()
     assert not at.exception, [e.value for e in at.exception]
     owner = at.session_state["lab"]
     (job,) = default_runner().jobs(owner)
-    assert job.meta["model"] == "fast"
+    assert job.meta["model"] == "airbench"
     view = default_runner().wait(owner, job.id, timeout=240)
     assert view.status == "done", view.error
     rows = view.result["escape"]["rows"]

@@ -46,9 +46,9 @@ COUNT = re.compile(r"\*\*(\d+) runs? from (\d+) students?\*\*")
 
 
 def pct(xs: list[float], q: float) -> float:
+    xs = sorted(x for x in xs if x == x)  # NaN (a run that never answered) is counted as an error, not a time
     if not xs:
         return float("nan")
-    xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
 
 
@@ -186,8 +186,8 @@ def main(argv=None) -> int:
         seen_all = next((t for t, _, n, ok in log if ok and n >= len(ok_sids)), None)
         refresh = [s for _, s, _, ok in log if ok]
         proj_errors = sum(1 for _, _, _, ok in log if not ok)
-        runs_s = [r["run_s"] for r in results if r["ok"]]
-        joins_s = [r["join_s"] for r in results if r["ok"]]
+        runs_s = [r["run_s"] for r in results if r["ok"] and r["run_s"] == r["run_s"]]
+        joins_s = [r["join_s"] for r in results if r["ok"] and r["join_s"] == r["join_s"]]
 
         print(f"students ok            {len(ok_sids)} / {args.students} in {t_students:.1f} s "
               f"(window {args.window:.0f} s)")

@@ -34,10 +34,15 @@ def table(res) -> str:
     name = "escaped fraction" if res.metric == "escaped_fraction" else "mean position"
     lines = [f"{res.landscape}, budget {res.budget:.0%} of SAM ({res.particles} particles in all, T = {res.steps}): "
              f"{name}, larger is better",
-             f"  {'method':<36} {'spent':>6}  {'outcome':>8}  {'95% interval':<20} {'source':<12} {'wall':>6}"]
+             f"  {'method':<36} {'spent':>6}  {'outcome':>8}  {'95% interval':<20} {'source':<12} {'wall':>6}"
+             + ("   in flat basin at T   mean loss at T" if res.metric == "escaped_fraction" else "")]
     for m in res.methods:
+        extra = ""
+        if "in_flat_at_T" in m.extra:
+            lo, hi = m.extra["in_flat_at_T_ci"]
+            extra = f"   {m.extra['in_flat_at_T']:.3f} [{lo:.3f}, {hi:.3f}]  {m.extra['mean_final_loss']:.3f}"
         lines.append(f"  {m.label:<36} {m.budget_ratio:>6.1%}  {m.outcome:>8.4f}  "
-                     f"[{m.ci[0]:.4f}, {m.ci[1]:.4f}]{'':<2} {m.source:<12} {m.wall_s:>5.1f}s")
+                     f"[{m.ci[0]:.4f}, {m.ci[1]:.4f}]{'':<2} {m.source:<12} {m.wall_s:>5.1f}s{extra}")
     for ref in res.references.values():
         lines.append(f"  {ref['label']:<36} {ref['budget_ratio']:>6.1%}  {ref['outcome']:>8.4f}  "
                      f"[{ref['ci'][0]:.4f}, {ref['ci'][1]:.4f}]{'':<2} {'simulation':<12} {ref['wall_s']:>5.1f}s")

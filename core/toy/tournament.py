@@ -6,11 +6,11 @@ chosen to hit that (`method_params`), and the table reports what each really spe
 
     psam        k = 2, f = 2(2b − 1)  (k = 1, f = 2b − 1 once f would pass 1)     the thesis' rule
     late_sam    the last 2b − 1 of the steps                                       Zhou et al., ICLR 2025
-    every_k     k = round(1/(2b − 1)) throughout                                   (an integer: near b)
+    every_k     the whole k nearest 1/(2b − 1) throughout (an integer, so near b: 66.7% at b = 65%)
     composer    the same k, SAM on the last step of each block, ρ·k                mosaicml/composer
     random_sam  p = 2b − 1 each step                                               RST
     ss_sam      p(t) rising linearly with mean 2b − 1                              SS-SAM, Zhao et al. 2022
-    looksam     k = round(1/(2b − 1)), α = 0.7                                     Liu et al., CVPR 2022
+    looksam     the same k, α = 0.7                                                Liu et al., CVPR 2022
     ae_sam      thresholds (λ₁, λ₂) = (c − 1, c + 1), c calibrated on a pilot run   Jiang et al., ICLR 2023
     msam        one pass a step whatever b: placed at its own cost 50%              Becker et al., 2024
     sgd, sam    the two ends (50% and 100%)
@@ -165,7 +165,8 @@ def method_params(name: str, budget: float, steps: int) -> dict:
     """SimConfig fields that make `name` spend about `budget` of SAM's gradient evaluations over T steps
     (AE-SAM's thresholds are calibrated later, on a pilot run: `calibrate_ae_sam`)."""
     share = 2.0 * budget - 1.0  # the share of steps that take a second pass
-    k = max(1, round(1.0 / share))
+    # the whole-number period whose share 1/k is nearest; on a tie the cheaper one (never the extra budget)
+    k = min((max(1, math.floor(1.0 / share)), math.ceil(1.0 / share)), key=lambda k: (abs(1.0 / k - share), -k))
     if name == "psam":
         return dict(k=2, f=min(1.0, 2.0 * share)) if share <= 0.5 else dict(k=1, f=share)
     if name == "late_sam":
@@ -343,7 +344,7 @@ def run_tournament(cfg: TournamentConfig, progress: Callable[[float], None] | No
         results = [simulate(_sim_config(base, "sgd", dict(momentum=MSAM_MOMENTUM), base.seed + s, cfg.alpha)
                             .replace(lr=base.lr * (1 - MSAM_MOMENTUM))) for s in range(cfg.seeds)]
         sim, sim_ci, per_seed, n = (_escape_outcome if escape else _valley_outcome)(results)
-        references["heavy_ball"] = dict(label=f"heavy ball (μ = {MSAM_MOMENTUM}, η(1 − μ)): Momentum-SAM at ρ = 0",
+        references["heavy_ball"] = dict(label=f"heavy ball μ = {MSAM_MOMENTUM} (MSAM at ρ = 0)",
                                         outcome=sim, ci=sim_ci, per_seed=per_seed, n=n, grad_evals=float(T),
                                         budget_ratio=0.5, wall_s=time.perf_counter() - t0)
     report(len(jobs) + 1)

@@ -14,7 +14,8 @@ What is pooled, per setting of the grid:
     valley   mean position of the particles' time averages after burn-in    pooled mean ± t·s/√N over particles
              (theory.md §4); theory: the exact grid Markov chain's stationary mean (theory.exact_chain_valley)
     psam     fraction ending in a flat minimum, each schedule at an equal    Σ flat / Σ particles, Wilson 95%
-             budget of gradient evaluations (measure.minimum_outcome)
+             budget of gradient evaluations (measure.minimum_outcome); theory on the 1-D double well: the exact
+             schedule chain's mass in the flat basin at step T (theory.exact_schedule_chain)
     cifar    test accuracy of the tiny CNN on the built-in mini subset        mean over runs ± t·s/√n, Student's t
              (seconds on a CPU; each student's run is one seed)
 
@@ -357,7 +358,8 @@ def theory_curve(exp: Experiment) -> tuple[list | None, str]:
     """The theory beside the pooled curve, one number per grid value (None where it has nothing to say):
     escape on the double wells: 1 − exp(−T·s(ρ)/τ) with Kramers' τ (theory.kramers_escape_steps) and the
     heuristic SAM speed-up s(ρ) (theory.sam_speedup_heuristic), as the escape lab's dashed curves; valley_1d: the
-    exact chain's stationary mean (theory.exact_chain_valley). Others: (None, reason)."""
+    exact chain's stationary mean (theory.exact_chain_valley); psam on the 1-D double well: `_psam_chain`.
+    Others: (None, reason)."""
     from core.toy import theory
     s = exp.settings
     if exp.kind == "escape" and s["landscape"] in ("double_well_2d", "double_well_1d"):
@@ -377,9 +379,42 @@ def theory_curve(exp: Experiment) -> tuple[list | None, str]:
         out = [float(theory.exact_chain_valley(float(s["a_left"]), float(s["a_right"]), float(s["lr"]),
                                                float(s["sigma"]), float(rho), n=500).mean) for rho in exp.values]
         return out, "theory: exact Markov chain (stationary mean)"
-    return None, {"psam": "no closed form: compare the schedules with each other",
+    if exp.kind == "psam" and s["landscape"] == "double_well_1d":
+        return _psam_chain(exp), "theory: exact Markov chain (share in the flat basin at step T)"
+    return None, {"psam": "no closed form on this landscape: compare the schedules with each other",
                   "cifar": "no closed form: a real network; the intervals are over the class's seeds"}.get(
         exp.kind, "no closed form for this landscape")
+
+
+def _psam_chain(exp: Experiment) -> list[float]:
+    """Per schedule, at its equal-budget number of steps: the exact distribution of w_T on the 1-D double well
+    (theory.exact_schedule_chain, π_{t+1} = π_t P_SAM or π_t P_SGD as the schedule says), and its mass in the flat
+    minimum's basin, which is what measure.minimum_outcome counts over particles. Random SAM's steps are one seeded
+    draw (seed 0) while each student draws their own; its value is then one realisation, not the average."""
+    import torch
+
+    from core.schedules import for_optimizer
+    from core.toy import theory
+    from core.toy.simulate import landscape_for
+    s = exp.settings
+    land = landscape_for("double_well_1d", "", ())
+    flat = [j for j, m in enumerate(land.minima) if m.label == "flat"]
+    lo, hi = land.bounds[0]
+
+    def grad_x(x):
+        return land.grad(x.unsqueeze(-1))[..., 0]
+
+    out = []
+    for name in exp.values:
+        sched = for_optimizer(str(name), k=int(s["k"]), f=float(s["f"]), p=float(s["p"]), late_f=float(s["late_f"]))[0]
+        steps = sched.steps_within_budget(2 * int(s["steps"]))
+        res = theory.exact_schedule_chain(grad_x, float(s["lr"]), float(s["sigma"]), 0.0 if name == "sgd" else
+                                          float(s["rho"]), sched.mask(steps), land.default_start[0], lo=lo - 1.0,
+                                          hi=hi + 1.0, n=800)
+        basin = land.basin(torch.tensor(res.grid).unsqueeze(-1)).numpy()
+        cell = float(res.grid[1] - res.grid[0])
+        out.append(float((res.final_density * cell)[np.isin(basin, flat)].sum()))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -221,6 +221,22 @@ def test_psam_runs_at_equal_budget_and_agrees_with_the_exact_schedule_chain():
     assert other.theory is None and "no closed form" in other.theory_label
 
 
+def test_cifar_runs_are_short_real_trainings(one_torch_thread):
+    """The CIFAR kind trains the tiny CNN for real (1 epoch on 500 images here): SAM spends twice SGD's gradient
+    evaluations, accuracies are fractions, and two seeds pool into a mean with a Student's t interval."""
+    exp = cl.make_experiment("cifar", ("sgd", "sam"), train_size=500, epochs=1)
+    c_sgd, r_sgd = cl.run_one(exp, "sgd", seed=1)
+    c_sam, r_sam = cl.run_one(exp, "sam", seed=1)
+    assert c_sgd["model"] == "tiny" and c_sgd["train_size"] == 500 and c_sgd["device"] == "cpu"
+    assert r_sam["grad_evals"] == 2 * r_sgd["grad_evals"]
+    assert 0.0 <= r_sgd["value"] <= 1.0 and 0.0 <= r_sam["value"] <= 1.0
+    _, r2 = cl.run_one(exp, "sgd", seed=2)
+    p = cl.pool(exp, [Run("a", 0, 0, c_sgd, r_sgd, 0.0), Run("b", 0, 0, c_sgd, r2, 0.0)]).points[0]
+    values = np.array([r_sgd["value"], r2["value"]])
+    half = stats.t_critical_95(1) * values.std(ddof=1) / math.sqrt(2)
+    assert (p.estimate, p.lo, p.hi) == pytest.approx((values.mean(), values.mean() - half, values.mean() + half))
+
+
 def test_export_has_every_config(store, room):
     for i in range(3):
         cl.submit_run(store, room.code, f"student{i:02d}", 0, now=1001.0)

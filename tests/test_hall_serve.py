@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,9 +95,11 @@ def test_a_config_computed_on_one_replica_is_a_hit_on_the_other(hall):
 
 
 def test_a_short_protocol_load_through_the_proxy(hall):
-    """20 students on the escape scene, 5 ρ changes each, 1.5 s think time, through HAProxy."""
+    """20 students on the escape page (its default view is the escape scene's physics), 5 ρ changes each, 1.5 s
+    think time, through HAProxy. (Opened without ?preset=: leaving a scene makes the app rerun itself, which
+    bench/st_protocol.py counts as a failed run; see the hall's report.)"""
     cmd = [sys.executable, str(REPO / "bench" / "hall_load.py"), "--url", hall.url + "/escape",
-           "--scenes", "escape", "--students", "20", "--changes", "5", "--think", "1.5", "--run-timeout", "90",
+           "--students", "20", "--changes", "5", "--think", "1.5", "--run-timeout", "90",
            "--json"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=500)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -120,8 +123,9 @@ def _hall_cmd(base: int, tmp: Path, *extra: str) -> list[str]:
             "--no-warm", "--no-worker", *extra]
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of running processes that contain `text` (our unique port numbers)."""
+def _processes_mentioning(port: int | str) -> list[str]:
+    """Command lines of running processes started with this port (`--port N`, `--server.port N`)."""
+    pattern = re.compile(rf"port {port}( |$)")
     found = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit() and int(d.name) != os.getpid():
@@ -129,7 +133,7 @@ def _processes_mentioning(text: str) -> list[str]:
                 cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if text in cmd and "pytest" not in cmd and "serve.hall" not in cmd:
+            if pattern.search(cmd) and "serve.hall" not in cmd:
                 found.append(cmd)
     return found
 
@@ -149,13 +153,13 @@ def test_ctrl_c_stops_everything(tmp_path):
             break
     text = "".join(lines)
     assert f"http://127.0.0.1:{base}/" in text, text
-    assert _processes_mentioning(str(base + 1)), "the replica is not running"
+    assert _processes_mentioning(base + 1), "the replica is not running"
     p.send_signal(signal.SIGINT)
     rest, _ = p.communicate(timeout=60)
     assert p.returncode == 0, rest
     assert "Everything the hall started is stopped" in rest
     for port in (base + 1, base + 2, base + 3):  # replica, cache Redis, store Redis: all gone
-        assert _processes_mentioning(str(port)) == [], port
+        assert _processes_mentioning(port) == [], port
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{base}/_stcore/health", timeout=2)
 
@@ -181,4 +185,4 @@ def test_a_part_that_fails_at_start_stops_the_others(tmp_path):
     assert "the cache Redis" in out.stdout and "exited at start" in out.stdout, out.stdout
     assert "Traceback" not in out.stdout + out.stderr
     for port in (base + 1, base + 2, base + 3):
-        assert _processes_mentioning(str(port)) == [], port
+        assert _processes_mentioning(port) == [], port

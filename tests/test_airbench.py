@@ -126,13 +126,25 @@ def test_lookahead_against_a_hand_computation():
     torch.testing.assert_close(model[0].weight, torch.tensor([[2.5, -1.0]]))
     torch.testing.assert_close(model[1].running_mean, torch.tensor([1.0]))
     assert int(model[1].num_batches_tracked) == 7
-    with torch.no_grad():
-        model[0].weight.copy_(torch.tensor([[0.5, 0.5]]))
-    la.finish(model)   # β = 1: back to φ, ignoring the fast weights
-    torch.testing.assert_close(model[0].weight, torch.tensor([[2.5, -1.0]]))
     assert decay(0, 100) == 0.0 and decay(50, 100) == pytest.approx(DECAY_BASE / 8)
     assert decay(100, 100) == pytest.approx(0.95 ** 5)
-    assert not la.maybe_update(model, 4, 100) and la.maybe_update(model, 5, 100)
+    # the end of a run at T = 100: after step 100 (an update step) the weights are already the average
+    assert la.maybe_update(model, 100, 100)
+    w_end = model[0].weight.clone()
+    la.finish(model, 100, 100)
+    assert torch.equal(model[0].weight, w_end)
+    # ending at T = 102 (not an update step): one more average with β(102/102) brings the last steps in
+    with torch.no_grad():
+        model[0].weight.copy_(w_end + 1.0)
+    la.finish(model, 102, 102)
+    torch.testing.assert_close(model[0].weight, w_end + (1 - DECAY_BASE))
+    # a run shorter than 5 steps has no average: its weights stay
+    short = Lookahead(model)
+    with torch.no_grad():
+        model[0].weight.fill_(9.0)
+    assert not short.maybe_update(model, 3, 3)
+    short.finish(model, 3, 3)
+    assert torch.equal(model[0].weight, torch.full((1, 2), 9.0))
 
 
 def test_tta_views_and_their_mean():

@@ -227,7 +227,7 @@ def _train(cfg, recipe, device, batch, xtr, ytr, xte, yte, classes, on_epoch, sh
             t += 1
             lookahead.maybe_update(model, t, total, recipe.lookahead_every)
         if t == total:
-            lookahead.finish(model)   # the final weights are the average
+            lookahead.finish(model, t, total, recipe.lookahead_every)   # the final weights are the average
         sync()
         train_time += time.perf_counter() - t0
         if status == "cancelled" and seen == 0:

@@ -227,10 +227,12 @@ class LookSAM(SAM):
         g   = ∇L_B(w)
         step(g + α (‖g‖ / ‖g_v‖) g_v)            the stored direction, rescaled to this gradient's size
 
-    The inner product and the norms are global (over all parameters), as in the paper's Algorithm 1 and
-    in MarlonBecker/MSAM's optimizer/looksam.py (norms of all tensors stacked); some other public
-    versions work per tensor, which is not the paper's rule. α: the paper tunes it (α = 0.7 is the usual
-    default of public implementations; MSAM's repository defaults to 0.2), so it is an argument here.
+    Where this was checked: the rule as theory.md §7 states it, and in code in MarlonBecker/MSAM's
+    optimizer/looksam.py (the authors of Momentum-SAM compare with it): the SAM pass on the first step and
+    every k-th after it, g_v from the global inner product ⟨g, g_s⟩ and ‖g‖², stored normalised, and the
+    reuse g + α‖g‖ ĝ_v, all norms over all parameters stacked (global, not per tensor; some public versions
+    work per tensor, which theory.md §7 says is not the paper's rule). The paper's own text could not be
+    read here. α is an argument: 0.7 here (theory.md §7's community default), 0.2 in MSAM's repository.
     Limits (tests/test_sam.py): k = 1 is SAM step for step; α = 0 is SAM every k steps with plain steps
     between. In one dimension g_v = 0 (nothing is orthogonal to g), so there LookSAM is SAM every k
     (`orthogonal_part` drops the rounding left when g_s ∥ g). `state_dict` saves the base optimizer's

@@ -44,7 +44,8 @@ class Schedule:
     each step a Bernoulli(p(t)) draw decides. `p_shape` "constant" (p), "linear" (p + (p_end − p)·t/T) or
     "step" (p before `switch`·T, p_end from there). The paper lists constant, piecewise, linear and
     trigonometric schedules; their exact formulas could not be read here (theory.md §7 marks them
-    unconfirmed), so these are the plain forms of three of them. The draws u_t are the same as random
+    unconfirmed), so these are the plain forms of three of them. Confirmed (AE-SAM's paper, introduction):
+    "SS-SAM selects SAM or ERM according to a Bernoulli trial" each step. The draws u_t are the same as random
     SAM's for the same seed, so SS-SAM with a constant p is random SAM exactly.
 
     AE-SAM's thresholds `lam1` (at t = T), `lam2` (at t = 0) and its averaging factor `delta`: see

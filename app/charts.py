@@ -123,7 +123,7 @@ def _phone_frame(fig: go.Figure, grid: Grid, title: str | None, legend_entries: 
     top = 20 + PHONE_ROW_PX * (len(title_lines(title, True)) + legend_entries) + 12
     fig.update_traces(colorbar={"thickness": 10}, selector={"type": "heatmap"})
     fig.update_layout(height=top + plot_h + bottom,
-                      legend={"orientation": "v", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                      legend={"orientation": "v", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom", "yref": "paper",
                               "bgcolor": "rgba(0,0,0,0)", "borderwidth": 0},
                       margin={"t": top, "b": bottom, **PHONE_MARGIN, "autoexpand": False},
                       title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 12}})

@@ -21,7 +21,7 @@ def _finite(v) -> bool:
 
 
 def pooled_figure(pooled: Pooled, mine: list[tuple[int, float]] | None = None, *, height: int = 420,
-                  present: bool | None = None) -> go.Figure:
+                  present: bool | None = None, empty_text: str = "waiting for the first run…") -> go.Figure:
     """The class's pooled estimate per setting with its 95% interval (error bars that narrow as runs arrive), the
     theory curve beside it (dashed), and, on a student's screen, that student's own runs (stars)."""
     exp = pooled.experiment
@@ -56,7 +56,7 @@ def pooled_figure(pooled: Pooled, mine: list[tuple[int, float]] | None = None, *
                                  marker={"symbol": "star", "size": 20, "color": "#111111",
                                          "line": {"width": 1.5, "color": "#ffd400"}}))
     if not have:
-        fig.add_annotation(text="waiting for the first run…", showarrow=False, xref="paper", yref="paper",
+        fig.add_annotation(text=empty_text, showarrow=False, xref="paper", yref="paper",
                            x=0.5, y=0.5, font={"size": 20, "color": "#777777"})
     if exp.kind in ("escape", "psam"):
         fig.update_yaxes(range=[-0.02, 1.02])

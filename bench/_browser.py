@@ -48,6 +48,7 @@ PAGES: dict[str, str] = {
     "valley": "valley",
     "psam": "psam",
     "cifar": "cifar",
+    "classroom": "classroom",
 }
 
 # Timeouts in seconds. The first page load imports torch and runs the first simulation on a busy

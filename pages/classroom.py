@@ -87,7 +87,7 @@ def live_chart(code: str, student: str | None = None, height: int = 430) -> None
     exp = cl.Experiment.from_dict(room.experiment)
     pooled = cl.pool(exp, runs)
     mine = pooled.per_student.get(student) if student else None
-    st.plotly_chart(cv.pooled_figure(pooled, mine, height=height), key="class_chart", config=theme.PLOTLY_CONFIG)
+    st.plotly_chart(cv.pooled_figure(pooled, mine, height=height), key="main_chart", config=theme.PLOTLY_CONFIG)
     state = cl.status(room)
     badge = {"open": f":green[open] · {cv.time_left(room.expires)}", "closed": ":red[closed]",
              "expired": ":red[expired]"}[state]
@@ -174,6 +174,9 @@ def open_view() -> None:
         except ValueError as e:
             st.error(str(e))
             return
+        preview = cl.pool(exp, [])  # no runs yet: what the projector will show, with the theory where there is one
+        st.plotly_chart(cv.pooled_figure(preview, height=300, empty_text="the class's runs will appear here"),
+                        key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption("Each run: " + ", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
                                             for k, v in exp.settings.items()) + ". A run's seed comes from the room, "
                    "the student and the run number.")

@@ -58,14 +58,14 @@ def test_lecturer_and_three_students_pool_into_one_room():
     settings = [next(m.value for m in s.markdown if m.value.startswith("Your setting")) for s in students]
     assert settings == ["Your setting: **ρ = 0**", "Your setting: **ρ = 0.05**", "Your setting: **ρ = 0.1**"]
     for s, rho in zip(students, (0.0, 0.05, 0.1)):
-        mine = [t for t in chart(s, "class_chart")["data"] if t.get("name", "").startswith("your run")]
+        mine = [t for t in chart(s, "main_chart")["data"] if t.get("name", "").startswith("your run")]
         assert len(mine) == 1 and mine[0]["x"] == [rho], mine
 
     lecturer.run()
     assert "3 runs from 3 students" in _texts(lecturer)
-    pooled = [t for t in chart(lecturer, "class_chart")["data"] if t.get("name", "").startswith("class, pooled")]
+    pooled = [t for t in chart(lecturer, "main_chart")["data"] if t.get("name", "").startswith("class, pooled")]
     assert pooled and pooled[0]["x"] == [0.0, 0.05, 0.1]
-    assert any(t.get("name", "").startswith("theory") for t in chart(lecturer, "class_chart")["data"])
+    assert any(t.get("name", "").startswith("theory") for t in chart(lecturer, "main_chart")["data"])
 
     # a double click: the callback fires again with the run index the button was drawn with
     s = students[0]
@@ -84,7 +84,7 @@ def test_lecturer_and_three_students_pool_into_one_room():
 def test_projector_link_and_a_wrong_key_have_no_controls():
     _, code, key = _open_room(kind="escape", particles="20", steps="50")
     projector = _student(code, show="1")
-    chart(projector, "class_chart")
+    chart(projector, "main_chart")
     assert not [b for b in projector.button if b.key == "cl_close"] and not projector.get("download_button")
     wrong = _student(code, key=code)  # a student trying the room code as the lecturer key
     assert any("lecturer link is not valid" in e.value for e in wrong.error)

@@ -20,7 +20,7 @@ from bench._browser import EXCEPTION, FIRST_LOAD_S, PAGE_LOAD_S, new_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-CHART = ".st-key-class_chart .js-plotly-plot"
+CHART = ".st-key-main_chart .js-plotly-plot"
 PROJECTOR = {"width": 1280, "height": 800}
 
 

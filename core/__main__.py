@@ -18,7 +18,8 @@ stable contract (issue 2):
     bench:  the figures of bench/toy.py (wall_s, numpy_wall_s, speedup_vs_numpy, …)
     tournament: landscape, metric, budget, pareto, references, wall_s and a `methods` list, one entry per
             method: name, label, params, grad_evals (per particle), budget_ratio (against SAM), outcome,
-            outcome_ci [lo, hi], source ("simulation" | "exact chain"), wall_s  (core.toy.tournament;
+            outcome_ci [lo, hi], source ("simulation" | "exact chain"), extra (double well: in_flat_at_T,
+            its CI, mean_final_loss), wall_s  (core.toy.tournament;
             --landscape cifar: core.cifar.tournament.run_tournament, or exit 2 if this checkout lacks it)
 Bad arguments (unknown names, numbers outside core.limits, bad formulas) print one line on
 stderr and exit with code 2.
@@ -239,7 +240,8 @@ def run_tournament(args) -> dict:
                      "budget_ratio": m.budget_ratio, "sam_fraction": m.sam_fraction, "outcome": m.outcome,
                      "outcome_ci": list(m.ci), "source": m.source, "simulated": m.simulated,
                      "simulated_ci": list(m.simulated_ci), "per_seed": m.per_seed, "n": m.n,
-                     "diverged_fraction": m.diverged_fraction, "wall_s": m.wall_s} for m in res.methods],
+                     "diverged_fraction": m.diverged_fraction, "extra": m.extra, "wall_s": m.wall_s}
+                    for m in res.methods],
         "pareto": res.pareto, "references": res.references, "notes": res.notes, "wall_s": res.wall_s,
     }
     if args.trigger_maps:

@@ -319,7 +319,9 @@ def recorded_caption(rec: dict) -> str:
         rhos = ", ".join(f"{r['rho']:g}" for r in rows if r.get("optimizer") != "sgd")
         more = len(rows[0].get("history", [])) if rows else "?"
         what = (f"an SGD start of {c.get('epochs')} epochs on {images} training images (seed {c.get('seed')}), then "
-                f"{more} more epochs each of SGD and of SAM at ρ {rhos}; one seed")
+                f"{more} more epochs each of SGD and of SAM at ρ {rhos}; "
+                # a multi-seed record (bench/airbench_session.py) has means in its rows and `seeds` in each
+                + (f"mean of {rows[0]['seeds']} seeds" if rows and rows[0].get("seeds", 1) > 1 else "one seed"))
     else:
         seeds = next(iter(rec.get("results", {}).get("rows", [])), {}).get("seeds")
         what = (f"{images} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}"

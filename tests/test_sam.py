@@ -366,3 +366,30 @@ def test_looksam_refuses_bad_k_and_alpha():
     for bad in (dict(k=0), dict(k=2.5), dict(alpha=-1.0), dict(alpha=float("nan"))):
         with pytest.raises(ValueError):
             LookSAM(_mlp().parameters(), torch.optim.SGD, rho=0.1, lr=0.1, **bad)
+
+
+@pytest.mark.parametrize("make,kind", [
+    (lambda p: SAM(p, torch.optim.SGD, rho=0.1, lr=0.05), Schedule("always")),
+    (lambda p: LookSAM(p, torch.optim.SGD, rho=0.1, k=3, lr=0.05), Schedule("looksam", k=3)),
+    (lambda p: MomentumSAM(p, torch.optim.SGD, rho=0.3, lr=0.05, momentum=0.9), Schedule("msam")),
+])
+def test_every_optimizers_backward_passes_are_counted_exactly(make, kind):
+    """Backward passes counted by a hook on the loss (independent of the optimizers' own counters) over 11
+    steps: SAM 22, LookSAM (k = 3) 11 + 4, Momentum-SAM 11, as the schedule module says."""
+    model = _mlp()
+    opt = make(model.parameters())
+    loss_fn = torch.nn.CrossEntropyLoss()
+    backward = 0
+
+    def hook(_grad):
+        nonlocal backward
+        backward += 1
+    for x, y in _batches(11):
+        def closure(x=x, y=y):
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.register_hook(hook)
+            loss.backward()
+            return loss
+        opt.step(closure)
+    assert backward == opt.grad_evals == kind.grad_evals(11)

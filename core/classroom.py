@@ -57,6 +57,7 @@ STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
 RATE_PER_S = 0.25
 BURST = 2.0
 MAX_CAP = 20                 # runs per student at most
+ROOM_MAX_RUNS = 3000         # runs per room at most: a student who keeps dropping their id cannot flood it
 MAX_MINUTES = 24 * 60        # a room lives at most a day
 
 # What a lecturer can vary, per kind: (what varies, its values by default, the default fixed settings, the
@@ -379,7 +380,7 @@ def theory_curve(exp: Experiment) -> tuple[list | None, str]:
         for rho in exp.values:
             speed = 1.0 if rho == 0 else theory.sam_speedup_heuristic(lam, float(rho), float(s["lr"]), float(s["sigma"]))
             out.append(None if speed is None else 1.0 - math.exp(-int(s["steps"]) * speed / tau))
-        return out, "theory: Kramers (SGD) × heuristic SAM speed-up"
+        return out, "theory: Kramers (SGD) × heuristic SAM speed-up (overshoots at large ρ)"
     if exp.kind == "valley" and s["landscape"] == "valley_1d":
         out = [float(theory.exact_chain_valley(float(s["a_left"]), float(s["a_right"]), float(s["lr"]),
                                                float(s["sigma"]), float(rho), n=500).mean) for rho in exp.values]
@@ -574,6 +575,8 @@ def submit_run(store, code, student, run_index, choice: int | None = None, *, re
             return Submitted(mine[0], stored=False)
     if run_index >= room.cap:
         raise Refused(f"You have done your {room.cap} run{'s' if room.cap > 1 else ''} in this room (the lecturer's cap).")
+    if store.total_runs(room.code, room.epoch) >= ROOM_MAX_RUNS:
+        raise Refused(f"This room is full ({ROOM_MAX_RUNS} runs): the lecturer can reset it or open a new one.")
     wait = store.take_token(room.code, student, RATE_PER_S, BURST, now=now)
     if wait > 0:
         raise Refused(f"Too fast: wait {math.ceil(wait)} s before the next run.")

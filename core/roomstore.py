@@ -223,6 +223,10 @@ class SqliteStore:
             "SELECT COUNT(*) FROM runs WHERE code = ? AND epoch = ? AND student = ?",
             (code, epoch, student)).fetchone()[0])
 
+    def total_runs(self, code: str, epoch: int) -> int:
+        return self._do(lambda con: con.execute("SELECT COUNT(*) FROM runs WHERE code = ? AND epoch = ?",
+                                                (code, epoch)).fetchone()[0])
+
     def runs(self, code: str, epoch: int) -> list[Run]:
         rows = self._do(lambda con: con.execute(
             "SELECT body FROM runs WHERE code = ? AND epoch = ? ORDER BY rowid", (code, epoch)).fetchall())
@@ -384,6 +388,9 @@ class RedisStore:
 
     def count_runs(self, code: str, epoch: int, student: str) -> int:
         return int(self._do(lambda r: r.hget(self._k(code, "count", epoch), student)) or 0)
+
+    def total_runs(self, code: str, epoch: int) -> int:
+        return int(self._do(lambda r: r.hlen(self._k(code, "runs", epoch))))
 
     def runs(self, code: str, epoch: int) -> list[Run]:
         raw = self._do(lambda r: r.hgetall(self._k(code, "runs", epoch)))

@@ -98,6 +98,15 @@ def test_refusals_each_have_their_message(store, room):
     assert len(cl.room_runs(store, store.get_room(room.code))) == 5  # 3 + 2: nothing was stored by a refusal
 
 
+def test_a_full_room_refuses(store, room, monkeypatch):
+    monkeypatch.setattr(cl, "ROOM_MAX_RUNS", 2)
+    for i in range(2):
+        cl.submit_run(store, room.code, f"student{i:02d}", 0, now=1001.0)
+    with pytest.raises(cl.Refused, match=r"room is full \(2 runs\)"):
+        cl.submit_run(store, room.code, "student99", 0, now=1001.0)
+    assert len(store.runs(room.code, 0)) == 2
+
+
 def test_choice_rooms_check_the_setting(store):
     exp = cl.make_experiment("escape", (0.0, 0.2), assign="choice", particles=20, steps=50)
     room = cl.open_room(store, exp, now=0.0)

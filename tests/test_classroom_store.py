@@ -97,7 +97,7 @@ def test_a_run_is_stored_once(store):
     assert store.add_run("ROOMAAAA", 0, _run("alice01", 1))
     assert store.add_run("ROOMAAAA", 0, _run("bobby01", 0))
     assert store.has_run("ROOMAAAA", 0, "alice01", 1) and not store.has_run("ROOMAAAA", 0, "alice01", 2)
-    assert store.count_runs("ROOMAAAA", 0, "alice01") == 2
+    assert store.count_runs("ROOMAAAA", 0, "alice01") == 2 and store.total_runs("ROOMAAAA", 0) == 3
     assert sorted((r.student, r.run_index) for r in store.runs("ROOMAAAA", 0)) == [
         ("alice01", 0), ("alice01", 1), ("bobby01", 0)]
 

@@ -20,7 +20,8 @@ SMALL = dict(train_size=320, test_size=100, batch_size=32, epochs=1, sharpness_i
              model="tiny")
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+# AE-SAM decides from the gradients, so no schedule knows its count beforehand: tests/test_cifar_tournament.py
+@pytest.mark.parametrize("name", [o for o in OPTIMIZERS if o != "ae_sam"])
 def test_one_epoch_grad_evals_match_schedule(name):
     """Gradient evaluations counted in the loop = T + S, with S the SAM steps of the optimizer's
     schedule (Schedule.grad_evals); SAM steps = Schedule.sam_steps. Computed independently here."""

@@ -1,14 +1,18 @@
-"""Train a CIFAR-10 network with SGD, SAM, ASAM, PSAM, late SAM, every-k or random SAM.
+"""Train a CIFAR-10 network with any method of core.schedules.OPTIMIZERS: SGD, SAM, ASAM, PSAM, late SAM,
+every-k, random SAM, SS-SAM, Composer's SAM, AE-SAM, LookSAM and Momentum-SAM.
 
-Every optimizer is the same loop: the schedule from `core.schedules.for_optimizer` says, for each step
-t of T, whether it is a SAM step (`Schedule.mask(T)`), and `core.sam.SAM` does the step:
+Every method is the same loop around ONE step function, `optimization_step(model, method, x, y, loss_fn, t)`
+(also used by the airbench trainer). `make_method(cfg, …)` builds the optimizer from core.sam and the rule that
+says which steps are SAM steps (a schedule's mask, AE-SAM's rule on ‖g‖², LookSAM's period):
 
     SAM step (2 gradient evaluations):  g = ∇L_B(w);  w + ε (first_step);  ∇L_B(w + ε) with BatchNorm
                                         statistics frozen (frozen_bn_stats);  back to w, base step (second_step)
-    SGD step (1 gradient evaluation):   g = ∇L_B(w);  base step (sgd_step)
+    SGD step (1 gradient evaluation):   g = ∇L_B(w);  base step (sgd_step; LookSAM: reuse_step)
+    Momentum-SAM (1 evaluation):        ∇L_B(w̃) at w̃ = w − ρ v/‖v‖;  base step at w
 
 The base optimizer is Nesterov SGD with weight decay; the loss is cross-entropy with label smoothing.
-The whole subset lives on the device and is augmented there (core.cifar.data.augment).
+The whole subset lives on the device and is augmented there (core.cifar.data.augment). `label_noise`
+replaces a fraction of the training labels by wrong ones (the regime where SAM helps most).
 
 `train(cfg, on_epoch, should_stop)` streams one metrics dict per epoch to `on_epoch`, stops cleanly
 when `should_stop()` turns true (status "cancelled") or the loss turns NaN/Inf (status "diverged"),
@@ -17,6 +21,7 @@ and on a GPU out-of-memory error retries with half the batch, then on the CPU, s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -32,8 +37,8 @@ from core.cifar import data as cdata
 from core.cifar.models import DEFAULT_BATCH, DEFAULT_LR, count_params, make_model
 from core.cifar.sharpness import hutchinson_trace, lambda_max
 from core.device import pick_device
-from core.sam import SAM, frozen_bn_stats
-from core.schedules import OPTIMIZERS, for_optimizer
+from core.sam import SAM, LookSAM, MomentumSAM, frozen_bn_stats
+from core.schedules import OPTIMIZERS, AESAMRule, for_optimizer
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,13 @@ class TrainConfig:
     f: float = 0.6                     # PSAM early fraction
     p: float = 0.3                     # random SAM probability
     late_f: float = 0.3                # late SAM: last fraction of steps
+    p_shape: str = "constant"          # SS-SAM's p(t): "constant" | "linear" | "step" (core.schedules.Schedule)
+    p_end: float | None = None         # SS-SAM: p at the end (linear) or after the switch (step)
+    switch: float = 0.5                # SS-SAM "step": where p changes, as a fraction of the steps
+    alpha: float = 0.7                 # LookSAM's α (core.sam.LookSAM)
+    lam1: float = -1.0                 # AE-SAM's threshold at the end (core.schedules.AESAMRule)
+    lam2: float = 1.0                  # AE-SAM's threshold at the start
+    delta: float = 0.9                 # AE-SAM's averaging factor for the mean and variance of ‖g‖²
     epochs: int = 5
     batch_size: int = 0                # 0 → the model's default (tiny 128, fast 500)
     lr: float = 0.0                    # 0 → the model's default peak learning rate
@@ -60,6 +72,8 @@ class TrainConfig:
     label_smoothing: float = 0.2
     warmup: float = 0.2                # fraction of steps with a linear learning-rate warm-up
     augment: bool = True
+    label_noise: float = 0.0           # fraction of training labels replaced by a different random class
+                                       # (symmetric noise, seeded by `seed`, train set only; test labels stay clean)
     seed: int = 0
     device: str = "auto"               # "auto" → CUDA when torch sees one, else CPU
     precision: str = "auto"            # "bf16" | "fp32" | "auto" (bf16 autocast where supported)
@@ -69,7 +83,9 @@ class TrainConfig:
     eval_batch: int = 500              # the fixed batch for λ_max and Tr(H): the first images of the subset
 
     def schedule(self):
-        return for_optimizer(self.optimizer, k=self.k, f=self.f, p=self.p, seed=self.seed, late_f=self.late_f)
+        return for_optimizer(self.optimizer, k=self.k, f=self.f, p=self.p, seed=self.seed, late_f=self.late_f,
+                             p_shape=self.p_shape, p_end=self.p_end, switch=self.switch, lam1=self.lam1,
+                             lam2=self.lam2, delta=self.delta)
 
     def resolved_batch(self) -> int:
         return self.batch_size or DEFAULT_BATCH.get(self.model, 128)
@@ -124,13 +140,19 @@ def check_config(cfg: TrainConfig) -> None:
     """Raise ValueError (one line) for a config that cannot run."""
     if cfg.optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-    cfg.schedule()  # validates k, f, p
+    cfg.schedule()  # validates k, f, p, SS-SAM's p(t) and AE-SAM's thresholds
+    if cfg.optimizer == "msam" and not cfg.momentum > 0:
+        raise ValueError("Momentum-SAM perturbs along the momentum: it needs momentum > 0")
+    if cfg.optimizer == "looksam" and not (cfg.alpha >= 0 and math.isfinite(cfg.alpha)):
+        raise ValueError(f"LookSAM's alpha must be a finite number ≥ 0, got {cfg.alpha!r}")
     if not (cfg.rho >= 0 and math.isfinite(cfg.rho)):
         raise ValueError(f"ρ must be a finite number ≥ 0, got {cfg.rho!r}")
     if cfg.epochs < 1 or cfg.train_size < 1:
         raise ValueError("epochs and train_size must be ≥ 1")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    if not 0.0 <= cfg.label_noise < 1.0:
+        raise ValueError(f"label_noise must be a fraction in [0, 1), got {cfg.label_noise!r}")
 
 
 def hardware_info(device: torch.device) -> dict:
@@ -177,7 +199,22 @@ def prepare_data(cfg: TrainConfig):
         note = f"the data has only {n_avail} training images of the chosen classes; using all of them"
         msg = f"{msg}; {note}" if msg else note
     classes = tuple(d.classes[i] for i in keep)
-    return d.x_train[tr], remap[d.y_train[tr]], d.x_test[te], remap[d.y_test[te]], classes, msg
+    ytr = noisy_labels(remap[d.y_train[tr]], len(classes), cfg.label_noise, cfg.seed)
+    return d.x_train[tr], ytr, d.x_test[te], remap[d.y_test[te]], classes, msg
+
+
+def noisy_labels(y: np.ndarray, n_classes: int, fraction: float, seed: int) -> np.ndarray:
+    """Symmetric label noise (the setting of Foret et al. 2021, Table 4, where SAM is most robust): exactly
+    round(fraction · n) training labels, chosen at random, are replaced by a class drawn uniformly from the
+    OTHER classes, so every chosen label really is wrong. Seeded by `seed` (its own generator: the subset and
+    the training order do not change with the noise). `fraction` 0 returns `y` unchanged."""
+    if fraction <= 0.0 or n_classes < 2 or len(y) == 0:
+        return y
+    rng = np.random.default_rng([seed, 0x4E015E])
+    flip = rng.choice(len(y), size=int(round(fraction * len(y))), replace=False)
+    out = y.copy()
+    out[flip] = (y[flip] + rng.integers(1, n_classes, size=len(flip))) % n_classes  # never the true class
+    return out
 
 
 def lr_at(t: int, total: int, peak: float, warmup: float) -> float:
@@ -186,6 +223,114 @@ def lr_at(t: int, total: int, peak: float, warmup: float) -> float:
     if t < w:
         return peak * (t + 1) / w
     return peak * max(0.0, (total - t) / max(1, total - w))
+
+
+# --- one optimisation step, for every method -----------------------------------------------------------
+BN_IMAGES = 2000  # images that re-estimate BatchNorm's statistics after an epoch of Momentum-SAM
+
+
+@dataclass
+class Method:
+    """How one optimizer name spends its gradient evaluations, built once per run by `make_method`.
+
+    Which steps take the second, perturbed pass:
+    * `mask` (SGD, SAM, ASAM, PSAM, late SAM, every-k, random, SS-SAM, Composer): fixed before training,
+      step t is a SAM step where mask[t] (core.schedules.Schedule.mask);
+    * `rule` (AE-SAM): decided after the first pass from ‖g_t‖² (core.schedules.AESAMRule.decide);
+    * LookSAM decides itself (every k-th step: `optimizer.next_is_sam`); Momentum-SAM never takes one.
+    """
+
+    name: str
+    optimizer: torch.optim.Optimizer    # core.sam.SAM, LookSAM or MomentumSAM around Nesterov SGD
+    mask: np.ndarray | None = None
+    rule: AESAMRule | None = None
+    recompute_bn: bool = False  # Momentum-SAM: its only pass runs at w̃, so BatchNorm's running statistics
+                                # describe w̃; they are re-estimated at w after each epoch (before evaluating)
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor      # the minibatch loss of the step's first pass (detached; Momentum-SAM: at w̃)
+    logits: torch.Tensor    # that pass's outputs (detached), for the running training accuracy
+    grad_evals: int         # forward-backward passes this step made: 1, or 2 for a SAM step
+    sam: bool               # whether it made the second, perturbed pass
+
+
+def make_method(cfg: TrainConfig, params, total_steps: int, lr: float) -> Method:
+    """The optimizer and the decision rule of `cfg.optimizer` over `total_steps` steps. The base optimizer is
+    always Nesterov SGD with cfg's momentum and weight decay. Composer's ρ is cfg.rho × its interval k
+    (Schedule.rho_scale); Momentum-SAM uses cfg.rho as its own (larger) radius."""
+    base = dict(lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    schedule, adaptive = cfg.schedule()
+    if schedule.kind == "looksam":
+        return Method(cfg.optimizer, LookSAM(params, torch.optim.SGD, rho=cfg.rho, k=cfg.k, alpha=cfg.alpha, **base))
+    if schedule.kind == "msam":
+        return Method(cfg.optimizer, MomentumSAM(params, torch.optim.SGD, rho=cfg.rho, **base), recompute_bn=True)
+    opt = SAM(params, torch.optim.SGD, rho=cfg.rho * schedule.rho_scale, adaptive=adaptive, **base)
+    if schedule.state_dependent:
+        return Method(cfg.optimizer, opt, rule=AESAMRule(cfg.lam1, cfg.lam2, cfg.delta, total_steps))
+    return Method(cfg.optimizer, opt, mask=schedule.mask(total_steps))
+
+
+def optimization_step(model: torch.nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor,
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                      t: int) -> StepResult:
+    """One step of any method on the minibatch (x, y); `loss_fn(x, y)` returns (loss, logits); t counts from 0.
+
+    A SAM step (Foret et al. 2021, eqs. 1–3; core.sam):  g = ∇L_B(w);  w + ε;  ∇L_B(w + ε) with BatchNorm's
+    running statistics frozen (core.sam.frozen_bn_stats: they must describe w, not w + ε);  back to w, and the
+    base step with ∇L_B(w + ε).  Otherwise one pass: g = ∇L_B(w) and the base step (LookSAM adds its stored
+    direction first: LookSAM.reuse_step).  Momentum-SAM: its one pass at w̃ = w − ρ v/‖v‖, then the base step at
+    w (MomentumSAM.perturb, second_step). The returned `grad_evals` counts the forward-backward passes made.
+    The caller sets the learning rate in `method.optimizer.param_groups` and puts the model in training mode.
+    Shared by the CIFAR trainer (`train`) and the airbench trainer.
+    """
+    opt = method.optimizer
+    opt.zero_grad(set_to_none=True)
+    if isinstance(opt, MomentumSAM):
+        opt.perturb()                                 # w → w̃ (no move while the momentum is still 0)
+        loss, logits = loss_fn(x, y)
+        loss.backward()                               # the one pass: ∇L_B(w̃)
+        opt.second_step(zero_grad=True)               # back to w, base step
+        return StepResult(loss.detach(), logits.detach(), 1, False)
+    loss, logits = loss_fn(x, y)
+    loss.backward()                                   # pass 1: g = ∇L_B(w)
+    if isinstance(opt, LookSAM):
+        take = opt.next_is_sam
+    elif method.rule is not None:
+        take = bool(method.rule.decide(_grad_sq_norm(opt), t))
+    else:
+        take = bool(method.mask[t]) if t < len(method.mask) else False
+    if take:
+        opt.first_step(zero_grad=True)               # w → w + ε
+        with frozen_bn_stats(model):                  # running stats describe w, not w + ε
+            loss_fn(x, y)[0].backward()               # pass 2: ∇L_B(w + ε), the same minibatch
+        opt.second_step(zero_grad=True)              # back to w, base step with ∇L_B(w + ε)
+    elif isinstance(opt, LookSAM):
+        opt.reuse_step(zero_grad=True)               # g + α (‖g‖/‖g_v‖) g_v
+    else:
+        opt.sgd_step(zero_grad=True)
+    return StepResult(loss.detach(), logits.detach(), 2 if take else 1, take)
+
+
+@torch.no_grad()
+def _grad_sq_norm(opt: torch.optim.Optimizer) -> float:
+    """‖g‖² over every parameter (one global norm, as AE-SAM's statistic)."""
+    grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(sum(g.detach().float().pow(2).sum() for g in grads))  # one device sync, at the end
+
+
+@torch.no_grad()
+def recompute_bn_at(model: torch.nn.Module, x: torch.Tensor, autocast=None, batch: int = 500) -> None:
+    """Re-estimate BatchNorm's running statistics at the current weights from the images x
+    (core.cifar.profiles.recompute_bn), then leave the model in training mode."""
+    from core.cifar.profiles import recompute_bn
+
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        recompute_bn(model, x, batch=batch)
+    model.train()
 
 
 @torch.no_grad()
@@ -206,6 +351,10 @@ def evaluate(model, x, y, batch: int = 1000, autocast=None) -> tuple[float, floa
 def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None, init_state: dict | None = None) -> TrainResult:
     """Train as configured; see the module docstring. Raises ValueError only for a bad config."""
+    if cfg.model == "airbench":  # the airbench94 net trains with its own recipe around the same step function
+        from core.cifar.airbench_train import train_airbench
+
+        return train_airbench(cfg, on_epoch, should_stop, init_state)
     check_config(cfg)
     t_start = time.perf_counter()
     xtr, ytr, xte, yte, classes, data_msg = prepare_data(cfg)
@@ -255,14 +404,12 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
     y_test = torch.from_numpy(np.ascontiguousarray(yte)).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
 
-    schedule, adaptive = cfg.schedule()
     n = len(x_train)
     steps_per_epoch = max(1, n // batch)  # drop the last partial batch: every step sees `batch` images
     total = cfg.epochs * steps_per_epoch
-    mask = schedule.mask(total)
     peak = cfg.resolved_lr()
-    opt = SAM(model.parameters(), torch.optim.SGD, rho=cfg.rho, adaptive=adaptive, lr=peak,
-              momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    method = make_method(cfg, model.parameters(), total, lr=peak)
+    opt = method.optimizer
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def loss_on(xb, yb):
@@ -294,23 +441,16 @@ def _train_on(cfg, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_
                 xb = cdata.augment(xb, gen)
             for group in opt.param_groups:
                 group["lr"] = lr_at(t, total, peak, cfg.warmup)
-            opt.zero_grad(set_to_none=True)
-            loss, out = loss_on(xb, yb)
-            loss.backward()
-            grad_evals += 1
-            if mask[t]:
-                opt.first_step(zero_grad=True)          # w → w + ε
-                with frozen_bn_stats(model):             # running stats describe w, not w + ε
-                    loss_on(xb, yb)[0].backward()        # ∇L_B(w + ε), the same minibatch
-                grad_evals += 1
-                sam_steps += 1
-                opt.second_step(zero_grad=True)          # back to w, base step with ∇L_B(w + ε)
-            else:
-                opt.sgd_step(zero_grad=True)
+            step = optimization_step(model, method, xb, yb, loss_on, t)
+            grad_evals += step.grad_evals
+            sam_steps += step.sam
+            loss, out = step.loss, step.logits
             loss_sum += loss.detach() * len(yb)
             correct += (out.detach().argmax(1) == yb).sum()
             seen += len(yb)
             t += 1
+        if method.recompute_bn and seen:  # its passes ran at w̃: BatchNorm's statistics re-estimated at w
+            recompute_bn_at(model, x_train[: min(n, BN_IMAGES)], autocast)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_time += time.perf_counter() - t0

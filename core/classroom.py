@@ -39,6 +39,7 @@ import json
 import math
 import re
 import secrets
+import string
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,7 +52,8 @@ from core.roomstore import Room, Run, StoreUnavailable
 # Room codes: a readable alphabet (no 0/O, no 1/I), 32 symbols → 5 bits each; 8 of them = 40 bits.
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 CODE_LEN = 8
-STUDENT_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
+# A student id: letters and digits first (no cell of the CSV export may start with -, =, + or @), then - and _ too.
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{5,39}$")
 
 # Rate limit per student: a bucket of BURST runs refilled at one run every 1/RATE seconds.
 RATE_PER_S = 0.25
@@ -439,7 +441,8 @@ def clean_code(text) -> str | None:
 
 
 def new_student_id() -> str:
-    return secrets.token_urlsafe(9)
+    """12 letters and digits from `secrets`: 71 bits, so one student cannot guess another's id."""
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(12))
 
 
 def _hash(secret: str) -> str:

@@ -78,8 +78,10 @@ def test_refusals_each_have_their_message(store, room):
         cl.submit_run(store, "ZZZZZZZZ", "student01", 0, now=1001.0)
     with pytest.raises(cl.Refused, match="no valid student id"):
         cl.submit_run(store, room.code, "x", 0, now=1001.0)
-    with pytest.raises(cl.Refused, match="no valid student id"):
-        cl.submit_run(store, room.code, "../../etc/passwd", 0, now=1001.0)
+    for bad in ("../../etc/passwd", "-cmd|calc", "=1+1abcdef", None, 12345678):
+        with pytest.raises(cl.Refused, match="no valid student id"):
+            cl.submit_run(store, room.code, bad, 0, now=1001.0)
+    assert all(cl.STUDENT_ID.match(cl.new_student_id()) for _ in range(500))
     with pytest.raises(cl.Refused, match="expired"):
         cl.submit_run(store, room.code, "student01", 0, now=1000.0 + 91 * 60)
     # the cap: 3 runs, then a refusal (spaced out so the rate limit does not bite)

@@ -128,3 +128,24 @@ def test_entry_point_settings_prefill_the_form():
     caption = _texts(at)
     assert "a_left = 20" in caption and "lr = 0.02" in caption and "particles = 400" in caption
     assert any("particles" in w.value and "400" in w.value for w in at.warning)  # clamped, with a notice
+
+
+def test_lecturer_changes_the_cap_and_resets():
+    lecturer, code, key = _open_room(kind="escape", particles="20", steps="50")
+    student = _student(code)
+    student.button(key="cl_run_0").click().run()
+    lecturer.number_input(key="cl_cap_now").set_value(1)
+    lecturer.button(key="cl_apply").click().run()
+    assert not lecturer.exception
+    student.run()
+    assert any("done your 1 run" in i.value for i in student.info)  # the cap now holds them at one run
+    lecturer.run()
+    assert "1 run from 1 student" in _texts(lecturer)
+    lecturer.button(key="cl_reset").click().run()
+    assert "0 runs from 0 students" in _texts(lecturer)
+    student.run()
+    assert student.button(key="cl_run_0").proto.label.startswith("Run (1 of 1)")  # a fresh room, same student
+    lecturer.number_input(key="cl_minutes_left").set_value(0)
+    lecturer.button(key="cl_apply").click().run()
+    student.run()
+    assert any("expired" in w.value for w in student.warning)

@@ -13,9 +13,10 @@ How the binding works (explicit sync with `st.query_params`, one widget key = on
 Streamlit 1.67 also offers `bind="query-params"`, but it silently drops invalid values (no notice),
 and reads toggles only as "true"; the explicit sync gives us the notices and `?present=1`.
 
-The parsing functions (`parse_number`, `parse_float`, `parse_choice`, `parse_multi`, `parse_bool`,
-`parse_text`) are pure, so they are fuzzed directly in tests/test_url_fuzz.py; the widgets call
-exactly these, so the fuzz covers what a page does with a URL.
+The parsing functions (`parse_number`, `parse_float`, `parse_choice`, `parse_multi`, `parse_lr`, `parse_bool`,
+`parse_text`) are pure, and every widget below parses its URL value with one of them and nothing else.
+tests/test_url_fuzz.py runs each page once, records which parser each of its widgets called with which range,
+options and default, and fuzzes exactly those calls.
 
 Public API (used by every page):
     rho_slider, number_slider, lr_slider, number_input, choice, multi_choice, toggle, text_input, lazy_tabs,
@@ -179,6 +180,17 @@ def parse_multi(key: str, raw, options: Sequence, default: Sequence, *, label: s
     if unknown:
         return chosen, f"{label or key}: ignored unknown {_short(','.join(unknown))}."
     return chosen, None
+
+
+def parse_lr(raw, options: Sequence[float], default: float):
+    """A learning rate for a slider over the sorted positive grid `options`: clamped into [options[0],
+    options[-1]] (parse_number), then snapped to the nearest grid value in log space, with a notice when the
+    URL's value was not on the grid. Returns (value, notice or None)."""
+    value, msg = parse_number("lr", raw, lo=options[0], hi=options[-1], default=default, label="lr")
+    nearest = min(options, key=lambda o: abs(math.log(o) - math.log(value)))
+    if msg is None and raw is not None and not math.isclose(nearest, value, rel_tol=1e-9):
+        msg = f"lr: {value:g} is not on the slider; using {nearest:g}."
+    return nearest, msg
 
 
 def parse_bool(key: str, raw, default: bool = False):
@@ -378,15 +390,7 @@ def lr_slider(label: str = "learning rate η", *, key: str = "lr", default: floa
     """Learning rate on a logarithmic grid. URL values are clamped, then snapped to the nearest
     grid value (in log space) with a notice."""
     options = tuple(float(o) for o in options)
-
-    def parse(raw):
-        value, msg = parse_number("lr", raw, lo=options[0], hi=options[-1], default=default, label="lr")
-        nearest = min(options, key=lambda o: abs(math.log(o) - math.log(value)))
-        if msg is None and raw is not None and not math.isclose(nearest, value, rel_tol=1e-9):
-            msg = f"lr: {value:g} is not on the slider; using {nearest:g}."
-        return nearest, msg
-
-    _init(key, parse)
+    _init(key, lambda raw: parse_lr(raw, options, default))
     value = (container or st).select_slider(label, options=options, key=key, format_func=lambda v: f"{v:g}",
                                             help=help or "Step size η of every optimizer: w ← w − η·g.")
     _sync(key, value, default)

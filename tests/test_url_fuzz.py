@@ -2,19 +2,27 @@
 
 Claims:
 1. The parsers every URL-bound widget calls (`controls.parse_number`, `parse_float`, `parse_choice`,
-   `parse_multi`, `parse_bool`, `parse_text`) never raise; what they return is inside the control's
+   `parse_multi`, `parse_lr`, `parse_bool`, `parse_text`) never raise; what they return is inside the control's
    range (numbers finite and within core.limits and the widget's own range, choices from their list),
    and every value that was not taken as written comes with a notice.
-2. A real page (pages/sam_step.py, the cheapest) run under random query strings either renders its
+2. The same, for exactly the calls the pages make: each page runs once under AppTest with the parsers wrapped,
+   which records every parser call its widgets make (which parser, with which range, options and default);
+   then each recorded call is fuzzed with hostile URL values. So a page whose default lies outside its own
+   slider, or whose parser and widget disagree about the range, fails here, whatever the generic tests of 1
+   assume about ranges. (An older `controls.parse_url` with defaults of its own is gone: there is one parser
+   per kind of widget, and the widgets call nothing else.)
+3. A real page (pages/sam_step.py, the cheapest) run under random query strings either renders its
    main chart or shows notices; it never shows an exception.
 Fixed seed (derandomize) and bounded example counts keep this fast and reproducible in CI.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
@@ -23,7 +31,8 @@ from app import controls
 from core.limits import LIMITS
 from core.schedules import OPTIMIZERS
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sam_step.py")
+REPO = Path(__file__).resolve().parents[1]
+PAGE = str(REPO / "pages" / "sam_step.py")
 
 hostile_number = st.one_of(
     st.sampled_from(["nan", "NaN", "inf", "-inf", "1e308", "-1e308", "1e999", "", " ", "0x1p3", "1_000", "½", "٣"]),
@@ -143,3 +152,107 @@ def test_page_under_random_query_strings(params):
     assert any(c.proto.id.endswith("-main_chart") for c in at.get("plotly_chart"))
     rho = at.slider(key="rho").value
     assert math.isfinite(rho) and 0.0 <= rho <= 1.0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# 2. The calls the pages make
+# ------------------------------------------------------------------------------------------------------------
+PARSERS = ("parse_number", "parse_float", "parse_choice", "parse_multi", "parse_lr", "parse_bool", "parse_text")
+# app/main.py runs Home and adds the app's own controls (presentation toggle); the other pages run on their own.
+SCRIPTS = ("app/main.py", "pages/sam_step.py", "pages/playground.py", "pages/escape.py", "pages/valley.py",
+           "pages/psam.py", "pages/cifar.py")
+PAGE_FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None)
+
+
+@pytest.fixture(scope="module")
+def page_calls() -> dict[str, list[tuple[str, dict]]]:
+    """{script: [(parser name, its arguments except raw), ...]}: every distinct parser call the script's widgets
+    made on a first visit with no URL parameters (each widget parses its URL value once per session)."""
+    out = {}
+    for script in SCRIPTS:
+        calls: list[tuple[str, dict]] = []
+        with pytest.MonkeyPatch.context() as mp:
+            for name in PARSERS:
+                real = getattr(controls, name)
+                sig = inspect.signature(real)
+
+                def spy(*args, _real=real, _sig=sig, _name=name, **kwargs):
+                    bound = _sig.bind(*args, **kwargs)
+                    bound.apply_defaults()
+                    call = {k: v for k, v in bound.arguments.items() if k != "raw"}
+                    if (_name, call) not in calls:
+                        calls.append((_name, call))
+                    return _real(*args, **kwargs)
+
+                mp.setattr(controls, name, spy)  # the widgets look the parser up in app.controls at each call
+            at = AppTest.from_file(str(REPO / script), default_timeout=180)
+            at.run()
+        assert not at.exception, (script, [e.value for e in at.exception])
+        out[script] = calls
+    return out
+
+
+def _check(name: str, call: dict, raw) -> None:
+    """One parser call with one URL value: never raises, the value is one the widget accepts, and a value not
+    taken as written comes with a notice."""
+    value, msg = getattr(controls, name)(raw=raw, **call)
+    last = _last(raw)
+    where = (name, call, raw, value, msg)
+    if name == "parse_number":
+        r = LIMITS[call["name"]]
+        lo = r.lo if call["lo"] is None else max(call["lo"], r.lo)
+        hi = r.hi if call["hi"] is None else min(call["hi"], r.hi)
+        assert math.isfinite(value) and lo - 1e-9 <= value <= hi + 1e-9, where
+        assert not r.integer or value == int(value), where
+        x = None if raw is None else controls._finite(last)
+        assert (msg is not None) == (raw is not None and (x is None or not lo <= x <= hi)), where
+    elif name == "parse_float":
+        assert math.isfinite(value) and call["lo"] <= value <= call["hi"], where
+        x = None if raw is None else controls._finite(last)
+        assert (msg is not None) == (raw is not None and (x is None or not call["lo"] <= x <= call["hi"])), where
+    elif name == "parse_lr":
+        assert value in call["options"], where  # a value on the slider's grid
+        x = None if raw is None else controls._finite(last)
+        taken = x is not None and any(math.isclose(x, o, rel_tol=1e-9) for o in call["options"])
+        assert (msg is None) == (raw is None or taken), where
+    elif name == "parse_choice":
+        assert value in call["options"], where
+        assert (msg is None) == (raw is None or controls._match_option(str(last), call["options"])
+                                 is not controls._NO_MATCH), where
+    elif name == "parse_multi":
+        assert set(value) <= set(call["options"]) and len(set(value)) == len(value), where
+        if any(controls._match_option(p, call["options"]) is controls._NO_MATCH for p in _parts(raw)):
+            assert msg, where
+    elif name == "parse_bool":
+        assert isinstance(value, bool), where
+    elif name == "parse_text":
+        assert isinstance(value, str) and len(value) <= call["max_len"], where
+        assert (msg is not None) == (raw is not None and len(str(last)) > call["max_len"]), where
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_parsers_a_page_calls_under_hostile_urls(script, page_calls):
+    calls = page_calls[script]
+    assert calls, f"{script}: no URL-bound widget parsed anything"
+    # Every page has its main control: a ρ slider (the toy pages) or the presentation toggle (app/main.py).
+    assert any(n == "parse_bool" for n, _ in calls) if script == "app/main.py" else any(
+        n == "parse_number" and c["name"] == "rho" for n, c in calls), (script, calls)
+    for name, call in calls:
+        _check(name, call, None)  # the widget's own default is one it accepts
+
+        @PAGE_FUZZ
+        @given(st.one_of(values, _on_the_options(name, call)))
+        def fuzz(raw):
+            _check(name, call, raw)
+
+        fuzz()
+
+
+def _on_the_options(name: str, call: dict):
+    """URL values that name one of the widget's options (as written, in capitals, with spaces), so the fuzz
+    also reaches the 'taken as written' side of each parser."""
+    options = list(call.get("options") or [])
+    if not options:
+        return st.nothing()
+    texts = [controls._fmt(o) for o in options]
+    return st.sampled_from(texts + [t.upper() for t in texts] + [f" {t} " for t in texts])

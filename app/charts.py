@@ -425,7 +425,7 @@ def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, tit
             marker={"symbol": "line-ns", "size": 22, "line": {"width": 2 if len(mask) <= 300 else 1,
                                                                "color": color(key)}, "color": color(key)},
             hovertemplate=f"{name}: SAM at step %{{x}}<extra></extra>"))
-    apply_layout(fig, title=title, x_title="step (tick = one SAM step)",
+    apply_layout(fig, title=title, x_title="step" if is_phone() else "step (tick = one SAM step)",  # 390 px: cut
                  height=height or 90 + 55 * len(rows), legend=False)
     total = max((len(r[2]) for r in rows), default=1)
     fig.update_xaxes(range=[-0.5, total - 0.5])

@@ -191,8 +191,9 @@ def open_view() -> None:
             except StoreUnavailable as e:
                 _refused(e)
                 return
+            keep = {k: st.query_params[k] for k in ("preset", "present") if k in st.query_params}  # the scene's banner
             st.query_params.clear()
-            st.query_params.update({"room": opened.code, "key": opened.secret})
+            st.query_params.update({"room": opened.code, "key": opened.secret} | keep)
             if theme.is_presentation():
                 st.query_params["present"] = "1"
             st.rerun()

@@ -149,3 +149,14 @@ def test_lecturer_changes_the_cap_and_resets():
     lecturer.button(key="cl_apply").click().run()
     student.run()
     assert any("expired" in w.value for w in student.warning)
+
+
+@pytest.mark.parametrize("params", [
+    {"room": "<script>alert(1)</script>"}, {"room": "ABCDEFGH", "key": "x" * 5000}, {"room": "ABCDEFGH", "sid": "../.."},
+    {"kind": "poker", "lr": "nan", "particles": "-1e308", "steps": "inf", "open": "2"},
+    {"room": "ABCDEFGH", "show": "yes", "present": "1"}, {"kind": "cifar", "epochs": "1e9", "train_size": "abc"},
+])
+def test_hostile_urls_never_crash(params):
+    at = run_page(PAGE, **params)  # run_page asserts there is no exception
+    shown = [e.value for e in at.error] + [w.value for w in at.warning] + _texts(at).splitlines()
+    assert shown and all("Traceback" not in t for t in shown)

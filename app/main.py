@@ -34,6 +34,7 @@ PAGE_FILES = (
     ("escape.py", "Escape lab", ":material/directions_run:", "escape"),
     ("valley.py", "Asymmetric valley lab", ":material/landscape:", "valley"),
     ("psam.py", "PSAM scheduler", ":material/schedule:", "psam"),
+    ("tournament.py", "Budget tournament", ":material/leaderboard:", "tournament"),
     ("cifar.py", "CIFAR-10", ":material/image:", "cifar"),
     ("classroom.py", "Class experiment", ":material/groups:", "classroom"),
 )

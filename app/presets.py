@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PAGES = ("home", "sam_step", "playground", "escape", "valley", "psam", "cifar", "classroom")
+PAGES = ("home", "sam_step", "playground", "escape", "valley", "psam", "tournament", "cifar", "classroom")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ APP_SCENES: tuple[Scene, ...] = (
           "PSAM (k=2, f=0.6) costs 65% of SAM."),
     Scene("valley_schedules", "Early or late SAM? (exact, valley)", "valley", {"view": "schedules", "rho": "0.2"},
           "PSAM and late SAM at the same cost: exact shares of SAM's flat-side shift."),
+    Scene("tournament_65", "Every way to spend 65% of SAM (budget tournament)", "tournament", {"budget": "0.65"},
+          "At 65% of SAM's cost, the methods differ in how close they come to SAM: the Pareto front shows which."),
     Scene("class_everyone_rho", "Everyone takes a ρ (class experiment)", "classroom", {"kind": "escape", "open": "1"},
           "Each student runs one ρ of the escape lab; the class's pooled escaped fraction climbs with ρ."),
 )
@@ -58,6 +60,7 @@ PAGE_PARAMS: dict[str, dict] = {
                    "x": None, "y": None,  # the start point (the page keeps it inside the landscape's bounds)
                    "a_left": (0.5, 50.0), "a_right": (0.5, 50.0),  # valley_1d's curvatures
                    "loss_log": ("1",)},
+    "tournament": {"budget": (0.55, 0.75)},
     "classroom": {"kind": ("escape", "valley", "psam", "cifar"), "open": ("1",)},  # open=1: opens a room at once
     "psam": {"rho": (0.0, 1.0), "lr": _LR, "sigma": (0.0, 10.0), "steps": (20, 1000), "particles": (50, 2000),
              "seed": (0, 2**31 - 1), "landscape": ("double_well_1d", "double_well_2d", "many_wells"),

@@ -2,6 +2,7 @@
 
     python -m core cifar --optimizer psam --k 2 --f 0.6 --rho 0.05 --epochs 5 --json
     python -m core cifar table --seeds 3 --epochs 5 --json        # the thesis table
+    python -m core cifar tournament --budget 0.65 --seeds 3 --json # every method at one budget (core.cifar.tournament)
 
 One run prints test_acc, grad_evals, sam_steps, wall_s, lambda_max, trace and the per-epoch history.
 The table runs SGD, SAM, PSAM and late SAM under equal settings over several seeds and prints
@@ -58,7 +59,7 @@ def _in_range(name):
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m core cifar", description=__doc__.splitlines()[0])
-    p.add_argument("mode", nargs="?", default="run", choices=("run", "table", "escape"))
+    p.add_argument("mode", nargs="?", default="run", choices=("run", "table", "escape", "tournament"))
     p.add_argument("--data", default="builtin", help="builtin | full | download | a path")
     p.add_argument("--train-size", type=_in_range("train_size"), default=5000)
     p.add_argument("--test-size", type=int, default=0)
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f", type=_in_range("f"), default=0.6)
     p.add_argument("--p", type=_in_range("p"), default=0.3)
     p.add_argument("--late-f", type=_in_range("late_f"), default=0.3)
+    p.add_argument("--label-noise", type=float, default=0.0, help="fraction of training labels made wrong, in [0, 1)")
+    p.add_argument("--no-augment", action="store_true", help="train on the images as they are (no flips/shifts)")
+    p.add_argument("--label-smoothing", type=float, default=0.2)
+    p.add_argument("--budget", type=float, default=0.65, help="tournament mode: share of SAM's gradient evaluations")
+    p.add_argument("--msam-rho", type=float, default=0.3, help="tournament mode: Momentum-SAM's radius")
     p.add_argument("--batch-size", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.0)
     p.add_argument("--seed", type=_in_range("seed"), default=0)
@@ -97,11 +103,14 @@ def config_from_args(a):
 
     if a.batch_size < 0 or a.test_size < 0 or not (0 <= a.lr <= 10):
         raise _BadArgs("--batch-size, --test-size must be ≥ 0 and --lr in [0, 10]")
+    if not (0 <= a.label_noise < 1 and 0 <= a.label_smoothing < 1):
+        raise _BadArgs("--label-noise and --label-smoothing must lie in [0, 1)")
     return TrainConfig(data=a.data, train_size=a.train_size, test_size=a.test_size, model=a.model,
                        optimizer=a.optimizer, rho=a.rho, k=a.k, f=a.f, p=a.p, late_f=a.late_f,
                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                        precision=a.precision, compile=a.compile, sharpness_iters=a.sharpness_iters,
-                       trace_samples=a.trace_samples, eval_batch=a.eval_batch)
+                       trace_samples=a.trace_samples, eval_batch=a.eval_batch, label_noise=a.label_noise,
+                       augment=not a.no_augment, label_smoothing=a.label_smoothing)
 
 
 def run_summary(res) -> dict:
@@ -178,6 +187,17 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def format_tournament(results: dict) -> str:
+    lines = [f"budget {results['budget']:.2f} of SAM's gradient evaluations, T = {results['steps']} steps; "
+             f"Pareto front: {', '.join(results['pareto'])}",
+             f"{'method':34} {'cost':>5} {'test acc %':>14} {'λ_max':>14} {'wall s':>7}"]
+    for r in results["methods"]:
+        lam = "—" if r["lambda_max_mean"] is None else f"{r['lambda_max_mean']:6.1f} ± {r['lambda_max_std'] or 0:4.1f}"
+        lines.append(f"{r['label'][:34]:34} {r['budget_ratio']:5.2f} {100 * r['test_acc_mean']:6.2f} ± "
+                     f"{100 * (r['test_acc_std'] or 0):5.2f} {lam:>14} {r['wall_s_mean']:7.1f}")
+    return "\n".join(lines)
+
+
 def record(kind: str, command: str, config, results: dict, hardware: dict, note: str = "",
            recorded: bool = False) -> dict:
     """A recorded run (core/runs/*.json): hardware, command, date, torch version, config, results."""
@@ -218,6 +238,27 @@ def main(argv: list[str] | None = None) -> int:
             hw = common_hardware([r["hardware"] for r in table["runs"]], hardware_info(device))
             out = record("table", command, cfg, table, hw, a.note, a.record)
             text = format_table(table["rows"])
+        elif a.mode == "tournament":
+            from core.cifar.tournament import METHODS, TournamentConfig, run_tournament
+
+            opts = tuple(o.strip() for o in a.optimizers.split(",") if o.strip()) if "--optimizers" in argv else METHODS
+            try:
+                tcfg = TournamentConfig(budget=a.budget, seeds=a.seeds, methods=opts, train_size=cfg.train_size,
+                                        epochs=cfg.epochs, model=cfg.model, data=cfg.data, rho=cfg.rho,
+                                        msam_rho=a.msam_rho, label_noise=cfg.label_noise, augment=cfg.augment,
+                                        label_smoothing=cfg.label_smoothing, sharpness_iters=cfg.sharpness_iters,
+                                        eval_batch=cfg.eval_batch, device=cfg.device)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            progress = None if a.json else (lambda d: print(
+                f"  {d['optimizer']:9} seed {d['seed']}: acc {d['test_acc']:.4f} evals {d['grad_evals']} "
+                f"{d['wall_s']:.1f} s", flush=True))
+            res = run_tournament(tcfg, progress)
+            results = res.to_dict()
+            hw = common_hardware([r["hardware"] for r in results["runs"]], hardware_info(device))
+            out = record("tournament", command, tcfg.base(), results, hw, a.note, a.record)
+            text = format_tournament(results)
         elif a.mode == "escape":
             from core.cifar.profiles import EscapeConfig, escape
 

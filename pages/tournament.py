@@ -1,0 +1,111 @@
+"""Budget tournament: every way to spend a SAM budget, side by side at equal cost (issue 13).
+
+Cost (share of SAM's gradient evaluations) against outcome, for each method at the budget on the slider: the toy
+escape and valley (core.toy.tournament, recorded in core/runs/toy_tournament.json at 55 … 75%) and the recorded
+CIFAR tournament (core.cifar.tournament, core/runs/cpu_tournament*.json). Charts and verdicts: app/tournament_charts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from app import cifar_view, controls, theme
+from app import tournament_charts as tc
+
+TOY_FILE = cifar_view.RUNS_DIR / "toy_tournament.json"
+
+
+@st.cache_data(show_spinner=False)
+def toy_results() -> list[dict]:
+    """The recorded toy tournaments (every budget, both toys); [] if the record is missing or unreadable."""
+    try:
+        d = json.loads(TOY_FILE.read_text())
+    except (OSError, ValueError):
+        return []
+    res = d.get("results") if isinstance(d, dict) else None
+    return res if isinstance(res, list) else []
+
+
+@st.cache_data(show_spinner=False)
+def cifar_records() -> list[dict]:
+    """The recorded CIFAR tournaments (kind "tournament" in core/runs/), those with a method table."""
+    return [r for r in cifar_view.load_recorded(kinds=("tournament",))
+            if isinstance(r.get("results"), dict) and r["results"].get("methods")]
+
+
+st.title("Budget tournament")
+st.caption("SAM costs two gradient evaluations a step. PSAM, late SAM, AE-SAM, LookSAM, Momentum-SAM, SS-SAM and "
+           "Composer's SAM each spend less in their own way: which buys the most at the same cost?")
+
+present, phone = theme.is_presentation(), theme.is_phone()
+budget = controls.float_slider("budget", "budget: share of SAM's gradient evaluations", 0.55, 0.75, 0.65, step=0.05,
+                               fmt="%.2f", help="Every method except SGD, SAM and Momentum-SAM (one pass a step "
+                               "whatever the budget) gets its parameters chosen to spend this share.")
+toys = toy_results()
+escape, valley = tc.toy_at(toys, "double_well_2d", budget), tc.toy_at(toys, "valley", budget)
+records = cifar_records()
+rec = min(records, key=lambda r: abs(float(r["results"].get("budget", 0)) - budget)) if records else None
+cifar = rec["results"] if rec else None
+frame = tc.outcome_frame(escape, valley, cifar)
+
+if frame.empty:
+    st.warning("No recorded tournament was found in core/runs/ (toy_tournament.json, cpu_tournament*.json). "
+               "Record one with `python -m core tournament` (see BENCHMARKS.md).", icon="⚠️")
+    st.stop()
+
+notes = []
+if escape and abs(escape["budget"] - budget) > 1e-6:
+    notes.append(f"the toy tournament nearest to this budget is {escape['budget']:.0%}")
+if cifar and abs(float(cifar["budget"]) - budget) > 1e-6:
+    notes.append(f"the CIFAR tournament was recorded at {float(cifar['budget']):.0%} only, so its panels do not "
+                 "move with the slider")
+if notes:
+    st.info("Recorded budgets: " + "; ".join(notes) + ".", icon=":material/info:")
+
+st.altair_chart(tc.tournament_chart(frame, phone=phone, present=present), key="tournament_chart")
+st.caption("Each point is one method: its cost (share of SAM's gradient evaluations, as it really spent them) "
+           "against its outcome, with a 95% interval (escape: Wilson over all particles; valley: the exact chain, "
+           "or Student's t over particles where simulated; CIFAR accuracy: Student's t over seeds; λ_max: ± one "
+           "standard deviation). Ringed points joined by the dashed line are the Pareto front: no other method is "
+           "both cheaper and better. Click a method in the legend to highlight it in every panel (shift-click "
+           "adds more; click an empty spot to clear).")
+
+st.subheader("What the seeds can carry")
+lines = [f"- **{tc.PANELS[p][0]}**: {tc.verdict_summary(frame, p)}" for p in tc.PANELS if (frame["panel"] == p).any()]
+st.markdown("\n".join(lines))
+st.caption("Welch's t on the per-seed values (core.stats.welch_difference), two-sided 5%: 'not distinguishable' "
+           "means the difference is inside what the seeds' spread explains, not that the methods are equal. The "
+           "toys compare 3 seeds of 400–500 particles each; the CIFAR runs 3 seeds: only large differences can be "
+           "clear.")
+with theme.fold(":material/balance: Method by method: against SAM and against SGD"):
+    theme.table(tc.verdict_table(frame))
+
+st.subheader("Where AE-SAM spends its SAM steps")
+maps = escape.get("trigger_maps") if escape else None
+trigger = tc.trigger_map_chart(maps or {}, phone=phone, present=present)
+if trigger is None:
+    st.caption("No trigger map in the recorded toy tournament.")
+else:
+    st.altair_chart(trigger, key="trigger_chart")
+    st.caption("On the escape toy (double well: the sharp well on the left, the flat one on the right), the share of "
+               "the steps taken in each cell that were SAM steps. AE-SAM decides from ‖g‖², step by step; PSAM's "
+               "SAM steps are fixed in time (every k-th step of the first f of training), so its map only shows "
+               "where the particles were early. Cells visited fewer than 20 times are blank.")
+
+if rec:
+    with theme.fold(f":material/history: the recorded CIFAR tournament: {rec.get('file', '')}"):
+        st.caption(cifar_view.recorded_caption(rec))
+        theme.table(cifar_view.recorded_table({"results": {"rows": cifar["methods"]}}))
+        if cifar.get("ae_pilot", {}).get("pilots"):
+            pilots = cifar["ae_pilot"]["pilots"]
+            shares = ", ".join(f"{p['sam_fraction']:.0%}" for p in pilots)
+            st.caption(f"AE-SAM's thresholds were calibrated on {len(pilots)} pilot run(s) of its own (seed "
+                       f"1000), not counted above: SAM shares {shares} for a target of "
+                       f"{cifar['ae_pilot']['target_fraction']:.0%}.")
+        for n in cifar.get("notes", []):
+            st.caption(n)
+
+controls.download_data("tournament", frame.drop(columns=["per_seed"]).to_dict(orient="records"),
+                       config={"budget": budget}, file_stem="budget_tournament", csv=frame.drop(columns=["per_seed"]))

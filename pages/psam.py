@@ -31,7 +31,7 @@ st.caption("SAM costs two gradient evaluations per step. Which steps deserve the
 
 present = theme.is_presentation()
 if present:  # the projector: the four sliders in one row, so that the outcome chart starts on the first screen
-    c_rho, c_steps, c_k, c_f = st.columns(4, gap="medium")
+    c_rho, c_steps, c_k, c_f = st.columns(4, gap="medium", vertical_alignment="bottom")  # sliders in one line
     c_mode = st.container()
 else:
     c_rho, c_k = st.columns([1, 1], gap="large")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from tests.pagetest import chart, run_page
+from tests.test_classroom_store import redis_url  # noqa: F401 - the real redis-server fixture
 
 PAGE = "pages/classroom.py"
 
@@ -160,3 +161,22 @@ def test_hostile_urls_never_crash(params):
     at = run_page(PAGE, **params)  # run_page asserts there is no exception
     shown = [e.value for e in at.error] + [w.value for w in at.warning] + _texts(at).splitlines()
     assert shown and all("Traceback" not in t for t in shown)
+
+
+def test_the_page_on_the_halls_redis_store(request, monkeypatch):
+    """The same page on the lecture hall's store: two students on two replicas (SAMLAB_REPLICA r1, r2), a lecturer
+    on a third session; the runs land in Redis, each once, and name the replica that computed them."""
+    from core.roomstore import RedisStore
+
+    url = request.getfixturevalue("redis_url")
+    monkeypatch.setenv("SAMLAB_STORE_URL", url)
+    lecturer, code, key = _open_room(kind="valley", particles="40", steps="100")
+    for replica in ("r1", "r2"):
+        monkeypatch.setenv("SAMLAB_REPLICA", replica)
+        s = _student(code)
+        s.button(key="cl_run_0").click().run()
+        assert [m.value for m in s.success], [e.value for e in s.error]
+    lecturer.run()
+    assert "2 runs from 2 students" in _texts(lecturer)
+    runs = RedisStore(url).runs(code, 0)
+    assert sorted(r.replica for r in runs) == ["r1", "r2"] and len({r.student for r in runs}) == 2

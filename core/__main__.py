@@ -109,11 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landscape", default="double_well_2d", help="double_well_2d, valley or cifar")
     p.add_argument("--budget", type=float, default=0.65, help="share of SAM's gradient evaluations, in (0.5, 1)")
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--rho", type=float, default=0.1)
+    p.add_argument("--rho", type=float, default=None, help="default 0.1 on the toys (cifar: its own default)")
     p.add_argument("--particles", type=int, default=None, help="per seed (default: the preset's)")
     p.add_argument("--steps", type=int, default=None, help="default: the preset's")
     p.add_argument("--methods", default=None, help="comma list (default: all)")
     p.add_argument("--trigger-maps", action="store_true", help="include AE-SAM's and PSAM's trigger maps")
+    p.add_argument("--epochs", type=int, default=None, help="cifar only (default: its own)")
+    p.add_argument("--train-size", type=int, default=None, help="cifar only (default: its own)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("cifar", help="CIFAR-10 training (see python -m core cifar --help)", add_help=False)
@@ -229,7 +231,8 @@ def run_tournament(args) -> dict:
     from core.toy.tournament import run_tournament as run
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else METHODS
-    cfg = TournamentConfig(landscape=args.landscape, budget=args.budget, rho=args.rho, seeds=args.seeds,
+    rho = 0.1 if args.rho is None else args.rho
+    cfg = TournamentConfig(landscape=args.landscape, budget=args.budget, rho=rho, seeds=args.seeds,
                            particles=args.particles, steps=args.steps, methods=methods,
                            trigger_map=args.trigger_maps)
     res = run(cfg)
@@ -251,7 +254,8 @@ def run_tournament(args) -> dict:
 
 def _cifar_tournament(args) -> dict:
     """The CIFAR tournament lives in core/cifar/tournament.py (`run_tournament(cfg)`, its config
-    dataclass taking `budget` and `seeds`); a checkout without it gets one line and exit code 2."""
+    dataclass taking `budget` and `seeds`, and, where given, methods, rho, epochs, train_size); a checkout
+    without it gets one line and exit code 2."""
     try:
         from core.cifar import tournament as ct
     except ImportError:
@@ -262,8 +266,10 @@ def _cifar_tournament(args) -> dict:
     if config_cls is None or not hasattr(ct, "run_tournament"):
         raise UsageError("core/cifar/tournament.py has no TournamentConfig/run_tournament to call")
     names = {f.name for f in dataclasses.fields(config_cls)}
-    given = {"budget": args.budget, "seeds": args.seeds}
-    cfg = config_cls(**{k: v for k, v in given.items() if k in names})
+    given = {"budget": args.budget, "seeds": args.seeds, "rho": args.rho, "epochs": args.epochs,
+             "train_size": args.train_size,
+             "methods": tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None}
+    cfg = config_cls(**{k: v for k, v in given.items() if k in names and v is not None})
     res = ct.run_tournament(cfg)
     out = res.to_dict() if hasattr(res, "to_dict") else dict(res)
     out["command"] = "tournament"

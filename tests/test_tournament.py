@@ -281,12 +281,19 @@ def test_cli_tournament_errors_are_one_line_and_exit_2():
     assert "budget" in p.stderr
 
 
-def test_cli_tournament_cifar_says_clearly_when_it_is_missing(capsys):
+def test_cli_tournament_cifar_runs_the_cifar_tournament_or_says_it_is_missing(capsys):
     try:
         import core.cifar.tournament  # noqa: F401
     except ImportError:
         assert main(["tournament", "--landscape", "cifar", "--json"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "core/cifar/tournament.py" in err
-    else:
-        pytest.skip("core/cifar/tournament.py exists: tests/test_cifar_tournament.py covers the CIFAR side")
+    else:  # the contract between the two: the CLI's fields come back from the CIFAR tournament too
+        assert main(["tournament", "--landscape", "cifar", "--budget", "0.65", "--seeds", "1", "--epochs", "1",
+                     "--train-size", "200", "--methods", "sgd", "--json"]) == 0  # one short run: ~15 s of CPU
+        out = json.loads(capsys.readouterr().out)
+        assert out["command"] == "tournament" and [m["name"] for m in out["methods"]] == ["sgd"]
+        for m in out["methods"]:
+            for key in ("name", "grad_evals", "budget_ratio", "outcome", "outcome_ci", "wall_s"):
+                assert key in m
+        assert out["methods"][0]["budget_ratio"] == 0.5 and out["config"]["epochs"] == 1

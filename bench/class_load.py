@@ -66,12 +66,26 @@ def click(c: StreamlitClient, label_prefix: str):
         c.widget_values.pop(wid, None)
 
 
-def student(base: str, code: str, start_at: float, timeout: float) -> dict:
+def watch(c: StreamlitClient, out: dict, stop: threading.Event, every: float) -> None:
+    """After their run a student keeps the page open: their chart's fragment reruns every `every` seconds (the
+    page's STUDENT_REFRESH_S), as the browser's timer does, until the benchmark ends."""
+    frag = next((f for _, (el, f, _) in c._elements.items() if el is not None
+                 and el.WhichOneof("type") == "plotly_chart" and f), "")
+    while frag and not stop.wait(every):
+        r = c._rerun(fragment_id=frag)
+        out["watch_s"].append(r.seconds)
+        if not r.ok:
+            out["watch_errors"] += 1
+            return
+
+
+def student(base: str, code: str, start_at: float, timeout: float, stop: threading.Event | None = None,
+            every: float = 5.0) -> dict:
     """One student: open the room, press run, read the result. A dropped connection is what a browser would
     see when a replica goes away: like the browser, the student reconnects to the same URL (the student id is
     in it) up to 3 times, and presses run again only if the page still offers it (no stored run)."""
     out = {"ok": False, "error": "", "sid": "", "join_s": float("nan"), "run_s": float("nan"), "done_at": 0.0,
-           "reconnects": 0}
+           "reconnects": 0, "watch_s": [], "watch_errors": 0}
     time.sleep(max(0.0, start_at - time.monotonic()))
     c = StreamlitClient(base, run_timeout=timeout)
     try:
@@ -83,6 +97,8 @@ def student(base: str, code: str, start_at: float, timeout: float) -> dict:
                 texts = c.texts()
                 if any(t.startswith("Your run 1") or t.startswith("You have done your") for t in texts):
                     out["ok"], out["done_at"], out["error"] = True, time.monotonic(), ""
+                    if stop is not None:
+                        watch(c, out, stop, every)
                     return out
                 if out["run_s"] == out["run_s"] and not out["reconnects"]:  # pressed, answered, and no result
                     out["error"] = "no result: " + " | ".join(t for t in texts if "run" in t.lower())[:200]
@@ -139,6 +155,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sqlite", default="", help="the running app's SQLite file (SAMLAB_CLASSROOM_DB)")
     ap.add_argument("--refresh", type=float, default=1.5, help="the projector's fragment period (the page's)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-watch", dest="watch", action="store_false",
+                    help="students close the page after their run (default: they keep it open, as in a lecture)")
+    ap.add_argument("--watch-every", type=float, default=5.0, help="a student's chart refresh (the page's)")
     args = ap.parse_args(argv)
     rnd = random.Random(args.seed)
 
@@ -165,15 +184,25 @@ def main(argv=None) -> int:
         proj.start()
         t0 = time.monotonic()
         starts = sorted(t0 + rnd.uniform(0, 0.6 * args.window) for _ in range(args.students))
-        with ThreadPoolExecutor(min(args.students, 200)) as pool:
-            results = list(pool.map(lambda s: student(args.url, room.code, s, args.window), starts))
-        t_students = time.monotonic() - t0
-        last_done = max((r["done_at"] for r in results if r["ok"]), default=time.monotonic())
-        # let the projector catch up with the last run, then stop it
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not any(n >= sum(r["ok"] for r in results) for _, _, n, _ in log[-1:]):
-            time.sleep(0.2)
-        stop.set()
+        watching = threading.Event()  # set at the end: the students who keep their page open stop watching
+        with ThreadPoolExecutor(args.students) as pool:
+            futures = [pool.submit(student, args.url, room.code, s, args.window,
+                                   watching if args.watch else None, args.watch_every) for s in starts]
+            # every student has run (or failed) when the store holds a run per student or the window is over
+            while time.monotonic() < t0 + args.window + 30 and not all(f.done() for f in futures):
+                if store.total_runs(room.code, 0) >= args.students:
+                    break
+                time.sleep(0.5)
+            time.sleep(2 * args.refresh)  # the projector's next refresh shows the last run
+            stored_now = store.total_runs(room.code, 0)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not (log and log[-1][2] >= stored_now):
+                time.sleep(0.2)
+            watching.set()
+            stop.set()
+            results = [f.result() for f in futures]
+        t_students = max((r["done_at"] for r in results if r["ok"]), default=time.monotonic()) - t0
+        last_done = t0 + t_students
         proj.join(30)
 
         stored = cl.room_runs(store, store.get_room(room.code))
@@ -204,6 +233,11 @@ def main(argv=None) -> int:
               + ("  (- = no SAMLAB_REPLICA: a single server)" if "-" in by_replica else ""))
         print(f"join  (page load) s    p50 {pct(joins_s, 50):.2f}  p95 {pct(joins_s, 95):.2f}  max {max(joins_s, default=0):.2f}")
         print(f"run   (click→result) s p50 {pct(runs_s, 50):.2f}  p95 {pct(runs_s, 95):.2f}  max {max(runs_s, default=0):.2f}")
+        watch_s = [x for r in results for x in r["watch_s"]]
+        watch_err = sum(r["watch_errors"] for r in results)
+        if args.watch:
+            print(f"student chart refresh  p50 {pct(watch_s, 50):.2f}  p95 {pct(watch_s, 95):.2f}  ({len(watch_s)} "
+                  f"refreshes by students keeping the page open, every {args.watch_every:g} s; {watch_err} errors)")
         print(f"projector refresh s    p50 {pct(refresh, 50):.2f}  p95 {pct(refresh, 95):.2f}  max "
               f"{max(refresh, default=0):.2f}  ({len(refresh)} refreshes, {proj_errors} errors)")
         if seen_all is not None:
@@ -215,7 +249,7 @@ def main(argv=None) -> int:
             print(f"mean refresh           {statistics.mean(refresh):.2f} s")
         load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
         print(f"load average           {' '.join(load)}")
-        good = (not errors and not dupes and not missing and not extra and proj_errors == 0
+        good = (not errors and not dupes and not missing and not extra and proj_errors == 0 and watch_err == 0
                 and pct(refresh, 95) <= 2.0 and seen_all is not None)
         print("targets                " + ("MET" if good else "NOT MET"))
         return 0 if good else 1

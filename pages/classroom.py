@@ -28,7 +28,7 @@ from core import classroom as cl
 from core.roomstore import ENV_URL, StoreUnavailable, open_store
 
 REFRESH_S = 1.5  # the projector's chart: a new read of the room every 1.5 s (target: a run visible within 2 s)
-STUDENT_REFRESH_S = 3.0
+STUDENT_REFRESH_S = 5.0  # a student's chart (the projector is the live one; 300 phones at 1.5 s would cost more)
 URL_KEYS = ("kind", "room", "key", "sid", "show", "open", "landscape", "lr", "sigma", "particles", "steps", "rho",
             "a_left", "a_right", "k", "f", "late_f", "p", "train_size", "epochs")
 for key in URL_KEYS:  # this page reads these itself (no widget binds them): they stay in the URL
@@ -73,6 +73,22 @@ def _refused(e: Exception) -> None:
 # The live chart (projector, lecturer and student screens)
 # ---------------------------------------------------------------------------------------------
 
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _pooled(code: str, epoch: int, n_runs: int, _db, _room):
+    """The room's runs read and pooled once per (room, epoch, number of runs) per server process, and shared read
+    only by every session watching the room (the projector and each student's chart). A refresh reads only the
+    room and its run count (two small reads); runs are only ever added, so the same count is the same runs."""
+    runs = cl.room_runs(_db, _room)
+    return cl.pool(cl.Experiment.from_dict(_room.experiment), runs)
+
+
+@st.cache_resource(max_entries=1024, show_spinner=False)
+def _figure(code: str, epoch: int, n_runs: int, mine: tuple, height: int, present: bool, _pooled):
+    """The chart of one state of the room (and one student's own runs), built once and shared read only: a
+    refresh with nothing new builds no figure."""
+    return cv.pooled_figure(_pooled, list(mine) or None, height=height, present=present)
+
+
 def live_chart(code: str, student: str | None = None, height: int = 430) -> None:
     """Read the room, pool its runs and draw: the chart, the run and student counts, the room's state."""
     s = store()
@@ -80,14 +96,14 @@ def live_chart(code: str, student: str | None = None, height: int = 430) -> None
         return
     try:
         room = cl.find_room(s, code)
-        runs = cl.room_runs(s, room)
+        n_runs = s.total_runs(room.code, room.epoch)
+        pooled = _pooled(room.code, room.epoch, n_runs, s, room)
     except (cl.Refused, StoreUnavailable) as e:
         _refused(e)
         return
-    exp = cl.Experiment.from_dict(room.experiment)
-    pooled = cl.pool(exp, runs)
-    mine = pooled.per_student.get(student) if student else None
-    st.plotly_chart(cv.pooled_figure(pooled, mine, height=height), key="main_chart", config=theme.PLOTLY_CONFIG)
+    mine = tuple(pooled.per_student.get(student, [])) if student else ()
+    fig = _figure(room.code, room.epoch, pooled.runs, mine, height, theme.is_presentation(), pooled)
+    st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
     state = cl.status(room)
     badge = {"open": f":green[open] · {cv.time_left(room.expires)}", "closed": ":red[closed]",
              "expired": ":red[expired]"}[state]

@@ -197,6 +197,21 @@ def test_compute_cost_agrees_with_the_simulator_and_the_schedule():
     assert cost.total_grad_evals == cost.grad_evals * 20 * 2
 
 
+def test_compute_cost_uses_every_schedule_parameter_of_the_config():
+    """SS-SAM's p(t) and AE-SAM's decisions reach the cost: a linear p(t) from 0 to 1 costs (1 + 1/2)/2 of
+    SAM, not the constant p's; AE-SAM's cost is the run's own count (it decides as it goes), refused without it."""
+    lin = SimConfig(landscape="valley_1d", optimizer="ss_sam", p=0.0, p_shape="linear", p_end=1.0, steps=400,
+                    particles=5, seed=1)
+    cost = measure.compute_cost(lin)
+    assert cost.grad_evals == simulate(lin).grad_evals
+    assert abs(cost.relative_to_sam - 0.75) < 0.06   # 400 Bernoulli draws: sd of the mean p ≈ 0.014, 4 sd
+    ae = SimConfig(landscape="valley_1d", optimizer="ae_sam", steps=200, particles=20, seed=2)
+    with pytest.raises(ValueError, match="decisions"):
+        measure.compute_cost(ae)
+    run = simulate(ae)
+    assert measure.compute_cost(ae, run).grad_evals == run.grad_evals
+
+
 # ---------------------------------------------------------------------------------------------
 # ρ sweep through the real simulator (integration)
 # ---------------------------------------------------------------------------------------------

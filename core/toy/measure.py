@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from core.sam import sam_perturbation
-from core.schedules import for_optimizer
 from core.stats import Z95, _ToDict, wilson_interval
 from core.toy import theory
 from core.toy.simulate import simulate
@@ -254,14 +253,21 @@ class CostResult(_ToDict):
     total_grad_evals: int  # over all particles and ρ values
 
 
-def compute_cost(cfg) -> CostResult:
-    """Cost of a core.toy.simulate.SimConfig, from the one schedule module (core.schedules); the same
-    schedule (and seed, for random SAM) that simulate() uses."""
-    schedule, _ = for_optimizer(cfg.optimizer, k=cfg.k, f=cfg.f, p=cfg.p, seed=cfg.seed, late_f=cfg.late_f)
+def compute_cost(cfg, result=None) -> CostResult:
+    """Cost of a core.toy.simulate.SimConfig, from the one schedule module (core.schedules): the very
+    schedule simulate() uses (`cfg.schedule()`, with every schedule parameter and the seed). A
+    state-dependent rule (AE-SAM) decides as it goes, so its cost can only be counted from a run: pass
+    that run's `result` (its grad_evals, the mean over particles); without one it is refused (ValueError)."""
+    schedule, _ = cfg.schedule()
     T = int(cfg.steps)
-    evals = schedule.grad_evals(T)
+    if schedule.state_dependent:
+        if result is None:
+            raise ValueError(f"{cfg.optimizer}'s cost is counted from the decisions it took: pass the run's result")
+        evals = int(result.grad_evals)
+    else:
+        evals = schedule.grad_evals(T)
     return CostResult(
-        optimizer=cfg.optimizer, steps=T, sam_steps=schedule.sam_steps(T), grad_evals=evals,
+        optimizer=cfg.optimizer, steps=T, sam_steps=evals - T, grad_evals=evals,
         relative_to_sam=evals / (2.0 * T) if T else math.nan, relative_to_sgd=evals / T if T else math.nan,
         total_grad_evals=evals * int(cfg.particles) * len(cfg.rhos),
     )
@@ -289,7 +295,7 @@ def rho_sweep(cfg, rhos, n_boot: int = 1000) -> SweepResult:
     return SweepResult(
         config=run_cfg, rhos=np.asarray(result.rhos, dtype=float), escape=escape,
         stationary=stationary_mean(result), diverged_fraction=np.asarray(result.diverged).mean(axis=1),
-        cost=compute_cost(run_cfg), wall_s=result.wall_s,
+        cost=compute_cost(run_cfg, result), wall_s=result.wall_s,
     )
 
 

@@ -88,10 +88,10 @@ fi
 if [ "$PART" = airbench ]; then
   if [ -n "${DRY:-}" ]; then
     AB=(--dry-run); AB_COMMON=(--device cpu --data builtin --train-size 32 --test-size 16 --epochs 1 --batch-size 16)
-    AB_PROBE=(--device cpu --batches 16 --steps 2 --n 32)
+    AB_PROBE=(--device cpu --model tiny --batches 16 --steps 2 --n 32); PROBE_CAP=600   # the probe's code path only
   else
     AB=(--deadline "${AB_DEADLINE:-330}"); AB_COMMON=(--device cuda --data full --train-size 50000 --epochs 10)
-    AB_PROBE=(--batches 1024,2048 --steps 100)
+    AB_PROBE=(--model airbench --batches 1024,2048 --steps 100); PROBE_CAP=60
   fi
   step "airbench: tables, profile, escape" $PY bench/airbench_session.py --out "$OUT" --tag "$TAG" "${AB[@]}"
   # torch.compile on the recipe's SGD run: its first epoch pays the compilation, so read steady_images_per_s
@@ -109,7 +109,7 @@ if [ "$PART" = airbench ]; then
     fi
   fi
   # Launch-bound or GPU-bound? The step eager and replayed from a CUDA graph (random data; table in the log).
-  step "airbench: step probe, eager vs CUDA graph" timeout 60 $PY bench/gpu_step_probe.py --model airbench \
+  step "airbench: step probe, eager vs CUDA graph" timeout "$PROBE_CAP" $PY bench/gpu_step_probe.py \
     "${AB_PROBE[@]}" --out "${SIDE:-/tmp}/airbench_step_probe.json"
   ls -la "$OUT"
   if [ ${#FAILED[@]} -gt 0 ]; then

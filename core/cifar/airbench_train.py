@@ -56,7 +56,7 @@ import torch
 
 from core.cifar import data as cdata
 from core.cifar import train as ctrain
-from core.cifar.airbench import WIDTHS, AirbenchNet, trainable
+from core.cifar.airbench import AirbenchNet, trainable
 from core.cifar.lookahead import Lookahead
 from core.cifar.sharpness import hutchinson_trace, lambda_max
 from core.cifar.tta import tta_accuracy
@@ -79,7 +79,7 @@ class Recipe:
     translate: int = 2               # pixels of random translation
     lookahead_every: int = 5
     tta_level: int = 2               # 0 none, 1 mirror, 2 mirror + translate (core/cifar/tta.py)
-    widths: tuple[int, int, int] = WIDTHS
+    widths: tuple[int, int, int] | None = None   # None: the net's own, airbench.WIDTHS (64, 256, 256)
 
     def sgd_hyper(self, batch: int) -> tuple[float, float]:
         """(lr_sgd, decay per step) for PyTorch's SGD on the mean loss of a batch (module docstring)."""

@@ -273,8 +273,15 @@ def apply_layout(
     names = {k for k in own if _AXIS.fullmatch(k)} | {"xaxis", "yaxis"}
     for name in names:
         theme[name] = axis[name[0]]
-    if phone and legend and height is not None:  # the phone's legend rows (about one entry each) add to the height
-        theme["height"] += PHONE_LEGEND_ROW * sum(1 for t in fig.data if t.showlegend is not False and t.name)
+    if phone and legend:
+        rows = 0
+        for t in fig.data:
+            if t.showlegend is not False and t.name:
+                if len(t.name) > PHONE_TITLE_CHARS and "<br>" not in t.name:  # one legend entry cannot wrap itself
+                    t.name = "<br>".join(textwrap.wrap(t.name, PHONE_TITLE_CHARS))
+                rows += t.name.count("<br>") + 1
+        if height is not None:  # the phone's legend rows (about one entry each) add to the height
+            theme["height"] += PHONE_LEGEND_ROW * rows
     fig.layout = _merge(own, theme)
     return fig
 

@@ -81,3 +81,14 @@ def test_desktop_contour_keeps_its_one_row_legend():
     fig = charts.trajectory_figure(_grid(4.0, 3.0), _tracks(), animate=True, start=(0.5, 0.5), title=LONG_TITLE)
     assert fig.layout.legend.orientation == "h" and fig.layout.height == 560
     assert fig.layout.sliders[0].x == pytest.approx(0.3)
+
+
+def test_phone_wraps_a_legend_entry_wider_than_the_screen(phone):
+    long = "theory: escaped fraction from Kramers' rate for SGD and the heuristic SAM speed-up"
+    fig = _line_figure()
+    fig.add_scatter(x=[0, 1], y=[0.3, 0.3], name=long)
+    theme.apply_layout(fig, x_title="ρ", height=360, legend_below=True)
+    lines = fig.data[-1].name.split("<br>")
+    assert len(lines) >= 2 and all(len(line) <= theme.PHONE_TITLE_CHARS for line in lines)
+    assert " ".join(lines) == long
+    assert fig.layout.height == 360 + theme.PHONE_LEGEND_ROW * (3 + len(lines))

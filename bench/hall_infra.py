@@ -3,6 +3,7 @@
     .venv/bin/python bench/hall_infra.py start [--replicas 2] [--repeat 3]   # start → every part ready; stop
     .venv/bin/python bench/hall_infra.py warm  [--replicas 2]                # the full warm-up: time, entries, MB
     .venv/bin/python bench/hall_infra.py cache [--repeat 200]                # a hit: in-process vs the Redis cache
+    .venv/bin/python bench/hall_infra.py coldwarm [--students 10]            # one load on a cold and a warmed hall
 
 `start`: time from launching the hall (two Redis, N replicas, HAProxy, two RQ workers) until HAProxy answers
 /_stcore/health, and the time Hall.stop() takes to stop them all.
@@ -12,6 +13,10 @@ runs, the cache's keys and used memory.
 page's largest entry): the first level (st.cache_data: a pickled copy per hit, measured as pickle.loads of the
 same bytes, which is what st.cache_data does) and the second level (core.sharedcache: GET from the cache Redis
 on loopback + unpickle). Each is the median over --repeat hits.
+
+`coldwarm`: the same protocol load (bench/hall_load.py: --students on the escape page, 6 ρ changes each at random
+slider steps, think 2 s) on two fresh 2-replica halls: one cold, one after serve/warm.py warmed the escape page's
+scenes; p50/p95 of the ρ changes and the replicas' counters (computed vs hit).
 
 Prints one JSON line per measurement. Absolute times on a shared 2-core machine are indicative; the ratio
 local/Redis in one run is the figure to compare.
@@ -128,9 +133,42 @@ def bench_cache(repeat: int) -> dict:
             "hits_counted": stats.get("hit:bench"), "load_avg": os.getloadavg()[0]}
 
 
+def bench_coldwarm(students: int) -> dict:
+    import subprocess
+
+    import redis
+
+    out = {"bench": "hall_cold_vs_warm", "students": students}
+    for label in ("cold", "warm"):
+        hall = Hall(_config(2, warm=False), out=open(os.devnull, "w"))
+        hall.start()
+        try:
+            env = {**os.environ, "SAMLAB_CACHE_URL": hall.cfg.cache_url, "SAMLAB_REPLICA": "warm-up"}
+            if label == "warm":
+                t0 = time.perf_counter()
+                subprocess.run(["nice", "-n", "10", sys.executable, "-m", "serve.warm", "--scenes", "escape"],
+                               cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, check=True)
+                out["warm_escape_s"] = round(time.perf_counter() - t0, 1)
+            r = redis.Redis.from_url(hall.cfg.cache_url)
+            before = {k.decode(): int(v) for k, v in r.hgetall("samlab:stats").items()}
+            load = subprocess.run([sys.executable, str(Path(__file__).with_name("hall_load.py")), "--url",
+                                   hall.url + "/escape", "--students", str(students), "--changes", "6", "--think", "2",
+                                   "--rho-mode", "random", "--json"], capture_output=True, text=True)
+            res = json.loads([ln for ln in load.stdout.splitlines() if ln.startswith("{")][-1])
+            after = {k.decode(): int(v) for k, v in r.hgetall("samlab:stats").items()}
+            delta = {k: after[k] - before.get(k, 0) for k in after if k.endswith(("r1", "r2"))}
+            out[label] = {k: res[k] for k in ("p50_ms", "p95_ms", "max_ms", "errors", "changes", "changes_per_s")}
+            out[label]["replica_counters"] = delta
+        finally:
+            hall.stop()
+    out["load_avg"] = os.getloadavg()[0]
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=("start", "warm", "cache"))
+    p.add_argument("what", choices=("start", "warm", "cache", "coldwarm"))
+    p.add_argument("--students", type=int, default=10)
     p.add_argument("--replicas", type=int, default=2)
     p.add_argument("--repeat", type=int, default=None)
     a = p.parse_args(argv)
@@ -138,6 +176,8 @@ def main(argv=None) -> int:
         out = bench_start(a.replicas, a.repeat or 3)
     elif a.what == "warm":
         out = bench_warm(a.replicas)
+    elif a.what == "coldwarm":
+        out = bench_coldwarm(a.students)
     else:
         out = bench_cache(a.repeat or 200)
     print(json.dumps(out))

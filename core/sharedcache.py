@@ -6,9 +6,10 @@ hall:
 
     value = shared_call("escape_run", escape_run, cfg)
 
-1. The key is a stable hash of `name`, `repr(args)` (frozen dataclasses have a deterministic repr) and
-   `CODE_VERSION` (a hash of the engine's and the app's source), so a changed simulator never serves
-   a stale result and two different checkouts never mix.
+1. The key is a stable hash of `name`, `repr(args)` (frozen dataclasses have a deterministic repr),
+   `CODE_VERSION` (a hash of the engine's source, core/) and the source of the cached function itself (a
+   page's function lives in pages/), so a changed simulator never serves a stale result and two different
+   checkouts never mix, while an edit to a chart or a caption leaves the cache valid.
 2. A hit returns the stored value (pickled; it comes from our own Redis on loopback or a private
    network, never from users).
 3. On a miss the process takes a short lock on the key (`SET key:lock NX PX`, the "single flight"
@@ -29,6 +30,7 @@ Without `SAMLAB_CACHE_URL` (`make app`, the CLI, the tests) `shared_call` simply
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import pickle
@@ -48,8 +50,8 @@ STATS = "samlab:stats"
 _REPO = Path(__file__).resolve().parents[1]
 
 
-def code_version(folders: tuple[str, ...] = ("core", "app", "pages")) -> str:
-    """A hash of every .py file in `folders`: results computed by other code never match."""
+def code_version(folders: tuple[str, ...] = ("core",)) -> str:
+    """A hash of every .py file in `folders` (the engine): results computed by another engine never match."""
     h = hashlib.sha256()
     for folder in folders:
         for path in sorted((_REPO / folder).rglob("*.py")):
@@ -61,9 +63,26 @@ def code_version(folders: tuple[str, ...] = ("core", "app", "pages")) -> str:
 CODE_VERSION = code_version()
 
 
-def cache_key(name: str, args: tuple) -> str:
-    """The Redis key of `name(*args)`: stable across processes and machines running the same code."""
-    digest = hashlib.sha256(f"{name}|{args!r}".encode()).hexdigest()[:32]
+_SOURCES: dict[Callable, str] = {}
+
+
+def source_hash(fn: Callable | None) -> str:
+    """A hash of a function's own source ('' when there is none to read, e.g. a builtin)."""
+    if fn is None:
+        return ""
+    if fn not in _SOURCES:
+        try:
+            text = inspect.getsource(fn)
+        except (OSError, TypeError):
+            text = getattr(fn, "__qualname__", "")
+        _SOURCES[fn] = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return _SOURCES[fn]
+
+
+def cache_key(name: str, args: tuple, fn: Callable | None = None) -> str:
+    """The Redis key of `name(*args)` computed by `fn`: stable across processes and machines running the same
+    code."""
+    digest = hashlib.sha256(f"{name}|{source_hash(fn)}|{args!r}".encode()).hexdigest()[:32]
     return f"{PREFIX}{CODE_VERSION}:{name}:{digest}"
 
 
@@ -102,11 +121,12 @@ class SharedCache:
             pass
 
     # --------------------------------------------------------------------------- the cache
-    def get_or_compute(self, name: str, fn: Callable, *args) -> Any:
-        """fn(*args), computed once for every process that shares this Redis."""
+    def get_or_compute(self, name: str, fn: Callable, *args, source: Callable | None = None) -> Any:
+        """fn(*args), computed once for every process that shares this Redis. `source`: the function whose
+        source goes into the key (default `fn`)."""
         if not self.available():
             return fn(*args)
-        key = cache_key(name, args)
+        key = cache_key(name, args, source or fn)
         try:
             raw = self.redis.get(key)
             if raw is not None:
@@ -192,5 +212,5 @@ def shared_call(name: str, fn: Callable, *args, **kwargs) -> Any:
         return fn(*args, **kwargs)
     if kwargs:
         items = tuple(sorted(kwargs.items()))
-        return cache.get_or_compute(name, lambda *a: fn(*a[: len(args)], **dict(items)), *args, *items)
+        return cache.get_or_compute(name, lambda *a: fn(*a[: len(args)], **dict(items)), *args, *items, source=fn)
     return cache.get_or_compute(name, fn, *args)

@@ -66,24 +66,30 @@ def test_miss_then_hit(cache):
     assert cache.stats() == {"computed:t1": 2, "hit:t1": 1}
 
 
-def test_key_is_stable_across_processes_and_follows_the_arguments():
-    code = "from core.sharedcache import cache_key; from core.toy.simulate import SimConfig; " \
-           "print(cache_key('simulate', (SimConfig(rhos=(0.1,)),)))"
+def test_key_is_stable_across_processes_and_follows_the_arguments_and_the_code():
+    code = ("from core.sharedcache import cache_key; from core.toy.simulate import SimConfig, simulate; "
+            "print(cache_key('simulate', (SimConfig(rhos=(0.1,)),), simulate))")
     other = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    from core.toy.simulate import SimConfig
+    from core.toy.simulate import SimConfig, simulate
 
-    mine = cache_key("simulate", (SimConfig(rhos=(0.1,)),))
+    mine = cache_key("simulate", (SimConfig(rhos=(0.1,)),), simulate)
     assert other.stdout.strip() == mine
-    assert cache_key("simulate", (SimConfig(rhos=(0.2,)),)) != mine
-    assert cache_key("other", (SimConfig(rhos=(0.1,)),)) != mine
+    assert cache_key("simulate", (SimConfig(rhos=(0.2,)),), simulate) != mine
+    assert cache_key("other", (SimConfig(rhos=(0.1,)),), simulate) != mine
     assert sharedcache.CODE_VERSION in mine  # a changed engine never reads an old result
+
+    def edited(cfg):  # the same name, other code (an edited page function): another key
+        return None
+
+    assert cache_key("simulate", (SimConfig(rhos=(0.1,)),), edited) != mine
 
 
 def test_a_hit_in_another_process(cache):
     cache.get_or_compute("square", counting([]), 5.0)
-    code = ("import sys; from core.sharedcache import SharedCache\n"
-            "def boom(x): sys.exit('computed again')\n"
-            f"v = SharedCache({cache.url!r}, replica='t2').get_or_compute('square', boom, 5.0)\n"
+    code = ("import sys; from core.sharedcache import SharedCache; from tests.test_hall_sharedcache import counting\n"
+            "calls = []\n"
+            f"v = SharedCache({cache.url!r}, replica='t2').get_or_compute('square', counting(calls), 5.0)\n"
+            "assert calls == [], 'computed again'\n"
             "print(v['x'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

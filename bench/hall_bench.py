@@ -311,25 +311,36 @@ def cmd_hall(args) -> dict:
                            capture_output=True, timeout=1800)
             print(f"warm-up of {args.warm_scenes}: {time.perf_counter() - t:.0f} s", flush=True)
         pids = {n: h.procs[n].popen.pid for n in h.cfg.replica_names()}
-        killer = None
-        if args.kill_after:
-            import threading
-
-            def kill():
-                victim = h.procs[h.cfg.replica_names()[0]].popen.pid
-                print(f"killing replica {h.cfg.replica_names()[0]} (pid {victim})", file=sys.stderr, flush=True)
+        runs = [args.kill_after] if not args.then_failover else [0.0, args.kill_after]
+        res = {"runs": []}
+        for i, kill_after in enumerate(runs):
+            if i == 1 and not kill_after:  # ~10 s into the changes: the first run's page-open phase, plus 10 s
+                kill_after = res["runs"][0].get("open_phase_s", 30.0) + 10.0
+            killer = None
+            if kill_after:
                 import signal
+                import threading
 
-                os.killpg(victim, signal.SIGKILL)
-            killer = threading.Timer(args.kill_after, kill)
-        with RssSampler(pids, every=5) as rss:
-            if killer:
-                killer.start()
-            res = hall_load(h.url + "/", args.students, "--changes", str(args.changes), "--think", str(args.think),
-                            "--scenes", args.scenes, "--rho-mode", "random", "--spawn-rate", "10")
-        res["rss_mb_series"] = {"columns": ["s", *pids], "rows": rss.series}
-        print(row(f"hall {args.students}", res), flush=True)
-        print(f"RSS (MiB) every 5 s, columns {['s', *pids]}: {rss.series}", flush=True)
+                victim_name = h.cfg.replica_names()[0]
+
+                def kill(victim_name=victim_name):
+                    victim = h.procs[victim_name].popen.pid
+                    print(f"killing replica {victim_name} (pid {victim})", flush=True)
+                    os.killpg(victim, signal.SIGKILL)
+                # the students open their pages first (spawn rate 10/s), then change ρ: kill during the changes
+                killer = threading.Timer(kill_after, kill)
+            with RssSampler(pids, every=5) as rss:
+                if killer:
+                    killer.start()
+                r = hall_load(h.url + "/", args.students, "--changes", str(args.changes), "--think", str(args.think),
+                              "--scenes", args.scenes, "--rho-mode", "random", "--spawn-rate", "10")
+            r["killed_after_s"] = kill_after
+            r["rss_mb_series"] = {"columns": ["s", *pids], "rows": rss.series}
+            res["runs"].append({k: v for k, v in r.items() if k != "latencies_ms"})
+            print(row(f"hall {args.students}{' with a replica killed' if kill_after else ''}", r), flush=True)
+            print(f"  replicas {r.get('students_on_replica')}, switched {r.get('students_that_switched_replica')}, "
+                  f"reconnects {r.get('reconnects')}, errors {r.get('error_samples')}", flush=True)
+            print(f"  RSS (MiB) every 5 s, columns {['s', *pids]}: {rss.series}", flush=True)
     finally:
         h.stop()
     return {"bench": "hall_run", **res}
@@ -382,6 +393,7 @@ def main(argv=None) -> int:
     h.add_argument("--scenes", default="escape,valley,zhu_breaks,valley_schedules")
     h.add_argument("--warm-scenes", default="", help="run serve/warm.py for these scenes first")
     h.add_argument("--kill-after", type=float, default=0.0, help="kill replica r1 this many seconds into the run")
+    h.add_argument("--then-failover", action="store_true", help="a second run in the same hall, killing r1")
     v = sub.add_parser("validate", help="bench/load.py's phase 1 (10 students) with protocol students")
     v.add_argument("--students", type=int, default=10)
     v.add_argument("--changes", type=int, default=10)

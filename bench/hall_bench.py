@@ -1,6 +1,11 @@
-"""Hall measurements for issue 12: server CPU per ρ change, and the load runs behind a proxy.
+"""Hall measurements for issue 12 (BENCHMARKS.md, "A whole lecture hall"): server CPU per ρ change, and
+the load runs with protocol students (bench/hall_load.py) against one server or a hall behind HAProxy.
 
-    .venv/bin/python bench/hall_bench.py cpu [--pages escape,valley] [--changes 24] [--profile]
+    .venv/bin/python bench/hall_bench.py cpu [--pages escape,valley] [--changes 40] [--profile] [--uncached]
+    .venv/bin/python bench/hall_bench.py validate          # bench/load.py's phase 1, without browsers
+    .venv/bin/python bench/hall_bench.py baseline --old DIR  # the issue's table, before/after the CPU cuts
+    .venv/bin/python bench/hall_bench.py capacity          # uncached configs, 1 and 2 replicas, interleaved
+    .venv/bin/python bench/hall_bench.py hall --warm-scenes escape,valley,zhu_breaks,valley_schedules --then-failover
 
 `cpu`: one `streamlit run app/main.py` (as `make app`), one protocol student (bench/st_protocol.py).
 For each page: open it at its default view, move ρ over `--warm` slider steps once (so each config
@@ -10,9 +15,10 @@ over the blocks of the CPU ms per change, per page (and the mean). This is the s
 work for one student's redraw of a cached config: running the page script (fragment), building the
 figures, serialising them, sending them. `--profile` also samples the server with py-spy during the
 changes and prints the functions with the most samples (inclusive), to see where the time goes.
+`--uncached`: every change goes to a ρ step not visited before (a computation per change).
 
-The load runs (`baseline`, `capacity`, `hall`, `failover`) drive bench/hall_load.py against
-`make hall` (serve/hall.py) or a single server; see `--help` of each.
+`capacity`, `hall`: halls of serve/hall.py (`make hall`) on private ports and a private store folder,
+without the GPU worker, so they can run beside another hall.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ def grid_of(client: StreamlitClient) -> list[float]:
 
 
 def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: random.Random, block: int = 4,
-             profile_s: float = 0.0) -> dict:
+             profile_s: float = 0.0, uncached: bool = False) -> dict:
     """Server CPU ms per ρ change on `page` for cached configs (see the module docstring)."""
     c = StreamlitClient(server.base_url, run_timeout=120)
     run = c.open(page)
@@ -78,7 +84,10 @@ def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: r
     start = c.slider_value("rho")
     i0 = min(range(len(grid)), key=lambda j: abs(grid[j] - start))
     steps = [grid[(i0 + k) % len(grid)] for k in range(1, warm + 1)]
-    for rho in steps:  # compute and cache each config once
+    fresh = [grid[(i0 + k) % len(grid)] for k in range(warm + 1, len(grid))]  # never visited: uncached
+    if uncached:
+        changes = min(changes, len(fresh) // block * block)
+    for rho in [] if uncached else steps:  # compute and cache each config once
         r = c.set_widget("rho", rho)
         if not r.ok:
             return {"page": page, "error": f"warm-up ρ={rho}: {r.error}"}
@@ -89,7 +98,7 @@ def page_cpu(server: StreamlitServer, page: str, changes: int, warm: int, rng: r
         time.sleep(0.1)  # let the server finish the previous run's bookkeeping
         a = cpu_ns(server.proc.pid)
         for _ in range(block):
-            rho = rng.choice([s for s in steps if s != prev])
+            rho = fresh.pop(0) if uncached else rng.choice([s for s in steps if s != prev])
             prev = rho
             r = c.set_widget("rho", rho)
             if not r.ok:
@@ -150,7 +159,9 @@ def cmd_cpu(args) -> dict:
     results = []
     with StreamlitServer() as server:
         for page in pages:
-            res = page_cpu(server, page, args.changes, args.warm, rng, profile_s=args.profile_seconds * args.profile)
+            res = page_cpu(server, page, args.changes, args.warm, rng, profile_s=args.profile_seconds * args.profile,
+                           uncached=args.uncached)
+            res["uncached"] = args.uncached
             results.append(res)
             print(json.dumps(res), flush=True)
     return {"bench": "hall_cpu", "pages": results, "load_avg": os.getloadavg()[0]}
@@ -375,6 +386,7 @@ def main(argv=None) -> int:
     c.add_argument("--warm", type=int, default=6, help="slider steps visited first (the cached configs)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--profile", action="store_true", help="sample the server with py-spy during the changes")
+    c.add_argument("--uncached", action="store_true", help="every change to a ρ step not visited before")
     c.add_argument("--profile-seconds", type=float, default=6.0)
     b = sub.add_parser("baseline", help="the issue's table: one process, escape page, cached configs")
     b.add_argument("--students", default="20,40,80,120,200")

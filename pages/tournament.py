@@ -43,28 +43,44 @@ present, phone = theme.is_presentation(), theme.is_phone()
 budget = controls.float_slider("budget", "budget: share of SAM's gradient evaluations", 0.55, 0.75, 0.65, step=0.05,
                                fmt="%.2f", help="Every method except SGD, SAM and Momentum-SAM (one pass a step "
                                "whatever the budget) gets its parameters chosen to spend this share.")
-toys = toy_results()
-escape, valley = tc.toy_at(toys, "double_well_2d", budget), tc.toy_at(toys, "valley", budget)
-records = cifar_records()
-rec = min(records, key=lambda r: abs(float(r["results"].get("budget", 0)) - budget)) if records else None
-cifar = rec["results"] if rec else None
-frame = tc.outcome_frame(escape, valley, cifar)
+@st.cache_resource(max_entries=64, show_spinner=False)
+def view(budget: float, phone: bool, present: bool) -> dict:
+    """Everything the page shows for one budget, built once per server and (budget, phone, projector): the slider
+    has five stops, and building the Altair charts and the Welch verdicts took most of a redraw's time."""
+    toys = toy_results()
+    escape, valley = tc.toy_at(toys, "double_well_2d", budget), tc.toy_at(toys, "valley", budget)
+    records = cifar_records()
+    rec = min(records, key=lambda r: abs(float(r["results"].get("budget", 0)) - budget)) if records else None
+    cifar = rec["results"] if rec else None
+    frame = tc.outcome_frame(escape, valley, cifar)
+    if frame.empty:
+        return {"frame": frame}
+    notes = []
+    if escape and abs(escape["budget"] - budget) > 1e-6:
+        notes.append(f"the toy tournament nearest to this budget is {escape['budget']:.0%}")
+    if cifar and abs(float(cifar["budget"]) - budget) > 1e-6:
+        notes.append(f"the CIFAR tournament was recorded at {float(cifar['budget']):.0%} only, so its panels do not "
+                     "move with the slider")
+    maps = escape.get("trigger_maps") if escape else None
+    return dict(frame=frame, rec=rec, cifar=cifar, notes=notes,
+                chart=tc.tournament_chart(frame, phone=phone, present=present),
+                trigger=tc.trigger_map_chart(maps or {}, phone=phone, present=present),
+                summaries=[f"- **{tc.PANELS[p][0]}**: {tc.verdict_summary(frame, p)}"
+                           for p in tc.PANELS if (frame["panel"] == p).any()],
+                verdicts=tc.verdict_table(frame), export=frame.drop(columns=["per_seed"]))
 
+
+v = view(round(budget, 2), phone, present)
+frame = v["frame"]
 if frame.empty:
     st.warning("No recorded tournament was found in core/runs/ (toy_tournament.json, cpu_tournament*.json). "
                "Record one with `python -m core tournament` (see BENCHMARKS.md).", icon="⚠️")
     st.stop()
+rec, cifar = v["rec"], v["cifar"]
+if v["notes"]:
+    st.info("Recorded budgets: " + "; ".join(v["notes"]) + ".", icon=":material/info:")
 
-notes = []
-if escape and abs(escape["budget"] - budget) > 1e-6:
-    notes.append(f"the toy tournament nearest to this budget is {escape['budget']:.0%}")
-if cifar and abs(float(cifar["budget"]) - budget) > 1e-6:
-    notes.append(f"the CIFAR tournament was recorded at {float(cifar['budget']):.0%} only, so its panels do not "
-                 "move with the slider")
-if notes:
-    st.info("Recorded budgets: " + "; ".join(notes) + ".", icon=":material/info:")
-
-st.altair_chart(tc.tournament_chart(frame, phone=phone, present=present), key="tournament_chart")
+st.altair_chart(v["chart"], key="tournament_chart")
 st.caption("Each point is one method: its cost (share of SAM's gradient evaluations, as it really spent them) "
            "against its outcome, with a 95% interval (escape: Wilson over all particles; valley: the exact chain, "
            "or Student's t over particles where simulated; CIFAR accuracy: Student's t over seeds; λ_max: ± one "
@@ -73,18 +89,16 @@ st.caption("Each point is one method: its cost (share of SAM's gradient evaluati
            "adds more; click an empty spot to clear).")
 
 st.subheader("What the seeds can carry")
-lines = [f"- **{tc.PANELS[p][0]}**: {tc.verdict_summary(frame, p)}" for p in tc.PANELS if (frame["panel"] == p).any()]
-st.markdown("\n".join(lines))
+st.markdown("\n".join(v["summaries"]))
 st.caption("Welch's t on the per-seed values (core.stats.welch_difference), two-sided 5%: 'not distinguishable' "
            "means the difference is inside what the seeds' spread explains, not that the methods are equal. The "
            "toys compare 3 seeds of 400–500 particles each; the CIFAR runs 3 seeds: only large differences can be "
            "clear.")
 with theme.fold(":material/balance: Method by method: against SAM and against SGD"):
-    theme.table(tc.verdict_table(frame))
+    theme.table(v["verdicts"])
 
 st.subheader("Where AE-SAM spends its SAM steps")
-maps = escape.get("trigger_maps") if escape else None
-trigger = tc.trigger_map_chart(maps or {}, phone=phone, present=present)
+trigger = v["trigger"]
 if trigger is None:
     st.caption("No trigger map in the recorded toy tournament.")
 else:
@@ -107,5 +121,5 @@ if rec:
         for n in cifar.get("notes", []):
             st.caption(n)
 
-controls.download_data("tournament", frame.drop(columns=["per_seed"]).to_dict(orient="records"),
-                       config={"budget": budget}, file_stem="budget_tournament", csv=frame.drop(columns=["per_seed"]))
+controls.download_data("tournament", v["export"].to_dict(orient="records"), config={"budget": budget},
+                       file_stem="budget_tournament", csv=v["export"])

@@ -60,6 +60,7 @@ class TournamentConfig:
     methods: tuple[str, ...] = METHODS
     train_size: int = 5000
     epochs: int = 5
+    batch_size: int = 0                # 0 → the model's default (tiny: 128)
     model: str = "tiny"
     data: str = "builtin"
     rho: float = 0.05
@@ -90,6 +91,7 @@ class TournamentConfig:
     def base(self) -> TrainConfig:
         """The training settings every method shares (only the optimizer, its parameters and the seed change)."""
         return TrainConfig(data=self.data, train_size=self.train_size, model=self.model, rho=self.rho,
+                           batch_size=self.batch_size,
                            epochs=self.epochs, alpha=self.alpha, label_noise=self.label_noise,
                            augment=self.augment, label_smoothing=self.label_smoothing,
                            sharpness_iters=self.sharpness_iters, trace_samples=0, eval_batch=self.eval_batch,

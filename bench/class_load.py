@@ -145,6 +145,48 @@ def projector(base: str, code: str, every: float, stop: threading.Event, log: li
     c.close()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants (/proc)."""
+    from bench._browser import _process_tree
+    total = 0
+    for p in _process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cost(server, code: str, n: int = 30) -> None:
+    """Server CPU per action, one client at a time (no queueing in it): a student's page load + run, and a
+    refresh of the projector's and of a student's live chart (once the room holds n runs)."""
+    base = server.base_url
+    c0 = _cpu_s(server.proc.pid)
+    for _ in range(n):
+        c = StreamlitClient(base)
+        c.open("classroom", {"room": code})
+        click(c, "Run (1 of")
+        c.close()
+    join_run = (_cpu_s(server.proc.pid) - c0) / n
+    out = {}
+    for who, params in (("projector", {"room": code, "show": "1"}), ("student", {"room": code})):
+        c = StreamlitClient(base)
+        c.open("classroom", params)
+        frag = next(f for _, (el, f, _) in c._elements.items() if el is not None
+                    and el.WhichOneof("type") == "plotly_chart" and f)
+        for _ in range(5):
+            c._rerun(fragment_id=frag)
+        c0 = _cpu_s(server.proc.pid)
+        for _ in range(40):
+            c._rerun(fragment_id=frag)
+        out[who] = (_cpu_s(server.proc.pid) - c0) / 40
+        c.close()
+    print(f"server CPU per student page load + run   {1000 * join_run:.0f} ms (mean of {n})")
+    print(f"server CPU per projector chart refresh   {1000 * out['projector']:.1f} ms (mean of 40, {n} runs in the room)")
+    print(f"server CPU per student chart refresh     {1000 * out['student']:.1f} ms")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--students", type=int, default=200)
@@ -158,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-watch", dest="watch", action="store_false",
                     help="students close the page after their run (default: they keep it open, as in a lecture)")
     ap.add_argument("--watch-every", type=float, default=5.0, help="a student's chart refresh (the page's)")
+    ap.add_argument("--cost", action="store_true", help="only measure server CPU per action (starts its own server)")
     args = ap.parse_args(argv)
     rnd = random.Random(args.seed)
 
@@ -178,6 +221,11 @@ def main(argv=None) -> int:
         warm = StreamlitClient(args.url)  # the first page load imports the page's modules: not the students' cost
         warm.open("classroom", {"room": room.code, "show": "1"})
         warm.close()
+        if args.cost:
+            if server is None:
+                raise SystemExit("--cost measures the server this script starts: leave out --url")
+            cost(server, room.code)
+            return 0
 
         stop, log = threading.Event(), []
         proj = threading.Thread(target=projector, args=(args.url, room.code, args.refresh, stop, log, args.students))

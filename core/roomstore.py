@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sqlite3
 import time
 from contextlib import closing
@@ -35,6 +36,7 @@ from pathlib import Path
 
 DEFAULT_SQLITE = Path(__file__).resolve().parents[1] / "data" / "cache" / "classroom.sqlite"
 ENV_URL = "SAMLAB_STORE_URL"
+POOL_SIZE = 16  # SQLite connections kept open per store object (one per thread busy at the same moment)
 KEY_TTL_S = 14 * 24 * 3600  # Redis keys of a room vanish two weeks after its last write (the store never evicts)
 
 
@@ -96,13 +98,17 @@ CREATE TABLE IF NOT EXISTS buckets (code TEXT NOT NULL, student TEXT NOT NULL, t
 
 
 class SqliteStore:
-    """The embedded store. One short-lived connection per call, so threads and forked processes never share one."""
+    """The embedded store. Each call borrows a connection from a small pool and returns it (opening and closing a
+    connection cost ~10 ms on this machine's disk, more than the queries); a connection is used by one thread at a
+    time, never by two at once, and a forked process starts its own pool."""
 
     kind = "sqlite"
 
     def __init__(self, path: str | Path = DEFAULT_SQLITE, busy_timeout_ms: int = 30_000):
         self.path = Path(path)
         self.busy_timeout_ms = int(busy_timeout_ms)
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._pid = os.getpid()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._connect()) as con:
@@ -116,17 +122,33 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we write BEGIN/COMMIT ourselves, so each transaction is as short as we make it.
-        con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                              check_same_thread=False)  # pooled: one thread at a time, never two at once
         con.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         con.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across a crash of the app, fast commits
         return con
 
     def _do(self, fn):
+        """fn(connection) on a pooled connection. A connection that saw any error is closed, not returned."""
+        if os.getpid() != self._pid:  # forked: the parent's connections are not ours to use
+            self._pool, self._pid = queue.LifoQueue(), os.getpid()
         try:
-            with closing(self._connect()) as con:
-                return fn(con)
+            try:
+                con = self._pool.get_nowait()
+            except queue.Empty:
+                con = self._connect()
+            try:
+                out = fn(con)
+            except BaseException:
+                con.close()
+                raise
         except sqlite3.Error as e:
             raise StoreUnavailable(f"The class store is unavailable (SQLite: {e}).") from None
+        if self._pool.qsize() < POOL_SIZE:
+            self._pool.put(con)
+        else:
+            con.close()
+        return out
 
     @staticmethod
     def _immediate(con, fn):

@@ -82,11 +82,11 @@ def _pooled(code: str, epoch: int, n_runs: int, _db, _room):
     return cl.pool(cl.Experiment.from_dict(_room.experiment), runs)
 
 
-@st.cache_resource(max_entries=1024, show_spinner=False)
-def _figure(code: str, epoch: int, n_runs: int, mine: tuple, height: int, present: bool, _pooled):
-    """The chart of one state of the room (and one student's own runs), built once and shared read only: a
-    refresh with nothing new builds no figure."""
-    return cv.pooled_figure(_pooled, list(mine) or None, height=height, present=present)
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _figure(code: str, epoch: int, n_runs: int, height: int, present: bool, _pooled):
+    """The class chart of one state of the room, built once and shared read only by every screen; a student's
+    stars are added to a new figure (cv.with_mine), never to this one."""
+    return cv.class_figure(_pooled, height=height, present=present)
 
 
 def live_chart(code: str, student: str | None = None, height: int = 430) -> None:
@@ -101,8 +101,9 @@ def live_chart(code: str, student: str | None = None, height: int = 430) -> None
     except (cl.Refused, StoreUnavailable) as e:
         _refused(e)
         return
-    mine = tuple(pooled.per_student.get(student, [])) if student else ()
-    fig = _figure(room.code, room.epoch, pooled.runs, mine, height, theme.is_presentation(), pooled)
+    fig = _figure(room.code, room.epoch, pooled.runs, height, theme.is_presentation(), pooled)
+    if student:
+        fig = cv.with_mine(fig, pooled, pooled.per_student.get(student))
     st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
     state = cl.status(room)
     badge = {"open": f":green[open] · {cv.time_left(room.expires)}", "closed": ":red[closed]",

@@ -180,3 +180,24 @@ def test_the_page_on_the_halls_redis_store(request, monkeypatch):
     assert "2 runs from 2 students" in _texts(lecturer)
     runs = RedisStore(url).runs(code, 0)
     assert sorted(r.replica for r in runs) == ["r1", "r2"] and len({r.student for r in runs}) == 2
+
+
+def test_a_students_stars_never_touch_the_shared_chart():
+    """Every screen shares one class chart per state of the room (cached, read only); a student's stars go on a new
+    figure. The shared one must come out unchanged, and the new one must hold it plus the stars."""
+    from app import classroom_view as cv
+    from core import classroom as cl
+    from core.roomstore import Run
+
+    exp = cl.make_experiment("escape", (0.0, 0.2))
+    runs = [Run("s1", 0, 0, {}, {"successes": 3, "n": 10, "value": 0.3}, 0.0),
+            Run("s2", 0, 1, {}, {"successes": 6, "n": 10, "value": 0.6}, 0.0)]
+    pooled = cl.pool(exp, runs, with_theory=False)
+    base = cv.class_figure(pooled)
+    before = base.to_json()
+    mine = cv.with_mine(base, pooled, pooled.per_student["s2"])
+    assert base.to_json() == before
+    data = mine.to_plotly_json()["data"]
+    assert len(data) == len(base.data) + 1 and data[-1]["name"] == "your run"
+    assert list(data[-1]["x"]) == [0.2] and list(data[-1]["y"]) == [0.6]
+    assert cv.with_mine(base, pooled, None) is base

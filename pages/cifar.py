@@ -116,7 +116,13 @@ st.caption("Do SAM's gains hold on a real network, and is PSAM enough? Train SGD
            "side by side, then look at sharpness and the loss between the solutions.")
 
 # --- controls ----------------------------------------------------------------------------------
-left, right = st.columns([1, 1], gap="large")
+present = theme.is_presentation()
+if present:  # the projector: the main controls in a narrow column beside the live runs and their chart (the chart
+    # is the point), the schedules, the seed and the data choice below them
+    left, live_area = st.columns([1, 2], gap="large")
+    right = st.container()
+else:
+    left, right = st.columns([1, 1], gap="large")
 with left:
     rho = controls.rho_slider(default=0.05, hi=0.5, step=0.01)
     opts = controls.optimizer_multiselect(default=("sgd", "sam", "psam"), allowed=TABLE_OPTS,
@@ -129,10 +135,13 @@ with left:
     else:
         model = "tiny"
         has_gpu_records = any(r.get("hardware", {}).get("gpu") for r in cache.recorded_runs(kinds=("table", "escape")))
-        st.info("No GPU on this server: live runs use the tiny CNN on the built-in mini subset (5,000 training "
-                "images). " + ("The recorded GPU runs below show the fast net." if has_gpu_records else
-                               "The recorded runs below were made on a CPU too; none from a GPU ship yet."),
-                icon=":material/info:")
+        no_gpu = ("No GPU on this server: live runs use the tiny CNN on the built-in mini subset (5,000 training "
+                  "images). " + ("The recorded GPU runs below show the fast net." if has_gpu_records else
+                                 "The recorded runs below were made on a CPU too; none from a GPU ship yet."))
+        if present:
+            st.caption(no_gpu)
+        else:
+            st.info(no_gpu, icon=":material/info:")
         train_size = controls.number_slider("train_size", "training images (class-balanced subset)", lo=500,
                                             hi=5_000, default=2_000, step=500)
         epochs = controls.number_slider("epochs", "epochs", lo=1, hi=CPU_MAX_EPOCHS, default=3)
@@ -162,7 +171,7 @@ estimate = sum(_estimate_s(c) for c in cfgs)
 # The entry point of the class experiment (issue 14): each student trains one optimizer briefly on the CPU.
 class_link("cifar", rho=float(rho), k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]),
            p=float(sched["p"]))
-b1, b2, b3 = st.columns([1, 1, 2])
+b1, b2, b3 = (left, left, left) if present else st.columns([1, 1, 2])  # on the projector: one under the other
 start = b1.button("Train in the background", type="primary", disabled=not cfgs)
 stop = b2.button("Cancel my runs")
 b3.caption(f"Estimated time: about {estimate:.0f} s for {len(cfgs)} run(s) on the {'GPU' if HAS_GPU else 'CPU'}"
@@ -253,13 +262,14 @@ def recorded_curves():
         st.caption("Learning curves appear here when a run finishes its first epoch.")
 
 
-st.subheader("Live runs")
-if jobs:
-    live()
-else:
-    lane_caption()
-    st.caption("No runs yet in this session. Press *Train in the background*; the recorded runs below need none.")
-    recorded_curves()
+with live_area if present else st.container():
+    st.subheader("Live runs")
+    if jobs:
+        live()
+    else:
+        lane_caption()
+        st.caption("No runs yet in this session. Press *Train in the background*; the recorded runs below need none.")
+        recorded_curves()
 
 # --- comparison table and loss profile -----------------------------------------------------------
 finished = [j for j in jobs if j.status == "done" and j.result and not _is_escape(j)

@@ -14,14 +14,12 @@ import streamlit as st
 from app import cifar_view, controls, theme
 from app import tournament_charts as tc
 
-TOY_FILE = cifar_view.RUNS_DIR / "toy_tournament.json"
-
 
 @st.cache_data(show_spinner=False)
 def toy_results() -> list[dict]:
     """The recorded toy tournaments (every budget, both toys); [] if the record is missing or unreadable."""
     try:
-        d = json.loads(TOY_FILE.read_text())
+        d = json.loads((cifar_view.RUNS_DIR / "toy_tournament.json").read_text())
     except (OSError, ValueError):
         return []
     res = d.get("results") if isinstance(d, dict) else None
@@ -31,7 +29,7 @@ def toy_results() -> list[dict]:
 @st.cache_data(show_spinner=False)
 def cifar_records() -> list[dict]:
     """The recorded CIFAR tournaments (kind "tournament" in core/runs/), those with a method table."""
-    return [r for r in cifar_view.load_recorded(kinds=("tournament",))
+    return [r for r in cifar_view.load_recorded(cifar_view.RUNS_DIR, kinds=("tournament",))
             if isinstance(r.get("results"), dict) and r["results"].get("methods")]
 
 

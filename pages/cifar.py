@@ -34,7 +34,7 @@ LANE = "gpu" if HAS_GPU else "cpu"
 RATE = {("tiny", False): 3_000, ("tiny", True): 150_000, ("fast", False): 150, ("fast", True): 100_000,
         # airbench net: not yet measured here; its author's 3.83 s for 9.9 epochs on an A100 is ~130k img/s
         ("airbench", False): 150, ("airbench", True): 130_000}
-CPU_MAX_EPOCHS = 10
+CPU_MAX_EPOCHS = 30  # the label-noise lecture scene trains 1,000 images for 30 epochs (≈ 45 s a run)
 ESCAPE_EPOCHS = 2                       # epochs of each continuation in the escape experiment
 ESCAPE_RHOS = (0.02, 0.05, 0.1, 0.2, 0.5)
 # λ_max of the start and of each continuation, on a fixed batch of this many training images: each
@@ -148,6 +148,15 @@ with left:
 with right:
     sched = controls.schedule_controls(which=("k", "f", "late_f", "p"))
     seed = controls.number_input("seed", "seed", default=0)
+    with st.expander("Label noise and regularisation",
+                     expanded=any(k in st.query_params for k in ("label_noise", "augment", "smoothing"))):
+        label_noise = controls.float_slider("label_noise", "label noise: share of training labels made wrong", 0.0,
+                                            0.8, 0.0, step=0.1, fmt="%.1f",
+                                            help="Symmetric noise on the training set only (seeded); the test labels "
+                                                 "stay clean. SAM's robustness to noisy labels is among its strongest "
+                                                 "published results (Foret et al. 2021, Table 4).")
+        augment = controls.toggle("augment", "augment (random flips and shifts)", True)
+        smoothing = controls.float_slider("smoothing", "label smoothing", 0.0, 0.3, 0.2, step=0.05, fmt="%.2f")
     with st.expander("Data", expanded=controls.parse_text("data", st.query_params.get("data"))[0] != ""):
         spec = controls.text_input("data", "data: 'builtin', 'full' or a file under data/ (ImageFolder "
                                    "dir/tar, cifar-10-batches-py)", "builtin", max_chars=300).strip() or "builtin"
@@ -165,7 +174,8 @@ st.caption(f"Data: {source} ({n_tr:,} training / {n_te:,} test images).")
 base = TrainConfig(data=spec, train_size=int(train_size), model=model, rho=float(rho),
                    k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]), p=float(sched["p"]),
                    epochs=int(epochs), seed=int(seed), sharpness_iters=10 if not HAS_GPU else 20,
-                   trace_samples=3 if not HAS_GPU else 10, eval_batch=256 if not HAS_GPU else 500)
+                   trace_samples=3 if not HAS_GPU else 10, eval_batch=256 if not HAS_GPU else 500,
+                   label_noise=float(label_noise), augment=bool(augment), label_smoothing=float(smoothing))
 cfgs = [TrainConfig(**{**base.__dict__, "optimizer": o, "rho": rho * (10 if o == "asam" else 1)}) for o in opts]
 estimate = sum(_estimate_s(c) for c in cfgs)
 # The entry point of the class experiment (issue 14): each student trains one optimizer briefly on the CPU.
@@ -235,8 +245,9 @@ def live():
     if curves:
         st.plotly_chart(cifar_view.learning_curves(curves), key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption("Test accuracy per epoch (solid, left axis) and the training loss (dotted, right axis: the epoch's "
-                   "mean minibatch loss, with label smoothing 0.2 on augmented images). SAM steps cost two gradient "
-                   "evaluations, so compare curves against the cost in the table.")
+                   "mean minibatch loss, with the chosen label smoothing and augmentation, on the training labels: "
+                   "noisy ones if label noise is on). SAM steps cost two gradient evaluations, so compare curves "
+                   "against the cost in the table.")
     else:
         recorded_curves()
     if active and not any(v.active for v in views):

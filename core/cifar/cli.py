@@ -123,7 +123,7 @@ def run_summary(res) -> dict:
 
 
 def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None, profiles: bool = False) -> dict:
-    """Run each optimizer for seeds 0 … seeds−1 under `base` (only optimizer and seed change).
+    """Run each optimizer for seeds base.seed … base.seed + seeds − 1 under `base` (only optimizer and seed change).
     Returns {"rows": [...], "runs": [...]}: per optimizer mean ± std (ddof=1) of test accuracy and λ_max,
     gradient evaluations, mean wall time, and cost relative to SAM (grad evals and wall time).
     With `profiles`, also the 1-D loss profiles between seed 0's SGD and SAM solutions (t ∈ [−1, 2]) and
@@ -133,9 +133,9 @@ def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None, prof
     runs, rows, states = [], [], {}
     for name in optimizers:
         accs, lams, walls, evals = [], [], [], []
-        for seed in range(seeds):
+        for seed in range(base.seed, base.seed + seeds):   # --seed is the first seed (fresh seeds for a check)
             res = train(replace(base, optimizer=name, seed=seed))
-            if seed == 0 and profiles and name in ("sgd", "sam") and res.status == "done":
+            if seed == base.seed and profiles and name in ("sgd", "sam") and res.status == "done":
                 states[name] = (res.state, res.device)
             d = run_summary(res)
             d.update(optimizer=name, seed=seed, config=asdict(res.config))
@@ -158,7 +158,7 @@ def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None, prof
         from core.cifar.profiles import ProfileConfig, interpolation_profile, random_direction_profile
 
         dev = states["sgd"][1]
-        cfg0 = replace(base, seed=0)
+        cfg0 = base
         out["profiles"] = [interpolation_profile(cfg0, states["sgd"][0], states["sam"][0], label="SGD → SAM",
                                                  device=dev).to_dict()]
         for name in ("sgd", "sam"):

@@ -74,9 +74,12 @@ def watch(c: StreamlitClient, out: dict, stop: threading.Event, every: float) ->
     while frag and not stop.wait(every):
         r = c._rerun(fragment_id=frag)
         out["watch_s"].append(r.seconds)
-        if not r.ok:
+        if not r.ok:  # counted; then the browser reconnects to the same URL and goes on watching
             out["watch_errors"] += 1
-            return
+            if not c.reopen().ok:
+                return
+            frag = next((f for _, (el, f, _) in c._elements.items() if el is not None
+                         and el.WhichOneof("type") == "plotly_chart" and f), "")
 
 
 def student(base: str, code: str, start_at: float, timeout: float, stop: threading.Event | None = None,
@@ -113,7 +116,7 @@ def student(base: str, code: str, start_at: float, timeout: float, stop: threadi
                 if run.ok:
                     continue  # read the result above
             out["error"] = f"{'join' if out['sid'] == '' else 'run'}: {run.error}"
-            if attempt == 3 or "disconnected" not in run.error and "timeout" not in run.error:
+            if attempt == 3 or not any(w in run.error for w in ("disconnected", "timeout", "connect")):
                 return out
             out["reconnects"] += 1
             time.sleep(1.0)

@@ -38,7 +38,8 @@ REPLICA = os.environ.get("SAMLAB_REPLICA", "")
 
 @st.cache_resource(show_spinner=False)
 def _store(url: str, path: str):
-    """One store object per process (its connections are made per call, so threads may share it)."""
+    """One store object per process, shared by every session (SQLite: a pool of connections, one thread at a time
+    on each; Redis: the client's own thread-safe pool)."""
     return open_store(url, path or None)
 
 

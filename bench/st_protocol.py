@@ -91,6 +91,7 @@ class Run:
     bytes: int = 0
     deltas: int = 0
     ref_hits: int = 0  # deltas the server sent as a reference to this client's cache
+    early_reruns: int = 0  # runs that ended early because the script asked for a rerun (one more followed)
     exceptions: list[str] = field(default_factory=list)
 
     @property
@@ -298,7 +299,13 @@ class StreamlitClient:
                 msg = ForwardMsg()
                 msg.ParseFromString(data)
                 if self._handle(msg, run, fragment_id, t0):
-                    break
+                    if run.status != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                        break
+                    # The script asked for a rerun (st.rerun(), e.g. a page leaving its lecture scene): the
+                    # server starts a full run at once, and the browser waits for that one to finish too.
+                    run.early_reruns += 1
+                    self._run_no += 1
+                    fragment_id = ""
         except (TimeoutError, websocket.WebSocketTimeoutException):
             run.error = f"timeout: no script_finished within {self.run_timeout:.0f} s"
             self.close()  # a late answer would be taken for the next run's
@@ -352,7 +359,8 @@ class StreamlitClient:
             run.exceptions.append(f"page not found: {msg.page_not_found.page_name!r}")
         elif kind == "script_finished":
             run.status = msg.script_finished
-            self._forget_stale(fragment_id, msg.script_finished)
+            if msg.script_finished != ForwardMsg.FINISHED_EARLY_FOR_RERUN:
+                self._forget_stale(fragment_id, msg.script_finished)
             return True
         return False
 

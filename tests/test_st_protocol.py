@@ -30,7 +30,7 @@ TINY_APP = textwrap.dedent('''
 
     st.title("tiny")
     mode = st.query_params.get("mode", "ok")
-    st.selectbox("mode shown", ["ok", "raise", "slow"], key="mode_box", index=["ok", "raise", "slow"].index(mode))
+    st.markdown(f"mode {mode}, reran {st.session_state.get('reran', False)}")
 
     @st.fragment
     def section():
@@ -39,6 +39,9 @@ TINY_APP = textwrap.dedent('''
             raise ValueError("rho too large for this test")
         if mode == "slow" and rho > 0.2:
             time.sleep(5)
+        if mode == "rerun" and rho > 0.2 and not st.session_state.get("reran"):
+            st.session_state["reran"] = True  # as a page leaving its lecture scene does: st.rerun() once
+            st.rerun(scope="app")
         st.query_params["rho"] = f"{rho:g}"  # after the checks: a failed run leaves the URL's ρ as it was
         st.markdown(f"rho is {rho:.3f}")
 
@@ -119,6 +122,19 @@ def test_errors_are_counted_not_raised(tiny):
         assert good.ok, good.error
         assert "rho is 0.150" in c.texts()
         assert c.set_widget("no such widget", 1).error.startswith("no widget")
+
+
+def test_a_rerun_asked_by_the_script_is_waited_for(tiny):
+    # st.rerun() ends the run early (FINISHED_EARLY_FOR_RERUN) and the server starts a full run at once: the
+    # browser waits for that one, and so must the client, or the next change would read its messages.
+    with StreamlitClient(tiny.base_url) as c:
+        assert c.open("", {"mode": "rerun"}).ok
+        run = c.set_widget("rho", 0.25)
+        assert run.ok, run.error
+        assert run.early_reruns == 1 and run.status == 0  # the full run that followed
+        assert "mode rerun, reran True" in c.texts()
+        after = c.set_widget("rho", 0.15)  # in step with the server: this change's own answer
+        assert after.ok and after.early_reruns == 0 and "rho is 0.150" in c.texts()
 
 
 def test_a_slow_run_is_a_timeout_and_the_student_comes_back(tiny):

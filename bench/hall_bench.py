@@ -157,7 +157,9 @@ def cmd_cpu(args) -> dict:
     rng = random.Random(args.seed)
     pages = [p for p in args.pages.split(",") if p]
     results = []
-    with StreamlitServer() as server:
+    server = (StreamlitServer(Path(args.code) / "app" / "main.py", cwd=Path(args.code)) if args.code
+              else StreamlitServer())
+    with server:
         for page in pages:
             res = page_cpu(server, page, args.changes, args.warm, rng, profile_s=args.profile_seconds * args.profile,
                            uncached=args.uncached)
@@ -406,6 +408,7 @@ def main(argv=None) -> int:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--profile", action="store_true", help="sample the server with py-spy during the changes")
     c.add_argument("--uncached", action="store_true", help="every change to a ρ step not visited before")
+    c.add_argument("--code", default="", help="run another copy of the code (a git archive of an older commit)")
     c.add_argument("--profile-seconds", type=float, default=6.0)
     b = sub.add_parser("baseline", help="the issue's table: one process, escape page, cached configs")
     b.add_argument("--students", default="20,40,80,120,200")

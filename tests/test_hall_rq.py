@@ -137,3 +137,35 @@ def test_a_store_that_is_down_gives_one_line():
     with pytest.raises(JobError, match="unavailable"):
         r.submit("erin", functools.partial(timed_task, 0.1, "x"), lane="gpu")
     assert r.jobs("erin") == [] and r.lane_load("gpu") == (0, 0) and r.get("erin", "nope") is None
+
+
+def test_the_cifar_page_on_the_halls_queue(store, monkeypatch, one_torch_thread):
+    """pages/cifar.py with the hall's runner (as under make hall) and a CPU-lane worker, as serve/hall.py starts
+    it: two students' runs go through RQ, the second sees its queue position on the page, 'Cancel my runs' takes
+    it out of the queue, the first runs when the worker starts, and a reload finds it finished."""
+    import core.jobs
+    from tests.pagetest import run_page
+
+    runner = RQRunner(store.cfg.store_url)
+    monkeypatch.setattr(core.jobs, "_DEFAULT", runner)  # what default_runner() returns under SAMLAB_STORE_URL
+    params = dict(train_size=500, epochs=2, opts="sgd")
+    a = run_page("pages/cifar.py", **params)
+    a.button[0].click().run()  # "Train in the background"
+    owner_a = a.session_state["lab"]
+    (job_a,) = runner.jobs(owner_a)
+    b = run_page("pages/cifar.py", **params)
+    b.button[0].click().run()
+    owner_b = b.session_state["lab"]
+    (job_b,) = runner.jobs(owner_b)
+    # the CPU lane's worker is not started yet: both runs wait, b behind a, and b's page says where
+    assert any("queued, position 2 in the CPU queue" in m.value for m in b.markdown), [m.value for m in b.markdown]
+    b.button[1].click().run()  # "Cancel my runs"
+    assert runner.get(owner_b, job_b.id).status == "cancelled"
+    assert runner.queue_position(owner_a, job_a.id) == 1
+    store.spawn("rq-cpu", [sys.executable, "-m", "core.rqjobs", "worker", "--lane", "cpu", "--url", store.cfg.store_url])
+    view = runner.wait(owner_a, job_a.id, timeout=300)
+    assert view.status == "done", view.error
+    assert len(view.progress) == 2  # one row per epoch came back through Redis
+    again = run_page("pages/cifar.py", lab=owner_a, **params)  # a reload, maybe on another replica
+    table = again.dataframe[0].value
+    assert len(table) == 1 and table["status"].iloc[0] == "done"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -229,6 +230,11 @@ def header(room, exp) -> None:
                 f"line-height:1.1'>{cv.spaced(room.code)}</div>", unsafe_allow_html=True)
     st.image(cv.qr_png(join_url), width=int(190 * theme.text_scale()))
     st.caption(f"Join: {join_url}")
+    host = (urlsplit(join_url).hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0"):
+        st.warning("This link names this computer only: students' phones cannot open it. Open the lab by the "
+                   "server's network address (the one `make hall` prints) and the code will carry that.",
+                   icon=":material/wifi_off:")
     st.markdown(f"**{cl.KINDS[exp.kind]}**")
 
 

@@ -201,3 +201,16 @@ def test_a_students_stars_never_touch_the_shared_chart():
     assert len(data) == len(base.data) + 1 and data[-1]["name"] == "your run"
     assert list(data[-1]["x"]) == [0.2] and list(data[-1]["y"]) == [0.6]
     assert cv.with_mine(base, pooled, None) is base
+
+
+def test_students_choose_their_setting():
+    at = run_page(PAGE, kind="escape", particles="20", steps="50")
+    at.radio(key="cl_assign").set_value("choice").run()
+    at.button(key="cl_open").click().run()
+    code = at.query_params["room"]
+    s = _student(code)
+    s.selectbox(key="cl_choice").set_value(4).run()  # ρ = 0.2 of the default grid
+    s.button(key="cl_run_0").click().run()
+    assert any("ρ = 0.2 →" in m.value for m in s.success), [m.value for m in s.success]
+    mine = [t for t in chart(s, "main_chart")["data"] if t.get("name", "").startswith("your run")]
+    assert mine and mine[0]["x"] == [0.2]

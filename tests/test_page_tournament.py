@@ -122,3 +122,22 @@ def test_missing_records_are_one_message(monkeypatch, tmp_path):
         assert not _vega(at)
     finally:
         st.cache_data.clear(), st.cache_resource.clear()
+
+
+@pytest.mark.parametrize("name", ["tournament_65", "cifar_label_noise"])
+def test_issue13_scenes_open_their_page_with_their_settings_and_no_notice(name):
+    """The two lecture scenes of issue 13: every parameter is one its page accepts (no clamped/unknown notice),
+    and the page's widgets show the scene's values. The label-noise scene turns on the noisy-label regime on the
+    CIFAR page (40% noise, no augmentation, no label smoothing, 1,000 images × 30 epochs)."""
+    from app.presets import scenes
+
+    scene = scenes()[name]
+    at = run_page(f"pages/{scene.page}.py", **scene.params)
+    assert not [w.value for w in at.warning], [w.value for w in at.warning]
+    for key, value in scene.params.items():
+        if key == "opts":
+            assert at.multiselect(key="opts").value == value.split(",")
+        elif key == "augment":
+            assert at.toggle(key="augment").value is (value == "1")
+        else:
+            assert at.slider(key=key).value == pytest.approx(float(value)), key

@@ -165,11 +165,16 @@ class SqliteStore:
 
     # rooms
     def create_room(self, room: Room) -> bool:
-        """Store a new room; False when the code is taken (the caller draws another)."""
+        """Store a new room; False when the code is taken (the caller draws another). Rooms that expired more than
+        KEY_TTL_S ago go first, with their runs (the Redis store's keys expire the same way)."""
         def go(con):
+            old = [r[0] for r in con.execute("SELECT code FROM rooms WHERE json_extract(body, '$.expires') < ?",
+                                             (time.time() - KEY_TTL_S,))]
+            for table in ("runs", "members", "buckets", "rooms"):
+                con.executemany(f"DELETE FROM {table} WHERE code = ?", [(c,) for c in old])
             cur = con.execute("INSERT OR IGNORE INTO rooms (code, body) VALUES (?, ?)", (room.code, room.to_json()))
             return cur.rowcount == 1
-        return self._do(go)
+        return self._do(lambda con: self._immediate(con, go))
 
     def get_room(self, code: str) -> Room | None:
         row = self._do(lambda con: con.execute("SELECT body FROM rooms WHERE code = ?", (code,)).fetchone())

@@ -90,6 +90,17 @@ def test_room_roundtrip_and_code_taken(store):
     assert store.update_room("NOSUCHRM", state="closed") is None
 
 
+def test_long_expired_rooms_go(tmp_path):
+    """The SQLite store drops rooms (and their runs) that expired more than two weeks ago, as Redis expires keys."""
+    s = SqliteStore(tmp_path / "class.sqlite")
+    s.create_room(Room(code="OLDROOMA", secret_hash="h", experiment={}, created=0.0, expires=1000.0))
+    s.add_run("OLDROOMA", 0, _run("alice01", 0))
+    s.create_room(_room(code="RECENTAA"))
+    s.create_room(_room(code="NEWROOMA"))
+    assert s.get_room("OLDROOMA") is None and s.runs("OLDROOMA", 0) == []
+    assert s.get_room("RECENTAA") is not None
+
+
 def test_a_run_is_stored_once(store):
     store.create_room(_room())
     assert store.add_run("ROOMAAAA", 0, _run("alice01", 0))

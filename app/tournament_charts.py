@@ -127,10 +127,10 @@ def tournament_chart(frame: pd.DataFrame, *, phone: bool = False, present: bool 
     names = [theme.label(k) for k in keys]
     sel = alt.selection_point(fields=["method"], bind="legend", name=SELECTION)
     color = alt.Color("method:N", scale=alt.Scale(domain=names, range=[theme.color(k) for k in keys]),
-                      legend=alt.Legend(title="method (click to highlight)", orient="bottom" if phone else "right",
-                                        columns=2 if phone else 1, symbolSize=160))
+                      legend=alt.Legend(title="method (click to highlight)", orient="bottom", direction="horizontal",
+                                        columns=2 if phone else 4, symbolSize=160))
     panels = [p for p in PANELS if (frame["panel"] == p).any()]
-    width, height = (300, 230) if phone else (430, 270)
+    width, height = (300, 230) if phone else (370, 260)  # two panels a row fit the page's 880 px beside the sidebar
     with warnings.catch_warnings():  # one selection in every panel is what we want: Altair merges it, and says so
         warnings.simplefilter("ignore", UserWarning)
         chart = alt.concat(*[_panel(frame, p, color, sel, width, height) for p in panels],
@@ -166,7 +166,7 @@ def trigger_map_chart(maps: dict, *, phone: bool = False, present: bool = False)
             y=alt.Y("y:Q", title="w₂", scale=alt.Scale(zero=False)), y2="y2:Q",
             color=alt.Color("rate:Q", title="SAM share", scale=alt.Scale(scheme="viridis", domain=[0, 1])),
             tooltip=[alt.Tooltip("rate:Q", format=".2f", title="SAM share"), alt.Tooltip("visits:Q", title="steps")],
-        ).properties(title=f"{theme.label(key)}: where its SAM steps fall", width=300 if phone else 380,
+        ).properties(title=f"{theme.label(key)}: where its SAM steps fall", width=300 if phone else 340,
                      height=220 if phone else 260))
     if not panels:
         return None

@@ -101,8 +101,8 @@ if trigger is None:
     st.caption("No trigger map in the recorded toy tournament.")
 else:
     st.altair_chart(trigger, key="trigger_chart")
-    st.caption("On the escape toy (double well: the sharp well on the left, the flat one on the right), the share of "
-               "the steps taken in each cell that were SAM steps. AE-SAM decides from ‖g‖², step by step; PSAM's "
+    st.caption("On the escape toy (double well: every particle starts in the sharp well at w₁ = +1; the flat well is "
+               "at w₁ = −1), the share of the steps taken in each cell that were SAM steps. AE-SAM decides from ‖g‖², step by step; PSAM's "
                "SAM steps are fixed in time (every k-th step of the first f of training), so its map only shows "
                "where the particles were early. Cells visited fewer than 20 times are blank.")
 

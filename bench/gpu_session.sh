@@ -104,6 +104,14 @@ if [ "$PART" = airbench ]; then
         --model airbench --optimizer sgd "${AB_COMMON[@]}" --sharpness-iters 0 --trace-samples 0 --compile --record \
         --note "SGD on the airbench net with torch.compile: epoch 1 compiles, read steady_images_per_s" \
         --out "$OUT/${TAG}airbench_throughput_compiled.json"
+      # per-epoch rates: the whitening bias freezes after epoch 3, a recompile lands in epoch 4 (read 5-10)
+      [ -e "$OUT/${TAG}airbench_throughput_compiled.json" ] && $PY - "$OUT/${TAG}airbench_throughput_compiled.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+h, per = r["history"], r["n_train"] // r["batch_size"] * r["batch_size"]
+walls = [b["wall_s"] - a for a, b in zip([0.0] + [x["wall_s"] for x in h], h)]
+print("compiled SGD, img/s per epoch:", " ".join(f"{per / w:.0f}" for w in walls if w > 0))
+PY
     else
       echo "== airbench: torch.compile skipped, ${LEFT} s left"
     fi

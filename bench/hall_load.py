@@ -273,6 +273,12 @@ class Student(User):
             else:
                 log.errors.append(f"ρ={rho:g}: {run.error}")
                 log.lost += 1
+                if self.client.ws is None:  # the browser reconnects at once, not at the next change
+                    log.reconnects += 1
+                    again = self.client.reopen()
+                    self._note(again)
+                    if not again.ok:
+                        log.errors.append(f"reconnect: {again.error}")
         self.client.close()
         hall.mark_done()
         raise StopUser()
@@ -348,6 +354,7 @@ def summarize(hall: Hall, plan: Plan, *, wall: float, t_open: float, cpu_total: 
         "students_on_replica": replicas,
         "students_that_switched_replica": sum(1 for lg in logs if len(lg.replicas) > 1),
         "students_that_switched_without_reconnect": sum(1 for lg in logs if len(lg.replicas) > 1 and lg.reconnects == 0),
+        "students_that_lost_more_than_one": {lg.index: lg.errors for lg in logs if lg.lost > 1},
         "load_avg": os.getloadavg()[0],
         "latencies_ms": [ms(x) for x in ch] if plan.raw else None,
     }

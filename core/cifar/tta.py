@@ -2,7 +2,7 @@
 
 The net was trained on flipped and shifted images, so the flipped or shifted test image is as good an input as
 the original; averaging the logits of several views cancels part of each view's error. airbench94's levels
-(Jordan 2024, arXiv:2404.00498, §3.7; worth about +0.5 points at 94%, for 6× the inference work):
+(Jordan 2024, arXiv:2404.00498; level 2 costs 6× the inference work; its gain here is not measured yet):
 
     level 0   the image alone                                   1 view
     level 1   mean of the image and its mirror image            2 views

@@ -1,5 +1,6 @@
 """Patch whitening: the frozen first layer of the airbench net (Jordan 2024, "94% on CIFAR-10 in 3.29 seconds
-on a single GPU", arXiv:2404.00498; whitening image patches before learning features goes back to Coates, Lee & Ng, AISTATS 2011).
+on a single GPU", arXiv:2404.00498; whitening image patches before learning features goes back to
+Coates, Lee & Ng, AISTATS 2011).
 
 The first convolution of the net looks at 2×2 patches of the (normalised) image: 2·2·3 = 12 numbers per patch.
 Neighbouring pixels and colour channels are strongly correlated, so those 12 numbers vary mostly along a few

@@ -381,7 +381,7 @@ def serve(cfg: HallConfig) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
-    hall = Hall(cfg)
+    hall, status = Hall(cfg), 0
     hall.say(f"Starting the SAM Lab lecture hall: {cfg.replicas} replicas, port {cfg.port} …")
     try:
         hall.start()
@@ -392,20 +392,19 @@ def serve(cfg: HallConfig) -> int:
     except KeyboardInterrupt:
         hall.say("stopped while starting; everything it had started is stopped")
         return 130
-    where = lan_address() if cfg.bind == "0.0.0.0" else cfg.bind
-    replicas = ", ".join(f"{n} :{p}" for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
-    hall.say(f"\nStarted in {hall.start_s:.1f} s:\n"
-             f"  redis cache   127.0.0.1:{cfg.cache_port}  (maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
-             f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only in {cfg.store_dir})\n"
-             f"  replicas      {replicas}  (streamlit run app/main.py)\n"
-             f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks)\n"
-             + ("  rq workers    the GPU queue and the CPU queue, one job at a time each\n" if cfg.worker else "")
-             + ("  warm-up       every lecture scene at every ρ step, in the background\n" if cfg.warm else "")
-             + f"  logs          {hall.run_dir}\n\n"
-             f"Give the students this address:   http://{where}:{cfg.port}/\n"
-             "Ctrl-C stops everything.")
-    status = 0
-    try:
+    try:  # from here on, Ctrl-C at any moment (even while the address is printed) stops everything
+        where = lan_address() if cfg.bind == "0.0.0.0" else cfg.bind
+        replicas = ", ".join(f"{n} :{p}" for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
+        hall.say(f"\nStarted in {hall.start_s:.1f} s:\n"
+                 f"  redis cache   127.0.0.1:{cfg.cache_port}  (maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
+                 f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only in {cfg.store_dir})\n"
+                 f"  replicas      {replicas}  (streamlit run app/main.py)\n"
+                 f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks)\n"
+                 + ("  rq workers    the GPU queue and the CPU queue, one job at a time each\n" if cfg.worker else "")
+                 + ("  warm-up       every lecture scene at every ρ step, in the background\n" if cfg.warm else "")
+                 + f"  logs          {hall.run_dir}\n\n"
+                 f"Give the students this address:   http://{where}:{cfg.port}/\n"
+                 "Ctrl-C stops everything.")
         last = ""
         while True:
             time.sleep(1.0)

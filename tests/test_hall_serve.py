@@ -16,6 +16,7 @@ Claims:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -138,8 +139,28 @@ def _processes_mentioning(port: int | str) -> list[str]:
     return found
 
 
-def test_ctrl_c_stops_everything(tmp_path):
+def _kill_leftovers(ports) -> None:
+    """After a failed assertion: stop what the hall under test left behind (matched by its unique ports)."""
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(re.search(rf"port {p}( |$)", cmd) for p in ports):
+                with contextlib.suppress(OSError):
+                    os.kill(int(d.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def hall_ports():
     base = free_ports(4)
+    yield base
+    _kill_leftovers([base + 1, base + 2, base + 3])
+
+
+def test_ctrl_c_stops_everything(tmp_path, hall_ports):
+    base = hall_ports
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     p = subprocess.Popen(_hall_cmd(base, tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env=env)
@@ -177,8 +198,8 @@ def test_a_port_in_use_is_one_line_and_nothing_starts(tmp_path):
     assert "Traceback" not in out.stdout + out.stderr
 
 
-def test_a_part_that_fails_at_start_stops_the_others(tmp_path):
-    base = free_ports(4)
+def test_a_part_that_fails_at_start_stops_the_others(tmp_path, hall_ports):
+    base = hall_ports
     out = subprocess.run(_hall_cmd(base, tmp_path, "--cache-maxmemory", "lots"), cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 1

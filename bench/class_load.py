@@ -129,21 +129,26 @@ def student(base: str, code: str, start_at: float, timeout: float, stop: threadi
 def projector(base: str, code: str, every: float, stop: threading.Event, log: list, want: int) -> None:
     """Rerun the live fragment every `every` seconds (the browser's timer); log (time, refresh s, runs, ok)."""
     c = StreamlitClient(base, run_timeout=30)
+
+    def chart_fragment() -> str:
+        return next((f for _, (el, f, _) in c._elements.items() if el is not None
+                     and el.WhichOneof("type") == "plotly_chart" and f), "")
+
     run = c.open("classroom", {"room": code, "show": "1"})
-    if not run.ok:
+    for _ in range(5):  # a refused or dropped first load is retried, as the browser does
+        if run.ok:
+            break
         log.append((time.monotonic(), run.seconds, -1, False))
-        return
-    frag = next((f for _, (el, f, _) in c._elements.items() if el is not None
-                 and el.WhichOneof("type") == "plotly_chart" and f), "")
+        time.sleep(1.0)
+        run = c.reopen()
+    frag = chart_fragment()
     while not stop.is_set():
         t = time.monotonic()
         r = c._rerun(fragment_id=frag)
         runs = next((int(m.group(1)) for m in map(COUNT.search, c.texts()) if m), -1)
         log.append((time.monotonic(), r.seconds, runs, r.ok and r.status in FINISHED_OK))
-        if not r.ok:
-            c.reopen()
-        if runs >= want and stop.is_set():
-            break
+        if not r.ok and c.reopen().ok:  # counted above; the browser reconnects and the timer goes on
+            frag = chart_fragment()
         stop.wait(max(0.0, every - (time.monotonic() - t)))
     c.close()
 

@@ -171,6 +171,17 @@ def lan_address() -> str:
             return socket.gethostname()
 
 
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) in a child before exec (Linux only; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 @dataclass
 class Proc:
     name: str
@@ -235,11 +246,18 @@ class Hall:
                                 "Stop it, or choose other ports (PORT=...)")
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None, nice: int = 0) -> Proc:
+        """Start one part in its own process group (so that stopping it stops its children too), its output in
+        the run folder. On Linux it also gets SIGTERM if the hall itself dies (even by SIGKILL)."""
         log = self.run_dir / f"{name}.log"
+
+        def setup() -> None:
+            _die_with_parent()
+            if nice:
+                os.nice(nice)
+
         with open(log, "ab") as f:
             popen = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     cwd=REPO, env=env, start_new_session=True,
-                                     preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                     cwd=REPO, env=env, start_new_session=True, preexec_fn=setup)
         proc = self.procs[name] = Proc(name, argv, popen, log, env)
         return proc
 

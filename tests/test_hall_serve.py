@@ -207,3 +207,44 @@ def test_a_part_that_fails_at_start_stops_the_others(tmp_path, hall_ports):
     assert "Traceback" not in out.stdout + out.stderr
     for port in (base + 1, base + 2, base + 3):
         assert _processes_mentioning(port) == [], port
+
+
+def test_a_replica_that_dies_is_restarted(tmp_path, hall_ports):
+    base = hall_ports
+    p = subprocess.Popen(_hall_cmd(base, tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in p.stdout:
+            if "Give the students this address" in line:
+                break
+        (pid,) = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                  and re.search(rf"server.port {base + 1}( |$)",
+                                _cmdline(d))]
+        os.kill(pid, signal.SIGKILL)
+        for line in p.stdout:
+            if "r1 exited" in line:
+                assert "restarting it" in line
+                break
+        end = time.monotonic() + 120
+        while not _healthy(f"http://127.0.0.1:{base}/_stcore/health"):  # back in HAProxy's rotation
+            assert time.monotonic() < end, "the restarted replica never came back"
+            time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.communicate(timeout=60)
+    assert p.returncode == 0
+
+
+def _cmdline(d: Path) -> str:
+    try:
+        return (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False

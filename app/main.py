@@ -142,3 +142,6 @@ controls.check_unknown_params()
 # default): then the claim no longer describes the view.
 if shown_scene is not None and "preset" in st.query_params:
     scene_banner.info(f"**Scene: {shown_scene.title}.** {shown_scene.claim}", icon=":material/school:")
+    if present:  # on the projector the scene's banner is the heading: the page's title makes way for its chart
+        scene_banner.markdown('<style>[data-testid="stMain"] [data-testid="stElementContainer"]:has(h1) '
+                              '{display: none;}</style>', unsafe_allow_html=True)

@@ -112,11 +112,12 @@ def _is_escape(j) -> bool:
 
 owner = _owner()
 st.title("CIFAR-10 lab")
-st.caption("Do SAM's gains hold on a real network, and is PSAM enough? Train SGD, SAM, PSAM and late SAM "
-           "side by side, then look at sharpness and the loss between the solutions.")
+present = theme.is_presentation()
+if not present:  # the lecturer says it; the projector's first screen is for the chart
+    st.caption("Do SAM's gains hold on a real network, and is PSAM enough? Train SGD, SAM, PSAM and late SAM "
+               "side by side, then look at sharpness and the loss between the solutions.")
 
 # --- controls ----------------------------------------------------------------------------------
-present = theme.is_presentation()
 if present:  # the projector: the main controls in a narrow column beside the live runs and their chart (the chart
     # is the point), the schedules, the seed and the data choice below them
     left, live_area = st.columns([1, 2], gap="large")

@@ -27,9 +27,9 @@ DEFAULTS = dict(landscape="double_well_1d", rho=0.3, lr=0.05, sigma=3.0, particl
 
 
 st.title("PSAM scheduler")
-st.caption("SAM costs two gradient evaluations per step. Which steps deserve them?")
-
 present = theme.is_presentation()
+if not present:  # the lecturer says it; the projector's first screen is for the chart
+    st.caption("SAM costs two gradient evaluations per step. Which steps deserve them?")
 if present:  # the projector: the four sliders in one row, so that the outcome chart starts on the first screen
     c_rho, c_steps, c_k, c_f = st.columns(4, gap="medium", vertical_alignment="bottom")  # sliders in one line
     c_mode = st.container()

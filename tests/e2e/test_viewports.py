@@ -7,9 +7,10 @@ Claims checked:
   horizontal scrolling of the page), and in every chart drawn the legend overlaps neither the chart's title nor
   an x-axis title, and lies inside the chart. On the contour pages (SAM step, playground) the landscape gets at
   least 60% of the chart's width: at 390 px the desktop layout squeezed it into 52% (188 of 358 px) of it.
-- On a projector (1280 × 800, `?present=1`), each page with a ρ slider (the toy pages and CIFAR-10) shows the ρ slider and the top
-  FIRST_SCREEN_CHART_PX px of its main chart on the first screen, without scrolling; and nothing is wider
-  than the screen.
+- On a projector (1280 × 800, `?present=1`), each page with a ρ slider (the toy pages and CIFAR-10) shows
+  the ρ slider and the top FIRST_SCREEN_CHART_PX px of its main chart on the first screen, without scrolling;
+  and nothing is wider than the screen. The same with a lecture scene's banner above the page (the pages
+  nearest the limit: the Zhu toy on the escape lab, the valley, PSAM, CIFAR-10).
 Screenshots go to test-artifacts/ (phone_<page>.png, projector_<page>.png) for a human to look at.
 """
 
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from app.presets import scenes
 from bench._browser import (
     FIRST_LOAD_S,
     PAGES,
@@ -31,6 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 # Pages with a ρ slider and a main chart that a lecture shows.
 PROJECTOR_PAGES = ("sam_step", "playground", "escape", "valley", "psam", "cifar")
+PROJECTOR_SCENES = ("zhu_breaks", "valley", "psam", "cifar_label_noise")
 CONTOUR_PAGES = ("sam_step", "playground")
 FIRST_SCREEN_CHART_PX = 150  # at least this much of the main chart shows on the first screen
 CONTOUR_SHARE = 0.6  # the landscape's share of the chart's width on a phone
@@ -119,13 +122,17 @@ def test_phone_layout(name, loop, server, browser, artifacts):
         loop.run(page.context.close())
 
 
-@pytest.mark.parametrize("name", PROJECTOR_PAGES)
-def test_projector_first_screen_shows_chart_and_rho(name, loop, server, browser, artifacts):
+@pytest.mark.parametrize("name, scene", [(p, None) for p in PROJECTOR_PAGES]
+                         + [(scenes()[s].page, s) for s in PROJECTOR_SCENES])
+def test_projector_first_screen_shows_chart_and_rho(name, scene, loop, server, browser, artifacts):
     page = loop.run(new_page(browser, PROJECTOR))
+    params = {"present": "1"} | (dict(scenes()[scene].params) | {"preset": scene} if scene else {})
     try:
-        loop.run(open_page(page, server.url(PAGES[name], present="1"), timeout=FIRST_LOAD_S))
+        loop.run(open_page(page, server.url(PAGES[name], **params), timeout=FIRST_LOAD_S))
+        if scene:  # the scene's banner is on screen (it is drawn after the page ran)
+            loop.run(page.get_by_text(f"Scene: {scenes()[scene].title}").first.wait_for(timeout=FIRST_LOAD_S * 1000))
         loop.run(page.wait_for_timeout(SETTLE_MS))
-        _shot(loop, page, artifacts, f"projector_{name}.png")
+        _shot(loop, page, artifacts, f"projector_{scene or name}.png")
         width = loop.run(page.evaluate(_JS_WIDTH))
         assert width["doc"] <= width["view"] + 1, f"{name}: the page is wider than the projector: {width}"
         chart, rho = loop.run(_box_of(page, "main_chart")), loop.run(_box_of(page, "rho"))

@@ -8,7 +8,7 @@ skipped with a line in the log saying so):
   1. an untimed warm-up run (cuDNN autotuning, CUDA start-up);
   2. the thesis table at ρ = 0.05 on the full set, 10 epochs, batch 1024: SGD, SAM, PSAM, late SAM, 5 seeds
      (at least 3); SGD's seed-0 run is also the throughput record (images/s, whole-run time);
-  3. a profile of the SGD and SAM steps (torch.profiler, top kernels printed to the log) where the run is on CUDA;
+  3. a profile of the SGD and SAM steps (torch.profiler, top kernels printed to the log);
   4. SAM at ρ = 0.02 and 0.1, 5 seeds (at least 3): each a table record beside the same SGD runs, for the
      page's Welch verdicts;
   5. escape from an SGD solution, ≥ 3 seeds (core.cifar.profiles.escape per seed; rows = mean ± std);
@@ -133,21 +133,25 @@ def escape_seeds(base: TrainConfig, seeds: int, rhos, epochs: int, eval_images: 
             "hardware": [h for p in per for h in p["hardware"]]}
 
 
-def profile_steps(base: TrainConfig) -> None:
-    """torch.profiler over a few SGD and SAM steps of the airbench recipe on CUDA: the top kernels by GPU time,
-    so a missed speed target can be explained (printed to the log only)."""
+def profile_steps(base: TrainConfig, cuda: bool) -> None:
+    """torch.profiler over a few SGD and SAM steps of the airbench recipe: on CUDA the top kernels by GPU time, so
+    a missed speed target can be explained (printed to the log only); on the CPU (a dry run) the top operators."""
     import torch
     from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
 
     for name in ("sgd", "sam"):
         cfg = replace(base, optimizer=name, train_size=min(base.train_size, 20 * 1024), epochs=1,
                       sharpness_iters=0, trace_samples=0)
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with profile(activities=activities) as prof:
             res = train(cfg)
-        torch.cuda.synchronize()
+        if cuda:
+            torch.cuda.synchronize()
         log(f"-- profile: {name}, {res.total_steps} steps at batch {res.batch_size}, {res.images_per_s:.0f} img/s "
             f"(under the profiler)")
-        log(prof.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=60))
+        log(prof.key_averages().table(sort_by=key, row_limit=14, max_name_column_width=60))
 
 
 def main(argv=None) -> int:
@@ -207,10 +211,10 @@ def main(argv=None) -> int:
     # saved now, so that a later failure keeps the core table; saved again below with the tournament methods
     save("table", "table", base, with_costs(dict(table)), "airbench94 recipe; thesis table at ρ = 0.05 (core only)")
 
-    # 3. a profile of the two steps (CUDA only: the CPU dry run has no kernels to time)
-    if device.type == "cuda" and clock.left() > 60:
+    # 3. a profile of the two steps
+    if clock.left() > 60:
         try:
-            profile_steps(base)
+            profile_steps(base, device.type == "cuda")
         except Exception as e:   # a profile is a diagnosis, not a result: never fatal
             log(f"-- profile failed: {e}")
 

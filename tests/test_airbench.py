@@ -318,3 +318,5 @@ def test_gpu_session_airbench_dry_run(tmp_path):
     thr = json.loads((out / "dryrun_airbench_throughput.json").read_text())
     assert thr["kind"] == "run" and thr["results"]["images_per_s"] > 0
     assert "FAILED" not in proc.stdout
+    assert "-- profile: sam" in proc.stdout and "profile failed" not in proc.stdout
+    assert "target SAM ≤ 2.1× SGD's wall time" in proc.stdout   # the summary checks the targets

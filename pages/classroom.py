@@ -37,7 +37,7 @@ for key in URL_KEYS:  # this page reads these itself (no widget binds them): the
 REPLICA = os.environ.get("SAMLAB_REPLICA", "")
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(max_entries=4, show_spinner=False)  # one per (store URL, file): a handful at most
 def _store(url: str, path: str):
     """One store object per process, shared by every session (SQLite: a pool of connections, one thread at a time
     on each; Redis: the client's own thread-safe pool)."""

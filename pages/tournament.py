@@ -15,7 +15,7 @@ from app import cifar_view, controls, theme
 from app import tournament_charts as tc
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(max_entries=1, show_spinner=False)  # one record file, read once per server
 def toy_results() -> list[dict]:
     """The recorded toy tournaments (every budget, both toys); [] if the record is missing or unreadable."""
     try:
@@ -26,7 +26,7 @@ def toy_results() -> list[dict]:
     return res if isinstance(res, list) else []
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(max_entries=1, show_spinner=False)
 def cifar_records() -> list[dict]:
     """The recorded CIFAR tournaments (kind "tournament" in core/runs/), those with a method table."""
     return [r for r in cifar_view.load_recorded(cifar_view.RUNS_DIR, kinds=("tournament",))

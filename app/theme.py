@@ -141,12 +141,15 @@ def is_phone() -> bool:
 
         if get_script_run_ctx(suppress_warning=True) is None:
             return False
-        agent = st.context.headers.get("User-Agent") or ""
+        phone = st.session_state.get(_PHONE_KEY)
+        if phone is None:  # once per session: reading the request's headers costs ~0.1 ms, and every chart asks
+            phone = st.session_state[_PHONE_KEY] = "Mobi" in (st.context.headers.get("User-Agent") or "")
     except Exception:  # no Streamlit runtime, or no request headers (AppTest)
         return False
-    return "Mobi" in agent
+    return phone
 
 
+_PHONE_KEY = "_sl_phone"  # session state: is_phone's answer for this session
 PHONE_TITLE_CHARS = 34  # one line of a chart title on a 390-px phone (bold, 1.1 × 14 px)
 PHONE_LEGEND_ROW = 20  # px per legend entry below a phone's chart
 

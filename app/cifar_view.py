@@ -337,13 +337,21 @@ def escape_figure(esc: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14)
     sam = [r for r in esc["rows"] if r["optimizer"] != "sgd"]
     sgd = [r for r in esc["rows"] if r["optimizer"] == "sgd"]
+    # a record averaged over seeds (bench/airbench_session.py) carries each measure's std: drawn as error bars
+    def bars(rows: list[dict], key: str) -> dict | None:
+        std = [r.get(f"{key}_std") for r in rows]
+        if not any(isinstance(v, (int, float)) and math.isfinite(v) for v in std):
+            return None
+        return {"type": "data", "array": [v if isinstance(v, (int, float)) and math.isfinite(v) else 0 for v in std],
+                "visible": True}
+
     for col, key in ((1, "distance"), (2, "lambda_max")):
         fig.add_trace(go.Scatter(x=[r["rho"] for r in sam], y=[r[key] for r in sam], mode="lines+markers",
                                  name="SAM", line={"color": theme.color("sam")}, showlegend=col == 1,
-                                 legendgroup="sam"), row=1, col=col)
+                                 legendgroup="sam", error_y=bars(sam, key)), row=1, col=col)
         fig.add_trace(go.Scatter(x=[0.0] * len(sgd), y=[r[key] for r in sgd], mode="markers", name="SGD",
                                  marker={"color": theme.color("sgd"), "size": 12, "symbol": "diamond"},
-                                 showlegend=col == 1, legendgroup="sgd"), row=1, col=col)
+                                 showlegend=col == 1, legendgroup="sgd", error_y=bars(sgd, key)), row=1, col=col)
     lam0 = esc.get("start_lambda_max")
     if lam0 is not None and math.isfinite(lam0):
         fig.add_hline(y=lam0, line={"color": "gray", "dash": "dash"}, row=1, col=2,

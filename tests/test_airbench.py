@@ -320,3 +320,20 @@ def test_gpu_session_airbench_dry_run(tmp_path):
     assert "FAILED" not in proc.stdout
     assert "-- profile: sam" in proc.stdout and "profile failed" not in proc.stdout
     assert "target SAM ≤ 2.1× SGD's wall time" in proc.stdout   # the summary checks the issue's targets
+
+
+def test_an_escape_record_over_seeds_draws_error_bars():
+    """bench/airbench_session.py averages the escape over seeds and keeps each measure's std: the CIFAR page's
+    escape chart draws them as error bars (a one-seed record, without stds, draws none) and says 'mean of n seeds'."""
+    from app import cifar_view
+
+    rows = [dict(optimizer="sgd", rho=0.0, distance=1.0, distance_std=0.1, lambda_max=50.0, lambda_max_std=5.0,
+                 seeds=3, history=[{}, {}]),
+            dict(optimizer="sam", rho=0.05, distance=2.0, distance_std=0.2, lambda_max=40.0, lambda_max_std=4.0,
+                 seeds=3, history=[{}, {}])]
+    fig = cifar_view.escape_figure({"rows": rows, "start_lambda_max": 60.0})
+    assert [tuple(t.error_y.array) for t in fig.data] == [(0.2,), (0.1,), (4.0,), (5.0,)]
+    single = [{k: v for k, v in r.items() if not k.endswith("_std")} for r in rows]
+    assert all(t.error_y.array is None for t in cifar_view.escape_figure({"rows": single}).data)
+    rec = {"kind": "escape", "config": {"train_size": 50_000, "epochs": 10, "seed": 0}, "results": {"rows": rows}}
+    assert "mean of 3 seeds" in cifar_view.recorded_caption(rec)

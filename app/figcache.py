@@ -38,8 +38,7 @@ def _kept(name: str, key: Hashable, look: tuple, _build: Callable[[], go.Figure]
 
 def look() -> tuple[bool, bool]:
     """What of the viewer changes a figure: presentation mode (larger fonts) and a phone-width screen."""
-    is_phone = getattr(theme, "is_phone", None)  # the phone layout is newer than this module
-    return bool(theme.is_presentation()), bool(is_phone()) if is_phone else False
+    return bool(theme.is_presentation()), bool(theme.is_phone())
 
 
 def kept(name: str, key: Hashable, build: Callable[[], go.Figure]) -> go.Figure:

@@ -233,7 +233,8 @@ class RssSampler:
 # must answer within 1 s) marks a busy replica down, and `on-marked-down shutdown-sessions` then cuts all
 # its students: measured on this machine, /_stcore/health of a replica serving 100 students took over 1 s
 # in 10% of the polls (up to 5 s). `--lenient-checks` measures the hall with checks that wait 5 s and
-# need 3 failures (a dead replica refuses connections at once, so it still leaves within ~6 s).
+# need 3 failures (a dead replica refuses connections at once, so it still leaves within ~6 s). The template
+# now has these settings itself; the option then changes nothing.
 LENIENT_CHECKS = ("default-server inter 2s fall 3 rise 2 on-marked-down shutdown-sessions\n"
                   "    timeout check 5s")
 

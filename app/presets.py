@@ -42,8 +42,9 @@ APP_SCENES: tuple[Scene, ...] = (
     Scene("cifar_label_noise", "SAM beats SGD live: noisy labels (CIFAR, CPU)", "cifar",
           {"train_size": "1000", "epochs": "30", "rho": "0.1", "label_noise": "0.4", "augment": "0", "smoothing": "0",
            "opts": "sgd,sam,psam"},
-          "With 40% of the training labels wrong, SGD memorises them and SAM does not: SAM ends ahead on clean test "
-          "labels (recorded table: core/runs/cpu_demo_label_noise.json)."),
+          "With 40% of the training labels wrong, SGD memorises them (81% training accuracy) and SAM does not (50%): "
+          "SAM ends 4.9 points ahead on clean test labels, clear of the seed noise on 5 fresh seeds (recorded: "
+          "cpu_demo_label_noise.json). PSAM, whose SAM steps stop at 60% of training, is not."),
     Scene("class_everyone_rho", "Everyone takes a ρ (class experiment)", "classroom", {"kind": "escape", "open": "1"},
           "Each student runs one ρ of the escape lab; the class's pooled escaped fraction climbs with ρ."),
 )

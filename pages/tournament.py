@@ -75,8 +75,9 @@ if frame.empty:
                "Record one with `python -m core tournament` (see BENCHMARKS.md).", icon="⚠️")
     st.stop()
 rec, cifar = v["rec"], v["cifar"]
+notice = st.empty()  # always there, so that the chart below keeps its place when the note comes and goes
 if v["notes"]:
-    st.info("Recorded budgets: " + "; ".join(v["notes"]) + ".", icon=":material/info:")
+    notice.info("Recorded budgets: " + "; ".join(v["notes"]) + ".", icon=":material/info:")
 
 st.altair_chart(v["chart"], key="tournament_chart")
 st.caption("Each point is one method: its cost (share of SAM's gradient evaluations, as it really spent them) "

@@ -128,7 +128,10 @@ def test_lecture_scene_url(scene_name, loop, server, page):
     _require_built(scene.page)
     loop.run(open_page(page, server.url(PAGES[scene.page], **scene.params), timeout=FIRST_LOAD_S))
     assert loop.run(exception_texts(page)) == []
-    assert loop.run(notice_texts(page)) == [], f"scene {scene_name}: notices for its own parameters"
+    # The class experiment warns the lecturer that a join link naming localhost cannot be opened from a phone:
+    # true of this test server, and not a notice about the scene's parameters.
+    notices = [t for t in loop.run(notice_texts(page)) if "names this computer only" not in t]
+    assert notices == [], f"scene {scene_name}: notices for its own parameters"
     if "rho" in scene.params:
         assert math.isclose(loop.run(slider_value(page)), float(scene.params["rho"]), rel_tol=1e-9)
 

@@ -229,29 +229,9 @@ class RssSampler:
         self._thread.join()
 
 
-# HAProxy's health check as serve/haproxy.cfg.tmpl has it (inter 1s fall 2, no `timeout check`: a check
-# must answer within 1 s) marks a busy replica down, and `on-marked-down shutdown-sessions` then cuts all
-# its students: measured on this machine, /_stcore/health of a replica serving 100 students took over 1 s
-# in 10% of the polls (up to 5 s). `--lenient-checks` measures the hall with checks that wait 5 s and
-# need 3 failures (a dead replica refuses connections at once, so it still leaves within ~6 s). The template
-# now has these settings itself; the option then changes nothing.
-LENIENT_CHECKS = ("default-server inter 2s fall 3 rise 2 on-marked-down shutdown-sessions\n"
-                  "    timeout check 5s")
-
-
-def start_hall(replicas: int, port: int, cache_port: int, store_port: int, replica_port: int, warm: bool = False,
-               lenient_checks: bool = False):
+def start_hall(replicas: int, port: int, cache_port: int, store_port: int, replica_port: int, warm: bool = False):
     """serve/hall.py's Hall on private ports and a private store folder (other halls may run beside it)."""
-    import serve.hall
     from serve.hall import Hall, HallConfig
-
-    if lenient_checks:
-        text = serve.hall.TEMPLATE.read_text()
-        old = "default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions"
-        if old in text:
-            patched = Path(tempfile.mkdtemp(prefix="hall-bench-")) / "haproxy.cfg.tmpl"
-            patched.write_text(text.replace(old, LENIENT_CHECKS))
-            serve.hall.TEMPLATE = patched
 
     cfg = HallConfig(replicas=replicas, port=port, bind="127.0.0.1", replica_port=replica_port, cache_port=cache_port,
                      store_port=store_port, store_dir=tempfile.mkdtemp(prefix="hall-bench-store-"), worker=False,
@@ -333,7 +313,7 @@ def cmd_capacity(args) -> dict:
 def cmd_hall(args) -> dict:
     """200 students on the lecture scenes, T = 4 s, 2 replicas, ρ on slider steps; RSS of each replica
     sampled; with --kill-after S one replica is killed S seconds into the changes (failover)."""
-    h = start_hall(args.replicas, 8901, 6901, 6902, 8911, lenient_checks=args.lenient_checks)
+    h = start_hall(args.replicas, 8901, 6901, 6902, 8911)
     res = {}
     try:
         h.start()
@@ -429,7 +409,6 @@ def main(argv=None) -> int:
     h.add_argument("--warm-scenes", default="", help="run serve/warm.py for these scenes first")
     h.add_argument("--kill-after", type=float, default=0.0, help="kill replica r1 this many seconds into the run")
     h.add_argument("--then-failover", action="store_true", help="a second run in the same hall, killing r1")
-    h.add_argument("--lenient-checks", action="store_true", help="HAProxy health checks that wait 5 s (see LENIENT_CHECKS)")
     v = sub.add_parser("validate", help="bench/load.py's phase 1 (10 students) with protocol students")
     v.add_argument("--students", type=int, default=10)
     v.add_argument("--changes", type=int, default=10)

@@ -33,22 +33,23 @@ def cifar_records() -> list[dict]:
             if isinstance(r.get("results"), dict) and r["results"].get("methods")]
 
 
-st.title("Budget tournament")
-st.caption("SAM costs two gradient evaluations a step. PSAM, late SAM, AE-SAM, LookSAM, Momentum-SAM, SS-SAM and "
-           "Composer's SAM each spend less in their own way: which buys the most at the same cost?")
+def record_title(rec: dict) -> str:
+    """'2,000 images × 5 epochs, clean labels, 65% of SAM' for a recorded CIFAR tournament."""
+    c = rec.get("config", {})
+    noise = c.get("label_noise") or 0
+    labels = f"{noise:.0%} noisy labels" if noise else "clean labels"
+    return (f"{c.get('train_size', 0):,} images × {c.get('epochs')} epochs, {labels}, "
+            f"{float(rec['results'].get('budget', 0)):.0%} of SAM")
 
-present, phone = theme.is_presentation(), theme.is_phone()
-budget = controls.float_slider("budget", "budget: share of SAM's gradient evaluations", 0.55, 0.75, 0.65, step=0.05,
-                               fmt="%.2f", help="Every method except SGD, SAM and Momentum-SAM (one pass a step "
-                               "whatever the budget) gets its parameters chosen to spend this share.")
+
 @st.cache_resource(max_entries=64, show_spinner=False)
-def view(budget: float, phone: bool, present: bool) -> dict:
-    """Everything the page shows for one budget, built once per server and (budget, phone, projector): the slider
-    has five stops, and building the Altair charts and the Welch verdicts took most of a redraw's time."""
+def view(budget: float, phone: bool, present: bool, cifar_file: str) -> dict:
+    """Everything the page shows for one budget and CIFAR record, built once per server and (budget, phone,
+    projector, record): the slider has five stops, and building the Altair charts and the Welch verdicts took most
+    of a redraw's time."""
     toys = toy_results()
     escape, valley = tc.toy_at(toys, "double_well_2d", budget), tc.toy_at(toys, "valley", budget)
-    records = cifar_records()
-    rec = min(records, key=lambda r: abs(float(r["results"].get("budget", 0)) - budget)) if records else None
+    rec = next((r for r in cifar_records() if r["file"] == cifar_file), None)
     cifar = rec["results"] if rec else None
     frame = tc.outcome_frame(escape, valley, cifar)
     if frame.empty:
@@ -68,7 +69,20 @@ def view(budget: float, phone: bool, present: bool) -> dict:
                 verdicts=tc.verdict_table(frame), export=frame.drop(columns=["per_seed"]))
 
 
-v = view(round(budget, 2), phone, present)
+st.title("Budget tournament")
+st.caption("SAM costs two gradient evaluations a step. PSAM, late SAM, AE-SAM, LookSAM, Momentum-SAM, SS-SAM and "
+           "Composer's SAM each spend less in their own way: which buys the most at the same cost?")
+
+present, phone = theme.is_presentation(), theme.is_phone()
+budget = controls.float_slider("budget", "budget: share of SAM's gradient evaluations", 0.55, 0.75, 0.65, step=0.05,
+                               fmt="%.2f", help="Every method except SGD, SAM and Momentum-SAM (one pass a step "
+                               "whatever the budget) gets its parameters chosen to spend this share.")
+RECORDS = {r["file"]: record_title(r) for r in cifar_records()}
+if len(RECORDS) > 1:  # several recorded CIFAR tournaments (e.g. clean and noisy labels): the lecturer picks one
+    cifar_file = controls.choice("cifar", "recorded CIFAR tournament", RECORDS, next(iter(RECORDS)))
+else:
+    cifar_file = next(iter(RECORDS), "")
+v = view(round(budget, 2), phone, present, cifar_file)
 frame = v["frame"]
 if frame.empty:
     st.warning("No recorded tournament was found in core/runs/ (toy_tournament.json, cpu_tournament*.json). "

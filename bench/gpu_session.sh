@@ -87,6 +87,7 @@ fi
 
 if [ "$PART" = airbench ]; then
   if [ -n "${DRY:-}" ]; then
+    export OMP_NUM_THREADS=1   # a shared CPU: two spinning OpenMP threads ran one dry run 100× slower than one
     AB=(--dry-run); AB_COMMON=(--device cpu --data builtin --train-size 32 --test-size 16 --epochs 1 --batch-size 16)
     AB_PROBE=(--device cpu --model tiny --batches 16 --steps 2 --n 32); PROBE_CAP=600   # the probe's code path only
   else

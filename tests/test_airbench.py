@@ -30,6 +30,7 @@ from core.cifar.train import TrainConfig, make_method, optimization_step, prepar
 from core.cifar.tta import tta_logits, views
 from core.schedules import OPTIMIZERS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py: a shared CPU
 ROOT = Path(__file__).resolve().parents[1]
 NARROW = Recipe(widths=(16, 32, 32), tta_level=1)
 

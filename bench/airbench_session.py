@@ -160,6 +160,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tag", default="gpu_")
     ap.add_argument("--deadline", type=float, default=420.0, help="seconds for the whole script")
     ap.add_argument("--dry-run", action="store_true", help="CPU, built-in mini set, tiny sizes")
+    # the real run's settings; smaller ones try its deadline logic on a CPU (e.g. --device cpu --data builtin
+    # --train-size 64 --test-size 32 --eval-batch 16 --epochs 1 --batch-size 32 --deadline 150)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--data", default="full")
+    ap.add_argument("--train-size", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--test-size", type=int, default=0, help="0: the whole test set")
+    ap.add_argument("--eval-batch", type=int, default=500, help="training images for λ_max (20 power steps)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,8 +182,9 @@ def main(argv=None) -> int:
         airbench.WIDTHS = (8, 16, 16)
         a.deadline = max(a.deadline, 1e6)   # a dry run runs every step, however slow the CPU
     else:
-        base = TrainConfig(model="airbench", data="full", train_size=50_000, test_size=0, epochs=10, batch_size=1024,
-                           device="cuda", rho=0.05, sharpness_iters=20, trace_samples=0, eval_batch=500)
+        base = TrainConfig(model="airbench", data=a.data, train_size=a.train_size, test_size=a.test_size,
+                           epochs=a.epochs, batch_size=a.batch_size, device=a.device, rho=0.05, sharpness_iters=20,
+                           trace_samples=0, eval_batch=a.eval_batch)
         want, least, esc_seeds, esc_epochs = 5, 3, 3, 2
     clock = Clock(a.deadline)
     device = pick_device(base.device)

@@ -137,6 +137,9 @@ def test_issue13_scenes_open_their_page_with_their_settings_and_no_notice(name):
     for key, value in scene.params.items():
         if key == "opts":
             assert at.multiselect(key="opts").value == value.split(",")
+        elif key == "cifar":
+            assert at.selectbox(key="cifar").value == value
+            assert value in " ".join(e.label for e in at.expander)  # its table is the one shown
         elif key == "augment":
             assert at.toggle(key="augment").value is (value == "1")
         else:

@@ -112,9 +112,13 @@ SCENES = _scenes()
 def _one_scene_per_page() -> list[str]:
     """The first scene of each page (preferring one with a ρ). Every page load costs seconds in a
     real browser on 2 cores; all scenes are cheap to check in AppTest, one per page here shows the
-    URL → controls path works for every page in the real browser."""
+    URL → controls path works for every page in the real browser. Pages outside bench/_browser.PAGES (the
+    Altair budget tournament: no Plotly main chart to wait for) have their own browser test
+    (tests/e2e/test_tournament_page.py) and their scenes are checked in AppTest (tests/test_page_tournament.py)."""
     chosen: dict[str, str] = {}
     for name, scene in SCENES.items():
+        if scene.page not in PAGES:
+            continue
         if scene.page not in chosen or ("rho" in scene.params and "rho" not in SCENES[chosen[scene.page]].params):
             chosen[scene.page] = name
     return list(chosen.values())

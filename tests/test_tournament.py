@@ -205,6 +205,19 @@ def test_method_params_spend_the_budget(budget):
         assert s.relative_cost(T) == pytest.approx(budget, abs=tol), name
 
 
+@pytest.mark.parametrize("budget", [0.55, 0.6, 0.65, 0.7, 0.75])
+@pytest.mark.parametrize("T", [20, 300, 1000])
+def test_psam_and_late_sam_spend_exactly_the_budget_when_it_is_a_whole_number_of_steps(budget, T):
+    """(2b − 1)·T second passes, not one more: 2·0.65 − 1 is 0.30000000000000004 in floating point, and PSAM's
+    rule t < f·T with f = 0.6000000000000001 took the step t = 0.6 T too (65.2% of SAM at T = 300)."""
+    share_steps = round((2 * budget - 1) * T)
+    for name, kind in (("psam", "psam"), ("late_sam", "late")):
+        params = dict(method_params(name, budget, T))
+        if "late_f" in params:
+            params["f"] = params.pop("late_f")
+        assert Schedule(kind, **params).sam_steps(T) == share_steps, (name, params)
+
+
 def test_escape_tournament_spends_equal_budgets_and_reports_wilson_intervals():
     cfg = TournamentConfig(landscape="double_well_2d", budget=0.65, particles=150, steps=200, seeds=2)
     res = run_tournament(cfg)

@@ -145,10 +145,7 @@ class TournamentResult:
 
 def method_config(cfg: TournamentConfig, name: str, steps: int, ae_shift: float | None = None) -> TrainConfig:
     """The TrainConfig of `name` at cfg's budget (seed 0; the caller sets the seed)."""
-    # rounded: 2(2·0.65 − 1) is 0.6000000000000001 in floating point, and PSAM's rule t < f·T then takes one SAM
-    # step more than f = 0.6 does (t = 0.6 T itself)
-    params = {k: round(v, 9) if isinstance(v, float) else v
-              for k, v in method_params(name, cfg.budget, steps).items() if k != "momentum"}
+    params = {k: v for k, v in method_params(name, cfg.budget, steps).items() if k != "momentum"}
     base = replace(cfg.base(), optimizer=name, **params)
     if name == "msam":
         base = replace(base, rho=cfg.msam_rho)

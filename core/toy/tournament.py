@@ -169,11 +169,13 @@ class TournamentResult:
 def method_params(name: str, budget: float, steps: int) -> dict:
     """SimConfig fields that make `name` spend about `budget` of SAM's gradient evaluations over T steps
     (AE-SAM's thresholds are calibrated later, on a pilot run: `calibrate_ae_sam`)."""
-    share = 2.0 * budget - 1.0  # the share of steps that take a second pass
+    # the share of steps that take a second pass; rounded, since 2·0.65 − 1 is 0.30000000000000004 in floating
+    # point, and PSAM's rule t < f·T with f = 0.6000000000000001 takes one SAM step more (t = 0.6 T itself)
+    share = round(2.0 * budget - 1.0, 9)
     # the whole-number period whose share 1/k is nearest; on a tie the cheaper one (never the extra budget)
     k = min((max(1, math.floor(1.0 / share)), math.ceil(1.0 / share)), key=lambda k: (abs(1.0 / k - share), -k))
     if name == "psam":
-        return dict(k=2, f=min(1.0, 2.0 * share)) if share <= 0.5 else dict(k=1, f=share)
+        return dict(k=2, f=min(1.0, round(2.0 * share, 9))) if share <= 0.5 else dict(k=1, f=share)
     if name == "late_sam":
         return dict(late_f=share)
     if name in ("every_k", "composer", "looksam"):
@@ -181,8 +183,8 @@ def method_params(name: str, budget: float, steps: int) -> dict:
     if name == "random_sam":
         return dict(p=share)
     if name == "ss_sam":  # linear p(t) with mean `share`: from 0 up to 2·share, or from 2·share − 1 up to 1
-        return dict(p=0.0, p_end=2.0 * share, p_shape="linear") if share <= 0.5 else \
-            dict(p=2.0 * share - 1.0, p_end=1.0, p_shape="linear")
+        return dict(p=0.0, p_end=round(2.0 * share, 9), p_shape="linear") if share <= 0.5 else \
+            dict(p=round(2.0 * share - 1.0, 9), p_end=1.0, p_shape="linear")
     if name == "msam":
         return dict(momentum=MSAM_MOMENTUM)
     return {}

@@ -55,6 +55,7 @@ from gevent.event import Event  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from bench._browser import percentile  # noqa: E402  (standard library only: safe beside gevent)
 from bench.st_protocol import Run, StreamlitClient  # noqa: E402
 
 RHO_KEY = "rho"
@@ -287,17 +288,6 @@ class Student(User):
 # --------------------------------------------------------------------------------------------------
 # Running it as a script
 # --------------------------------------------------------------------------------------------------
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """q-th percentile with linear interpolation (numpy's default)."""
-    if not xs:
-        return float("nan")
-    s = sorted(xs)
-    pos = (len(s) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def _cpu_s() -> float:

@@ -7,7 +7,7 @@ most `max_entries` entries, so memory levels off however many configs a lecture 
 pages only read (loss, grad, basin), never modify.
 
 Under `make hall` (several replicas, `SAMLAB_CACHE_URL` set) `shared(name, max_entries)` puts the hall's
-shared Redis cache (core.sharedcache) behind st.cache_data: the process's own cache is the first level,
+shared Redis cache (serve.sharedcache) behind st.cache_data: the process's own cache is the first level,
 Redis the second, so a config is computed once for the whole hall. Without the variable it is exactly
 st.cache_data.
 """
@@ -19,7 +19,7 @@ import functools
 import streamlit as st
 
 from core.schedules import for_optimizer
-from core.sharedcache import shared_call
+from serve.sharedcache import shared_call
 
 # Bounded caches: a toy SimResult with the default display sizes is well under 1 MB.
 SIM_ENTRIES = 128
@@ -39,7 +39,7 @@ def device_info() -> dict:
 
 
 def shared(name: str, max_entries: int):
-    """st.cache_data(max_entries) whose misses go to the hall's shared cache (core.sharedcache) under the key
+    """st.cache_data(max_entries) whose misses go to the hall's shared cache (serve.sharedcache) under the key
     `name` + the arguments. `name` must be unique across the app: the hall's warm-up (serve/warm.py) runs the
     pages and fills the same keys."""
     def decorate(fn):
@@ -85,7 +85,7 @@ def landscape(name: str, formula: str = "", params: tuple = ()):
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def recorded_runs(kinds: tuple[str, ...] = ("table",)) -> list[dict]:
-    """The recorded CIFAR runs shipped in core/runs/ (app.cifar_view.load_recorded), read once per
+    """The recorded CIFAR runs shipped in data/runs/ (app.cifar_view.load_recorded), read once per
     server, not on every rerun (the CIFAR page's live view reruns every second while a job waits)."""
     from app.cifar_view import load_recorded
 

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from app import theme
 
-RUNS_DIR = Path(__file__).resolve().parents[1] / "core" / "runs"
+RUNS_DIR = Path(__file__).resolve().parents[1] / "data" / "runs"
 
 
 def run_label(cfg: dict) -> str:
@@ -130,7 +130,7 @@ def _profile_color(profile: dict) -> str:
 
 
 def load_recorded(runs_dir: Path = RUNS_DIR, kinds: tuple[str, ...] = ("table",)) -> list[dict]:
-    """The recorded runs shipped in core/runs/*.json of the given kinds (bad files are skipped, never fatal),
+    """The recorded runs shipped in data/runs/*.json of the given kinds (bad files are skipped, never fatal),
     those from a GPU first: they are the real-scale figures, the CPU ones a small-scale check."""
     out = []
     for f in sorted(Path(runs_dir).glob("*.json")):

@@ -1,5 +1,5 @@
 """Figures of the class experiment (pages/classroom.py): the pooled chart, the QR code of the join link, and the
-text lines the projector shows. Built from core.classroom's result objects; no Streamlit calls here."""
+text lines the projector shows. Built from serve.classroom's result objects; no Streamlit calls here."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from app import theme
-from core.classroom import Pooled
+from serve.classroom import Pooled
 
 ROOT = Path(__file__).resolve().parents[1]
 

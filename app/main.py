@@ -2,7 +2,7 @@
 
     streamlit run app/main.py
 
-It sets up the page, the navigation over the seven pages in pages/, and the sidebar: lecture
+It sets up the page, the navigation over the pages in pages/ (app/pagelist.py), and the sidebar: lecture
 scenes (each loads a page with its URL parameters), the presentation toggle (?present=1: hides the
 sidebar and the expanders, enlarges the text) and the compute device. Pages never call
 st.set_page_config; they are run by `st.navigation` below.
@@ -21,31 +21,15 @@ import streamlit as st  # noqa: E402
 
 from app import controls, replica, theme  # noqa: E402
 from app.cache import device_info  # noqa: E402
+from app.pagelist import HOME_ALIAS_PATH, HOME_PATH, PAGE_LIST  # noqa: E402
 from app.presets import scenes  # noqa: E402
 
 st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="auto")  # collapsed on a phone
 
-# (file, title, icon, key); "home" is the default page, served at "/".
-# Material icons ship with Streamlit's own font, so they render even where no emoji font is installed.
-PAGE_FILES = (
-    ("home.py", "Home", ":material/home:", "home"),
-    ("sam_step.py", "How a SAM step works", ":material/my_location:", "sam_step"),
-    ("playground.py", "Playground", ":material/toys:", "playground"),
-    ("escape.py", "Escape lab", ":material/directions_run:", "escape"),
-    ("valley.py", "Asymmetric valley lab", ":material/landscape:", "valley"),
-    ("psam.py", "PSAM scheduler", ":material/schedule:", "psam"),
-    ("tournament.py", "Budget tournament", ":material/leaderboard:", "tournament"),
-    ("cifar.py", "CIFAR-10", ":material/image:", "cifar"),
-    ("classroom.py", "Class experiment", ":material/groups:", "classroom"),
-)
-# A default page still reserves its own url path without answering at it, so a Home at url path "home" made
-# a bookmarked or typed /home a "Page not found". Home's own url path is "index" instead, and /home belongs to a
-# hidden alias that sends the browser to "/" with the same query parameters (HOME_ALIAS below).
-HOME_PATH, HOME_ALIAS_PATH = "index", "home"
 PAGES = {
-    url: st.Page(str(ROOT / "pages" / file), title=title, icon=icon, url_path=HOME_PATH if url == "home" else url,
-                 default=(url == "home"))
-    for file, title, icon, url in PAGE_FILES
+    p.key: st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon,
+                   url_path=HOME_PATH if p.key == "home" else p.key, default=(p.key == "home"))
+    for p in PAGE_LIST
 }
 HOME_ALIAS = st.Page(lambda: None, title="Home", url_path=HOME_ALIAS_PATH, visibility="hidden")
 

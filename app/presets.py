@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PAGES = ("home", "sam_step", "playground", "escape", "valley", "psam", "tournament", "cifar", "classroom")
+from app.pagelist import PAGE_KEYS as PAGES
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Charts and tables of the Budget tournament page, built with Altair from the tournament results.
 
-Data (plain dicts, as recorded in core/runs/):
+Data (plain dicts, as recorded in data/runs/):
 * the toy tournament, core.toy.tournament.TournamentResult.to_dict(), one per landscape and budget
-  (core/runs/toy_tournament.json: double_well_2d and valley at 55 … 75%);
-* the CIFAR tournament, core.cifar.tournament.TournamentResult.to_dict() inside a record (core/runs/cpu_tournament*.json).
+  (data/runs/toy_tournament.json: double_well_2d and valley at 55 … 75%);
+* the CIFAR tournament, core.cifar.tournament.TournamentResult.to_dict() inside a record (data/runs/cpu_tournament*.json).
 
 `outcome_frame` turns them into one long table, one row per (panel, method): cost (share of SAM's gradient
 evaluations, in %), outcome, its interval, whether the method is on the panel's Pareto front. `tournament_chart`

@@ -14,7 +14,7 @@ skipped with a line in the log saying so):
   5. escape from an SGD solution, ≥ 3 seeds (core.cifar.profiles.escape per seed; rows = mean ± std);
   6. the budget-tournament methods (every other name in core.schedules.OPTIMIZERS, ASAM aside) at ρ = 0.05,
      5 seeds where time allows, else 3, else skipped; they join the ρ = 0.05 table.
-Records (core/runs/ format, cli.record) in --out, 5 files: {tag}airbench_table.json, {tag}airbench_rho002.json,
+Records (data/runs/ format, cli.record) in --out, 5 files: {tag}airbench_table.json, {tag}airbench_rho002.json,
 {tag}airbench_rho01.json, {tag}airbench_escape.json, {tag}airbench_throughput.json. A summary at the end
 checks the issue's targets (≥ 93.0% SGD with TTA, ≥ 200k img/s, ≤ 4 s a run, SAM ≤ 2.1× SGD, PSAM ≤ 0.70× SAM).
 """

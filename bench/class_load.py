@@ -13,7 +13,7 @@ The projector is a client on /classroom?room=CODE&show=1 that reruns the live fr
 browser's fragment timer does; its refresh time is request → the fragment's last message ("projector refresh").
 Staleness: the time from the last student's result to the projector showing every run.
 
-The lecturer's room is opened through core.classroom on the server's own store (the SQLite file this script
+The lecturer's room is opened through serve.classroom on the server's own store (the SQLite file this script
 gives the server it starts, or --store-url / --sqlite for a running server). At the end the script reads the
 store: every student who was told "Your run 1" must have exactly one stored run, and nothing else is stored.
 
@@ -39,8 +39,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.st_protocol import FINISHED_OK, StreamlitClient  # noqa: E402
-from core import classroom as cl  # noqa: E402
-from core.roomstore import open_store  # noqa: E402
+from serve import classroom as cl  # noqa: E402
+from serve.roomstore import open_store  # noqa: E402
 
 COUNT = re.compile(r"\*\*(\d+) runs? from (\d+) students?\*\*")
 

@@ -2,7 +2,7 @@
 # The CIFAR GPU session in ONE script (issue 4): run it on an H100 with the device tool, e.g.
 #   run(command="bash bench/gpu_session.sh", carry=["data/full"], timeout_s=600)
 # after copying the full set:  mkdir -p data/full && cp /work/shared/data/cifar10-jpeg.tar.gz data/full/
-# It writes recorded runs (JSON) into $OUT (copy them to core/runs/ afterwards) and prints a summary.
+# It writes recorded runs (JSON) into $OUT (copy them to data/runs/ afterwards) and prints a summary.
 #
 # Steps and wall-time estimate on one H100 (fast net: SGD ≈ 98k img/s at batch 500, SAM ≈ 2.2× the time):
 #   1. CUDA check                                                        ~10 s (torch import)
@@ -28,7 +28,7 @@
 # left), sized to AB_DEADLINE (default 330 s); then SGD with torch.compile (capped by the time left before
 # DEADLINE, default 500 s) and the step probe (eager vs CUDA graph) at batch 1024/2048. At most 7 files in $OUT:
 # session.log and gpu_airbench_{table,rho002,rho01,escape,throughput,throughput_compiled}.json (copy the
-# records to core/runs/). `bash bench/gpu_session.sh airbench --dry-run` does it all on the CPU, tiny
+# records to data/runs/). `bash bench/gpu_session.sh airbench --dry-run` does it all on the CPU, tiny
 # (tests/test_airbench.py).
 #   A failed step is logged and the next one runs; the script exits 1 at the end if any step failed.
 #   Everything printed is also in $OUT/session.log.

@@ -1,4 +1,4 @@
-"""Figures of the lecture hall's infrastructure (serve/hall.py, core/sharedcache.py), for BENCHMARKS.md.
+"""Figures of the lecture hall's infrastructure (serve/hall.py, serve/sharedcache.py), for BENCHMARKS.md.
 
     .venv/bin/python bench/hall_infra.py start [--replicas 2] [--repeat 3]   # start → every part ready; stop
     .venv/bin/python bench/hall_infra.py warm  [--replicas 2]                # the full warm-up: time, entries, MB
@@ -11,7 +11,7 @@
 runs, the cache's keys and used memory.
 `cache`: the cost of one cache hit for an escape-page result (escape_run of the lecture scene at ρ = 0.2, the
 page's largest entry): the first level (st.cache_data: a pickled copy per hit, measured as pickle.loads of the
-same bytes, which is what st.cache_data does) and the second level (core.sharedcache: GET from the cache Redis
+same bytes, which is what st.cache_data does) and the second level (serve.sharedcache: GET from the cache Redis
 on loopback + unpickle). Each is the median over --repeat hits.
 
 `coldwarm`: the same protocol load (bench/hall_load.py: --students on the escape page, 6 ρ changes each at random
@@ -92,10 +92,10 @@ def bench_cache(repeat: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from core.sharedcache import SharedCache
     from core.toy import measure
     from core.toy.presets import ESCAPE
     from core.toy.simulate import simulate
+    from serve.sharedcache import SharedCache
 
     # the escape page's entry for the lecture scene at ρ = 0.2 (its escape_run: runs at ρ/4, ρ/2, ρ)
     cfg = ESCAPE.config.replace(rhos=(0.05, 0.1, 0.2), keep_paths=40, record_points=120)

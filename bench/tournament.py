@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/tournament.py                                  # 55%, 65%, 75%; 3 seeds; both toys
     .venv/bin/python bench/tournament.py --budgets 0.65 --seeds 1 --landscapes valley
-    .venv/bin/python bench/tournament.py --write core/runs/toy_tournament.json   # the record the page can load
+    .venv/bin/python bench/tournament.py --write data/runs/toy_tournament.json   # the record the page can load
 
 Prints, per toy and budget, one row per method: what it spent (share of SAM's gradient evaluations), its
 outcome with the 95% interval (escape: Wilson over all particles of all seeds; valley: the exact chain where

@@ -3,7 +3,6 @@
     python -m core escape --optimizer sam --rho 0.1 --json      escape from the sharp well
     python -m core valley --rho 0.1 --json                      mean position in the asymmetric valley
     python -m core sweep --rhos 0,0.05,0.1,0.2 --json           escape + stationary mean per ρ
-    python -m core bench --json                                 bench/toy.py's figures
     python -m core cifar ...                                    the CIFAR-10 trainer (core.cifar.cli)
     python -m core tournament --landscape valley --budget 0.65 --seeds 3 --json
                                                                 every way to spend a SAM budget, at equal cost
@@ -15,7 +14,6 @@ stable contract (issue 2):
             theory.kramers_mean_escape_steps (SGD's Kramers time; null where undefined), wall_s
     valley: mean_position, theory.closed_form_sgd, theory.exact_chain (SGD/SAM/ASAM: the stationary mean;
             a schedule: the exact expected time average of this run), wall_s
-    bench:  the figures of bench/toy.py (wall_s, numpy_wall_s, speedup_vs_numpy, …)
     tournament: landscape, metric, budget, pareto, references, wall_s and a `methods` list, one entry per
             method: name, label, params, grad_evals (per particle), budget_ratio (against SAM), outcome,
             outcome_ci [lo, hi], source ("simulation" | "exact chain"), extra (double well: in_flat_at_T,
@@ -29,10 +27,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import math
-import os
 import sys
 
 from core.toy.simulate import SimConfig
@@ -97,13 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rhos", type=_rho_list, default=(0.0, 0.05, 0.1, 0.15, 0.2))
     p.add_argument("--burn-in", type=int, default=0)
     _common(p, lr=0.05, sigma=2.5, particles=400, steps=300, rho=None)
-
-    p = sub.add_parser("bench", help="bench/toy.py: SAM on the 2-D double well vs a numpy loop")
-    p.add_argument("--particles", type=int, default=10_000)
-    p.add_argument("--steps", type=int, default=1_000)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--no-baseline", action="store_true")
-    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("tournament", help="every way to spend a SAM budget, side by side at equal cost")
     p.add_argument("--landscape", default="double_well_2d", help="double_well_2d, valley or cifar")
@@ -205,25 +194,6 @@ def run_sweep(args) -> dict:
     return out
 
 
-def run_bench(args) -> dict:
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "toy.py")
-    if not os.path.exists(path):
-        raise UsageError(f"bench/toy.py not found next to core/ ({path})")
-    spec = importlib.util.spec_from_file_location("bench_toy", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    argv = ["--particles", str(args.particles), "--steps", str(args.steps), "--repeat", str(args.repeat),
-            "--json"] + (["--no-baseline"] if args.no_baseline else [])
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):  # bench prints its own line; we print ours
-        out = module.main(argv)
-    out["command"] = "bench"
-    out["config"] = {"particles": args.particles, "steps": args.steps, "repeat": args.repeat}
-    return out
-
-
 def run_tournament(args) -> dict:
     if args.landscape == "cifar":
         return _cifar_tournament(args)
@@ -308,10 +278,6 @@ def _human(out: dict) -> str:
                          f"{fmt(m.get('outcome'))} [{fmt(ci[0])}, {fmt(ci[1])}]  {m.get('source', '')}")
         if out.get("pareto"):
             lines.append(f"  Pareto front: {', '.join(out['pareto'])}")
-    elif cmd == "bench":
-        lines += [f"  simulate {out['wall_s'] * 1e3:.1f} ms ({out['particle_steps_per_s']:.2e} particle-steps/s)"]
-        if "numpy_wall_s" in out:
-            lines.append(f"  numpy loop {out['numpy_wall_s'] * 1e3:.1f} ms → {out['speedup_vs_numpy']:.1f}×")
     if "wall_s" in out:
         lines.append(f"  wall {out['wall_s']:.3f} s")
     return "\n".join(lines)
@@ -325,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return cifar_main(argv[1:])
     try:
         args = build_parser().parse_args(argv)
-        run = {"escape": run_escape, "valley": run_valley, "sweep": run_sweep, "bench": run_bench,
+        run = {"escape": run_escape, "valley": run_valley, "sweep": run_sweep,
                "tournament": run_tournament}[args.command]
         out = run(args)
     except UsageError as e:

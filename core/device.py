@@ -5,11 +5,16 @@ from __future__ import annotations
 import torch
 
 
+def has_gpu() -> bool:
+    """Whether torch sees a CUDA GPU (the CIFAR page picks its lane and its defaults by it)."""
+    return torch.cuda.is_available()
+
+
 def pick_device(name: str) -> torch.device:
     """"auto" → CUDA when torch sees a GPU, else the CPU; "cpu", "cuda" and "cuda:N" as named.
     Raises ValueError for a GPU that is not there or a name that is no device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if has_gpu() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name} was asked for, but torch sees no GPU")
     if name != "cpu" and not name.startswith("cuda"):

@@ -1,10 +1,10 @@
 """CIFAR-10 lab: SGD, SAM, PSAM and late SAM on a real network.
 
-Training runs in the background (core/jobs.py): the page stays usable, a fragment polls the jobs and
+Training runs in the background (serve/jobs.py): the page stays usable, a fragment polls the jobs and
 draws live progress and learning curves, and finished runs are kept by job id for this browser's
 session token (in the URL as ?lab=…), so a reload finds them again. On a server one GPU job runs at a
 time and the rest are queued, with the position shown. On a CPU, live runs are limited to the tiny
-model on the built-in mini subset, with a time estimate before starting. Recorded GPU runs (core/runs/)
+model on the built-in mini subset, with a time estimate before starting. Recorded GPU runs (data/runs/)
 show real figures in a lecture without a GPU, marked as recorded.
 """
 
@@ -15,7 +15,6 @@ import re
 import uuid
 
 import streamlit as st
-import torch
 
 from app import cache, cifar_view, controls, theme
 from app.classroom_view import class_link
@@ -24,13 +23,15 @@ from core.cifar import tasks
 from core.cifar.models import MODELS
 from core.cifar.profiles import EscapeConfig, ProfileConfig, interpolation_profile
 from core.cifar.train import TrainConfig
-from core.jobs import JobError, default_runner
+from core.device import has_gpu
+from serve.jobs import JobError
+from serve.runner import default_runner
 
-HAS_GPU = torch.cuda.is_available()
+HAS_GPU = has_gpu()
 LANE = "gpu" if HAS_GPU else "cpu"
 # Measured throughputs (images per gradient evaluation per second) for the time estimate:
 # tiny CNN on this 2-core CPU ≈ 3,000 img/s (bf16, one busy core); fast net on an H100 ≈ 98,000 img/s at batch
-# 500 (core/runs/gpu_throughput.json).
+# 500 (data/runs/gpu_throughput.json).
 RATE = {("tiny", False): 3_000, ("tiny", True): 150_000, ("fast", False): 150, ("fast", True): 100_000,
         # airbench net: not yet measured here; its author's 3.83 s for 9.9 epochs on an A100 is ~130k img/s
         ("airbench", False): 150, ("airbench", True): 130_000}

@@ -11,7 +11,7 @@ One page, four views, chosen by the URL:
                            The student id goes into the URL on the first visit, so a reload or a reconnect (or
                            another replica) keeps it.
 
-The page only wires: rooms, runs and pooling are core/classroom.py, storage core/roomstore.py, figures
+The page only wires: rooms, runs and pooling are serve/classroom.py, storage serve/roomstore.py, figures
 app/classroom_view.py. The live chart is a fragment that reruns every REFRESH_S seconds and redraws only itself.
 """
 
@@ -25,8 +25,8 @@ import streamlit as st
 
 from app import classroom_view as cv
 from app import controls, theme
-from core import classroom as cl
-from core.roomstore import ENV_URL, StoreUnavailable, open_store
+from serve import classroom as cl
+from serve.roomstore import ENV_URL, StoreUnavailable, open_store
 
 REFRESH_S = 1.5  # the projector's chart: a new read of the room every 1.5 s (target: a run visible within 2 s)
 STUDENT_REFRESH_S = 5.0  # a student's chart (the projector is the live one; 300 phones at 1.5 s would cost more)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
-import torch
 
 from app import cache, charts, controls, theme
 from core.toy.formula import FormulaError
@@ -122,8 +121,7 @@ results = cache.simulate_many(tuple(cfgs))
 
 
 def loss_along(xy: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        z = land.loss(torch.tensor(xy, dtype=torch.float64)).numpy()
+    z = land.loss_np(xy)
     return np.where(np.isfinite(z), z, np.nan)
 
 

@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app import cache, charts, controls, theme
-from core.sam import sam_perturbation
+from core.toy.sam_step import sam_step_numbers
 
 LANDSCAPES_2D = ("double_well_2d", "saddle", "himmelblau", "rosenbrock", "valley_2d", "rastrigin", "zhu")
 DEFAULT_LANDSCAPE = "double_well_2d"
 DEFAULT_POINT = {"double_well_2d": (0.55, 0.7)}  # on the sharp well's slope, where ε matters
-
-
-def sam_step_numbers(land, w, rho: float, lr: float) -> dict:
-    """Equations (1)–(3) at the point w, with the one SAM step of core.sam (never re-implemented)."""
-    wt = torch.tensor(w, dtype=torch.float64)
-    g = land.grad(wt)
-    (eps,) = sam_perturbation([g], rho)
-    g_adv = land.grad(wt + eps)
-    w_sgd = wt - lr * g
-    w_sam = wt - lr * g_adv
-    loss = lambda v: float(land.loss(v))
-    return {
-        "w": wt.tolist(), "grad_w": g.tolist(), "eps": eps.tolist(), "w_adv": (wt + eps).tolist(),
-        "grad_adv": g_adv.tolist(), "w_sgd": w_sgd.tolist(), "w_sam": w_sam.tolist(),
-        "loss_w": loss(wt), "loss_adv": loss(wt + eps), "loss_sgd": loss(w_sgd), "loss_sam": loss(w_sam),
-    }
 
 
 st.title("How a SAM step works")

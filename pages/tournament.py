@@ -1,8 +1,8 @@
 """Budget tournament: every way to spend a SAM budget, side by side at equal cost (issue 13).
 
 Cost (share of SAM's gradient evaluations) against outcome, for each method at the budget on the slider: the toy
-escape and valley (core.toy.tournament, recorded in core/runs/toy_tournament.json at 55 … 75%) and the recorded
-CIFAR tournament (core.cifar.tournament, core/runs/cpu_tournament*.json). Charts and verdicts: app/tournament_charts.
+escape and valley (core.toy.tournament, recorded in data/runs/toy_tournament.json at 55 … 75%) and the recorded
+CIFAR tournament (core.cifar.tournament, data/runs/cpu_tournament*.json). Charts and verdicts: app/tournament_charts.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def toy_results() -> list[dict]:
 
 @st.cache_data(max_entries=1, show_spinner=False)
 def cifar_records() -> list[dict]:
-    """The recorded CIFAR tournaments (kind "tournament" in core/runs/), those with a method table."""
+    """The recorded CIFAR tournaments (kind "tournament" in data/runs/), those with a method table."""
     return [r for r in cifar_view.load_recorded(cifar_view.RUNS_DIR, kinds=("tournament",))
             if isinstance(r.get("results"), dict) and r["results"].get("methods")]
 
@@ -87,7 +87,7 @@ else:
 v = view(round(budget, 2), phone, present, cifar_file)
 frame = v["frame"]
 if frame.empty:
-    st.warning("No recorded tournament was found in core/runs/ (toy_tournament.json, cpu_tournament*.json). "
+    st.warning("No recorded tournament was found in data/runs/ (toy_tournament.json, cpu_tournament*.json). "
                "Record one with `python -m core tournament` (see BENCHMARKS.md).", icon="⚠️")
     st.stop()
 rec, cifar = v["rec"], v["cifar"]

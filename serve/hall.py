@@ -6,7 +6,7 @@ What it starts, in this order, each in its own process group (so that stopping i
 
 1. two Redis servers from Debian (contracts: /work/notes/contracts.md):
    - the COMPUTE CACHE on 127.0.0.1:6391: `maxmemory 256mb`, `allkeys-lru` eviction, no persistence:
-     results any replica computed, for every replica (core/sharedcache.py);
+     results any replica computed, for every replica (serve/sharedcache.py);
    - the STORE on 127.0.0.1:6392: `noeviction`, append-only file in data/cache/hall-store/: what must not
      be lost (the class experiment's rooms and results, the RQ job queue);
 2. N Streamlit replicas of app/main.py on 127.0.0.1 (ports 8511, 8512, …), each with
@@ -14,7 +14,7 @@ What it starts, in this order, each in its own process group (so that stopping i
 3. HAProxy in front on --port (config written from serve/haproxy.cfg.tmpl): sticky sessions by the
    SERVERID cookie, WebSocket tunnels kept for hours, health checks on /_stcore/health, a dead replica
    leaves the rotation and its students are re-dispatched to a live one;
-4. one RQ worker for the GPU queue (core/rqjobs.py), so N replicas never put N jobs on one GPU;
+4. one RQ worker for the GPU queue (serve/rqjobs.py), so N replicas never put N jobs on one GPU;
 5. the cache warm-up in the background (serve/warm.py): every lecture scene at every ρ step of its slider.
 
 It prints the URL to give students. Ctrl-C (SIGINT) or SIGTERM stops everything it started; if any part
@@ -303,7 +303,7 @@ class Hall:
             self.wait_until(proxy, lambda: http_ok(f"http://127.0.0.1:{cfg.port}/_stcore/health"),
                             f"HAProxy (port {cfg.port})")
             if cfg.worker:  # one worker per lane: one GPU job at a time, one CPU training at a time
-                workers = [self.spawn(f"rq-{lane}", [cfg.python, "-m", "core.rqjobs", "worker", "--lane", lane,
+                workers = [self.spawn(f"rq-{lane}", [cfg.python, "-m", "serve.rqjobs", "worker", "--lane", lane,
                                                       "--url", cfg.store_url],
                                       {**os.environ, "PYTHONUNBUFFERED": "1", "SAMLAB_STORE_URL": cfg.store_url})
                            for lane in ("gpu", "cpu")]

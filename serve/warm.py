@@ -63,7 +63,7 @@ def plan(scene_steps: dict) -> list[Task]:
 
 def cache_mb() -> float | None:
     """The shared cache's used memory in MB (None without one)."""
-    from core.sharedcache import default_cache
+    from serve.sharedcache import default_cache
 
     c = default_cache()
     if c is None:
@@ -113,7 +113,7 @@ def run(names: list[str] | None = None, limit: int | None = None, out=sys.stdout
                   + (f", {mb:.0f} MB in the cache" if mb is not None else "")
                   + f", {time.monotonic() - t0:.0f} s", file=out, flush=True)
             last_print = time.monotonic()
-    from core.sharedcache import default_cache
+    from serve.sharedcache import default_cache
 
     c = default_cache()
     keys = None

@@ -204,7 +204,7 @@ def test_interpolation_profile_endpoints():
 
 def test_cli_table_json_and_recorded_view(tmp_path, capsys):
     """`python -m core cifar table`: per optimizer mean ± std over seeds, grad evals from the schedule,
-    cost relative to SAM (SAM itself 1.0); the JSON is what core/runs/ holds and the page can show it."""
+    cost relative to SAM (SAM itself 1.0); the JSON is what data/runs/ holds and the page can show it."""
     import json
 
     from app import cifar_view

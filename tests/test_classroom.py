@@ -1,4 +1,4 @@
-"""The class experiment's rules and statistics (core/classroom.py), on a real SQLite store.
+"""The class experiment's rules and statistics (serve/classroom.py), on a real SQLite store.
 
 Claims checked:
 - room codes: 8 symbols of a 32-symbol alphabet without 0/O/1/I (40 bits), drawn afresh each time; typed codes
@@ -28,11 +28,11 @@ import math
 import numpy as np
 import pytest
 
-from core import classroom as cl
 from core import stats
-from core.roomstore import Run, SqliteStore
 from core.toy import theory
 from core.toy.landscapes import make_landscape
+from serve import classroom as cl
+from serve.roomstore import Run, SqliteStore
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ def test_hostile_urls_never_crash(params):
 def test_the_page_on_the_halls_redis_store(request, monkeypatch):
     """The same page on the lecture hall's store: two students on two replicas (SAMLAB_REPLICA r1, r2), a lecturer
     on a third session; the runs land in Redis, each once, and name the replica that computed them."""
-    from core.roomstore import RedisStore
+    from serve.roomstore import RedisStore
 
     url = request.getfixturevalue("redis_url")
     monkeypatch.setenv("SAMLAB_STORE_URL", url)
@@ -186,8 +186,8 @@ def test_a_students_stars_never_touch_the_shared_chart():
     """Every screen shares one class chart per state of the room (cached, read only); a student's stars go on a new
     figure. The shared one must come out unchanged, and the new one must hold it plus the stars."""
     from app import classroom_view as cv
-    from core import classroom as cl
-    from core.roomstore import Run
+    from serve import classroom as cl
+    from serve.roomstore import Run
 
     exp = cl.make_experiment("escape", (0.0, 0.2))
     runs = [Run("s1", 0, 0, {}, {"successes": 3, "n": 10, "value": 0.3}, 0.0),

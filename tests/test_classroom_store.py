@@ -1,4 +1,4 @@
-"""The class store (core/roomstore.py) against the REAL backends: a SQLite file and a redis-server started here.
+"""The class store (serve/roomstore.py) against the REAL backends: a SQLite file and a redis-server started here.
 
 Claims checked, for both backends through the one interface:
 - a run is stored exactly once per (room, epoch, student, run index): a repeat returns False and stores nothing;
@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from core.roomstore import RedisStore, Room, Run, SqliteStore, StoreUnavailable
+from serve.roomstore import RedisStore, Room, Run, SqliteStore, StoreUnavailable
 
 REDIS = shutil.which("redis-server")
 
@@ -247,10 +247,10 @@ def test_threads_share_nothing(tmp_path):
 
 
 def test_a_room_of_300_joining_at_once_loses_nothing(store):
-    """Issue 14: 300 students join and submit at once through core.classroom (32 threads; 60 of them click twice),
+    """Issue 14: 300 students join and submit at once through serve.classroom (32 threads; 60 of them click twice),
     with real runs (the escape lab, 20 particles × 50 steps): 300 stored runs, one per student, each slot of the
     7-value ρ grid filled 42 or 43 times (round robin), and the double clicks stored nothing."""
-    from core import classroom as cl
+    from serve import classroom as cl
 
     exp = cl.make_experiment("escape", particles=20, steps=50)
     room = cl.open_room(store, exp, cap=1, now=0.0)

@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-from core.jobs import default_runner
+from serve.runner import default_runner
 from tests.pagetest import run_page
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

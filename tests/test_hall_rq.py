@@ -1,5 +1,5 @@
-"""The hall's GPU queue (core/rqjobs.py) on a real store Redis and a real RQ worker process, both started as
-`make hall` starts them (serve.hall.Hall.start_redis, `python -m core.rqjobs worker`).
+"""The hall's GPU queue (serve/rqjobs.py) on a real store Redis and a real RQ worker process, both started as
+`make hall` starts them (serve.hall.Hall.start_redis, `python -m serve.rqjobs worker`).
 
 Claims:
 1. jobs submitted from two "replicas" (two RQRunner objects, as two server processes would hold) run one at
@@ -21,9 +21,9 @@ import time
 
 import pytest
 
-from core.jobs import JobError, JobRunner
-from core.rqjobs import RQRunner
 from serve.hall import REPO, Hall, HallConfig, binary, free_ports
+from serve.jobs import JobError, JobRunner
+from serve.rqjobs import RQRunner
 
 pytestmark = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
 
@@ -48,7 +48,7 @@ def store(tmp_path_factory):
                         store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=False))
     h.start_redis("store")
     # the worker exactly as serve/hall.py starts it (one per lane; here the gpu lane)
-    h.spawn("rq-gpu", [sys.executable, "-m", "core.rqjobs", "worker", "--lane", "gpu", "--url", h.cfg.store_url])
+    h.spawn("rq-gpu", [sys.executable, "-m", "serve.rqjobs", "worker", "--lane", "gpu", "--url", h.cfg.store_url])
     yield h
     h.stop()
 
@@ -123,7 +123,7 @@ def test_the_cifar_pages_jobs_are_importable():
 
 
 def test_default_runner_follows_the_environment(store):
-    code = ("from core.jobs import default_runner; print(type(default_runner()).__name__)")
+    code = ("from serve.runner import default_runner; print(type(default_runner()).__name__)")
     env_on = {"SAMLAB_STORE_URL": store.cfg.store_url, "PATH": "/usr/bin:/bin"}
     on = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env_on, capture_output=True, text=True)
     off = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={"PATH": "/usr/bin:/bin"},
@@ -143,11 +143,11 @@ def test_the_cifar_page_on_the_halls_queue(store, monkeypatch, one_torch_thread)
     """pages/cifar.py with the hall's runner (as under make hall) and a CPU-lane worker, as serve/hall.py starts
     it: two students' runs go through RQ, the second sees its queue position on the page, 'Cancel my runs' takes
     it out of the queue, the first runs when the worker starts, and a reload finds it finished."""
-    import core.jobs
+    import serve.runner
     from tests.pagetest import run_page
 
     runner = RQRunner(store.cfg.store_url)
-    monkeypatch.setattr(core.jobs, "_DEFAULT", runner)  # what default_runner() returns under SAMLAB_STORE_URL
+    monkeypatch.setattr(serve.runner, "_DEFAULT", runner)  # what default_runner() returns under SAMLAB_STORE_URL
     params = dict(train_size=500, epochs=2, opts="sgd")
     a = run_page("pages/cifar.py", **params)
     a.button[0].click().run()  # "Train in the background"
@@ -162,7 +162,7 @@ def test_the_cifar_page_on_the_halls_queue(store, monkeypatch, one_torch_thread)
     b.button[1].click().run()  # "Cancel my runs"
     assert runner.get(owner_b, job_b.id).status == "cancelled"
     assert runner.queue_position(owner_a, job_a.id) == 1
-    store.spawn("rq-cpu", [sys.executable, "-m", "core.rqjobs", "worker", "--lane", "cpu", "--url", store.cfg.store_url])
+    store.spawn("rq-cpu", [sys.executable, "-m", "serve.rqjobs", "worker", "--lane", "cpu", "--url", store.cfg.store_url])
     view = runner.wait(owner_a, job_a.id, timeout=300)
     assert view.status == "done", view.error
     assert len(view.progress) == 2  # one row per epoch came back through Redis

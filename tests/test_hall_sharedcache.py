@@ -1,4 +1,4 @@
-"""core/sharedcache.py against a real redis-server (started the way `make hall` starts its cache Redis:
+"""serve/sharedcache.py against a real redis-server (started the way `make hall` starts its cache Redis:
 serve.hall.Hall.start_redis, on free ports).
 
 Claims:
@@ -23,9 +23,9 @@ import time
 import numpy as np
 import pytest
 
-from core import sharedcache
-from core.sharedcache import SharedCache, cache_key, shared_call
+from serve import sharedcache
 from serve.hall import REPO, Hall, HallConfig, binary, free_ports
+from serve.sharedcache import SharedCache, cache_key, shared_call
 
 pytestmark = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
 
@@ -67,7 +67,7 @@ def test_miss_then_hit(cache):
 
 
 def test_key_is_stable_across_processes_and_follows_the_arguments_and_the_code():
-    code = ("from core.sharedcache import cache_key; from core.toy.simulate import SimConfig, simulate; "
+    code = ("from serve.sharedcache import cache_key; from core.toy.simulate import SimConfig, simulate; "
             "print(cache_key('simulate', (SimConfig(rhos=(0.1,)),), simulate))")
     other = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     from core.toy.simulate import SimConfig, simulate
@@ -86,7 +86,7 @@ def test_key_is_stable_across_processes_and_follows_the_arguments_and_the_code()
 
 def test_a_hit_in_another_process(cache):
     cache.get_or_compute("square", counting([]), 5.0)
-    code = ("import sys; from core.sharedcache import SharedCache; from tests.test_hall_sharedcache import counting\n"
+    code = ("import sys; from serve.sharedcache import SharedCache; from tests.test_hall_sharedcache import counting\n"
             "calls = []\n"
             f"v = SharedCache({cache.url!r}, replica='t2').get_or_compute('square', counting(calls), 5.0)\n"
             "assert calls == [], 'computed again'\n"
@@ -100,7 +100,7 @@ def test_a_hit_in_another_process(cache):
 SLOW = """
 import sys, time
 import redis
-from core.sharedcache import SharedCache
+from serve.sharedcache import SharedCache
 url, name = sys.argv[1], sys.argv[2]
 def slow(x):
     redis.Redis.from_url(url).incr("test:computations")

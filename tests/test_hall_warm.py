@@ -42,7 +42,7 @@ def test_the_lecture_scenes_with_a_simulation():
 CHECK = """
 import json, sys
 from streamlit.testing.v1 import AppTest
-from core.sharedcache import default_cache
+from serve.sharedcache import default_cache
 from app.presets import scenes
 s = scenes()["escape"]
 at = AppTest.from_file("pages/escape.py", default_timeout=300)

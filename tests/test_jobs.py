@@ -1,4 +1,4 @@
-"""core/jobs.py: one GPU job at a time with a FIFO queue, positions, per-owner isolation,
+"""serve/jobs.py: one GPU job at a time with a FIFO queue, positions, per-owner isolation,
 cancellation (single, per session), results kept by id, and no orphaned threads."""
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from core.jobs import THREAD_PREFIX, JobError, JobRunner
+from serve.jobs import THREAD_PREFIX, JobError, JobRunner
 
 
 def _blocking(gate: threading.Event, seen: list | None = None):

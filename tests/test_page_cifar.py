@@ -3,9 +3,9 @@
 Claims:
 1. The default page runs without exceptions and shows the main chart (recorded curves before any run).
 2. A bad data path shows its one-line message and the page falls back to the built-in subset.
-3. A run trains in the background through core/jobs.py; after it finishes the page shows it in the
+3. A run trains in the background through serve/jobs.py; after it finishes the page shows it in the
    comparison table, a reload with the same ?lab= token finds it again, and another session does not.
-4. Recorded runs from core/runs/ are listed and marked as recorded.
+4. Recorded runs from data/runs/ are listed and marked as recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import math
 
 import pytest
 
-from core.jobs import default_runner
+from serve.runner import default_runner
 from tests.pagetest import run_page
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -82,9 +82,9 @@ def test_scene_params_give_no_notice(name):
 
 
 def test_recorded_runs_listed():
-    """Every recorded comparison table in core/runs/ appears on Home (count read independently)."""
+    """Every recorded comparison table in data/runs/ appears on Home (count read independently)."""
     recorded = []
-    for path in (REPO / "core" / "runs").glob("*.json"):
+    for path in (REPO / "data" / "runs").glob("*.json"):
         try:
             rec = json.loads(path.read_text())
         except ValueError:
@@ -228,11 +228,11 @@ def test_every_scene_opens_with_its_banner(name):
 
 def test_calibration_shows_this_labs_h100_table_beside_the_brief():
     """Home's real-network table: the project's own recorded H100 run (10k × 30), read here independently from
-    core/runs/, beside the theory brief's calibration; the brief alone when no such record ships."""
+    data/runs/, beside the theory brief's calibration; the brief alone when no such record ships."""
     from app.cifar_view import BRIEF, calibration_table
 
     lab, lab_file = None, ""
-    for path in sorted((REPO / "core" / "runs").glob("*.json")):
+    for path in sorted((REPO / "data" / "runs").glob("*.json")):
         rec = json.loads(path.read_text())
         c = rec.get("config", {})
         if rec.get("kind") == "table" and (rec.get("hardware") or {}).get("gpu") and c.get("train_size") == 10_000 \

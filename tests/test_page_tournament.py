@@ -14,7 +14,7 @@ from app import tournament_charts as tc
 from core.stats import welch_difference
 from tests.pagetest import REPO, run_page
 
-TOY = json.loads((REPO / "core" / "runs" / "toy_tournament.json").read_text())["results"]
+TOY = json.loads((REPO / "data" / "runs" / "toy_tournament.json").read_text())["results"]
 TOY_METHODS = {m["name"] for m in TOY[0]["methods"]}
 
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 
 from app import controls
+from app.pagelist import PAGE_LIST
 from core.limits import LIMITS
 from core.schedules import OPTIMIZERS
 
@@ -159,8 +160,8 @@ def test_page_under_random_query_strings(params):
 # ------------------------------------------------------------------------------------------------------------
 PARSERS = ("parse_number", "parse_float", "parse_choice", "parse_multi", "parse_lr", "parse_bool", "parse_text")
 # app/main.py runs Home and adds the app's own controls (presentation toggle); the other pages run on their own.
-SCRIPTS = ("app/main.py", "pages/sam_step.py", "pages/playground.py", "pages/escape.py", "pages/valley.py",
-           "pages/psam.py", "pages/cifar.py")
+# Every page of the one page list (app/pagelist.py); Home runs through app/main.py.
+SCRIPTS = ("app/main.py", *(f"pages/{p.file}" for p in PAGE_LIST if p.key != "home"))
 PAGE_FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None)
 
 

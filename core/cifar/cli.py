@@ -24,6 +24,16 @@ import numpy as np
 
 from core.cifar.data import DataError
 from core.cifar.models import MODELS
+from core.cifar.tournament import METHODS, TournamentConfig, run_tournament
+from core.cifar.train import (
+    TrainConfig,
+    check_config,
+    common_hardware,
+    hardware_info,
+    pick_device,
+    run_summary,
+    train,
+)
 from core.jsonable import to_jsonable
 from core.limits import LIMITS, check
 from core.schedules import OPTIMIZERS
@@ -92,14 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--continue-epochs", type=int, default=2, help="escape mode: epochs after the SGD solution")
     p.add_argument("--warmup-run", action="store_true", help="one untimed short run first (GPU kernel warm-up)")
     p.add_argument("--out", default="", help="also write the JSON to this file")
-    p.add_argument("--record", action="store_true", help="mark the JSON as a recorded run (core/runs/)")
+    p.add_argument("--record", action="store_true", help="mark the JSON as a recorded run (data/runs/)")
     p.add_argument("--note", default="", help="a note stored with a recorded run")
     p.add_argument("--json", action="store_true")
     return p
 
 
 def config_from_args(a):
-    from core.cifar.train import TrainConfig
 
     if a.batch_size < 0 or a.test_size < 0 or not (0 <= a.lr <= 10):
         raise _BadArgs("--batch-size, --test-size must be ≥ 0 and --lr in [0, 10]")
@@ -113,22 +122,12 @@ def config_from_args(a):
                        augment=not a.no_augment, label_smoothing=a.label_smoothing)
 
 
-def run_summary(res) -> dict:
-    """The fields the CLI prints for one run."""
-    keys = ("status", "message", "test_acc", "train_acc", "grad_evals", "sam_steps", "total_steps", "wall_s",
-            "total_s", "images_per_s", "steady_images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages", "hardware")
-    out = {k: getattr(res, k) for k in keys}
-    out["history"] = res.history
-    return out
-
-
 def thesis_table(base, optimizers=TABLE_OPTIMIZERS, seeds=3, progress=None, profiles: bool = False) -> dict:
     """Run each optimizer for seeds base.seed … base.seed + seeds − 1 under `base` (only optimizer and seed change).
     Returns {"rows": [...], "runs": [...]}: per optimizer mean ± std (ddof=1) of test accuracy and λ_max,
     gradient evaluations, mean wall time, and cost relative to SAM (grad evals and wall time).
     With `profiles`, also the 1-D loss profiles between seed 0's SGD and SAM solutions (t ∈ [−1, 2]) and
     along a filter-normalised random direction at each."""
-    from core.cifar.train import train
 
     runs, rows, states = [], [], {}
     for name in optimizers:
@@ -200,7 +199,7 @@ def format_tournament(results: dict) -> str:
 
 def record(kind: str, command: str, config, results: dict, hardware: dict, note: str = "",
            recorded: bool = False) -> dict:
-    """A recorded run (core/runs/*.json): hardware, command, date, torch version, config, results."""
+    """A recorded run (data/runs/*.json): hardware, command, date, torch version, config, results."""
     import torch
 
     return {"kind": kind, "recorded": recorded, "note": note, "command": command,
@@ -213,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = build_parser().parse_args(argv)
         cfg = config_from_args(a)
-        from core.cifar.train import check_config, common_hardware, hardware_info, pick_device, train
 
         check_config(cfg)
         device = pick_device(cfg.device)
@@ -239,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
             out = record("table", command, cfg, table, hw, a.note, a.record)
             text = format_table(table["rows"])
         elif a.mode == "tournament":
-            from core.cifar.tournament import METHODS, TournamentConfig, run_tournament
 
             opts = tuple(o.strip() for o in a.optimizers.split(",") if o.strip()) if "--optimizers" in argv else METHODS
             try:

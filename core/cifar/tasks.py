@@ -1,8 +1,8 @@
 """The CIFAR page's background jobs as importable functions: a config in, a plain result out.
 
-A job runner calls `fn(report, should_stop)` (core/jobs.py). The page binds a config with
+A job runner calls `fn(report, should_stop)` (serve/jobs.py). The page binds a config with
 `functools.partial(train_task, cfg)`; a partial of a module-level function pickles BY REFERENCE, which is
-what the lecture hall's RQ queue (core/rqjobs.py) needs to run the job in its worker process. The
+what the lecture hall's RQ queue (serve/rqjobs.py) needs to run the job in its worker process. The
 in-process runner of `make app` calls the same partial directly.
 """
 

@@ -26,7 +26,7 @@ Differences between methods are judged with Welch's t over the seeds (core.stats
 shows them (app/tournament_charts.py); three seeds only support large differences.
 
 `run_tournament(TournamentConfig) -> TournamentResult` (`to_dict()`), used by `python -m core tournament
---landscape cifar` and by `python -m core cifar tournament` (which can record it in core/runs/).
+--landscape cifar` and by `python -m core cifar tournament` (which can record it in data/runs/).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from core.cifar.train import TrainConfig, train
+from core.cifar.train import TrainConfig, run_summary, train
 from core.jsonable import to_jsonable
 from core.schedules import for_optimizer
 from core.stats import t_critical_95
@@ -190,7 +190,6 @@ def run_tournament(cfg: TournamentConfig, progress: Callable[[dict], None] | Non
                    should_stop: Callable[[], bool] | None = None) -> TournamentResult:
     """Train every method of `cfg` for seeds 0 … seeds−1 at the budget; see the module docstring.
     `progress` gets each finished run's summary; `should_stop` cancels (the runs so far are kept)."""
-    from core.cifar.cli import run_summary
 
     t_start = time.perf_counter()
     steps = _steps(cfg)

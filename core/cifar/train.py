@@ -535,3 +535,12 @@ def _cpu_bf16_ok() -> bool:
         except OSError:
             _BF16_OK = False
     return _BF16_OK
+
+
+def run_summary(res) -> dict:
+    """The fields the CLI prints for one run."""
+    keys = ("status", "message", "test_acc", "train_acc", "grad_evals", "sam_steps", "total_steps", "wall_s",
+            "total_s", "images_per_s", "steady_images_per_s", "lambda_max", "trace", "device", "batch_size", "n_train", "messages", "hardware")
+    out = {k: getattr(res, k) for k in keys}
+    out["history"] = res.history
+    return out

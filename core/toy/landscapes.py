@@ -111,6 +111,12 @@ class Landscape:
     def loss(self, w: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def loss_np(self, w) -> np.ndarray:
+        """L(w) for points w (array-like, (..., dim)) as a float64 numpy array: what a chart draws (no torch
+        needed by the caller)."""
+        with torch.no_grad():
+            return self.loss(torch.as_tensor(np.asarray(w, dtype=np.float64))).numpy()
+
     def grad(self, w: torch.Tensor) -> torch.Tensor:
         """∇L by autograd; the families override this with a hand-written gradient."""
         with torch.enable_grad():

@@ -1,7 +1,7 @@
 """The lecture hall's job runner: one queue per lane in the hall's Redis store, run by RQ workers.
 
 Under `make hall` N Streamlit replicas serve the students. If each replica ran its own in-process
-JobRunner (core/jobs.py), N replicas would put N training runs on one GPU at once. Here every replica
+JobRunner (serve/jobs.py), N replicas would put N training runs on one GPU at once. Here every replica
 submits to the same RQ queue (python-rq, a well-kept job queue on Redis) and ONE worker per lane, started
 by serve/hall.py, runs the jobs one at a time.
 
@@ -16,7 +16,7 @@ cancel_owner, shutdown), so the CIFAR page does not care which one it talks to. 
   the in-process runner. A queued job is simply taken out of the queue (RQ's `Job.cancel`).
 * ownership: a Redis list per owner holds their job ids; a session sees and cancels only its own jobs.
 
-The worker: `python -m core.rqjobs worker --lane gpu --url redis://127.0.0.1:6392/0` (serve/hall.py starts
+The worker: `python -m serve.rqjobs worker --lane gpu --url redis://127.0.0.1:6392/0` (serve/hall.py starts
 one per lane). It is RQ's SimpleWorker: jobs run in the worker process itself, so torch is imported and the
 CUDA context created once, not once per job.
 """
@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from core.jobs import LANES, JobError, JobView
+from serve.jobs import LANES, JobError, JobView
 
 ENV_URL = "SAMLAB_STORE_URL"
 QUEUE_PREFIX = "samlab-"  # queue names: samlab-gpu, samlab-cpu
@@ -224,7 +224,7 @@ class RQRunner:
 
 
 def runner_from_env():
-    """An RQRunner on `$SAMLAB_STORE_URL`, or None when it is not set (then core.jobs' in-process runner)."""
+    """An RQRunner on `$SAMLAB_STORE_URL`, or None when it is not set (then serve.jobs' in-process runner)."""
     url = os.environ.get(ENV_URL, "").strip()
     return RQRunner(url) if url else None
 
@@ -244,7 +244,7 @@ def work(url: str, lanes: tuple[str, ...] = ("gpu",), burst: bool = False) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.rqjobs", description="The hall's job worker.")
+    p = argparse.ArgumentParser(prog="python -m serve.rqjobs", description="The hall's job worker.")
     p.add_argument("command", choices=["worker"])
     p.add_argument("--url", default=os.environ.get(ENV_URL, "redis://127.0.0.1:6392/0"))
     p.add_argument("--lane", action="append", choices=LANES, help="lane(s) to serve (default: gpu)")

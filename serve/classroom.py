@@ -4,7 +4,7 @@ A lecturer opens a ROOM for an `Experiment`: what varies over a grid (ρ, or the
 budget) with everything else fixed. Each student joins with the room code, is assigned a setting (round robin
 over the grid, so the grid fills evenly) or picks one, and presses run. The SERVER computes the run from the
 experiment and the setting, through the same core functions the pages use (core.toy.simulate + core.toy.measure,
-core.cifar.train), and stores it once (core/roomstore.py). Nothing a client sends is taken as a result: the
+core.cifar.train), and stores it once (serve/roomstore.py). Nothing a client sends is taken as a result: the
 client sends only the room code, its student id, its run index and (in "choice" rooms) the setting's index.
 
 What is pooled, per setting of the grid:
@@ -48,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core import stats
-from core.roomstore import Room, Run, StoreUnavailable
+from serve.roomstore import Room, Run, StoreUnavailable
 
 # Room codes: a readable alphabet (no 0/O, no 1/I), 32 symbols → 5 bits each; 8 of them = 40 bits.
 ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

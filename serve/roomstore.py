@@ -19,7 +19,7 @@ checks against a real SQLite file and a real redis-server:
 * a reset starts a new epoch: runs of older epochs are never read again (a run still computing while the
   lecturer resets lands in the old epoch, so it cannot leak into the new one).
 
-The store knows nothing about permissions or experiments: core/classroom.py decides who may do what.
+The store knows nothing about permissions or experiments: serve/classroom.py decides who may do what.
 Every backend failure (file not writable, Redis down) becomes `StoreUnavailable`, one line for the user.
 """
 
@@ -50,7 +50,7 @@ class Room:
 
     code: str
     secret_hash: str
-    experiment: dict              # core.classroom.Experiment.to_dict()
+    experiment: dict              # serve.classroom.Experiment.to_dict()
     created: float                # unix seconds
     expires: float                # unix seconds; the room takes nothing after it
     state: str = "open"           # "open" | "closed"

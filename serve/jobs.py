@@ -11,8 +11,8 @@ The CIFAR page trains in the background so the page stays usable. On a shared se
 A job is a callable `fn(report, should_stop) -> result`: it calls `report(dict)` with progress
 (e.g. one dict per epoch) and checks `should_stop()` often, returning early when it is true.
 
-Under `make hall` `default_runner()` is core/rqjobs.py's RQRunner instead: the same interface over one RQ
-queue per lane in the hall's Redis store, so N replicas still run one GPU job at a time.
+Under `make hall` the process's runner (serve/runner.py) is serve/rqjobs.py's RQRunner instead: the same
+interface over one RQ queue per lane in the hall's Redis store, so N replicas still run one GPU job at a time.
 """
 
 from __future__ import annotations
@@ -235,23 +235,3 @@ class JobRunner:
         for t in self.threads():
             t.join(max(0.0, end - time.monotonic()))
         return not self.threads()
-
-
-_DEFAULT: JobRunner | None = None
-_DEFAULT_LOCK = threading.Lock()
-
-
-def default_runner() -> JobRunner:
-    """The process-wide runner shared by all sessions (so 'one GPU job at a time' holds server-wide).
-    Under `make hall` ($SAMLAB_STORE_URL set) it is the hall's RQ queue (core.rqjobs.RQRunner), shared by
-    every replica, so 'one GPU job at a time' holds hall-wide; its jobs must be importable functions."""
-    global _DEFAULT
-    with _DEFAULT_LOCK:
-        if _DEFAULT is None:
-            from core.rqjobs import runner_from_env
-
-            _DEFAULT = runner_from_env()
-        if _DEFAULT is None:
-            # finished runs hold weights: keep the newest 50; one click may queue all 7 optimizers
-            _DEFAULT = JobRunner(max_kept=50, max_queued_per_owner=8)
-        return _DEFAULT

@@ -6,7 +6,7 @@ Two pages at the URL paths of the escape and valley labs, each with a ρ slider 
 Plotly line of 200 points (key "main_chart") that ρ changes. No simulation, no other element. What
 bench/load.py measures on it is the cost of the harness itself (ten headless chromiums on the same
 two cores) plus Streamlit's own rerun and redraw: no page of SAM Lab can be faster than this, so it
-is run next to the real app, in the same session, to tell the app's share from the machine's.
+is run next to the real app, in the same sitting, to tell the app's share from the machine's.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ before and after. `--think` is the mean pause between a student's redraw and the
 (uniform in [0.5, 1.5] × think; the first change of a page waits [0, think]: students drift apart).
 
 `--app bench/floor_app.py` runs the same harness on a one-chart app: the floor set by the machine
-and the harness, to compare with in the same session.
+and the harness, to compare with in the same sitting.
 
 Phase 2: `--configs` distinct configs requested through page loads (escape and valley in turn,
 ρ = 0.005, 0.010, ... from the URL; seed varied when ρ runs out), `--workers` at a time, with the

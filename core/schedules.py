@@ -210,8 +210,8 @@ class AESAMRule:
     A large ‖g‖² relative to its recent values marks a sharp region, where SAM pays off. With λ₁ < λ₂
     SAM fires more often late in training. The paper models ‖g‖² as Gaussian, so P(SAM) ≈ 1 − Φ(c_t).
     What could be checked here: the statistic, the running mean/variance with the current sample, the
-    linear threshold schedule and the decision (the abstract, the paper's introduction and the summary
-    pages the search tools reached). Not confirmed from the paper's text: δ = 0.9 and (λ₁, λ₂) = (−1, 1)
+    linear threshold schedule and the decision (from the abstract, the paper's introduction and published
+    summaries of it). Not confirmed from the paper's text: δ = 0.9 and (λ₁, λ₂) = (−1, 1)
     (theory.md §7's guesses, the defaults here), and the initial μ, σ: here μ starts at the first sample
     and σ² at 0, so step 0 is always a SAM step for a finite threshold (s₀ ≥ s₀).
     Limits (tests): λ₁ = λ₂ = −∞ is SAM, +∞ is SGD.

@@ -6,7 +6,7 @@ Claims:
    others wait in the queue; all three finish, and a reload of the same ?lab= lists them with device cuda.
 3. The escape experiment runs on the GPU lane with the airbench net and draws its result.
 
-Run on the device tool (streamlit and plotly travel as wheels; see BENCHMARKS.md's GPU section):
+Run on a CUDA machine (streamlit and plotly installed from wheels; see BENCHMARKS.md's GPU section):
     python3 -m pytest -q tests/test_gpu_page.py
 """
 

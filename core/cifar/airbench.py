@@ -3,7 +3,7 @@
 Evidence (theirs, not ours): airbench94 reaches 94.01% mean test accuracy over n = 1000 runs of 9.9 epochs
 with TTA, in 3.83 s on an A100 (github.com/KellerJordan/cifar10-airbench, legacy/airbench94.py; Jordan 2024,
 "94% on CIFAR-10 in 3.29 seconds on a single GPU", arXiv:2404.00498).
-Not yet measured here: no GPU was lent to the session that wrote this module, so its accuracy on our JPEG copy
+Not yet measured here: no GPU run of this net has been made, so its accuracy on our JPEG copy
 of CIFAR-10, its speed on our H100, and SAM/PSAM on it are open (BENCHMARKS.md, "airbench net"; the device
 script bench/gpu_session.sh measures them). On the CPU we only check that each piece does what it says
 (tests/test_airbench.py).

@@ -63,8 +63,8 @@ class CifarData:
 
 
 def resolve(spec: str) -> Path:
-    """'builtin' → the mini subset in the repo; 'full' → data/full (the 60k JPEG archive, if a
-    session copied it there); anything else is a path."""
+    """'builtin' → the mini subset in the repo; 'full' → data/full (the 60k JPEG archive, if one
+    was copied there); anything else is a path."""
     spec = (spec or "builtin").strip()
     if spec == "builtin":
         return BUILTIN

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The CIFAR GPU session in ONE script (issue 4): run it on an H100 with the device tool, e.g.
-#   run(command="bash bench/gpu_session.sh", carry=["data/full"], timeout_s=600)
-# after copying the full set:  mkdir -p data/full && cp /work/shared/data/cifar10-jpeg.tar.gz data/full/
+# The CIFAR GPU session in ONE script (issue 4): run it on an H100 from the repository root, e.g.
+#   DEADLINE=600 bash bench/gpu_session.sh
+# after copying the full set:  mkdir -p data/full && cp <path>/cifar10-jpeg.tar.gz data/full/
 # It writes recorded runs (JSON) into $OUT (copy them to data/runs/ afterwards) and prints a summary.
 #
 # Steps and wall-time estimate on one H100 (fast net: SGD ≈ 98k img/s at batch 500, SAM ≈ 2.2× the time):
@@ -16,12 +16,12 @@
 #   7. escape: SGD 10k × 10 epochs, then 2 epochs each of SGD and SAM at ρ 0.05/0.1/0.2   ~25 s
 #   8. bench/gpu_step_probe.py: the step eager vs captured in a CUDA graph (is it launch-bound?)   ~35 s
 #   total ≈ 8 min (7 min 23 s on 2026-11-26, before 3b's batch 2000 and step 8). The seeds are sized from the measured throughput and the time left before DEADLINE
-#   (default 600 s, the device call's timeout_s); FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
+#   (default 600 s, the run's wall-clock limit); FIXED_SEEDS=1 SEEDS_10K=5 SEEDS_50K=3 forces them.
 #
 #   bash bench/gpu_session.sh --dry-run   runs every step on the CPU with tiny sizes (tests/test_cifar_train.py does).
 #
-# Issue 15, the airbench net, is a part of its own (the two do not fit in one device call together):
-#   run(command="bash bench/gpu_session.sh airbench", carry=["data/full"], timeout_s=560)
+# Issue 15, the airbench net, is a part of its own (the two do not fit in one 10-minute run together):
+#   bash bench/gpu_session.sh airbench        # within a 560 s wall-clock limit
 # runs the CUDA and data checks above, then bench/airbench_session.py (warm-up; the thesis table at rho 0.05
 # on 50k x 10 epochs at batch 1024 with TTA, SGD/SAM/PSAM/late SAM x 5 seeds (>= 3); a torch.profiler table of
 # the SGD and SAM steps; SAM at rho 0.02 and 0.1; escape x 3 seeds; the budget-tournament methods with the time
@@ -42,7 +42,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session.log") 2>&1   # the whole log comes back with $OUT, even after a timeout
 SEEDS_10K=${SEEDS_10K:-5}
 SEEDS_50K=${SEEDS_50K:-3}
-DEADLINE=${DEADLINE:-600}   # the device call's timeout_s: the table seeds are sized to the time left
+DEADLINE=${DEADLINE:-600}   # the run's wall-clock limit: the table seeds are sized to the time left
 FAILED=()
 # step NAME COMMAND...: run one step, time it, and remember a failure instead of stopping.
 step() {
@@ -155,7 +155,7 @@ step "throughput, torch.compile" timeout "${COMPILE_CAP:-120}" $PY -m core cifar
   --sharpness-iters 0 --trace-samples 0 --compile --record --note "$NOTE_T; torch.compile" \
   --out "$OUT/${TAG}throughput_compiled.json"
 if [ -z "${DRY:-}" ] && [ -z "${FIXED_SEEDS:-}" ] && [ -e "$OUT/${TAG}throughput.json" ]; then
-  # Size the seeds to the measured speed so the whole script stays inside the device call's DEADLINE
+  # Size the seeds to the measured speed so the whole script stays inside its DEADLINE
   # (600 s): each table gets ~45% of what is left after the throughput step, minus a minute.
   # A seed of the table costs SGD 1 + SAM 2 + PSAM 1.3 + late SAM 1.3 = 5.6 passes over N·E images,
   # plus ~4 s per run for evaluation and λ_max.

@@ -10,8 +10,11 @@ hall:
    `CODE_VERSION` (a hash of the engine's source, core/) and the source of the cached function itself (a
    page's function lives in pages/), so a changed simulator never serves a stale result and two different
    checkouts never mix, while an edit to a chart or a caption leaves the cache valid.
-2. A hit returns the stored value (pickled; it comes from our own Redis on loopback or a private
-   network, never from users).
+2. A hit returns the stored value, in serve/safecodec.py's format (JSON and raw array bytes, decoded only
+   into an allow-list of result types; never pickle: whoever can write to Redis must not run code here).
+   A value that is not in that format (a planted pickle, a type outside the allow-list) is refused, logged
+   once per process, and recomputed; the computed value replaces it. A value the format cannot carry is
+   returned but not stored (logged once).
 3. On a miss the process takes a short lock on the key (`SET key:lock NX PX`, the "single flight"
    pattern of the Redis docs) and computes; any other process that misses while the lock is held
    waits for the value instead of computing it too. A lock whose holder died expires after `lock_ms`.
@@ -33,13 +36,14 @@ import hashlib
 import inspect
 import logging
 import os
-import pickle
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from serve import safecodec
 
 log = logging.getLogger("samlab.sharedcache")
 
@@ -100,6 +104,8 @@ class SharedCache:
         self._errors = (redis.RedisError, OSError)
         self._down_until = 0.0  # while Redis is known to be down, compute locally without trying it
         self._logged = False
+        self._logged_refused = False
+        self._logged_unstorable = False
         self._mutex = threading.Lock()
 
     # --------------------------------------------------------------------------- health
@@ -113,6 +119,22 @@ class SharedCache:
                 log.warning("shared cache %s unreachable (%s); computing locally", self.url,
                             str(err).splitlines()[0] if str(err) else type(err).__name__)
                 self._logged = True
+
+    def _refused(self, key: str, err: Exception) -> None:
+        """A stored value that is not in the safe format: counted, logged once per process, never decoded."""
+        self._count("refused")
+        with self._mutex:
+            if not self._logged_refused:
+                log.warning("shared cache: refused the value under %s (%s); recomputing it", key, err)
+                self._logged_refused = True
+
+    def _decode(self, key: str, raw: bytes):
+        """(True, value) or (False, None) when the stored bytes are refused."""
+        try:
+            return True, safecodec.decode(raw)
+        except safecodec.Refused as e:
+            self._refused(key, e)
+            return False, None
 
     def _count(self, what: str) -> None:
         try:
@@ -130,8 +152,11 @@ class SharedCache:
         try:
             raw = self.redis.get(key)
             if raw is not None:
-                self._count("hit")
-                return pickle.loads(raw)
+                ok, value = self._decode(key, raw)
+                if ok:
+                    self._count("hit")
+                    return value
+                self.redis.delete(key)  # refused: recomputed below, and the computed value replaces it
             token = uuid.uuid4().hex
             if self.redis.set(key + ":lock", token, nx=True, px=self.lock_ms):
                 return self._compute(key, token, fn, args)
@@ -147,7 +172,16 @@ class SharedCache:
         try:
             value = fn(*args)  # the function's own errors propagate, as without a cache
             try:
-                self.redis.set(key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+                data = safecodec.encode(value)
+            except safecodec.Unstorable as e:  # returned, not shared
+                self._count("unstorable")
+                with self._mutex:
+                    if not self._logged_unstorable:
+                        log.warning("shared cache: %s is not stored (%s)", key, e)
+                        self._logged_unstorable = True
+                return value
+            try:
+                self.redis.set(key, data)
                 self._count("computed")
             except self._errors as e:
                 self._went_down(e)
@@ -169,8 +203,11 @@ class SharedCache:
             delay = min(0.1, delay * 1.5)
             raw = self.redis.get(key)
             if raw is not None:
+                ok, value = self._decode(key, raw)
+                if not ok:
+                    return None
                 self._count("waited")
-                return pickle.loads(raw)
+                return value
             if not self.redis.exists(key + ":lock"):
                 return None
         return None

@@ -7,14 +7,20 @@ Claims:
 2. each owner sees its queue position (0 running, n ≥ 1 queued) and only its own jobs;
 3. cancel: a queued job leaves the queue and never runs; a running one stops at its next check and keeps its
    partial result (status "cancelled"), as with the in-process runner;
-4. the CIFAR page's jobs are importable (they pickle by reference), as RQ requires; a closure is refused with
-   a clear message instead of failing in the worker;
+4. a job names its function from an allow-list (core/cifar/tasks.py; this file's timed_task is added through
+   $SAMLAB_JOB_TASKS, as the worker's environment says): the CIFAR page's jobs go, a closure or another
+   function is refused with a clear message instead of failing in the worker;
+6. nothing read from the store is unpickled: a crafted pickle planted as a job's data (or a JSON job naming
+   another function) is refused by the worker, logged once, and never runs (its marker file is never made);
+   a result and progress rows travel in serve/safecodec's format, the weights of a CIFAR run included.
 5. default_runner() is the RQ runner when SAMLAB_STORE_URL is set, the in-process one otherwise.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import pickle
 import subprocess
 import sys
 import time
@@ -23,7 +29,7 @@ import pytest
 
 from serve.hall import REPO, Hall, HallConfig, binary, free_ports
 from serve.jobs import JobError, JobRunner
-from serve.rqjobs import RQRunner
+from serve.rqjobs import ENV_TASKS, RQRunner
 
 pytestmark = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
 
@@ -41,8 +47,23 @@ def timed_task(seconds: float, tag: str, report, should_stop) -> dict:
     return {"tag": tag, "start": t0, "end": time.time(), "steps": steps}
 
 
+TIMED = "tests.test_hall_rq:timed_task"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def allow_the_test_task():
+    """This file's timed_task joins the allow-list, in this process and (inherited) in the workers it starts."""
+    before = os.environ.get(ENV_TASKS)
+    os.environ[ENV_TASKS] = TIMED
+    yield
+    if before is None:
+        os.environ.pop(ENV_TASKS, None)
+    else:
+        os.environ[ENV_TASKS] = before
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, allow_the_test_task):
     base = free_ports(2)
     h = Hall(HallConfig(replicas=1, cache_port=base, store_port=base + 1,
                         store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=False))
@@ -103,21 +124,29 @@ def test_cancel_a_running_job_keeps_its_partial_result(store):
     assert r.cancel_owner("carol") == 0  # nothing left to cancel
 
 
-def test_a_closure_is_refused_with_a_message(store):
+def test_a_closure_or_another_function_is_refused_with_a_message(store):
     r = RQRunner(store.cfg.store_url)
     with pytest.raises(JobError, match="not importable"):
         r.submit("dave", lambda report, should_stop: 1, lane="gpu")
+    with pytest.raises(JobError, match="not importable"):
+        r.submit("dave", functools.partial(os.system, "true"), lane="gpu")
+    assert r.jobs("dave") == []
 
 
-def test_the_cifar_pages_jobs_are_importable():
-    import pickle
-
+def test_the_cifar_pages_jobs_are_allowed_tasks():
     from core.cifar import tasks
+    from core.cifar.profiles import EscapeConfig
     from core.cifar.train import TrainConfig
+    from serve import safecodec
+    from serve.rqjobs import job_call
 
-    job = functools.partial(tasks.train_task, TrainConfig())
-    back = pickle.loads(pickle.dumps(job))
-    assert back.func is tasks.train_task and back.args == (TrainConfig(),)
+    name, args = job_call(functools.partial(tasks.train_task, TrainConfig()))
+    assert name == "core.cifar.tasks:train_task"
+    import base64
+
+    assert safecodec.decode(base64.b64decode(args)) == (TrainConfig(),)
+    name, _ = job_call(functools.partial(tasks.escape_task, TrainConfig(), EscapeConfig()))
+    assert name == "core.cifar.tasks:escape_task"
     src = (REPO / "pages" / "cifar.py").read_text()
     assert "functools.partial(tasks.train_task" in src and "functools.partial(tasks.escape_task" in src
 
@@ -169,3 +198,64 @@ def test_the_cifar_page_on_the_halls_queue(store, monkeypatch, one_torch_thread)
     again = run_page("pages/cifar.py", lab=owner_a, **params)  # a reload, maybe on another replica
     table = again.dataframe[0].value
     assert len(table) == 1 and table["status"].iloc[0] == "done"
+
+
+class Boom:
+    """Unpickling this creates `path` (what an attacker's payload would do, harmlessly)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_planted_pickle_job_is_refused_logged_once_and_never_runs(store, tmp_path):
+    """Who can write to the store plants (a) a job whose data is a crafted pickle, (b) a JSON job naming
+    os.system, (c) a pickle under a real job's result key and progress list. Nothing runs; the worker
+    refuses each once (its log) and keeps serving: a real job after them is done."""
+    import redis
+    from rq import Queue
+
+    r = redis.Redis.from_url(store.cfg.store_url)
+    marker = tmp_path / "pwned"
+    planted = Queue("samlab-gpu", connection=r)  # RQ's default (pickle) serializer: the attacker's choice
+    bad = planted.enqueue_call(open, args=(str(marker), "w"))
+    r.hset(f"rq:job:{bad.id}", "data", pickle.dumps(Boom(marker)))
+    from rq.serializers import JSONSerializer
+
+    json_q = Queue("samlab-gpu", connection=r, serializer=JSONSerializer)
+    named = json_q.enqueue_call("os.system", args=(f"touch {marker}",))
+    runner = RQRunner(store.cfg.store_url)
+    good = runner.submit("frank", functools.partial(timed_task, 0.3, "after"), lane="gpu", label="after")
+    view = runner.wait("frank", good, timeout=60)
+    assert view is not None and view.status == "done" and view.result["tag"] == "after"
+    assert not marker.exists()
+    assert runner.get("frank", bad.id) is None  # not frank's (its meta is not even readable)
+    for job_id in (bad.id, named.id):
+        status = r.hget(f"rq:job:{job_id}", "status")
+        assert status == b"failed", (job_id, status)
+    log = store.procs["rq-gpu"].log.read_text()
+    assert log.count(f"refused job {bad.id}") == 1 and log.count(f"refused job {named.id}") == 1, log[-2000:]
+    # (c) a pickle under a finished job's result key and in its progress list: refused, never decoded
+    r.set(f"samlab:jobs:{good}:result", pickle.dumps(Boom(marker)))
+    r.rpush(f"samlab:jobs:{good}:progress", pickle.dumps(Boom(marker)))
+    again = runner.get("frank", good)
+    assert again.status == "failed" and "refused" in again.error and again.result is None
+    assert len(again.progress) == len(view.progress)  # the planted row is skipped
+    assert not marker.exists()
+
+
+def test_a_cifar_result_with_its_weights_travels_without_pickle():
+    """train_task's result (a dict with the state dict of tensors) in safecodec's format: equal tensors back."""
+    import torch
+
+    from core.cifar.models import TinyCNN
+    from serve import safecodec
+
+    state = TinyCNN().state_dict()
+    back = safecodec.decode(safecodec.encode({"result": {"acc": 0.5, "history": [1.0, 2.0]}, "state": state}))
+    assert back["result"] == {"acc": 0.5, "history": [1.0, 2.0]}
+    assert list(back["state"]) == list(state)
+    for k, v in state.items():
+        assert back["state"][k].dtype == v.dtype and torch.equal(back["state"][k], v)

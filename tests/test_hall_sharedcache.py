@@ -188,3 +188,69 @@ def test_a_malformed_url_disables_the_shared_level(monkeypatch):
     calls = []
     assert shared_call("square", counting(calls), 8.0)["x"] == 8.0
     assert calls == [8.0]
+
+
+class Boom:
+    """Unpickling this creates `path` (what an attacker's payload would do, harmlessly)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_planted_pickle_is_refused_logged_once_and_recomputed(cache, tmp_path, caplog):
+    """Who can write to the cache Redis plants a crafted pickle under the key a replica will read: it is never
+    unpickled (the marker file is not made), the refusal is logged once, the value is recomputed and replaces
+    the planted bytes, and the next call is an ordinary hit."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+    calls = []
+    fn = counting(calls)
+    key = cache_key("planted", (5.0,), fn)
+    cache.redis.set(key, pickle.dumps(Boom(marker)))
+    cache._logged_refused = False
+    with caplog.at_level(logging.WARNING, logger="samlab.sharedcache"):
+        a = cache.get_or_compute("planted", fn, 5.0)
+        cache.redis.set(key, pickle.dumps(Boom(marker)))  # planted again: refused again, not logged again
+        b = cache.get_or_compute("planted", fn, 5.0)
+    assert not marker.exists()
+    assert a["x"] == b["x"] == 5.0 and calls == [5.0, 5.0]  # recomputed each time
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in caplog.records]
+    assert cache.redis.get(key).startswith(b"SAMLAB1")  # the computed value replaced the planted one
+    assert cache.get_or_compute("planted", fn, 5.0)["x"] == 5.0 and calls == [5.0, 5.0]  # a hit
+    assert cache.stats()["refused:t1"] == 2
+
+
+def test_the_halls_cached_results_round_trip_in_the_safe_format():
+    """What the pages cache through the hall (simulate's SimResult, measure's statistics, theory's exact chain,
+    tuples of arrays, None) comes back equal from serve/safecodec; a type outside the allow-list is not stored."""
+    from core.toy import measure, theory
+    from core.toy.simulate import SimConfig, simulate
+    from serve import safecodec
+
+    cfg = SimConfig(landscape="double_well_1d", rhos=(0.0, 0.05), particles=20, steps=200, seed=3)
+    res = simulate(cfg)
+    stats = measure.escape_stats(res.first_passage[0], cfg.steps, n_boot=20, seed=cfg.seed)
+    t, s = measure.survival_curve(res.first_passage[0], cfg.steps)
+    chain = theory.exact_chain_valley(1.0, 4.0, 0.1, 0.5, 0.05, n=101)
+    value = (res, [stats], [(t, s)], chain, None, 3, float("nan"), {"k": np.float64(0.25)})
+    back = safecodec.decode(safecodec.encode(value))
+    assert back[0].config == cfg and type(back[0]) is type(res)
+    for f in ("paths", "first_passage", "final", "sam_mask", "occupancy"):
+        np.testing.assert_array_equal(getattr(back[0], f), getattr(res, f))
+        assert getattr(back[0], f).dtype == getattr(res, f).dtype
+    assert back[1][0].to_dict() == stats.to_dict()
+    np.testing.assert_array_equal(back[2][0][1], s)
+    np.testing.assert_array_equal(back[3].density, chain.density)
+    assert back[4] is None and back[5] == 3 and np.isnan(back[6]) and back[7] == {"k": 0.25}
+    with pytest.raises(safecodec.Unstorable):
+        safecodec.encode(np.array([object()]))
+    with pytest.raises(safecodec.Refused):
+        safecodec.decode(safecodec.encode({"x": 1}).replace(b'"x"', b'"y"', 1)[:-1] + b"{")
+    forged = safecodec.encode(cfg).replace(b"core.toy.simulate:SimConfig", b"subprocess:Popen_____xxxxxx")
+    with pytest.raises(safecodec.Refused, match="not allowed"):
+        safecodec.decode(forged)

@@ -18,7 +18,7 @@ import functools
 
 import streamlit as st
 
-from core.schedules import for_optimizer
+from core.methods import for_optimizer
 from serve.sharedcache import shared_call
 
 # Bounded caches: a toy SimResult with the default display sizes is well under 1 MB.

@@ -19,7 +19,8 @@ tests/test_url_fuzz.py runs each page once, records which parser each of its wid
 options and default, and fuzzes exactly those calls.
 
 Public API (used by every page):
-    rho_slider, number_slider, lr_slider, number_input, choice, multi_choice, toggle, text_input, lazy_tabs,
+    rho_slider, grid_rho (a ρ that moves in the browser), number_slider, lr_slider, number_input, choice,
+    multi_choice, toggle, text_input, lazy_tabs,
     landscape_select, optimizer_multiselect, schedule_controls, noise_controls,
     sim_config (build a capped SimConfig in one call), cap_request, notice, download_data
     (json_export / csv_export build its files),
@@ -37,7 +38,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core.jsonable import to_jsonable
 from core.limits import LIMITS, clamp
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 
 from .theme import LABELS
 
@@ -374,6 +375,21 @@ def rho_slider(label: str = "ρ (SAM radius)", *, key: str = "rho", lo: float = 
     help = help or "Radius of the ball in which SAM looks for the worst nearby loss: ε = ρ·∇L/‖∇L‖."
     return number_slider("rho", label, key=key, lo=lo, hi=hi, default=default, step=step,
                          fmt="%.3f", help=help, container=container)
+
+
+def grid_rho(slider) -> float:
+    """The ρ of a page whose ρ moves in the browser (app/rhogrid.Slider, drawn by app/components/rhochart): read
+    from the URL once (app/rhogrid.snap: off the grid, outside it, NaN or text → the nearest step or the default,
+    with a notice), then kept in st.session_state[slider.key], where the browser's releases put it, and written
+    back to the URL after each run. Always a step of the grid."""
+    from .rhogrid import snap
+
+    key = slider.key
+    _init(key, lambda raw: snap(raw, slider.rhos, slider.default, label=slider.label.split(" ")[0]))
+    value = slider.rhos[slider.nearest(float(st.session_state[key]))]  # a value kept from another page's grid
+    st.session_state[key] = value
+    _sync(key, value, slider.default)
+    return value
 
 
 def lr_default_for(stable_lr: float | None, cap: float = 0.05, options: Sequence[float] = LR_OPTIONS) -> float:

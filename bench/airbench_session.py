@@ -39,7 +39,7 @@ from core.cifar.profiles import EscapeConfig, escape  # noqa: E402
 from core.cifar.train import TrainConfig, common_hardware, hardware_info, train  # noqa: E402
 from core.device import pick_device  # noqa: E402
 from core.jsonable import to_jsonable  # noqa: E402
-from core.schedules import OPTIMIZERS  # noqa: E402
+from core.methods import OPTIMIZERS  # noqa: E402
 
 CORE = ("sgd", "sam", "psam", "late_sam")
 TOURNAMENT = tuple(o for o in OPTIMIZERS if o not in CORE + ("asam",))

@@ -152,7 +152,7 @@ def run_escape(args) -> dict:
 
 
 def run_valley(args) -> dict:
-    from core.schedules import OPTIMIZERS
+    from core.methods import OPTIMIZERS
     from core.toy import measure, theory
     from core.toy.simulate import simulate
 

@@ -27,6 +27,13 @@ counts the closure's forward-backward passes), so they drop into any training lo
 
 Both take their perturbation from `sam_perturbation`, the one SAM step. Pass `model=` to `step` to keep
 BatchNorm's running statistics frozen on a perturbed pass (`frozen_bn_stats`).
+
+ONE `step(closure, model)` (SAM.step) serves every optimizer here and every schedule: a first pass at the point
+the optimizer chooses (`_first_point`: w, or Momentum-SAM's w̃), then either SAM's second pass at w + ε or a
+one-pass update (`_one_pass_step`: the base step; LookSAM's reuse step; Momentum-SAM's return to w). Which it
+is, `_takes_second_pass` says: always for SAM; a fixed mask (PSAM, late SAM, every-k, random, SS-SAM,
+Composer); AE-SAM's rule on ‖g‖² after the first pass; LookSAM's period; never for Momentum-SAM. The trainers
+call only `step`; `last_was_sam` and `grad_evals` say what it did.
 """
 
 from __future__ import annotations
@@ -86,6 +93,11 @@ class SAM(torch.optim.Optimizer):
     or call the two halves yourself: `first_step()` (w → w + ε) and `second_step()` (back to w,
     then the base optimizer's update with the gradient taken at w + ε).
     `sgd_step()` skips the ascent, for schedules that use SAM only on some steps.
+
+    Which steps are SAM steps (`step` decides; step t counts from 0 in `steps_taken`):
+      mask  a boolean array, SAM where mask[t] (a fixed schedule, core.schedules.Schedule.mask); past its end none
+      rule  an object with `decide(s, t)`, asked after the first pass with s = ‖g‖² (AE-SAM, core.schedules.AESAMRule)
+      neither: every step (SAM, ASAM).
     """
 
     def __init__(
@@ -94,6 +106,8 @@ class SAM(torch.optim.Optimizer):
         base_optimizer_class: type[torch.optim.Optimizer],
         rho: float = 0.05,
         adaptive: bool = False,
+        mask=None,
+        rule=None,
         **base_kwargs,
     ):
         if not rho >= 0.0:  # also refuses NaN
@@ -103,7 +117,10 @@ class SAM(torch.optim.Optimizer):
         self.base_optimizer = base_optimizer_class(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
+        self.mask, self.rule = mask, rule
         self.grad_evals = 0  # forward-backward passes taken by `step` (closure calls)
+        self.steps_taken = 0  # updates made (second_step, sgd_step, LookSAM's reuse_step): the step index t
+        self.last_was_sam = False  # whether the last `step` took the second pass
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
@@ -132,6 +149,7 @@ class SAM(torch.optim.Optimizer):
                 if "w" in self.state[p]:
                     p.copy_(self.state[p].pop("w"))
         self.base_optimizer.step()
+        self.steps_taken += 1
         if zero_grad:
             self.zero_grad()
 
@@ -139,20 +157,44 @@ class SAM(torch.optim.Optimizer):
     def sgd_step(self, zero_grad: bool = False) -> None:
         """A plain base-optimizer step with the gradient already at w (no ascent)."""
         self.base_optimizer.step()
+        self.steps_taken += 1
         if zero_grad:
             self.zero_grad()
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None,
              model: torch.nn.Module | None = None) -> torch.Tensor:
-        """One full SAM step. The closure must zero the gradients, run forward and backward on
-        the same minibatch, and return the loss; it is called twice (two gradient evaluations).
-        With `model`, its BatchNorm running statistics stay frozen on the pass at w + ε."""
+        """One step of any optimizer of this module. The closure must zero the gradients, run forward and
+        backward on the same minibatch, and return the loss; it is called once, or twice on a SAM step (each
+        call a gradient evaluation, counted in `grad_evals`). With `model`, its BatchNorm running statistics
+        stay frozen on the pass at w + ε. Returns the first pass's loss (at w; Momentum-SAM: at w̃)."""
         closure = self._counted(closure)
-        loss = closure()  # pass 1 at w
-        self.first_step()
-        self._perturbed_pass(closure, model)  # pass 2 at w + ε
-        self.second_step()
+        self._first_point()
+        loss = closure()  # pass 1
+        take = self._takes_second_pass()
+        if take:
+            self.first_step()
+            self._perturbed_pass(closure, model)  # pass 2 at w + ε
+            self.second_step()
+        else:
+            self._one_pass_step()
+        self.last_was_sam = take
         return loss
+
+    def _first_point(self) -> None:
+        """Where pass 1 runs: at w (Momentum-SAM moves to w̃ first)."""
+
+    def _takes_second_pass(self) -> bool:
+        """Whether step `steps_taken` is a SAM step: the rule (asked with ‖g‖² of pass 1), the mask, or always."""
+        t = self.steps_taken
+        if self.rule is not None:
+            return bool(self.rule.decide(grad_sq_norm(self.param_groups), t))
+        if self.mask is not None:
+            return bool(self.mask[t]) if t < len(self.mask) else False
+        return True
+
+    def _one_pass_step(self) -> None:
+        """The update of a step without a second pass: the base step with the gradient at w."""
+        self.sgd_step()
 
     def _counted(self, closure):
         """The closure with gradients enabled, counting each call in `grad_evals`."""
@@ -252,7 +294,6 @@ class LookSAM(SAM):
             raise ValueError(f"LookSAM's alpha must be a non-negative number, got {alpha!r}")
         super().__init__(params, base_optimizer_class, rho=rho, adaptive=False, **base_kwargs)
         self.k, self.alpha = k, float(alpha)
-        self.steps_taken = 0
 
     @property
     def next_is_sam(self) -> bool:
@@ -278,7 +319,6 @@ class LookSAM(SAM):
             for p, g_v in zip(params, orthogonal_part(g, [p.grad for p in params])):
                 self.state[p]["g_v"] = g_v
         super().second_step(zero_grad)
-        self.steps_taken += 1
 
     @torch.no_grad()
     def reuse_step(self, zero_grad: bool = False) -> None:
@@ -294,19 +334,11 @@ class LookSAM(SAM):
             self.zero_grad()
         self.steps_taken += 1
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None,
-             model: torch.nn.Module | None = None) -> torch.Tensor:
-        """One LookSAM step: two closure calls on a SAM step, one otherwise. Returns the loss at w."""
-        closure = self._counted(closure)
-        sam = self.next_is_sam
-        loss = closure()  # pass 1 at w
-        if sam:
-            self.first_step()
-            self._perturbed_pass(closure, model)  # pass 2 at w + ε
-            self.second_step()
-        else:
-            self.reuse_step()
-        return loss
+    def _takes_second_pass(self) -> bool:
+        return self.next_is_sam
+
+    def _one_pass_step(self) -> None:
+        self.reuse_step()
 
 
 class MomentumSAM(SAM):
@@ -363,15 +395,25 @@ class MomentumSAM(SAM):
                 self.state[p]["w"] = p.detach().clone()
                 p.add_(e)
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None,
-             model: torch.nn.Module | None = None) -> torch.Tensor:
-        """One Momentum-SAM step: one closure call, at w̃. Returns that loss (at w̃, not at w).
-        `model` is accepted for a common call signature; BatchNorm is not frozen (see the class docstring)."""
-        closure = self._counted(closure)
+    # One step (SAM.step): perturb to w̃, the one pass there (BatchNorm not frozen: see the class docstring),
+    # back to w and the base step with ∇L_B(w̃). Its loss is the one at w̃, not at w.
+    def _first_point(self) -> None:
         self.perturb()
-        loss = closure()  # the one pass, at w̃
-        self.second_step()  # back to w, base step with ∇L_B(w̃)
-        return loss
+
+    def _takes_second_pass(self) -> bool:
+        return False
+
+    def _one_pass_step(self) -> None:
+        self.second_step()
+
+
+@torch.no_grad()
+def grad_sq_norm(param_groups) -> float:
+    """‖g‖² over every parameter with a gradient (one global norm: AE-SAM's statistic). One device sync."""
+    grads = [p.grad for group in param_groups for p in group["params"] if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(sum(g.detach().float().pow(2).sum() for g in grads))
 
 
 _BN_TYPES = (torch.nn.modules.batchnorm._BatchNorm,)

@@ -9,7 +9,7 @@ gradient evaluations (two forward-backward passes), an SGD step one.
     late      late SAM:            t ≥ (1 − f)·T                     (Zhou et al., ICLR 2025)
     every_k   SAM-k throughout:    t mod k = 0
     random    random SAM:          u_t < p, u_t ~ U(0,1) seeded      (RST, Zhao et al. 2022)
-    ss        SS-SAM:              u_t < p(t), p(t) constant, linear or a step   (Zhao, Zhang, Hu 2022)
+    ss        SS-SAM:              u_t < p(t), p(t) constant, linear, a step or a half cosine (Zhao, Zhang, Hu 2022)
     composer  Composer's SAM:      t mod k = k − 1, with ρ scaled by k            (mosaicml/composer)
     looksam   LookSAM:             t mod k = 0 is a SAM step; the others reuse its direction (core.sam.LookSAM)
     msam      Momentum-SAM:        no second pass ever; the one pass is perturbed along the momentum
@@ -21,6 +21,9 @@ For PSAM, S ≈ f·T/k, so the cost is (1 + f/k)/2; f = 0.6, k = 2 gives 0.65, t
 For AE-SAM S is counted from the decisions the run took (AESAMRule.taken); `mask`, `sam_steps` and
 `grad_evals` refuse it with a one-line message, since no schedule can know them before the run.
 The update rules and what was confirmed where: ../shared/docs/theory.md §7 and the docstrings below.
+Which optimizer name runs which schedule, and with which update rule: core/methods.py (the registry).
+The schedule's parameters (`ScheduleParams`) are the one set that Schedule, the toy's SimConfig and the CIFAR
+trainer's TrainConfig all inherit, so each is written once.
 """
 
 from __future__ import annotations
@@ -31,20 +34,40 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("never", "always", "psam", "late", "every_k", "random", "ss", "composer", "looksam", "msam", "ae")
-P_SHAPES = ("constant", "linear", "step")  # SS-SAM's p(t)
+P_SHAPES = ("constant", "linear", "step", "trig")  # SS-SAM's p(t)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleParams:
+    """The parameters of every schedule, declared once. Keyword-only, so that a dataclass inheriting them
+    (Schedule, core.methods.MethodParams → SimConfig, TrainConfig) keeps its own positional fields first and
+    its JSON stays flat (dataclasses.asdict: one key per field, as before)."""
+
+    k: int = 2                       # period: PSAM, every_k, Composer's interval, LookSAM
+    f: float = 0.6                   # PSAM's early fraction (late SAM's fraction in a Schedule of kind "late")
+    p: float = 0.3                   # random SAM's probability; SS-SAM's p at the start
+    p_shape: str = "constant"        # SS-SAM's p(t): constant | linear | step | trig
+    p_end: float | None = None       # SS-SAM's p at the end (linear, trig) or after the switch (step)
+    switch: float = 0.5              # SS-SAM "step": where p changes, as a fraction of the steps
+    lam1: float = -1.0               # AE-SAM's threshold at the end (t = T)
+    lam2: float = 1.0                # AE-SAM's threshold at the start
+    delta: float = 0.9               # AE-SAM's averaging factor for the mean and variance of ‖g‖²
+    scale_rho: bool = True           # Composer: ρ·k (its README's advice); False keeps ρ
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Schedule(ScheduleParams):
     """Which steps use SAM. `k` is the period (PSAM, every_k, Composer's interval, LookSAM), `f` the
     fraction of steps (early for PSAM, late for late SAM), `p` the per-step probability for random SAM
     (SS-SAM: p at the start), `seed` its seed.
 
     SS-SAM (Zhao, Zhang, Hu, "SS-SAM: Stochastic Scheduled Sharpness-Aware Minimization", arXiv 2203.09962):
-    each step a Bernoulli(p(t)) draw decides. `p_shape` "constant" (p), "linear" (p + (p_end − p)·t/T) or
-    "step" (p before `switch`·T, p_end from there). The paper lists constant, piecewise, linear and
-    trigonometric schedules; their exact formulas could not be read here (theory.md §7 marks them
-    unconfirmed), so these are the plain forms of three of them. Confirmed (AE-SAM's paper, introduction):
+    each step a Bernoulli(p(t)) draw decides. `p_shape` "constant" (p), "linear" (p + (p_end − p)·t/T),
+    "step" (p before `switch`·T, p_end from there) or "trig" (a half cosine from p to p_end,
+    p_end + (p − p_end)·(1 + cos(π t/T))/2: flat at both ends, the same mean (p + p_end)/2 as the linear one).
+    The paper (and its ICLR 2023 version, "Randomized Sharpness-Aware Training", RST) lists constant,
+    piecewise, linear and trigonometric scheduling functions; their exact formulas were not available to
+    check (theory.md §7 marks them unconfirmed), so these are the plain forms of the four families. Confirmed (AE-SAM's paper, introduction):
     "SS-SAM selects SAM or ERM according to a Bernoulli trial" each step. The draws u_t are the same as random
     SAM's for the same seed, so SS-SAM with a constant p is random SAM exactly.
 
@@ -52,16 +75,7 @@ class Schedule:
     AESAMRule."""
 
     kind: str = "always"
-    k: int = 2
-    f: float = 0.6
-    p: float = 0.3
     seed: int = 0
-    p_shape: str = "constant"
-    p_end: float | None = None
-    switch: float = 0.5
-    lam1: float = -1.0
-    lam2: float = 1.0
-    delta: float = 0.9
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -96,7 +110,7 @@ class Schedule:
         """Factor on ρ: Composer's SAM scales ρ in proportion to its interval (mosaicml/composer,
         algorithms/sam/README.md: "when adjusting interval, it is best to adjust rho proportionally";
         interval 10 with ρ 0.5 where ρ = 0.05 at interval 1). 1 for every other kind."""
-        return float(self.k) if self.kind == "composer" else 1.0
+        return float(self.k) if self.kind == "composer" and self.scale_rho else 1.0
 
     def p_at(self, t: np.ndarray | int, total_steps: int) -> np.ndarray:
         """SS-SAM's probability p(t) for steps t of T (random SAM: the constant p)."""
@@ -106,6 +120,8 @@ class Schedule:
             return np.full(t.shape, self.p)
         if self.p_shape == "linear":
             return self.p + (p_end - self.p) * t / max(1, total_steps)
+        if self.p_shape == "trig":
+            return p_end + (self.p - p_end) * 0.5 * (1.0 + np.cos(np.pi * t / max(1, total_steps)))
         return np.where(t < self.switch * total_steps, self.p, p_end)
 
     def _refuse_if_state_dependent(self) -> None:
@@ -176,7 +192,7 @@ class Schedule:
             "every_k": f"SAM every {self.k}",
             "random": f"random SAM (p={self.p:g})",
             "ss": f"SS-SAM (p={self.p:g}{shape})",
-            "composer": f"Composer SAM (every {self.k}, ρ×{self.k})",
+            "composer": f"Composer SAM (every {self.k}" + (f", ρ×{self.k})" if self.scale_rho else ")"),
             "looksam": f"LookSAM (k={self.k})",
             "msam": "Momentum-SAM",
             "ae": f"AE-SAM (λ₁={self.lam1:.3g}, λ₂={self.lam2:.3g})",
@@ -253,37 +269,3 @@ class AESAMRule:
         self.taken = self.taken + (int(take) if isinstance(take, bool) else take.long())
         self.steps += 1
         return take
-
-
-# The optimizers users pick by name, each a (schedule kind, adaptive) pair. ASAM is SAM with T = |w|.
-# Every method of the budget tournament is here; the kind says which optimizer runs it: core.sam.SAM for
-# the schedules, core.sam.LookSAM for "looksam", core.sam.MomentumSAM for "msam", SAM + AESAMRule for "ae".
-OPTIMIZERS = {
-    "sgd": ("never", False),
-    "sam": ("always", False),
-    "asam": ("always", True),
-    "psam": ("psam", False),
-    "late_sam": ("late", False),
-    "every_k": ("every_k", False),
-    "random_sam": ("random", False),
-    "ss_sam": ("ss", False),
-    "composer": ("composer", False),
-    "looksam": ("looksam", False),
-    "msam": ("msam", False),
-    "ae_sam": ("ae", False),
-}
-
-
-def for_optimizer(name: str, k: int = 2, f: float = 0.6, p: float = 0.3, seed: int = 0,
-                  late_f: float = 0.3, *, p_shape: str = "constant", p_end: float | None = None,
-                  switch: float = 0.5, lam1: float = -1.0, lam2: float = 1.0,
-                  delta: float = 0.9) -> tuple[Schedule, bool]:
-    """The schedule and the ASAM flag for an optimizer name from OPTIMIZERS.
-    PSAM uses the early fraction f; late SAM its own fraction `late_f` (last 30% by default).
-    k is also Composer's interval and LookSAM's period; p, p_shape, p_end, switch are SS-SAM's p(t);
-    lam1, lam2, delta are AE-SAM's. Composer's ρ is ρ · schedule.rho_scale."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    kind, adaptive = OPTIMIZERS[name]
-    return Schedule(kind=kind, k=k, f=late_f if kind == "late" else f, p=p, seed=seed, p_shape=p_shape,
-                    p_end=p_end, switch=switch, lam1=lam1, lam2=lam2, delta=delta), adaptive

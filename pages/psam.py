@@ -18,7 +18,7 @@ import streamlit as st
 
 from app import cache, charts, controls, theme
 from app.classroom_view import class_link
-from core.schedules import for_optimizer
+from core.methods import for_optimizer
 from core.toy.measure import minimum_outcome
 
 SCHEDULES = ("sgd", "sam", "psam", "late_sam", "every_k", "random_sam")

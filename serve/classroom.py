@@ -137,7 +137,7 @@ class Experiment:
     def value_label(self, value) -> str:
         if self.varies_rho:
             return f"ρ = {float(value):g}"
-        from core.schedules import for_optimizer
+        from core.methods import for_optimizer
         s = self.settings
         return for_optimizer(str(value), k=int(s["k"]), f=float(s["f"]), p=float(s["p"]),
                              late_f=float(s["late_f"]))[0].label() if value != "sgd" else "SGD"
@@ -219,7 +219,7 @@ def run_config(exp: Experiment, value, seed: int):
                            optimizer=str(value), rho=float(s["rho"]), k=int(s["k"]), f=float(s["f"]),
                            late_f=float(s["late_f"]), p=float(s["p"]), epochs=int(s["epochs"]), seed=seed,
                            device="cpu", sharpness_iters=0, trace_samples=0)
-    from core.schedules import for_optimizer
+    from core.methods import for_optimizer
     from core.toy.simulate import SimConfig
     common = dict(landscape=s["landscape"], lr=float(s["lr"]), sigma=float(s["sigma"]), particles=int(s["particles"]),
                   seed=seed, keep_paths=0, record_points=2, device="cpu")
@@ -410,7 +410,7 @@ def _psam_chain(exp: Experiment) -> list[float]:
     draw (seed 0) while each student draws their own; its value is then one realisation, not the average."""
     import torch
 
-    from core.schedules import for_optimizer
+    from core.methods import for_optimizer
     from core.toy import theory
     from core.toy.simulate import landscape_for
     s = exp.settings

@@ -28,7 +28,7 @@ from core.cifar.lookahead import DECAY_BASE, Lookahead, decay
 from core.cifar.models import make_model
 from core.cifar.train import TrainConfig, make_method, optimization_step, prepare_data
 from core.cifar.tta import tta_logits, views
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py: a shared CPU
 ROOT = Path(__file__).resolve().parents[1]

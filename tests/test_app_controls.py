@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import controls, theme
 from core.limits import LIMITS
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 
 
 def test_parse_number_in_range_unchanged():

@@ -14,7 +14,7 @@ from core.cifar.cli import main as cifar_main
 from core.cifar.models import make_model
 from core.cifar.tournament import METHODS, TournamentConfig, method_config, run_tournament
 from core.cifar.train import TrainConfig, make_method, noisy_labels, optimization_step, train
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 from core.toy.tournament import pareto_front
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

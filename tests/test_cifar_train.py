@@ -11,7 +11,7 @@ import torch
 
 from core.cifar import train as ctrain
 from core.cifar.train import TrainConfig, train
-from core.schedules import OPTIMIZERS, for_optimizer
+from core.methods import OPTIMIZERS, for_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

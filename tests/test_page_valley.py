@@ -121,7 +121,7 @@ def test_schedules_tab_shows_exact_schedule_means_between_sgd_and_sam():
     schedules in between; and the text's verdict follows the numbers."""
     import math
 
-    from core.schedules import for_optimizer
+    from core.methods import for_optimizer
     from core.toy import theory
 
     at = run_page("pages/valley.py", view="schedules")

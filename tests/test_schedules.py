@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from core.schedules import KINDS, Schedule, for_optimizer
+from core.methods import for_optimizer
+from core.schedules import KINDS, Schedule
 
 
 def test_psam_f06_k2_costs_65_percent_of_sam():
@@ -94,7 +95,8 @@ import math  # noqa: E402
 
 import torch  # noqa: E402
 
-from core.schedules import OPTIMIZERS, AESAMRule  # noqa: E402
+from core.methods import OPTIMIZERS  # noqa: E402
+from core.schedules import AESAMRule  # noqa: E402
 
 
 def test_composer_takes_the_last_step_of_each_interval_and_scales_rho():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.schedules import for_optimizer
+from core.methods import for_optimizer
 from core.toy.landscapes import make_landscape
 from core.toy.noise import Noise
 from core.toy.simulate import SimConfig, simulate

@@ -30,7 +30,7 @@ from streamlit.testing.v1 import AppTest
 from app import controls
 from app.pagelist import PAGE_LIST
 from core.limits import LIMITS
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "sam_step.py")

@@ -36,7 +36,7 @@ from core.cifar.train import (
 )
 from core.jsonable import to_jsonable
 from core.limits import LIMITS, check
-from core.schedules import OPTIMIZERS
+from core.methods import OPTIMIZERS
 
 TABLE_OPTIMIZERS = ("sgd", "sam", "psam", "late_sam")
 

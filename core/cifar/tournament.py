@@ -41,7 +41,7 @@ import numpy as np
 
 from core.cifar.train import TrainConfig, run_summary, train
 from core.jsonable import to_jsonable
-from core.schedules import for_optimizer
+from core.methods import for_optimizer
 from core.stats import t_critical_95
 from core.toy.tournament import method_params, pareto_front
 

@@ -38,7 +38,8 @@ from core.cifar.models import DEFAULT_BATCH, DEFAULT_LR, count_params, make_mode
 from core.cifar.sharpness import hutchinson_trace, lambda_max
 from core.device import pick_device
 from core.sam import SAM, LookSAM, MomentumSAM, frozen_bn_stats
-from core.schedules import OPTIMIZERS, AESAMRule, for_optimizer
+from core.methods import OPTIMIZERS, for_optimizer
+from core.schedules import AESAMRule
 
 
 @dataclass(frozen=True)

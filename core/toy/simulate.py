@@ -67,12 +67,13 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from core import methods
 from core.device import pick_device
 from core.jsonable import to_jsonable
 from core.limits import LIMITS
 from core.limits import check as check_limit
-from core.sam import looksam_gradient, orthogonal_part, sam_perturbation
-from core.schedules import OPTIMIZERS, AESAMRule, for_optimizer
+from core.methods import MethodParams
+from core.sam import sam_perturbation
 from core.toy.landscapes import LANDSCAPES, Landscape, coords_major, make_landscape
 from core.toy.noise import KINDS as NOISE_KINDS
 from core.toy.noise import Noise
@@ -94,10 +95,12 @@ TRIGGER_BINS = 40  # trigger map: bins per axis over the landscape's bounds
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(MethodParams):
     """One run. `landscape_params` are the landscape's keyword parameters as (name, value) pairs
     (a tuple, so the config stays hashable), e.g. (("a_left", 10.0), ("a_right", 1.0)).
-    `dtype` "float64" for checks that need 1e-6 accuracy; "float32" is faster."""
+    `dtype` "float64" for checks that need 1e-6 accuracy; "float32" is faster.
+    The method's parameters (k, f, p, late_f, SS-SAM's p(t), AE-SAM's λ₁, λ₂, δ, LookSAM's α, …) are
+    core.methods.MethodParams, shared with the CIFAR trainer's TrainConfig."""
 
     landscape: str = "double_well_2d"
     formula: str = ""
@@ -112,10 +115,6 @@ class SimConfig:
     seed: int = 0
     start: tuple[float, ...] | None = None
     start_spread: float = 0.0
-    k: int = 2
-    f: float = 0.6
-    p: float = 0.3
-    late_f: float = 0.3
     burn_in: int = 0
     keep_paths: int = 50
     record_points: int = 200
@@ -123,20 +122,11 @@ class SimConfig:
     landscape_params: tuple[tuple[str, float], ...] = ()
     dtype: str = "float32"
     momentum: float = 0.0            # heavy ball μ for every optimizer (Momentum-SAM needs μ > 0)
-    alpha: float = 0.7               # LookSAM's α
-    p_shape: str = "constant"        # SS-SAM's p(t): constant | linear | step (from p to p_end)
-    p_end: float | None = None
-    switch: float = 0.5              # SS-SAM's step: where p jumps to p_end (fraction of T)
-    lam1: float = -1.0               # AE-SAM's threshold at the end (t = T)
-    lam2: float = 1.0                # AE-SAM's threshold at the start
-    delta: float = 0.9               # AE-SAM's averaging factor
     trigger_map: bool = False        # count where SAM steps happen (SimResult.trigger_*)
 
     def schedule(self):
         """(Schedule, adaptive) for this config's optimizer and schedule parameters."""
-        return for_optimizer(self.optimizer, k=self.k, f=self.f, p=self.p, seed=self.seed, late_f=self.late_f,
-                             p_shape=self.p_shape, p_end=self.p_end, switch=self.switch, lam1=self.lam1,
-                             lam2=self.lam2, delta=self.delta)
+        return self.schedule_for(self.optimizer, self.seed)
 
     def __post_init__(self):
         # normalise lists to tuples so that configs built from JSON or argparse still hash
@@ -154,8 +144,7 @@ def validate(cfg: SimConfig) -> None:
     """Raise ValueError with a one-line message if the config is unknown or above core.limits."""
     if cfg.landscape not in LANDSCAPES:
         raise ValueError(f"unknown landscape {cfg.landscape!r}; choose one of {', '.join(LANDSCAPES)}")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    methods.get(cfg.optimizer)  # one-line ValueError naming the registry's methods
     if cfg.noise not in NOISE_KINDS:
         raise ValueError(f"unknown noise {cfg.noise!r}; choose one of {', '.join(NOISE_KINDS)}")
     if cfg.dtype not in DTYPES:
@@ -185,11 +174,8 @@ def validate(cfg: SimConfig) -> None:
         raise ValueError("start must be finite numbers with |value| ≤ 1000")
     if not 0.0 <= cfg.momentum < 1.0:
         raise ValueError(f"momentum must lie in [0, 1), got {cfg.momentum!r}")
-    if cfg.optimizer == "msam" and cfg.momentum <= 0:
-        raise ValueError("Momentum-SAM perturbs along the momentum: give momentum > 0 (e.g. 0.9)")
-    if not 0.0 <= cfg.alpha <= 10.0:
-        raise ValueError(f"LookSAM's alpha must lie in [0, 10], got {cfg.alpha!r}")
-    cfg.schedule()  # SS-SAM's and AE-SAM's parameters: one-line ValueError if out of range
+    # the method's own checks (core.methods.check): its schedule parameters, α, a momentum where it needs one
+    methods.check(cfg.optimizer, cfg, 0.0, cfg.momentum)
     for key, value in cfg.landscape_params:
         if not _finite_numbers(value):
             raise ValueError(f"landscape parameter {key} must be a finite number, got {value!r}"[:200])
@@ -286,7 +272,8 @@ def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) ->
         rho = torch.tensor(rhos, dtype=dtype, device=device).view(R, 1, 1)
         noise = Noise(cfg.noise, land, (1, N), cfg.sigma, cfg.batch_size, gen, dtype, device,
                       start=start if cfg.start is not None else None, steps=T)
-        out = _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule)
+        rule = methods.get(cfg.optimizer).toy(cfg, T)  # the method's update rule (core.methods.ToyRule)
+        out = _run(cfg, land, noise, w, rho, mask, adaptive, progress, rule)
     if device.type == "cuda":
         torch.cuda.synchronize()
     if schedule.state_dependent:  # counted from the decisions taken; the mask says "any particle took it"
@@ -336,7 +323,7 @@ class _TriggerMap:
                     trigger_all=self.all.view(self.shape).cpu().numpy(), trigger_edges=edges)
 
 
-def _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule) -> dict:
+def _run(cfg, land, noise, w, rho, mask, adaptive, progress, rule) -> dict:
     R, N, d = w.shape
     T, lr, P = cfg.steps, float(cfg.lr), min(cfg.keep_paths, N)
     rec = record_steps(T, cfg.record_points)
@@ -457,12 +444,10 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule) -> dict:
                 record(t0 + 1 + k, pos[k], alive_at.get(k))
         return pos[n - 1]
 
-    # The tournament's methods (module docstring): their per-particle state
-    kind = schedule.kind
+    # The method's per-particle state lives in its rule (core.methods.ToyRule: LookSAM's g_v, AE-SAM's μ, σ²)
     v = torch.zeros_like(w) if cfg.momentum > 0 else None  # heavy-ball buffer, one per particle
-    g_v = None  # LookSAM's stored orthogonal part, one per particle
-    rule = AESAMRule(cfg.lam1, cfg.lam2, cfg.delta, T) if kind == "ae" else None
-    any_taken = torch.zeros(T, dtype=torch.bool, device=w.device) if rule is not None else None
+    adaptive_rule = rule.state_dependent
+    any_taken = torch.zeros(T, dtype=torch.bool, device=w.device) if adaptive_rule else None
     triggers = _TriggerMap(land, R, w) if cfg.trigger_map else None
 
     record(0, w, None)
@@ -474,24 +459,18 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule) -> dict:
         for k in range(n):
             t = t0 + k
             xi = noise.draw(t)
-            take = bool(mask[t])
-            if kind == "msam":  # one pass at w − ρ v/‖v‖ (no perturbation while v = 0)
-                (eps,) = sam_perturbation([v.neg()], rho, dim=-1)
-                g = noise.grad(eps.add_(w), xi)
-            else:
-                g = noise.grad(w, xi)
-            if rule is not None:  # AE-SAM: each particle decides from its own ‖g‖² statistics
-                take = rule.decide((g * g).sum(-1, keepdim=True), t)  # (R, N, 1) bool
+            g = rule.grad(noise, w, xi, rho, v)  # pass 1 (Momentum-SAM: at w − ρ v/‖v‖)
+            take = rule.decide(g, t, bool(mask[t]))  # AE-SAM: a (R, N, 1) bool, each particle from its ‖g‖²
+            if adaptive_rule:
                 any_taken[t] = take.any()
             if take is not False:
                 (eps,) = sam_perturbation([g], rho, weights=[w] if adaptive else None, adaptive=adaptive, dim=-1)
                 g_s = noise.grad(eps.add_(w), xi)  # at w + ε (in place: eps is not needed again)
-                if kind == "looksam":
-                    (g_v,) = orthogonal_part([g], [g_s], dim=-1)
+                rule.after_second_pass(g, g_s)  # LookSAM stores g_v
                 # AE-SAM keeps the second pass only where it was taken (arithmetic: no torch.where on the CPU)
                 g = g_s if take is True else g.add_((g_s - g) * take)
-            elif kind == "looksam" and g_v is not None and cfg.alpha > 0:
-                (g,) = looksam_gradient([g], [g_v], cfg.alpha, dim=-1)
+            else:
+                g = rule.one_pass(g)  # LookSAM: g + α (‖g‖/‖g_v‖) g_v
             if triggers is not None:
                 triggers.add(w, take)
             if v is not None:  # heavy ball: v ← μ v + g, w ← w − η v
@@ -516,8 +495,8 @@ def _run(cfg, land, noise, w, rho, mask, adaptive, progress, schedule) -> dict:
         return x.detach().to("cpu", torch.float64).numpy()
 
     extra = triggers.result() if triggers is not None else {}
-    if rule is not None:
-        extra["sam_taken"] = rule.taken[..., 0].cpu().numpy().astype(np.int64)
+    if adaptive_rule:
+        extra["sam_taken"] = rule.rule.taken[..., 0].cpu().numpy().astype(np.int64)
         extra["any_taken"] = any_taken.cpu().numpy()
     return dict(
         **extra,

@@ -19,14 +19,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, controls, theme
+from app import cache, controls, rhogrid, theme
 from app import stats_charts as sc
 from app.classroom_view import class_link
-from app.figcache import kept
+from app.components import rhochart
+from app.figcache import kept, look
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
 from core.toy.presets import ZHU_BREAKS
-from core.toy.simulate import SimConfig, landscape_for, simulate
+from core.toy.simulate import SimConfig, grid_fits, landscape_for, simulate, simulate_grid
 
 SCENES = {"double_well_2d": "2-D double well", "double_well_1d": "1-D double well",
           "zhu": "Zhu et al. 2-D toy (minibatch noise)"}
@@ -39,6 +40,28 @@ DEFAULTS = dict(landscape="double_well_2d", rho=0.2, lr=0.05, sigma=2.5, particl
 # warm-up fills them all (serve/warm.py). An entry is ~0.2 MB, so 200 of them take ~40 MB per server process.
 CACHE_ENTRIES = 200
 ESCAPE_MARKERS = 150  # escape crosses drawn per run (more would only blur the picture and slow the page)
+CURVE_POINTS = 150  # points per survival curve (a step function over T steps; more are not seen, only sent)
+# ρ moves in the browser (issue 18): every step of the slider is computed in one batched run and shipped with the
+# page (app/rhogrid.py, app/components/rhochart). SAM's lighter shades run at ρ/4 and ρ/2 rounded to the
+# nearest slider step, so every run shown is a row of that one grid.
+SLIDER = rhogrid.Slider("rho", "ρ (largest SAM radius shown)",
+                        "SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades; rounded to the slider's steps). "
+                        "SAM's ascent: ε = ρ·g/‖g‖. Moves in your browser: the server is asked only when you let go.",
+                        rhogrid.steps(0.0, RHO_HI, 0.005), DEFAULTS["rho"])
+GRID_ENTRIES = 64  # a grid view is ~1 MB (its payload) plus the per-step numbers
+
+
+def sam_shades(rho: float) -> tuple[float, ...]:
+    """The SAM radii shown at slider value ρ: ρ/4, ρ/2 and ρ, each on the slider's grid; (0.0,) at ρ = 0."""
+    on_grid = {SLIDER.rhos[SLIDER.nearest(rho * f)] for f in (0.25, 0.5, 1.0)}
+    return tuple(sorted(r for r in on_grid if r > 0)) or (0.0,)
+
+
+def survival_points(first_passage, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """S(t) (core.toy.measure.survival_curve) at about CURVE_POINTS evenly spaced steps, for the charts."""
+    t, s = measure.survival_curve(first_passage, steps)
+    every = max(1, len(t) // CURVE_POINTS)
+    return t[::every], s[::every]
 
 
 
@@ -53,11 +76,60 @@ def escape_run(cfg: SimConfig):
     res = simulate(cfg)
     stats, curves = [], []
     for fp in res.first_passage:
-        t, s = measure.survival_curve(fp, cfg.steps)
-        every = max(1, len(t) // 200)  # 200 points per curve are plenty for the eye
-        curves.append((t[::every], s[::every]))
+        curves.append(survival_points(fp, cfg.steps))
         stats.append(measure.escape_stats(fp, cfg.steps, n_boot=400, seed=cfg.seed))
     return res, stats, curves
+
+
+def theory_numbers(base: dict, facts: dict, sam_rhos) -> tuple[float | None, dict]:
+    """Kramers' τ for SGD and the heuristic SAM speed-ups at `sam_rhos` (theory.md §3); (None, {}) off the wells."""
+    if facts["lam_min"] is None or base["noise"] != "isotropic":
+        return None, {}
+    tau = theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], base["lr"],
+                                      base["sigma"])
+    speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, base["lr"], base["sigma"]) for r in sam_rhos}
+    return tau, {r: v for r, v in speedups.items() if v is not None}
+
+
+def escape_figures(base: dict, facts: dict, sgd, sam: dict, sam_rhos) -> tuple:
+    """The two charts at one ρ: the survival curves and the particles at the last step. `sgd` is (result, row,
+    series); `sam` maps ρ to (paths, first passage, escape positions, steps recorded, series)."""
+    tau, speedups = theory_numbers(base, facts, sam_rhos)
+    series = [sgd[2]] + [sam[r][4] for r in sam_rhos]
+    fig = sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups)
+    top = sam[sam_rhos[-1]]
+    res = sgd[0]
+    runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], res.steps_recorded, res.paths[0], res.first_passage[0],
+                           res.escape_position[0]),
+            sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos), top[3], top[0], top[1],
+                           top[2])]
+    anim = sc.escape_animation(facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
+                               loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None, animate=False)
+    return fig, anim
+
+
+@cache.shared("escape.escape_grid", max_entries=GRID_ENTRIES)
+def escape_grid(sgd_cfg: SimConfig, sam_cfg: SimConfig, view_look: tuple) -> rhogrid.GridView:
+    """Every step of the ρ slider in one batched run (core.toy.simulate.simulate_grid), drawn by the same figure
+    functions as one ρ, packed for the browser. `view_look` (app.figcache.look) keys the fonts and sizes.
+    per_step[i]: (ρ_i, EscapeSeries, escape row) of the SAM run at the slider's i-th step."""
+    sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
+    grid = simulate_grid(sam_cfg, SLIDER.rhos)
+    base = dict(landscape=sam_cfg.landscape, lr=sam_cfg.lr, sigma=sam_cfg.sigma, noise=sam_cfg.noise)
+    facts = landscape_facts(sam_cfg.landscape)
+    sgd_series = sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])
+    sgd = (sgd_res, escape_row("SGD", sgd_stats[0], sgd_res.diverged[0]), sgd_series)
+    sam = {}
+    for j, r in enumerate(SLIDER.rhos):
+        fp = grid.first_passage[j]
+        st_j = measure.escape_stats(fp, sam_cfg.steps, n_boot=400, seed=sam_cfg.seed)
+        sam[r] = (grid.paths[j], fp, grid.escape_position[j], grid.steps_recorded,
+                  sc.EscapeSeries("sam", float(r), *survival_points(fp, sam_cfg.steps), fp),
+                  escape_row(f"SAM ρ={r:g}", st_j, grid.diverged[j]))
+    return rhogrid.build(
+        SLIDER, lambda i: escape_figures(base, facts, sgd, sam, sam_shades(SLIDER.rhos[i])),
+        per_step_at=lambda i: (sgd[1:],) + tuple((r, sam[r][4], sam[r][5]) for r in sam_shades(SLIDER.rhos[i])),
+        plotly_config=theme.PLOTLY_CONFIG)
 
 
 @cache.shared("escape.sweep_run", max_entries=CACHE_ENTRIES)
@@ -169,79 +241,94 @@ BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int
 @st.fragment
 def rho_section(base: dict) -> None:
     r1, r2 = st.columns([3, 1.2], vertical_alignment="bottom")
-    rho = controls.rho_slider("ρ (largest SAM radius shown)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
-                              container=r1,
-                              help="SAM runs at ρ/4, ρ/2 and ρ (lighter to darker shades). "
-                                   "SAM's ascent: ε = ρ·g/‖g‖.")
     animate = controls.toggle("animate", "Animate the particles", default=False, container=r2,
                               help="Play the particles step by step (Plotly frames, played in the browser). "
-                                   "Off: the picture at the last step, which redraws faster.")
-    lr, sigma, steps = base["lr"], base["sigma"], base["steps"]
-    sam_rhos = tuple(sorted({round(rho * f, 4) for f in (0.25, 0.5, 1.0) if rho * f > 0})) or (0.0,)
+                                   "Off: the picture at the last step, and ρ moves in your browser.")
+    steps = base["steps"]
     try:
         sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
-        sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
+        grid_cfg = SimConfig(optimizer="sam", rhos=(RHO_HI,), **base)  # its ρ are the slider's (escape_grid)
         sweep_cfg = SimConfig(optimizer="sam", rhos=SWEEP_RHOS, **base | dict(keep_paths=0, record_points=2))
     except ValueError as e:  # settings the engine refuses: one line, no traceback
         st.error(f"These settings cannot run: {e}")
         return
-
-    with st.spinner("Simulating particles…"):
-        sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
-        sam_res, sam_stats, sam_curves = escape_run(sam_cfg)
     facts = landscape_facts(base["landscape"])
+    # ρ in the browser unless the particles are animated (30 frames × 61 steps would not fit 2 MB) or the grid is
+    # too large for one run (then ρ is a server slider, as before, one rerun per move)
+    in_browser = not animate and grid_fits(grid_cfg, len(SLIDER.rhos))
+    if in_browser:
+        rho = controls.grid_rho(SLIDER)
+        sam_rhos = sam_shades(rho)
+        with st.spinner(f"Simulating particles at all {len(SLIDER.rhos)} values of ρ…"):
+            view = escape_grid(sgd_cfg, grid_cfg, look())
+        at = view.per_step[SLIDER.nearest(rho)]
+        (sgd_row, sgd_series), sam_at = at[0], at[1:]
+        series = [sgd_series] + [x[1] for x in sam_at]
+        rows = [sgd_row] + [x[2] for x in sam_at]
+        sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)  # what the exports name
+        n_div = sum(r["diverged"] for r in rows)
+    else:
+        rho = controls.rho_slider(SLIDER.label, hi=RHO_HI, default=DEFAULTS["rho"], step=0.005, container=r1,
+                                  help=SLIDER.help.split(" Moves in")[0])
+        sam_rhos = sam_shades(rho)
+        sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)
+        with st.spinner("Simulating particles…"):
+            sgd_res, sgd_stats, sgd_curves = escape_run(sgd_cfg)
+            sam_res, sam_stats, sam_curves = escape_run(sam_cfg)
+        series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
+        series += [sc.EscapeSeries("sam", float(r), *sam_curves[i], sam_res.first_passage[i])
+                   for i, r in enumerate(sam_rhos)]
+        rows = [escape_row("SGD", sgd_stats[0], sgd_res.diverged[0])]
+        rows += [escape_row(f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]
+        n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
 
     # Divergent particles: shown as such (a count and a notice), never a crash.
-    n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
     if n_div:
         st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
                    "they count as not escaped. Lower the learning rate or the noise.", icon=":material/warning:")
-
-    # Theory numbers for the overlays (theory.md §3)
-    kramers_ok = facts["lam_min"] is not None and base["noise"] == "isotropic"
-    tau = (theory.kramers_escape_steps(facts["lam_min"], facts["lam_saddle"], facts["barrier"], lr, sigma)
-           if kramers_ok else None)
-    speedups = {r: theory.sam_speedup_heuristic(facts["lam_min"], r, lr, sigma) for r in sam_rhos} if kramers_ok else {}
-    speedups = {r: v for r, v in speedups.items() if v is not None}
-
-    series = [sc.EscapeSeries("sgd", 0.0, *sgd_curves[0], sgd_res.first_passage[0])]
-    series += [sc.EscapeSeries("sam", float(r), *sam_curves[i], sam_res.first_passage[i])
-               for i, r in enumerate(sam_rhos)]
+    tau, speedups = theory_numbers(base, facts, sam_rhos)
 
     # Row 1: the survival curves (main chart) and the particles
-    left, right = st.columns(2, gap="medium")
-    with left:
-        # built once per config pair (app/figcache.py): τ, the speed-ups and the series follow from the configs
-        fig = kept("escape.survival", (sgd_cfg, sam_cfg),
-                   lambda: sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups))
-        st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
-        st.caption(
-            "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
-            "(orange shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
-            "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
-            "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
-        )
-        if tau is None:
-            st.caption("No Kramers curve here: it needs a saddle and isotropic gradient noise σ > 0.")
-    with right:
-        runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
-                               sgd_res.first_passage[0], sgd_res.escape_position[0]),
-                sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos),
-                               sam_res.steps_recorded, sam_res.paths[-1], sam_res.first_passage[-1],
-                               sam_res.escape_position[-1])]
-        anim = kept("escape.animation", (sgd_cfg, sam_cfg, animate), lambda: sc.escape_animation(
-            facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
-            loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None, animate=animate))
-        st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
-        how = ("The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider)."
-               if animate else f"The particles at the last step, T = {steps}; switch on **Animate the particles** "
-               "to play them from step 0.")
-        st.caption(
-            f"{how} Dots: {runs[0].paths.shape[0]} particles of each run in the landscape (on the loss curve "
-            f"in 1-D; shading: the loss, darker = higher). A cross marks where one of the first {ESCAPE_MARKERS} "
-            "particles escaped, from its first-passage step on (its first step in the flat basin). The legend "
-            f"counts escapes among those {ESCAPE_MARKERS} marked particles; the table counts all particles."
-        )
+    survival_caption = (
+        "**Survival** S(t): the fraction of particles still in the sharp basin after t steps. SAM's curves "
+        "(orange shades, darker = larger ρ) fall faster than SGD's (blue). Dashed: **Kramers** for SGD, "
+        "S(t) = exp(−t/τ) with τ = (2π/√(λ_min|λ_saddle|))·exp(ΔL/T)/η, T = ησ²/2. Dotted: the **heuristic** "
+        "SAM speed-up exp((λ_min ρ²/2)/T) — right direction, but it overshoots at large ρ."
+        + (" No Kramers curve here: it needs a saddle and isotropic gradient noise σ > 0." if tau is None else ""))
+    how = ("The chart opens at the last step; press ▶ to play from step 0 (or drag the step slider)."
+           if animate else f"The particles at the last step, T = {steps}; switch on **Animate the particles** "
+           "to play them from step 0.")
+    particles_caption = (
+        f"{how} Dots: {base['keep_paths']} particles of each run in the landscape (on the loss curve "
+        f"in 1-D; shading: the loss, darker = higher). A cross marks where one of the first {ESCAPE_MARKERS} "
+        "particles escaped, from its first-passage step on (its first step in the flat basin). The legend "
+        f"counts escapes among those {ESCAPE_MARKERS} marked particles; the table counts all particles.")
+    if in_browser:
+        rhochart.chart(view, rho, key="rho_chart")
+        left, right = st.columns(2, gap="medium")
+        left.caption(survival_caption)
+        right.caption(particles_caption)
+        rhochart.download_view(view, rho, title="Escape lab: SAM leaves sharp minima faster",
+                               config=dict(base), file_stem="escape_view", key="dl_escape_html", container=right)
+    else:
+        left, right = st.columns(2, gap="medium")
+        with left:
+            # built once per config pair (app/figcache.py): τ, the speed-ups and the series follow from the configs
+            fig = kept("escape.survival", (sgd_cfg, sam_cfg),
+                       lambda: sc.survival_figure(series, kramers_tau=tau, sam_speedups=speedups))
+            st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+            st.caption(survival_caption)
+        with right:
+            runs = [sc.AnimatedRun("SGD", theme.COLORS["sgd"], sgd_res.steps_recorded, sgd_res.paths[0],
+                                   sgd_res.first_passage[0], sgd_res.escape_position[0]),
+                    sc.AnimatedRun(f"SAM ρ={sam_rhos[-1]:g}", sc.sam_shade(sam_rhos[-1], sam_rhos),
+                                   sam_res.steps_recorded, sam_res.paths[-1], sam_res.first_passage[-1],
+                                   sam_res.escape_position[-1])]
+            anim = kept("escape.animation", (sgd_cfg, sam_cfg, animate), lambda: sc.escape_animation(
+                facts["background"], facts["dim"], runs, max_markers=ESCAPE_MARKERS,
+                loss_1d=_loss_1d(base["landscape"]) if facts["dim"] == 1 else None, animate=animate))
+            st.plotly_chart(anim, key="escape_animation", config=theme.PLOTLY_CONFIG)
+            st.caption(particles_caption)
 
     # Row 2: the numbers, the histogram and the ρ sweep, one at a time (only the open tab is computed
     # and drawn: a hidden chart would still cost every browser a redraw on each ρ change).
@@ -249,8 +336,6 @@ def rho_section(base: dict) -> None:
                                        "sweep": "ρ sweep: the effect grows with ρ"}, default="stats")
     with tabs["stats"]:
         if tabs["stats"].open:
-            rows = [escape_row("SGD", sgd_stats[0], sgd_res.diverged[0])]
-            rows += [escape_row(f"SAM ρ={r:g}", sam_stats[i], sam_res.diverged[i]) for i, r in enumerate(sam_rhos)]
             statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg)
     with tabs["hist"]:
         if tabs["hist"].open:

@@ -1,7 +1,9 @@
 """Escape lab page (issue 3, page 4) in Streamlit's AppTest, plus the figure builders it uses.
 
 Claims checked:
-- the page runs without exceptions and draws its main chart (key "main_chart");
+- the page runs without exceptions and draws its main chart: with ρ in the browser (issue 18) the ρ chart
+  (app/components/rhochart, key "rho_chart") carries every step of the ρ slider, chart 0 the survival curves and
+  chart 1 the particles; with ?animate=1 they are server charts ("main_chart", "escape_animation");
 - the main chart carries the theory overlays: Kramers for SGD and the SAM speed-up heuristic
   (theory.md §3), found by trace name;
 - moving ρ changes the plotted data (the chart JSON differs, and the SAM traces carry the new ρ);
@@ -23,6 +25,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import stats_charts as sc
+from tests.gridtest import figure, rho_shown, shipped
 from tests.pagetest import chart, run_page, trace_array
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "escape.py")
@@ -33,7 +36,12 @@ def _run(**params) -> AppTest:
     return run_page("pages/escape.py", **params)
 
 
-_chart = chart
+def _chart(at: AppTest, key: str) -> dict:
+    """A chart by its server key, or its place in the ρ chart when ρ moves in the browser."""
+    grid_charts = {"main_chart": 0, "escape_animation": 1}
+    if key in grid_charts and at.get("bidi_component"):
+        return figure(at, grid_charts[key])
+    return chart(at, key)
 
 
 _array = trace_array
@@ -99,20 +107,34 @@ def test_animation_has_frames_and_escape_markers():
     assert any("escapes" in n for n in _names(spec))
 
 
-def test_changing_rho_changes_the_plotted_data(default_page):
-    at = default_page
-    before = _chart(at, "main_chart")["data"]
-    at.slider(key="rho").set_value(0.3).run()
+def test_every_rho_step_is_shipped_and_they_differ(default_page):
+    """The ρ chart carries all 61 steps of the slider (0 … 0.3 by 0.005), the step shown first is the page's ρ
+    (0.2), and the survival chart at ρ = 0.3 differs from the one at 0.2 and names SAM ρ=0.3."""
+    head, payload = shipped(default_page)
+    rhos = payload["slider"]["rhos"]
+    assert len(rhos) == 61 and rhos[0] == 0.0 and rhos[-1] == pytest.approx(0.3)
+    assert all(len(c["steps"]) == 61 for c in payload["charts"]) and len(payload["charts"]) == 2
+    assert rho_shown(default_page) == pytest.approx(0.2)
+    at_02, at_03 = figure(default_page, 0, step=40)["data"], figure(default_page, 0, step=60)
+    assert at_03["data"] != at_02 and "SAM ρ=0.3" in _names(at_03)
+    assert "SAM ρ=0.2" in _names(figure(default_page, 0))
+
+
+def test_a_released_rho_is_the_pages_rho_on_the_next_run():
+    """A release stores the ρ in the session (the component's callback does it in the browser); the next run
+    shows that step first, puts it in the URL and computes the statistics at it."""
+    at = _run()
+    at.session_state["rho"] = 0.1
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
-    after = _chart(at, "main_chart")
-    assert after["data"] != before
-    # the largest SAM radius is now 0.3: its survival curve is on the chart
-    assert "SAM ρ=0.3" in _names(after)
+    assert rho_shown(at) == pytest.approx(0.1) and at.query_params["rho"] in ("0.1", ["0.1"])
+    runs = list(at.table[0].value["run"])
+    assert runs == ["SGD", "SAM ρ=0.025", "SAM ρ=0.05", "SAM ρ=0.1"], runs
 
 
 def test_query_params_restore_the_view():
     at = _run(rho="0.15", landscape="double_well_1d")
-    assert at.slider(key="rho").value == pytest.approx(0.15)
+    assert rho_shown(at) == pytest.approx(0.15)
     assert at.selectbox(key="landscape").value == "double_well_1d"
     assert "SAM ρ=0.15" in _names(_chart(at, "main_chart"))
     # 1-D scene: the animation background is the loss curve, not the 2-D default's contour
@@ -120,12 +142,31 @@ def test_query_params_restore_the_view():
     assert not [w.value for w in at.warning if "rho" in w.value.lower() or "ρ" in w.value]
 
 
+@pytest.mark.parametrize("raw, shown, words", [
+    ("nan", 0.2, "finite"), ("0.137", 0.135, "between"), ("1e9", 0.3, "outside"), ("-1", 0.0, "outside"),
+    ("abc", 0.2, "finite")])
+def test_hostile_rho_in_the_url_gets_a_notice_and_the_nearest_step(raw, shown, words):
+    at = _run(rho=raw)
+    warnings = " | ".join(w.value for w in at.warning)
+    assert "ρ" in warnings and words in warnings, warnings
+    assert rho_shown(at) == pytest.approx(shown)
+
+
 def test_bad_url_values_get_notices_not_tracebacks():
     at = _run(rho="nan", particles="1e12")
     warnings = " | ".join(w.value for w in at.warning)
     assert "ρ" in warnings and "finite" in warnings, warnings
     assert "particles" in warnings, warnings
-    assert at.slider(key="rho").value == pytest.approx(0.2)  # the page default
+    # 20,000 particles × 300 steps × 61 ρ is too large for one grid run: ρ is the server slider then
+    assert not at.get("bidi_component") and at.slider(key="rho").value == pytest.approx(0.2)  # the page default
+
+
+def test_animated_particles_keep_the_server_slider():
+    """With ?animate=1 the particles play in time (Plotly frames), so ρ is the server slider, as before."""
+    at = _run(animate="1", rho="0.15")
+    assert at.slider(key="rho").value == pytest.approx(0.15) and not at.get("bidi_component")
+    at.slider(key="rho").set_value(0.3).run()
+    assert not at.exception and "SAM ρ=0.3" in _names(chart(at, "main_chart"))
 
 
 def test_zhu_scene_runs_without_kramers():

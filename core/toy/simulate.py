@@ -56,6 +56,7 @@ recording) done once per block instead of once per step (see `_run`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -248,6 +249,38 @@ def landscape_for(name: str, formula: str, params: tuple) -> Landscape:
 def simulate(cfg: SimConfig, progress: Callable[[float], None] | None = None) -> SimResult:
     """Run cfg; `progress(fraction)` is called now and then with a number in [0, 1]."""
     validate(cfg)
+    return _simulate(cfg, progress)
+
+
+# A ρ grid is the app's own list (every step of a page's ρ slider), not a user's request: it may hold more values
+# than LIMITS["n_rhos"], within this many values and particles × steps × #ρ ≤ GRID_PARTICLE_STEPS.
+GRID_MAX_RHOS = 256
+GRID_PARTICLE_STEPS = 20_000_000
+
+
+def grid_fits(cfg: SimConfig, n_rhos: int) -> bool:
+    """Whether `cfg` can run over a grid of n_rhos values of ρ in one call (simulate_grid)."""
+    return 1 <= n_rhos <= GRID_MAX_RHOS and cfg.particles * cfg.steps * n_rhos <= GRID_PARTICLE_STEPS
+
+
+def simulate_grid(cfg: SimConfig, rhos, progress: Callable[[float], None] | None = None) -> SimResult:
+    """cfg run at every ρ of `rhos` in ONE batched run: the R axis of w (module docstring) holds the whole grid,
+    so the cost is one run's per-step overhead plus the arithmetic of R·N particles. With common random numbers
+    row i equals simulate(cfg.replace(rhos=(rhos[i],))) (same start, same noise draws). `cfg.rhos` is ignored;
+    raises ValueError when the grid does not fit (grid_fits) or a ρ is outside LIMITS["rho"]."""
+    validate(cfg)
+    rhos = tuple(float(r) for r in rhos)
+    if not grid_fits(cfg, len(rhos)):
+        raise ValueError(f"a grid of {len(rhos)} values of ρ × {cfg.particles} particles × {cfg.steps} steps is "
+                         f"above {GRID_MAX_RHOS} values or {GRID_PARTICLE_STEPS:,} particle-steps")
+    for r in rhos:
+        check_limit("rho", r)
+    grid_cfg = copy.copy(cfg)  # a frozen config with more ρ than a request may hold; validated above
+    object.__setattr__(grid_cfg, "rhos", rhos)
+    return _simulate(grid_cfg, progress)
+
+
+def _simulate(cfg: SimConfig, progress: Callable[[float], None] | None) -> SimResult:
     t_start = time.perf_counter()
     land = landscape_for(cfg.landscape, cfg.formula, cfg.landscape_params)
     device = pick_device(cfg.device)

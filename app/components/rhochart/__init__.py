@@ -1,0 +1,164 @@
+"""The ρ chart as a Streamlit component: a page's charts over every step of its ρ slider, redrawn in the browser.
+
+Why a component and not Plotly frames (issue 18 asked for the choice by measurement). Both redraw in the browser:
+the issue's prototype (61 frames switched by Plotly's own `layout.sliders` inside st.plotly_chart) measured p50
+41 ms / p95 59 ms on the 2-core machine (/work/shared/tools/inbrowser_latency.py); this component switches steps
+with Plotly.react on float32 arrays decoded once (bench/rho_browser.py, BENCHMARKS.md "ρ in the browser"). What
+decides is the other half of the issue: a Plotly slider inside st.plotly_chart cannot tell the server where it
+was released, so the URL, the next rerun, the exports and the class experiment would keep the old ρ; and its
+slider is drawn inside the chart, unlike the lab's other controls (no help text, no value box). The component
+(Streamlit's components v2, bidirectional) draws a labelled slider with its value and help, reports the released
+ρ as its state `rho` (one rerun of the page's ρ fragment per release, none while dragging), and carries several
+charts and HTML blocks at once.
+
+No CDN: the component's JavaScript is inline (rhochart.js, the same file the offline export embeds), and
+plotly.js is the copy in the installed plotly package, served by this app under /component/… (a v1 component
+path used only as a static route).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import plotly
+import streamlit as st
+import streamlit.components.v1 as components_v1
+
+from app.rhogrid import GridView
+
+HERE = Path(__file__).parent
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+CORE_JS = (HERE / "rhochart.js").read_text(encoding="utf-8")
+CSS = (HERE / "rhochart.css").read_text(encoding="utf-8")
+
+
+def _plotly_dir() -> Path:
+    """A folder holding a copy of the installed plotly.min.js (Streamlit's component route refuses links that
+    leave the folder), made once per plotly version."""
+    folder = Path(tempfile.gettempdir()) / f"samlab-plotlyjs-{plotly.__version__}"
+    target = folder / "plotly.min.js"
+    if not target.exists() or target.stat().st_size != PLOTLY_JS.stat().st_size:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".plotly.min.js.{id(folder)}"
+        shutil.copyfile(PLOTLY_JS, tmp)
+        tmp.replace(target)  # atomic: replicas starting together never serve half a file
+    return folder
+
+
+_SERVED = components_v1.declare_component("plotlyjs", path=str(_plotly_dir()))
+PLOTLY_ROUTE = f"component/{_SERVED.name}/plotly.min.js"  # relative to the app's base URL
+
+GLUE_JS = "const PLOTLY_ROUTE = " + json.dumps(PLOTLY_ROUTE) + ";" + """
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve(window.Plotly);
+  if (!window.__samlabPlotly) {
+    window.__samlabPlotly = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = new URL(PLOTLY_ROUTE, document.baseURI).href;
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => { window.__samlabPlotly = null; reject(new Error("plotly.js did not load")); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__samlabPlotly;
+}
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  const host = parentElement;
+  host.__samlabSet = setStateValue;  // the latest run's setter (its fragment id)
+  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+  const text = typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes);
+  const nl = text.indexOf("\\n");
+  const head = JSON.parse(text.slice(0, nl));
+  const prev = host.__samlabRho;
+  if (prev && prev.digest === head.digest) {  // the same grid: the browser keeps its ρ unless the server moved it
+    if (prev.sent !== head.index) { prev.sent = head.index; if (prev.chart) prev.chart.setIndex(head.index); }
+    return;
+  }
+  const mine = {digest: head.digest, sent: head.index, chart: null};
+  host.__samlabRho = mine;
+  loadPlotly().then(() => {
+    if (host.__samlabRho !== mine) return;
+    if (prev && prev.chart) prev.chart.destroy();
+    host.querySelectorAll(".samlab-rho").forEach((e) => e.remove());
+    mine.chart = window.SamLabRho.mount(host, JSON.parse(text.slice(nl + 1)), mine.sent,
+                                        {onRelease: (rho) => host.__samlabSet("rho", rho)});
+  });
+}
+"""
+
+_COMPONENT = st.components.v2.component("samlab_rhochart", js=CORE_JS + "\n" + GLUE_JS, css=CSS,
+                                        isolate_styles=False)
+
+
+def released(key: str):
+    """The ρ the browser last released for the component `key` (its state value), or None."""
+    state = st.session_state.get(key)
+    if state is None:
+        return None
+    try:
+        return state["rho"]
+    except (KeyError, TypeError):
+        return getattr(state, "rho", None)
+
+
+def show(view: GridView, rho: float, *, key: str, on_release: Callable[[], None] | None = None) -> None:
+    """Draw `view` in the browser at the grid step nearest `rho`.
+
+    The bytes sent are the cached payload behind a one-line header {digest, index}. While the grid (its digest) and
+    the step the browser last showed stay the same, the header stays too, so a rerun re-sends byte-identical
+    content (Streamlit's message cache then sends only a reference); the browser keeps the ρ it has."""
+    i = view.slider.nearest(rho)
+    memo_key = f"_rhochart_sent_{key}"
+    memo = st.session_state.get(memo_key)
+    if memo is None or memo[0] != view.digest or memo[2] != i:
+        memo = (view.digest, i, i)
+        st.session_state[memo_key] = memo
+    head = json.dumps({"digest": view.digest, "index": memo[1]}).encode() + b"\n"
+    _COMPONENT(key=key, data=head + view.data, default={"rho": None}, on_rho_change=on_release or (lambda: None))
+
+
+def browser_at(key: str, index: int) -> None:
+    """Record that the browser of the component `key` now shows step `index` (after a release), so that the next
+    run's header, and with it the bytes sent, stay the same."""
+    memo_key = f"_rhochart_sent_{key}"
+    memo = st.session_state.get(memo_key)
+    if memo is not None:
+        st.session_state[memo_key] = (memo[0], memo[1], index)
+
+
+def _released(key: str, slider) -> None:
+    """The component's on-change callback: the released ρ becomes the page's ρ (st.session_state[slider.key], which
+    controls.grid_rho reads and writes to the URL) before the rerun it triggered starts."""
+    rho = released(key)
+    if rho is None:
+        return
+    try:
+        i = slider.nearest(float(rho))
+    except (TypeError, ValueError):  # a state value the browser did not set: ignore
+        return
+    st.session_state[slider.key] = slider.rhos[i]
+    browser_at(key, i)
+
+
+def chart(view: GridView, rho: float, *, key: str = "rho_chart") -> None:
+    """Draw `view` at `rho`; a release sets st.session_state[view.slider.key] and reruns the enclosing fragment."""
+    show(view, rho, key=key, on_release=lambda: _released(key, view.slider))
+
+
+def download_view(view: GridView, rho: float, *, title: str, config: dict, file_stem: str, key: str,
+                  container=None) -> None:
+    """"Download this view (HTML)": the offline file (app/offline.py), built only when clicked."""
+    from app.offline import caption, offline_html
+
+    def build() -> str:
+        return offline_html(view, rho, title=title, caption_text=caption(title, config, view))
+
+    (container or st).download_button("Download this view (HTML)", build, file_name=f"{file_stem}.html",
+                                      mime="text/html", key=key, on_click="ignore", icon=":material/download:",
+                                      help="One file with plotly.js inside: ρ moves as here, with no network "
+                                           "(a course website, a hall with no Wi-Fi).")

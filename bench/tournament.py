@@ -1,6 +1,9 @@
-"""Benchmark: the toy budget tournament (core.toy.tournament) at several budgets, issue 13 item 6.
+"""Benchmark: the budget tournament at several budgets: the toys (core.toy.tournament, issue 13 item 6) or the
+CPU CIFAR tournament (core.cifar.tournament, issue 21: tuned on pilot seeds, paired seeds, noisy labels).
 
     .venv/bin/python bench/tournament.py                                  # 55%, 65%, 75%; 3 seeds; both toys
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/tournament.py --cifar --seeds 5 \
+        --write-dir data/runs          # → cpu_tournament_noisy_{055,065,075}.json, one record per budget
     .venv/bin/python bench/tournament.py --budgets 0.65 --seeds 1 --landscapes valley
     .venv/bin/python bench/tournament.py --write data/runs/toy_tournament.json   # the record the page can load
 
@@ -52,6 +55,58 @@ def table(res) -> str:
     return "\n".join(lines)
 
 
+def cifar_main(args, argv) -> dict:
+    """The CIFAR tournament at each budget (SGD's, SAM's and Momentum-SAM's runs shared between budgets), one
+    record per budget written as soon as that budget is done, with the command, date, hardware and load."""
+    import dataclasses
+
+    import torch
+
+    from core.cifar import tournament as ct
+    from core.cifar.cli import format_tournament, record
+    from core.cifar.train import common_hardware, hardware_info
+    from core.device import pick_device
+
+    torch.set_num_threads(args.threads)
+    cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0)
+    runs = ct.RunCache()
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    command = "python bench/tournament.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = []
+
+    def progress(d):
+        print(f"  [{time.perf_counter() - t0:7.0f} s, load {os.getloadavg()[0]:.1f}] {d['phase']:5} "
+              f"{d['optimizer']:10} seed {d['seed']:4}: test {d['test_acc']:.3f} val {d.get('val_acc', float('nan')):.3f} "
+              f"evals {d['grad_evals']} {d['wall_s']:.1f} s", flush=True)
+
+    for b in args.budgets:
+        res = ct.run_tournament(dataclasses.replace(cfg, budget=b), progress, runs=runs)
+        results = res.to_dict()
+        hw = common_hardware([r["hardware"] for r in results["runs"]], hardware_info(pick_device("cpu")))
+        hw["threads"] = torch.get_num_threads()
+        note = (f"CPU budget tournament, issue 21: every method tuned by the same search ({cfg.pilot_runs} pilot "
+                f"runs on seeds {', '.join(map(str, cfg.pilot_seeds))}, scored on {cfg.val_size} held-out "
+                f"validation images), then trained on the same {cfg.seeds} seeds {cfg.seed0}–{cfg.seed0 + cfg.seeds - 1}"
+                f" at {b:.0%} of SAM's gradient evaluations; noisy-label regime (1,000 images, 40% noise, 30 epochs, no "
+                f"augmentation or smoothing, ρ 0.1); 1 torch thread, nice 10, on the shared 2-core machine")
+        rec = record("tournament", command, res.config.base(), results, hw, note, True)
+        rec["tournament_config"] = dataclasses.asdict(res.config)
+        rec["load"] = {"start": load0, "now": os.getloadavg()}
+        rec["elapsed_s"] = time.perf_counter() - t0     # since the whole multi-budget run started
+        print(format_tournament(results), flush=True)
+        print(f"budget {b:.0%} done at {rec['elapsed_s']:.0f} s (load {os.getloadavg()})", flush=True)
+        if args.write_dir:
+            path = os.path.join(args.write_dir, f"cpu_tournament_noisy_{round(100 * b):03d}.json")
+            with open(path, "w") as f:
+                json.dump(to_jsonable(rec), f, allow_nan=False)
+            print(f"wrote {path}", flush=True)
+        out.append(rec)
+    print(f"whole CPU tournament: {time.perf_counter() - t0:.0f} s; load {load0} at the start, {os.getloadavg()} "
+          "at the end", flush=True)
+    return {"records": out}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budgets", type=_floats, default=[0.55, 0.65, 0.75])
@@ -60,7 +115,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--rho", type=float, default=0.1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--write", default=None, help="write the results (with the command and machine) to this file")
+    ap.add_argument("--cifar", action="store_true", help="the CPU CIFAR tournament instead of the toys")
+    ap.add_argument("--seed0", type=int, default=20, help="cifar: the first reported seed")
+    ap.add_argument("--threads", type=int, default=1, help="cifar: torch threads")
+    ap.add_argument("--write-dir", default=None, help="cifar: write cpu_tournament_noisy_NNN.json records here")
     args = ap.parse_args(argv)
+    if args.cifar:
+        return cifar_main(args, argv)
     t0 = time.perf_counter()
     results = []
     for land in [x.strip() for x in args.landscapes.split(",") if x.strip()]:

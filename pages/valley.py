@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, charts, controls, theme
+from app import cache, charts, controls, rhogrid, theme
 from app import stats_charts as sc
 from app.classroom_view import class_link
-from app.figcache import kept
+from app.components import rhochart
+from app.figcache import kept, look
 from core.toy import measure, theory
 from core.toy.landscapes import make_landscape
-from core.toy.simulate import SimConfig, simulate
+from core.toy.simulate import SimConfig, grid_fits, simulate, simulate_grid
 
 SCENES = {"valley_1d": "1-D valley (piecewise quadratic)", "valley_2d": "2-D smooth valley"}
 # Menu values (also the URL values: ?a_left=20 selects 20.0; controls.choice matches numbers).
@@ -47,6 +48,12 @@ SCHEDULE_PARAMS = dict(k=2, f=0.6, late_f=0.3, p=0.3)
 # Every step of the ρ slider (61) for both lecture scenes, with room to spare (the hall's warm-up fills them all;
 # the cache held 32 before, fewer than one scene's steps). A run here is ~0.1 MB.
 CACHE_ENTRIES = 160
+# ρ moves in the browser (issue 18): every step of the slider in one batched run, shipped with the page.
+SLIDER = rhogrid.Slider("rho", "ρ (SAM radius)",
+                        "Radius of the ball in which SAM looks for the worst nearby loss: ε = ρ·∇L/‖∇L‖. Moves in "
+                        "your browser: the server is asked only when you let go.",
+                        rhogrid.steps(0.0, RHO_HI, 0.005), DEFAULTS["rho"])
+GRID_ENTRIES = 64  # a grid view is ~0.5 MB
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +65,58 @@ def valley_run(cfg: SimConfig):
     """simulate(cfg) and the stationary mean (time average after burn-in) with its 95% CI."""
     res = simulate(cfg)
     return res, measure.stationary_mean(res)
+
+
+def _row(m: measure.StationaryMean, j: int) -> measure.StationaryMean:
+    """Row j of a StationaryMean over several ρ, as a StationaryMean of one ρ."""
+    return measure.StationaryMean(**{k: np.asarray(getattr(m, k))[j:j + 1]
+                                     for k in ("rhos", "mean", "ci_low", "ci_high", "n", "n_diverged")})
+
+
+def occupancy_curves(w_grid, loss_grid, chains: dict, a_left, a_right, lr, sigma, one_d: bool):
+    """The density curves of the main chart: SGD's closed form and the exact chains in `chains` (opt → chain)."""
+    curves = []
+    closed = theory.valley_mean_sgd_closed_form(a_left, a_right, lr, sigma) if one_d else None
+    p_closed = theory.closed_form_density(w_grid, loss_grid, lr, sigma)
+    if p_closed is not None:
+        curves.append(sc.DensityCurve("closed form (SGD) ∝ exp(−2L/(ησ²))", "sgd", 0.0, w_grid, p_closed, closed))
+    for opt, ch in chains.items():
+        name = "exact chain (SGD)" if opt == "sgd" else f"exact chain (SAM ρ={ch.rho:g})"
+        curves.append(sc.DensityCurve(name, opt, ch.rho, ch.grid, ch.density, ch.mean))
+    return curves, closed
+
+
+@cache.shared("valley.valley_grid", max_entries=GRID_ENTRIES)
+def valley_grid(sgd_cfg: SimConfig, grid_cfg: SimConfig, view_look: tuple) -> rhogrid.GridView:
+    """Every step of the ρ slider in one batched run (core.toy.simulate.simulate_grid) and, on the 1-D valley, the
+    exact chain at each step; the occupancy chart at each step, packed for the browser. per_step[i]: (SAM's
+    StationaryMean, its occupancy counts, the exact chain or None) at the slider's i-th step."""
+    sgd_res, sgd_mean = valley_run(sgd_cfg)
+    grid = simulate_grid(grid_cfg, SLIDER.rhos)
+    means = measure.stationary_mean(grid)
+    params = dict(grid_cfg.landscape_params)
+    a_left, a_right, lr, sigma = params["a_left"], params["a_right"], grid_cfg.lr, grid_cfg.sigma
+    one_d = grid_cfg.landscape == "valley_1d"
+    w_grid, loss_grid = profile(grid_cfg.landscape, a_left, a_right)
+    chains = [None] * len(SLIDER.rhos)
+    sgd_chain = {}
+    if one_d:
+        try:
+            sgd_chain = {"sgd": chain(a_left, a_right, lr, sigma, 0.0)}
+            chains = [chain(a_left, a_right, lr, sigma, r) for r in SLIDER.rhos]
+        except ValueError:  # the page says why (its own chain call fails the same way)
+            chains, sgd_chain = [None] * len(SLIDER.rhos), {}
+    sgd_occ = sc.Occupancy("sgd", 0.0, sgd_res.occupancy[0], sgd_res.occupancy_edges, float(sgd_mean.mean[0]))
+
+    def figure_at(i):
+        occ = [sgd_occ, sc.Occupancy("sam", SLIDER.rhos[i], grid.occupancy[i], grid.occupancy_edges,
+                                     float(means.mean[i]))]
+        curves, _ = occupancy_curves(w_grid, loss_grid, sgd_chain | ({"sam": chains[i]} if chains[i] else {}),
+                                     a_left, a_right, lr, sigma, one_d)
+        return (sc.occupancy_figure(occ, curves),)
+
+    return rhogrid.build(SLIDER, figure_at, per_step_at=lambda i: (_row(means, i), grid.occupancy[i], chains[i]),
+                         plotly_config=theme.PLOTLY_CONFIG)
 
 
 @cache.shared("valley.drift_sweep", max_entries=CACHE_ENTRIES)
@@ -153,13 +212,11 @@ BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int
 # ---------------------------------------------------------------------------------------------
 @st.fragment
 def rho_section(base: dict) -> None:
-    rho = controls.rho_slider("ρ (SAM radius)", hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
-                              container=st.columns([3, 1.2])[0])
     landscape, lr, sigma, particles = base["landscape"], base["lr"], base["sigma"], base["particles"]
     a_left, a_right = (dict(base["landscape_params"])[k] for k in ("a_left", "a_right"))
     try:
         sgd_cfg = SimConfig(optimizer="sgd", rhos=(0.0,), **base)
-        sam_cfg = SimConfig(optimizer="sam", rhos=(float(rho),), **base)
+        grid_cfg = SimConfig(optimizer="sam", rhos=(RHO_HI,), **base)  # its ρ are the slider's (valley_grid)
         sweep_cfg = SimConfig(optimizer="sam", rhos=DRIFT_RHOS, **base | dict(record_points=2))
         free_cfg = SimConfig(optimizer="sam", rhos=CHAIN_RHOS,
                              **base | dict(noise="none", sigma=0.0, particles=1, record_points=2,
@@ -167,10 +224,26 @@ def rho_section(base: dict) -> None:
     except ValueError as e:  # settings the engine refuses: one line, no traceback
         st.error(f"These settings cannot run: {e}")
         return
-
-    with st.spinner("Simulating particles…"):
-        sgd_res, sgd_mean = valley_run(sgd_cfg)
-        sam_res, sam_mean = valley_run(sam_cfg)
+    one_d = landscape == "valley_1d"
+    w_grid, loss_grid = profile(landscape, a_left, a_right)
+    # ρ in the browser unless the grid is too large for one run (then ρ is the server slider, as before)
+    in_browser = grid_fits(grid_cfg, len(SLIDER.rhos))
+    view = None
+    if in_browser:
+        rho = controls.grid_rho(SLIDER)
+        with st.spinner(f"Simulating particles at all {len(SLIDER.rhos)} values of ρ…"):
+            sgd_res, sgd_mean = valley_run(sgd_cfg)
+            view = valley_grid(sgd_cfg, grid_cfg, look())
+        sam_mean, sam_counts, _ = view.per_step[SLIDER.nearest(rho)]
+        edges = sgd_res.occupancy_edges
+    else:
+        rho = controls.rho_slider(SLIDER.label, hi=RHO_HI, default=DEFAULTS["rho"], step=0.005,
+                                  container=st.columns([3, 1.2])[0])
+        with st.spinner("Simulating particles…"):
+            sgd_res, sgd_mean = valley_run(sgd_cfg)
+            sam_res, sam_mean = valley_run(SimConfig(optimizer="sam", rhos=(float(rho),), **base))
+        sam_counts, edges = sam_res.occupancy[0], sgd_res.occupancy_edges
+    sam_cfg = SimConfig(optimizer="sam", rhos=(float(rho),), **base)  # what the exports name
 
     n_div = int(sgd_mean.n_diverged.sum() + sam_mean.n_diverged.sum())
     if n_div:
@@ -178,17 +251,9 @@ def rho_section(base: dict) -> None:
                    "histograms. Lower the learning rate: SAM is stable on a quadratic only if ηλ(1 + ρλ) < 2.",
                    icon=":material/warning:")
 
-    one_d = landscape == "valley_1d"
-    w_grid, loss_grid = profile(landscape, a_left, a_right)
-
     # Occupancy (main chart) with closed form and exact chain
-    occ = [sc.Occupancy("sgd", 0.0, sgd_res.occupancy[0], sgd_res.occupancy_edges, float(sgd_mean.mean[0])),
-           sc.Occupancy("sam", float(rho), sam_res.occupancy[0], sam_res.occupancy_edges, float(sam_mean.mean[0]))]
-    curves = []
-    closed = theory.valley_mean_sgd_closed_form(a_left, a_right, lr, sigma) if one_d else None
-    p_closed = theory.closed_form_density(w_grid, loss_grid, lr, sigma)
-    if p_closed is not None:
-        curves.append(sc.DensityCurve("closed form (SGD) ∝ exp(−2L/(ησ²))", "sgd", 0.0, w_grid, p_closed, closed))
+    occ = [sc.Occupancy("sgd", 0.0, sgd_res.occupancy[0], edges, float(sgd_mean.mean[0])),
+           sc.Occupancy("sam", float(rho), sam_counts, edges, float(sam_mean.mean[0]))]
     chains, chain_note = {}, None
     if one_d:  # σ ≥ 0.05 on this page: the chain has noise to work with
         try:
@@ -196,14 +261,15 @@ def rho_section(base: dict) -> None:
                 chains[opt] = chain(a_left, a_right, lr, sigma, r)
         except ValueError as e:  # settings the grid cannot resolve (tiny η·σ): the simulation alone, with a note
             chains, chain_note = {}, f"No exact chain here: {e}."
-        for opt, ch in chains.items():
-            name = "exact chain (SGD)" if opt == "sgd" else f"exact chain (SAM ρ={ch.rho:g})"
-            curves.append(sc.DensityCurve(name, opt, ch.rho, ch.grid, ch.density, ch.mean))
+    curves, closed = occupancy_curves(w_grid, loss_grid, chains, a_left, a_right, lr, sigma, one_d)
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = kept("valley.occupancy", (sgd_cfg, sam_cfg), lambda: sc.occupancy_figure(occ, curves))  # app/figcache.py
-        st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+        if view is not None:
+            rhochart.chart(view, rho, key="rho_chart")
+        else:
+            fig = kept("valley.occupancy", (sgd_cfg, sam_cfg), lambda: sc.occupancy_figure(occ, curves))  # figcache
+            st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
         st.caption(
             "Bars: where SGD (blue) and SAM (orange) particles spend their time after a burn-in of "
             f"{base['burn_in']} steps, as a density; thick vertical lines: their mean positions. Dashed: SGD's "
@@ -229,12 +295,15 @@ def rho_section(base: dict) -> None:
                    "approximation (a few % low); the exact chain is exact up to its grid.")
         controls.download_data(
             "occupancy", {"edges": sgd_res.occupancy_edges, "sgd_counts": sgd_res.occupancy[0],
-                          "sam_counts": sam_res.occupancy[0], "sgd_mean": sgd_mean.to_dict(),
+                          "sam_counts": sam_counts, "sgd_mean": sgd_mean.to_dict(),
                           "sam_mean": sam_mean.to_dict(), "closed_form_mean_sgd": closed,
                           "exact_chain": {k: v.to_dict() for k, v in chains.items()}},
             config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="valley_occupancy", key="dl_occ",
-            csv=pd.DataFrame({"bin_left": sgd_res.occupancy_edges[:-1], "bin_right": sgd_res.occupancy_edges[1:],
-                              "sgd_counts": sgd_res.occupancy[0], "sam_counts": sam_res.occupancy[0]}))
+            csv=pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:],
+                              "sgd_counts": sgd_res.occupancy[0], "sam_counts": sam_counts}))
+        if view is not None:
+            rhochart.download_view(view, rho, title="Asymmetric valley lab: SAM drifts to the flat side",
+                                   config=dict(base), file_stem="valley_view", key="dl_valley_html")
 
     # The drift with ρ and the shifted-loss view, one at a time (only the open tab is computed and drawn).
     tabs = controls.lazy_tabs("view", {"drift": "Drift grows with ρ",

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.gridtest import figure, rho_shown, shipped
 from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "valley.py")
@@ -28,7 +29,17 @@ def _run(**params) -> AppTest:
     return run_page("pages/valley.py", **params)
 
 
-_chart = chart
+def _chart(at: AppTest, key: str) -> dict:
+    """A chart by its server key; the main chart is the ρ chart's when ρ moves in the browser (issue 18)."""
+    if key == "main_chart" and at.get("bidi_component"):
+        return figure(at, 0)
+    return chart(at, key)
+
+
+def _set_rho(at: AppTest, rho: float) -> None:
+    """What a release in the browser does: the released ρ becomes the page's ρ, and the page reruns."""
+    at.session_state["rho"] = rho
+    at.run()
 
 
 def _names(spec: dict) -> list[str]:
@@ -68,9 +79,13 @@ def test_sam_mean_sits_right_of_sgd(default_page):
 def test_changing_rho_changes_the_plotted_data(default_page):
     at = default_page
     before = _chart(at, "main_chart")
-    at.slider(key="rho").set_value(0.25).run()
+    head, payload = shipped(at)
+    assert len(payload["charts"][0]["steps"]) == 61  # every step of the slider is shipped
+    assert figure(at, 0, step=50) != before  # ρ = 0.25, in the grid before any rerun
+    _set_rho(at, 0.25)
     assert not at.exception, [e.value for e in at.exception]
     after = _chart(at, "main_chart")
+    assert after == figure(at, 0, step=50) and rho_shown(at) == pytest.approx(0.25)
     assert after["data"] != before["data"]
     assert "exact chain (SAM ρ=0.25)" in _names(after)
     # larger ρ, further to the flat side (the claim; exact chains move by ~0.1 between ρ=0.1 and 0.25)
@@ -79,7 +94,7 @@ def test_changing_rho_changes_the_plotted_data(default_page):
 
 def test_query_params_restore_the_view():
     at = _run(rho="0.15", a_left="20", delta="-0.1", view="shift")
-    assert at.slider(key="rho").value == pytest.approx(0.15)
+    assert rho_shown(at) == pytest.approx(0.15)
     assert at.selectbox(key="a_left").value == 20.0
     assert at.radio(key="delta").value == -0.1
     assert "exact chain (SAM ρ=0.15)" in _names(_chart(at, "main_chart"))
@@ -103,9 +118,19 @@ def test_a_shared_delta_waits_for_its_tab():
 def test_bad_url_values_get_notices_not_tracebacks():
     at = _run(rho="nan", particles="1e12", a_left="abc")
     warnings = " | ".join(w.value for w in at.warning)
+    assert at.slider(key="rho").value == pytest.approx(0.1)  # too many particles for a grid: the server slider
     assert "ρ" in warnings and "finite" in warnings, warnings
     assert "particles" in warnings, warnings
     assert "a_L" in warnings, warnings
+
+
+@pytest.mark.parametrize("raw, shown, words", [("0.137", 0.135, "between"), ("1e9", 0.3, "outside"),
+                                                ("-1", 0.0, "outside"), ("nan", 0.1, "finite")])
+def test_hostile_rho_in_the_url_gets_a_notice_and_the_nearest_step(raw, shown, words):
+    at = _run(rho=raw)
+    warnings = " | ".join(w.value for w in at.warning)
+    assert "ρ" in warnings and words in warnings, warnings
+    assert rho_shown(at) == pytest.approx(shown)
 
 
 def test_smooth_2d_valley_runs():

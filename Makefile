@@ -28,20 +28,24 @@ browser: $(VENV)/.dev-stamp
 	  (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
 	  (echo "make: no Debian chromium here; downloading Playwright's chromium" && $(BIN)/python -m playwright install chromium)
 
-# Debian's HAProxy and Redis for the lecture hall (make hall) and its tests.
+# Debian's HAProxy and Redis for the lecture hall (make hall) and its tests (and openssl: the HTTPS test's certificate).
 # Without apt-get (a Mac) it says what to install; the hall's tests skip where they are missing.
 services:
 	@(test -x /usr/sbin/haproxy -o -n "$$(command -v haproxy)") && command -v redis-server >/dev/null || \
 	  if command -v apt-get >/dev/null; then apt-get update -qq && apt-get install -y -qq haproxy redis-server >/dev/null; \
 	  else echo "make: no apt-get here; install haproxy and redis-server (e.g. brew install haproxy redis) for make hall"; fi
+	@command -v openssl >/dev/null || ! command -v apt-get >/dev/null || apt-get install -y -qq openssl >/dev/null
 
 app: setup
 	$(BIN)/streamlit run app/main.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-# A lecture hall: REPLICAS Streamlit replicas (default: the cores) behind HAProxy on PORT, two Redis, the GPU
-# queue's worker and the scene warm-up (serve/hall.py; README, "Serving a lecture hall"). Ctrl-C stops all.
+# A lecture hall: REPLICAS Streamlit replicas (default: the cores) behind HAProxy on PORT, two Redis (with the
+# secret in data/cache/hall-secret, made at the first start), the GPU queue's worker and the scene warm-up
+# (serve/hall.py; README, "Serving a lecture hall"). CERT=/path/fullchain.pem (certificate and key in one PEM):
+# HTTPS and WSS on PORT, plain HTTP on HTTP_PORT redirected (80 by default with PORT=443). Ctrl-C stops all.
 hall: setup services
-	$(BIN)/python -m serve.hall --port $(PORT) $(if $(REPLICAS),--replicas $(REPLICAS))
+	$(BIN)/python -m serve.hall --port $(PORT) $(if $(REPLICAS),--replicas $(REPLICAS)) \
+	  $(if $(CERT),--cert $(CERT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT))
 
 test: setup-dev
 	$(BIN)/ruff check .

@@ -150,13 +150,27 @@ def scene_urls(spec: str) -> list[str]:
 
 
 def slider_grid(client: StreamlitClient, key: str = RHO_KEY) -> list[float]:
-    """The values the ρ slider can take (its min, max and step, as the browser's slider snaps)."""
+    """The values the ρ slider can take (its min, max and step, as the browser's slider snaps). A page whose ρ
+    moves in the browser (the ρ chart component, key `rho_chart`): the grid its payload carries."""
     w = client.widget(key)
     if w is None or w.kind != "slider":
-        return []
+        grid, _ = rho_chart_state(client)
+        return grid
     p = w.proto
     n = int(round((p.max - p.min) / p.step)) if p.step > 0 else 0
     return [round(p.min + i * p.step, 10) for i in range(n + 1)]
+
+
+def rho_chart_state(client: StreamlitClient) -> tuple[list[float], float | None]:
+    return client.rho_chart_state()
+
+
+def rho_value(client: StreamlitClient) -> float | None:
+    return client.rho()
+
+
+def set_rho(client: StreamlitClient, rho: float):
+    return client.set_rho(rho)
 
 
 def next_rho(grid: list[float], now: float, mode: str, rng: random.Random, direction: int) -> tuple[float, int]:
@@ -239,7 +253,7 @@ class Student(User):
             ok = False
         if ok and plan.spread:  # start at a ρ of its own: students spread over the slider's steps
             start = grid[(self.index * 7) % len(grid)]  # 7 is prime to the grid sizes (61, 101): all steps used
-            run = self.client.set_widget(RHO_KEY, start)
+            run = set_rho(self.client, start)
             self._note(run)
             if not run.ok:
                 log.errors.append(f"start at ρ={start:g}: {run.error}")
@@ -247,7 +261,7 @@ class Student(User):
         if plan.students < 10**9:
             hall.all_open.wait(timeout=plan.open_timeout * 3)
         direction = 1
-        rho = self.client.slider_value(RHO_KEY) or 0.0
+        rho = rho_value(self.client) or 0.0
         changes = plan.changes if ok else 0
         for _ in range(changes):
             gevent.sleep(self.rng.uniform(0.5, 1.5) * plan.think)
@@ -259,11 +273,11 @@ class Student(User):
                     log.errors.append(f"reconnect: {run.error}")
                     log.lost += 1
                     continue
-                rho = self.client.slider_value(RHO_KEY) or rho
+                rho = rho_value(self.client) or rho
             rho, direction = next_rho(grid, rho, plan.rho_mode, self.rng, direction)
             t = time.perf_counter()
             hall.first_change = t if hall.first_change is None else min(hall.first_change, t)
-            run = self.client.set_widget(RHO_KEY, rho)
+            run = set_rho(self.client, rho)
             hall.last_change = time.perf_counter()
             self._fire("rho change", run)
             self._note(run)

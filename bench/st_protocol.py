@@ -42,6 +42,7 @@ script a student:
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -122,6 +123,8 @@ def widget_state_value(widget: Widget, value):
         return "double_value", float(value)
     if kind in ("text_input", "text_area"):
         return "string_value", str(value)
+    if kind == "bidi_component":  # a components-v2 component: its whole state, as JSON (what setStateValue sends)
+        return "json_value", json.dumps(dict(value))
     raise ValueError(f"setting a {kind} widget is not supported by this client")
 
 
@@ -142,8 +145,12 @@ class StreamlitClient:
     """
 
     def __init__(self, base_url: str, *, run_timeout: float = RUN_TIMEOUT_S,
-                 connect_timeout: float = CONNECT_TIMEOUT_S, http: requests.Session | None = None):
+                 connect_timeout: float = CONNECT_TIMEOUT_S, http: requests.Session | None = None,
+                 ca_file: str | None = None):
+        """`ca_file`: for an https:// base URL, the certificate(s) to trust (a self-signed hall's PEM);
+        None: the system's."""
         self.base_url = base_url.rstrip("/")
+        self.ca_file = ca_file
         self.run_timeout = run_timeout
         self.connect_timeout = connect_timeout
         self.http = http or requests.Session()
@@ -181,7 +188,9 @@ class StreamlitClient:
 
     def http_get(self, path: str, **params) -> requests.Response:
         """GET a path of the app with this student's cookies (kept from the answers)."""
-        r = self.http.get(f"{self.base_url}/{path.lstrip('/')}", params=params or None, timeout=self.connect_timeout)
+        # verify per request: a session's own `verify` loses to $REQUESTS_CA_BUNDLE in requests
+        r = self.http.get(f"{self.base_url}/{path.lstrip('/')}", params=params or None, timeout=self.connect_timeout,
+                          **({"verify": self.ca_file} if self.ca_file else {}))
         self._note_replica(r.headers)
         return r
 
@@ -201,6 +210,7 @@ class StreamlitClient:
             self.ws = websocket.create_connection(
                 ws_url, subprotocols=["streamlit"], timeout=self.connect_timeout,
                 cookie=self._cookie_header() or None, enable_multithread=False,
+                sslopt={"ca_certs": self.ca_file} if self.ca_file else None,
             )
         except (OSError, websocket.WebSocketException) as e:
             self.ws = None
@@ -419,6 +429,46 @@ class StreamlitClient:
             if w.label == key_or_label or w.label.startswith(key_or_label):
                 return w
         return None
+
+    def component_data(self, key: str) -> bytes:
+        """The data payload a components-v2 component (`key`) got in the last run (b"" when none)."""
+        w = self.widget(key)
+        if w is None or w.kind != "bidi_component":
+            return b""
+        p = w.proto
+        return bytes(p.bytes) if p.bytes else p.json.encode()
+
+    def rho_chart_state(self, key: str = "rho_chart") -> tuple[list[float], float | None]:
+        """(grid, ρ shown) of the page's ρ chart component (app/components/rhochart: a header line with the step
+        shown, then the grid's JSON with its slider's steps); ([], None) when the page has none."""
+        data = self.component_data(key)
+        if not data:
+            return [], None
+        head, _, body = data.partition(b"\n")
+        try:
+            grid = [float(r) for r in json.loads(body)["slider"]["rhos"]]
+            index = int(json.loads(head)["index"])
+        except (ValueError, KeyError, TypeError):
+            return [], None
+        w = self.widget(key)
+        if w is not None and w.id in self.widget_values:  # what this client released last
+            return grid, float(json.loads(self.widget_values[w.id][1])["rho"])
+        return grid, grid[index] if 0 <= index < len(grid) else None
+
+    def rho(self) -> float | None:
+        """The page's ρ: its ρ slider's value (key `rho`), else its ρ chart's."""
+        w = self.widget("rho")
+        if w is not None and w.kind == "slider":
+            return self.slider_value("rho")
+        return self.rho_chart_state()[1]
+
+    def set_rho(self, rho: float) -> Run:
+        """Move ρ as the browser does: the ρ slider's widget state, or a release on the ρ chart (its state `rho`,
+        which reruns the chart's fragment)."""
+        w = self.widget("rho")
+        if w is not None and w.kind == "slider":
+            return self.set_widget("rho", rho)
+        return self.set_widget("rho_chart", {"rho": float(rho)})
 
     def slider_value(self, key_or_label: str) -> float | None:
         """The value a slider shows now: the value this client set, else the one the server drew."""

@@ -4,16 +4,28 @@
 
 What it starts, in this order, each in its own process group (so that stopping it stops all its children):
 
+0. the hall's Redis secret: read from `$SAMLAB_REDIS_SECRET`, else from data/cache/hall-secret, which the first
+   start creates (32 random bytes, URL-safe; mode 0600, gitignored). Both Redis require it (`requirepass`,
+   given in a config file of mode 0600, never on a command line that `ps` shows); the replicas, the RQ
+   workers and the warm-up get it inside their Redis URLs, in their environment only;
 1. two Redis servers from Debian (contracts: /work/notes/contracts.md):
    - the COMPUTE CACHE on 127.0.0.1:6391: `maxmemory 256mb`, `allkeys-lru` eviction, no persistence:
      results any replica computed, for every replica (serve/sharedcache.py);
-   - the STORE on 127.0.0.1:6392: `noeviction`, append-only file in data/cache/hall-store/: what must not
-     be lost (the class experiment's rooms and results, the RQ job queue);
-2. N Streamlit replicas of app/main.py on 127.0.0.1 (ports 8511, 8512, …), each with
-   SAMLAB_CACHE_URL, SAMLAB_STORE_URL and SAMLAB_REPLICA=r1, r2, … in its environment;
+   - the STORE on 127.0.0.1:6392: `noeviction`, append-only file in data/cache/hall-store/ with
+     `appendfsync always`: what must not be lost (the class experiment's rooms and results, the RQ job
+     queue). Every write is on disk before Redis answers it, so a run a student was told is stored survives a
+     SIGKILL of the store (everysec could lose the last second); the cost is one fsync per write, a few
+     hundred writes a minute in a class (BENCHMARKS.md, "A hall you can trust");
+2. N Streamlit replicas of app/main.py on 127.0.0.1 (ports 8511, 8512, …; serve/replica.py: streamlit with a
+   rerun limit per session), each with SAMLAB_CACHE_URL, SAMLAB_STORE_URL and SAMLAB_REPLICA=r1, r2, … in
+   its environment;
 3. HAProxy in front on --port (config written from serve/haproxy.cfg.tmpl): sticky sessions by the
    SERVERID cookie, WebSocket tunnels kept for hours, health checks on /_stcore/health, a dead replica
-   leaves the rotation and its students are re-dispatched to a live one;
+   leaves the rotation and its students are re-dispatched to a live one. With a certificate (`--cert`,
+   `make hall CERT=/path/fullchain.pem`: certificate and key in one PEM) it serves HTTPS and WSS on --port
+   and redirects plain HTTP on --http-port (default 80 when --port is 443, else none) to it. Limits per
+   source address (a flood from one client is cut; a class of 300 behind one NAT address is not): new
+   sessions, HTTP requests and open connections (HallConfig.max_*; README, "Serving a lecture hall");
 4. one RQ worker for the GPU queue (serve/rqjobs.py), so N replicas never put N jobs on one GPU;
 5. the cache warm-up in the background (serve/warm.py): every lecture scene at every ρ step of its slider.
 
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,11 +51,36 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from string import Template
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = Path(__file__).with_name("haproxy.cfg.tmpl")
 STOP_GRACE_S = 8.0  # SIGTERM, then SIGKILL after this long
 MAX_RESTARTS = 5  # per replica, while the hall runs
+SECRET_FILE = REPO / "data" / "cache" / "hall-secret"
+ENV_SECRET = "SAMLAB_REDIS_SECRET"
+
+
+def load_or_create_secret(path: Path | str = SECRET_FILE) -> str:
+    """The hall's Redis secret: `$SAMLAB_REDIS_SECRET`, else the file `path`, created at the first start
+    (mode 0600: only this user reads it). A file that others can read is made private again."""
+    env = os.environ.get(ENV_SECRET, "").strip()
+    if env:
+        return env
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        text = path.read_text().strip()
+        if not text:
+            raise HallError(f"{path} is empty: delete it, and the next start makes a new secret") from None
+        return text
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
 
 
 class HallError(RuntimeError):
@@ -59,18 +97,39 @@ class HallConfig:
     store_port: int = 6392
     cache_maxmemory: str = "256mb"
     store_dir: str = str(REPO / "data" / "cache" / "hall-store")  # the store's append-only file lives here
+    secret: str = ""  # the Redis secret ("" → load_or_create_secret(secret_file) when the Hall is made)
+    secret_file: str = str(SECRET_FILE)
+    cert: str = ""  # a PEM with certificate and key: HTTPS and WSS on `port`
+    http_port: int | None = None  # with a cert: plain HTTP here is redirected to HTTPS (None: 80 if port is 443)
+    # Per source address (a lecture hall's NAT shares one): new sessions (WebSocket opens) per 10 s, HTTP
+    # requests per 10 s, open connections. 300 students joining within ~30 s open ≤ ~150 sessions in any 10 s
+    # and load ~20 files each; a script that opens sessions or requests in a loop passes these within seconds.
+    max_sessions_10s: int = 200
+    max_requests_10s: int = 6000
+    max_connections: int = 3000
     worker: bool = True  # the RQ worker of the GPU queue
     warm: bool = True  # the background warm-up of the lecture scenes
     python: str = sys.executable
     start_timeout_s: float = 120.0
 
+    def _auth(self) -> str:
+        return f":{quote(self.secret, safe='')}@" if self.secret else ""
+
     @property
     def cache_url(self) -> str:
-        return f"redis://127.0.0.1:{self.cache_port}/0"
+        return f"redis://{self._auth()}127.0.0.1:{self.cache_port}/0"
 
     @property
     def store_url(self) -> str:
-        return f"redis://127.0.0.1:{self.store_port}/0"
+        return f"redis://{self._auth()}127.0.0.1:{self.store_port}/0"
+
+    @property
+    def redirect_port(self) -> int | None:
+        if not self.cert:
+            return None
+        if self.http_port is None:
+            return 80 if self.port == 443 else None
+        return self.http_port or None
 
     def replica_names(self) -> list[str]:
         return [f"r{i + 1}" for i in range(self.replicas)]
@@ -89,19 +148,30 @@ def binary(tool: str) -> str | None:
     return found
 
 
-def redis_command(port: int, role: str, folder: Path, maxmemory: str = "256mb") -> list[str]:
-    """redis-server for the `cache` (bounded, LRU, nothing on disk) or the `store` (no eviction, append-only)."""
-    common = [binary("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
-              "--daemonize", "no", "--dir", str(folder), "--save", ""]
+def redis_command(port: int, role: str, folder: Path, maxmemory: str = "256mb",
+                  conf: Path | None = None) -> list[str]:
+    """redis-server for the `cache` (bounded, LRU, nothing on disk) or the `store` (no eviction, append-only,
+    every write fsynced). `conf`: a config file read first (the hall's holds `requirepass`, mode 0600)."""
+    common = [binary("redis-server") or "redis-server", *([str(conf)] if conf else []), "--port", str(port),
+              "--bind", "127.0.0.1", "--protected-mode", "yes", "--daemonize", "no", "--dir", str(folder),
+              "--save", ""]
     if role == "cache":
         return common + ["--maxmemory", maxmemory, "--maxmemory-policy", "allkeys-lru", "--appendonly", "no"]
     if role == "store":
-        return common + ["--maxmemory-policy", "noeviction", "--appendonly", "yes", "--appendfsync", "everysec"]
+        return common + ["--maxmemory-policy", "noeviction", "--appendonly", "yes", "--appendfsync", "always"]
     raise ValueError(f"unknown redis role {role!r}")
 
 
+def redis_conf(path: Path, secret: str) -> Path:
+    """A Redis config file (mode 0600) that requires `secret`: AUTH before anything else."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'requirepass "{secret}"\n' if secret else "")
+    return path
+
+
 def replica_command(cfg: HallConfig, port: int) -> list[str]:
-    return [cfg.python, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
+    return [cfg.python, "-m", "serve.replica", "run", str(REPO / "app" / "main.py"),
             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
 
@@ -116,7 +186,21 @@ def haproxy_config(cfg: HallConfig) -> str:
     machines, the same lines name the other machines' addresses (README, "Serving a lecture hall")."""
     servers = "\n".join(f"    server {n} 127.0.0.1:{p} check cookie {n}"
                         for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
-    return Template(TEMPLATE.read_text()).substitute(bind=cfg.bind, port=cfg.port, servers=servers)
+    if cfg.cert:
+        binds = f"    bind {cfg.bind}:{cfg.port} ssl crt {cfg.cert} alpn http/1.1"
+        if cfg.redirect_port:
+            binds += f"\n    bind {cfg.bind}:{cfg.redirect_port}"
+        # plain HTTP (the redirect port) goes to HTTPS on the students' port; HSTS keeps browsers there
+        tls = ("    http-request redirect scheme https code 301 if !{ ssl_fc }\n"
+               "    http-response set-header Strict-Transport-Security max-age=31536000 if { ssl_fc }\n")
+        if cfg.port != 443:
+            tls = tls.replace("redirect scheme https code 301",
+                              f"redirect prefix https://%[req.hdr(host),field(1,:)]:{cfg.port} code 301")
+    else:
+        binds, tls = f"    bind {cfg.bind}:{cfg.port}", ""
+    return Template(TEMPLATE.read_text()).substitute(
+        binds=binds, tls=tls, servers=servers, max_sessions=cfg.max_sessions_10s,
+        max_requests=cfg.max_requests_10s, max_connections=cfg.max_connections)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,17 +228,29 @@ def free_ports(n: int, lo: int = 20000, hi: int = 60000) -> int:
     raise HallError(f"no {n} consecutive free ports found")
 
 
-def http_ok(url: str, timeout: float = 2.0) -> bool:
+def http_ok(url: str, timeout: float = 2.0, insecure: bool = False) -> bool:
+    """True when `url` answers 200. `insecure`: accept any certificate (the hall's own, checked on loopback)."""
+    context = None
+    if insecure and url.startswith("https"):
+        import ssl
+
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def redis_ping(port: int) -> bool:
+def redis_ping(port: int, secret: str = "") -> bool:
+    """True when the Redis on `port` answers PING (after AUTH with `secret`, when given)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            if secret:
+                s.sendall(f"AUTH {secret}\r\n".encode())
+                if not s.recv(64).startswith(b"+OK"):
+                    return False
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
     except OSError:
@@ -214,6 +310,8 @@ class Hall:
     """
 
     def __init__(self, cfg: HallConfig, out=None):
+        if not cfg.secret:
+            cfg = replace(cfg, secret=load_or_create_secret(cfg.secret_file))
         self.cfg = cfg
         self.out = out if out is not None else sys.stdout
         self.procs: dict[str, Proc] = {}  # in start order
@@ -223,7 +321,7 @@ class Hall:
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.cfg.bind in ("0.0.0.0", "127.0.0.1", "") else self.cfg.bind
-        return f"http://{host}:{self.cfg.port}"
+        return f"{'https' if self.cfg.cert else 'http'}://{host}:{self.cfg.port}"
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -238,10 +336,14 @@ class Hall:
                                 f"on another system install {tool} with its package manager)")
         if cfg.replicas < 1:
             raise HallError("REPLICAS must be at least 1")
+        if cfg.cert and not Path(cfg.cert).is_file():
+            raise HallError(f"CERT={cfg.cert}: no such file (a PEM with the certificate chain and the key)")
         wanted = [("HAProxy", cfg.port), ("the cache Redis", cfg.cache_port), ("the store Redis", cfg.store_port)]
+        if cfg.redirect_port:
+            wanted.append(("HAProxy's HTTP redirect", cfg.redirect_port))
         wanted += [(f"replica {n}", p) for n, p in zip(cfg.replica_names(), cfg.replica_ports())]
         for what, port in wanted:
-            if not port_free(port, "0.0.0.0" if what == "HAProxy" else "127.0.0.1"):
+            if not port_free(port, "0.0.0.0" if what.startswith("HAProxy") else "127.0.0.1"):
                 raise HallError(f"port {port} (for {what}) is in use: is a hall or `make app` already running? "
                                 "Stop it, or choose other ports (PORT=...)")
 
@@ -276,8 +378,9 @@ class Hall:
         port = self.cfg.cache_port if role == "cache" else self.cfg.store_port
         folder = self.run_dir / "cache" if role == "cache" else Path(self.cfg.store_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        proc = self.spawn(f"redis-{role}", redis_command(port, role, folder, self.cfg.cache_maxmemory))
-        self.wait_until(proc, lambda: redis_ping(port), f"the {role} Redis (port {port})")
+        conf = redis_conf(self.run_dir / f"redis-{role}.conf", self.cfg.secret)
+        proc = self.spawn(f"redis-{role}", redis_command(port, role, folder, self.cfg.cache_maxmemory, conf))
+        self.wait_until(proc, lambda: redis_ping(port, self.cfg.secret), f"the {role} Redis (port {port})")
         return proc
 
     def start(self) -> Hall:
@@ -300,11 +403,11 @@ class Hall:
             if check.returncode != 0:
                 raise HallError(f"HAProxy refused its config: {(check.stderr or check.stdout).strip()[:300]}")
             proxy = self.spawn("haproxy", [haproxy, "-db", "-f", str(self.run_dir / "haproxy.cfg")])
-            self.wait_until(proxy, lambda: http_ok(f"http://127.0.0.1:{cfg.port}/_stcore/health"),
+            self.wait_until(proxy, lambda: http_ok(f"{self.url}/_stcore/health", insecure=True),
                             f"HAProxy (port {cfg.port})")
             if cfg.worker:  # one worker per lane: one GPU job at a time, one CPU training at a time
-                workers = [self.spawn(f"rq-{lane}", [cfg.python, "-m", "serve.rqjobs", "worker", "--lane", lane,
-                                                      "--url", cfg.store_url],
+                # the URL (with the secret) goes in the environment, not on the command line `ps` shows
+                workers = [self.spawn(f"rq-{lane}", [cfg.python, "-m", "serve.rqjobs", "worker", "--lane", lane],
                                       {**os.environ, "PYTHONUNBUFFERED": "1", "SAMLAB_STORE_URL": cfg.store_url})
                            for lane in ("gpu", "cpu")]
                 time.sleep(1.0)
@@ -415,13 +518,16 @@ def serve(cfg: HallConfig) -> int:
         replicas = ", ".join(f"{n} :{p}" for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
         hall.say(f"\nStarted in {hall.start_s:.1f} s:\n"
                  f"  redis cache   127.0.0.1:{cfg.cache_port}  (maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
-                 f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only in {cfg.store_dir})\n"
+                 f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only, fsync always, in {cfg.store_dir})\n"
+                 f"  redis secret  both require it: ${ENV_SECRET} or {cfg.secret_file} (mode 0600)\n"
                  f"  replicas      {replicas}  (streamlit run app/main.py)\n"
-                 f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks)\n"
+                 f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks, per-address limits"
+                 + (f"; HTTPS with {cfg.cert}" if cfg.cert else "")
+                 + (f"; HTTP on :{cfg.redirect_port} redirected" if cfg.redirect_port else "") + ")\n"
                  + ("  rq workers    the GPU queue and the CPU queue, one job at a time each\n" if cfg.worker else "")
                  + ("  warm-up       every lecture scene at every ρ step, in the background\n" if cfg.warm else "")
                  + f"  logs          {hall.run_dir}\n\n"
-                 f"Give the students this address:   http://{where}:{cfg.port}/\n"
+                 f"Give the students this address:   {'https' if cfg.cert else 'http'}://{where}:{cfg.port}/\n"
                  "Ctrl-C stops everything.")
         last = ""
         while True:
@@ -455,12 +561,19 @@ def config_from_args(argv: list[str] | None = None) -> HallConfig:
     p.add_argument("--cache-port", type=int, default=6391)
     p.add_argument("--store-port", type=int, default=6392)
     p.add_argument("--cache-maxmemory", default="256mb", help="the compute cache's memory bound")
+    p.add_argument("--cert", default=env.get("CERT", ""),
+                   help="a PEM with certificate chain and key: HTTPS and WSS on --port ($CERT)")
+    p.add_argument("--http-port", type=int, default=int(env["HTTP_PORT"]) if env.get("HTTP_PORT") else None,
+                   help="with --cert: redirect plain HTTP on this port to HTTPS (default 80 when --port is 443)")
+    p.add_argument("--secret-file", default=str(SECRET_FILE),
+                   help=f"the Redis secret's file (created at the first start; ${ENV_SECRET} overrides it)")
     p.add_argument("--no-warm", action="store_true", help="skip the warm-up of the lecture scenes")
     p.add_argument("--no-worker", action="store_true", help="no RQ worker (no CIFAR jobs in this hall)")
     a = p.parse_args(argv)
     return replace(HallConfig(), replicas=a.replicas, port=a.port, bind=a.bind, replica_port=a.replica_port,
                    cache_port=a.cache_port, store_port=a.store_port, cache_maxmemory=a.cache_maxmemory,
-                   warm=not a.no_warm, worker=not a.no_worker)
+                   warm=not a.no_warm, worker=not a.no_worker, cert=a.cert and str(Path(a.cert).resolve()),
+                   http_port=a.http_port, secret_file=a.secret_file)
 
 
 def main(argv: list[str] | None = None) -> int:

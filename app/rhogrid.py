@@ -71,11 +71,11 @@ def snap(raw, rhos: Sequence[float], default: float, label: str = "ρ") -> tuple
     if not math.isfinite(x):
         return float(default), f"{label}: {shown!r} is not a finite number; showing the default {default:g}."
     nearest = min(rhos, key=lambda r: abs(r - x))
+    if math.isclose(nearest, x, rel_tol=1e-9, abs_tol=1e-12):  # a step as written ("0.20", "2e-1", "-0")
+        return nearest, None
     if x < rhos[0] or x > rhos[-1]:
         return nearest, f"{label}: {x:g} is outside [{rhos[0]:g}, {rhos[-1]:g}]; showing {nearest:g}."
-    if not math.isclose(nearest, x, rel_tol=1e-9, abs_tol=1e-12):
-        return nearest, f"{label}: {x:g} is between the slider's steps; showing the nearest step, {nearest:g}."
-    return nearest, None
+    return nearest, f"{label}: {x:g} is between the slider's steps; showing the nearest step, {nearest:g}."
 
 
 class _Pool:

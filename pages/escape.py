@@ -304,7 +304,7 @@ def rho_section(base: dict) -> None:
         "particles escaped, from its first-passage step on (its first step in the flat basin). The legend "
         f"counts escapes among those {ESCAPE_MARKERS} marked particles; the table counts all particles.")
     if in_browser:
-        rhochart.chart(view, rho, key="rho_chart")
+        rhochart.chart(view, rho, key="main_chart")
         left, right = st.columns(2, gap="medium")
         left.caption(survival_caption)
         right.caption(particles_caption)

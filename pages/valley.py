@@ -266,7 +266,7 @@ def rho_section(base: dict) -> None:
     left, right = st.columns([3, 2], gap="medium")
     with left:
         if view is not None:
-            rhochart.chart(view, rho, key="rho_chart")
+            rhochart.chart(view, rho, key="main_chart")
         else:
             fig = kept("valley.occupancy", (sgd_cfg, sam_cfg), lambda: sc.occupancy_figure(occ, curves))  # figcache
             st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)

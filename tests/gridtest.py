@@ -9,7 +9,7 @@ import json
 from streamlit.testing.v1 import AppTest
 
 
-def shipped(at: AppTest, key: str = "rho_chart") -> tuple[dict, dict]:
+def shipped(at: AppTest, key: str = "main_chart") -> tuple[dict, dict]:
     """(header, payload) of the one ρ chart whose key is `key`: header {digest, index} says the step shown first,
     payload is app/rhogrid.py's JSON."""
     comps = [c for c in at.get("bidi_component") if c.proto.id.endswith(f"-{key}")]
@@ -19,7 +19,7 @@ def shipped(at: AppTest, key: str = "rho_chart") -> tuple[dict, dict]:
     return json.loads(head), json.loads(body)
 
 
-def figure(at: AppTest, chart: int = 0, step: int | None = None, key: str = "rho_chart") -> dict:
+def figure(at: AppTest, chart: int = 0, step: int | None = None, key: str = "main_chart") -> dict:
     """Chart number `chart` of the ρ chart at grid step `step` (default: the step shown first), as Plotly JSON
     {"data", "layout"}, typed arrays left as {"dtype", "bdata"} (tests.pagetest.trace_array reads them)."""
     head, payload = shipped(at, key)
@@ -28,13 +28,13 @@ def figure(at: AppTest, chart: int = 0, step: int | None = None, key: str = "rho
     return {"data": [c["traces"][t] for t in traces], "layout": c["layouts"][layout_i]}
 
 
-def rho_shown(at: AppTest, key: str = "rho_chart") -> float:
+def rho_shown(at: AppTest, key: str = "main_chart") -> float:
     """The ρ the browser shows first."""
     head, payload = shipped(at, key)
     return payload["slider"]["rhos"][head["index"]]
 
 
-def block(at: AppTest, number: int = 0, step: int | None = None, key: str = "rho_chart") -> str:
+def block(at: AppTest, number: int = 0, step: int | None = None, key: str = "main_chart") -> str:
     """HTML block `number` at grid step `step` (default: the step shown first)."""
     head, payload = shipped(at, key)
     b = payload["blocks"][number]

@@ -2,7 +2,7 @@
 
 Claims checked:
 - the page runs without exceptions and draws its main chart: with ρ in the browser (issue 18) the ρ chart
-  (app/components/rhochart, key "rho_chart") carries every step of the ρ slider, chart 0 the survival curves and
+  (app/components/rhochart, key "main_chart") carries every step of the ρ slider, chart 0 the survival curves and
   chart 1 the particles; with ?animate=1 they are server charts ("main_chart", "escape_animation");
 - the main chart carries the theory overlays: Kramers for SGD and the SAM speed-up heuristic
   (theory.md §3), found by trace name;
@@ -39,7 +39,7 @@ def _run(**params) -> AppTest:
 def _chart(at: AppTest, key: str) -> dict:
     """A chart by its server key, or its place in the ρ chart when ρ moves in the browser."""
     grid_charts = {"main_chart": 0, "escape_animation": 1}
-    if key in grid_charts and at.get("bidi_component"):
+    if key in grid_charts and at.get("bidi_component"):  # the ρ chart (key "main_chart") holds both
         return figure(at, grid_charts[key])
     return chart(at, key)
 

@@ -38,7 +38,9 @@
     var P = global.Plotly, s = payload.slider, n = s.rhos.length;
     payload.charts.forEach(function (c) { decode(c.traces); });
     var root = el("div", "samlab-rho");
-    var control = el("div", "samlab-rho-control");
+    // "st-key-<key>" as on the lab's Streamlit widgets, and aria-value* in ρ (not the step index): the lab's browser
+    // harness (bench/_browser.py) finds and reads this ρ control as it finds the server slider it replaces.
+    var control = el("div", "samlab-rho-control st-key-" + s.key);
     var head = el("div", "samlab-rho-head");
     var id = "samlab-rho-" + Math.random().toString(36).slice(2);
     var label = el("label", "samlab-rho-label", s.label);
@@ -56,6 +58,8 @@
     var input = el("input", "samlab-rho-input");
     input.type = "range"; input.id = id; input.min = 0; input.max = n - 1; input.step = 1;
     input.setAttribute("data-testid", "rho-input");
+    input.setAttribute("aria-valuemin", String(s.rhos[0]));
+    input.setAttribute("aria-valuemax", String(s.rhos[n - 1]));
     var ends = el("div", "samlab-rho-ends");
     ends.appendChild(el("span", "", s.rhos[0].toFixed(s.digits)));
     ends.appendChild(el("span", "", s.rhos[n - 1].toFixed(s.digits)));
@@ -82,6 +86,7 @@
       value.textContent = rho;
       input.value = String(i);
       input.setAttribute("aria-valuetext", s.label.split(" ")[0] + " = " + rho);
+      input.setAttribute("aria-valuenow", String(s.rhos[i]));
       root.setAttribute("data-rho", rho);
       payload.charts.forEach(function (c, k) {
         var step = c.steps[i], layout = Object.assign({}, c.layouts[step[0]]);

@@ -75,6 +75,7 @@ MAX_SEEDS = 10
 PILOT_SEEDS = (1000, 1001)             # no reported run uses them
 OVERSPEND = 0.02                       # a pilot that spent more than budget + this is not eligible
 VAL_SEED = 777                         # draws the validation images from what a pilot did not train on
+PILOT_TEST = 100                       # test images a pilot's per-epoch test pass uses (not used to choose)
 
 
 @dataclass(frozen=True)
@@ -360,7 +361,9 @@ def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, sh
     for j in range(cfg.pilot_runs):
         i = j % len(grid)
         seed = cfg.pilot_seeds[(j // len(grid)) % len(cfg.pilot_seeds)]
-        tcfg = replace(method_config(cfg, name, steps, grid[i]), seed=seed, sharpness_iters=0)
+        # no λ_max, and a small test set (PILOT_TEST images): a pilot is scored on validation images, and the
+        # trainer's test pass after every epoch would cost a third of the pilot's time on the whole test set
+        tcfg = replace(method_config(cfg, name, steps, grid[i]), seed=seed, sharpness_iters=0, test_size=PILOT_TEST)
         d = runs.get(tcfg, validate=cfg.val_size, should_stop=should_stop, progress=progress, phase="pilot")
         ratio = d["grad_evals"] / (2.0 * steps) if d["status"] == "done" else math.nan
         pilots.append(dict(config=i, seed=seed, status=d["status"], val_acc=d.get("val_acc", math.nan),

@@ -438,22 +438,32 @@ class StreamlitClient:
         p = w.proto
         return bytes(p.bytes) if p.bytes else p.json.encode()
 
-    def rho_chart_state(self, key: str = "rho_chart") -> tuple[list[float], float | None]:
-        """(grid, ρ shown) of the page's ρ chart component (app/components/rhochart: a header line with the step
-        shown, then the grid's JSON with its slider's steps); ([], None) when the page has none."""
-        data = self.component_data(key)
-        if not data:
-            return [], None
-        head, _, body = data.partition(b"\n")
-        try:
-            grid = [float(r) for r in json.loads(body)["slider"]["rhos"]]
-            index = int(json.loads(head)["index"])
-        except (ValueError, KeyError, TypeError):
-            return [], None
-        w = self.widget(key)
-        if w is not None and w.id in self.widget_values:  # what this client released last
-            return grid, float(json.loads(self.widget_values[w.id][1])["rho"])
-        return grid, grid[index] if 0 <= index < len(grid) else None
+    def rho_chart(self, slider_key: str = "rho") -> tuple[Widget | None, list[float], float | None]:
+        """(component, grid, ρ shown) of the page's ρ chart: the components-v2 component whose payload
+        (app/components/rhochart: a header line with the step shown, then the grid's JSON) carries the slider
+        `slider_key`; (None, [], None) when the page has none."""
+        for w in self.widgets():
+            if w.kind != "bidi_component":
+                continue
+            data = self.component_data(w.key) if w.key else (bytes(w.proto.bytes) or w.proto.json.encode())
+            head, _, body = data.partition(b"\n")
+            try:
+                slider = json.loads(body)["slider"]
+                if slider.get("key", slider_key) != slider_key:
+                    continue
+                grid = [float(r) for r in slider["rhos"]]
+                index = int(json.loads(head)["index"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if w.id in self.widget_values:  # what this client released last
+                return w, grid, float(json.loads(self.widget_values[w.id][1])["rho"])
+            return w, grid, grid[index] if 0 <= index < len(grid) else None
+        return None, [], None
+
+    def rho_chart_state(self) -> tuple[list[float], float | None]:
+        """(grid, ρ shown) of the page's ρ chart ([], None without one)."""
+        _, grid, rho = self.rho_chart()
+        return grid, rho
 
     def rho(self) -> float | None:
         """The page's ρ: its ρ slider's value (key `rho`), else its ρ chart's."""
@@ -468,7 +478,11 @@ class StreamlitClient:
         w = self.widget("rho")
         if w is not None and w.kind == "slider":
             return self.set_widget("rho", rho)
-        return self.set_widget("rho_chart", {"rho": float(rho)})
+        chart, _, _ = self.rho_chart()
+        if chart is None:
+            return Run(error="no ρ slider or ρ chart on the page")
+        self.widget_values[chart.id] = widget_state_value(chart, {"rho": float(rho)})
+        return self._rerun(fragment_id=chart.fragment_id)
 
     def slider_value(self, key_or_label: str) -> float | None:
         """The value a slider shows now: the value this client set, else the one the server drew."""

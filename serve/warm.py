@@ -8,7 +8,9 @@ with the scene's URL parameters, and then with its ρ slider moved to each step.
 functions (app.cache.shared) put their results into the shared cache under the very keys the replicas
 look up, because the configs are built by the pages' own code: nothing about a page's config is
 written twice. The most likely configs come first: every scene's own ρ, then the steps next to it,
-working outwards, all scenes in turn.
+working outwards, all scenes in turn. A page whose ρ moves in the browser (the ρ chart component,
+app/components/rhochart) computes every step of its grid in the run that opens it: its scenes are warm once
+opened, with no slider steps to run.
 
 It prints one progress line every few seconds ("warm-up: 120/850 page runs, 31 MB in the cache, 64 s")
 and a last line with the totals. serve/hall.py starts it in the background at a lower priority than
@@ -83,18 +85,24 @@ def run(names: list[str] | None = None, limit: int | None = None, out=sys.stdout
     t0 = time.monotonic()
     apps: dict[str, AppTest] = {}
     scene_steps = {}
-    failed = 0
+    failed = opened_grids = 0
     for s in lecture_scenes(names):  # open each scene once: this also reads its slider's range
         at = AppTest.from_file(str(REPO / "pages" / f"{s.page}.py"), default_timeout=PAGE_TIMEOUT_S)
         for k, v in s.params.items():
             at.query_params[k] = v
         try:
             at.run()
-            slider = at.slider(key=RHO_KEY).proto
+            if at.exception:
+                raise RuntimeError(at.exception[0].value)
+            sliders = [w for w in at.slider if w.key == RHO_KEY]
         except Exception as e:  # a page that cannot open is reported and skipped; the hall still serves it
             print(f"warm-up: scene {s.name} did not open ({type(e).__name__}: {str(e)[:120]})", file=out, flush=True)
             failed += 1
             continue
+        if not sliders:  # ρ moves in the browser: this run computed every step of the grid
+            opened_grids += 1
+            continue
+        slider = sliders[0].proto
         apps[s.name] = at
         scene_steps[s] = slider_steps(slider.min, slider.max, slider.step)
     tasks = plan(scene_steps)[:limit]
@@ -122,7 +130,7 @@ def run(names: list[str] | None = None, limit: int | None = None, out=sys.stdout
             keys = int(c.redis.dbsize())
         except c._errors:
             pass
-    result = {"runs": len(tasks), "scenes": len(apps), "failed": failed,
+    result = {"runs": len(tasks) + opened_grids, "scenes": len(apps) + opened_grids, "failed": failed,
               "seconds": round(time.monotonic() - t0, 1), "mb": cache_mb(), "keys": keys}
     print(f"warm-up: done, {result['runs']} page runs over {result['scenes']} scenes in {result['seconds']} s"
           + (f", {result['mb']:.0f} MB and {keys} keys in the cache" if result["mb"] is not None else "")

@@ -199,6 +199,8 @@ def test_a_flood_from_one_address_is_cut_while_20_students_there_see_no_error(tm
         flooder.close()
         assert not errors, errors[:5]
         assert all(c.connects == 1 for c in students)  # no student was disconnected
+        print(f"\nflood: {opened[0]} sessions opened, {refused[0]} refused (429), {len(other)} other errors; "
+              f"{sent[0]} reruns sent by the rerun flood")
         # the session flood was cut at the per-address limit (200 new sessions per 10 s, HallConfig)
         assert refused[0] > 0 and opened[0] > 0, (opened, refused, other[:3])
         assert opened[0] <= cfg.max_sessions_10s * 3 + 20 * 3, (opened, refused)  # not many more than the limit

@@ -3,7 +3,8 @@
 Claims:
 1. the plan covers every step of each scene's ρ slider once, each scene's own ρ first, then outwards;
 2. the lecture scenes it warms are those with a simulation behind a ρ slider (escape, valley, playground, psam);
-3. what it computes is what a replica later asks for: after warming the escape scene at its own ρ, a fresh
+3. what it computes is what a replica later asks for: after warming the escape scene (at its own ρ, or every
+   step at once where the page draws ρ in the browser), a fresh
    process ("another replica") that opens the scene's page computes nothing and hits the shared cache.
 """
 
@@ -68,7 +69,7 @@ def test_the_warm_up_fills_the_keys_a_replica_asks_for(tmp_path):
         warm_out = subprocess.run([sys.executable, "-m", "serve.warm", "--scenes", "escape", "--limit", "1"], cwd=REPO,
                                   env=env, capture_output=True, text=True, timeout=500)
         assert warm_out.returncode == 0, warm_out.stderr[-1500:]
-        assert "warm-up: done, 1 page runs" in warm_out.stdout and "failed" not in warm_out.stdout, warm_out.stdout[-500:]
+        assert "warm-up: done" in warm_out.stdout and "failed" not in warm_out.stdout, warm_out.stdout[-500:]
         env = {"SAMLAB_CACHE_URL": h.cfg.cache_url, "SAMLAB_REPLICA": "r9", "PATH": "/usr/bin:/bin"}
         out = subprocess.run([sys.executable, "-c", CHECK], cwd=REPO, env=env, capture_output=True, text=True,
                              timeout=500)

@@ -30,8 +30,9 @@ What it starts, in this order, each in its own process group (so that stopping i
 5. the cache warm-up in the background (serve/warm.py): every lecture scene at every ρ step of its slider.
 
 It prints the URL to give students. Ctrl-C (SIGINT) or SIGTERM stops everything it started; if any part
-fails to start, it stops what it had started and exits with a one-line message. A replica that dies while
-the hall runs is restarted (its students are already on the others).
+fails to start, it stops what it had started and exits with a one-line message. A replica, an RQ worker or a
+Redis that dies while the hall runs is restarted (a replica's students are already on the others; the store
+Redis reads its append-only file back, so what it acknowledged is still there).
 """
 
 from __future__ import annotations
@@ -443,10 +444,11 @@ class Hall:
             if proc.alive() or getattr(proc, "reported", False):
                 continue
             code = proc.popen.returncode
-            if (name in self.cfg.replica_names() or name.startswith("rq-")) and proc.restarts < MAX_RESTARTS:
+            restartable = name in self.cfg.replica_names() or name.startswith(("rq-", "redis-"))
+            if restartable and proc.restarts < MAX_RESTARTS:
                 self.say(f"{name} exited (code {code}); restarting it"
                          + ("; its students are on the other replicas" if name.startswith("r") and name[1:].isdigit()
-                            else ""))
+                            else "; the store reads its append-only file back" if name == "redis-store" else ""))
                 self.restart(name)
             elif name == "warm-up":
                 self.say("warm-up finished" if code == 0 else f"warm-up stopped (code {code}): {proc.log_tail(1)}")

@@ -1,14 +1,18 @@
 """The CIFAR side of the budget tournament: the one step function for every method (exact gradient-evaluation
 counts, BatchNorm frozen on perturbed passes, the limits that must hold in the trainer), label noise, and the
-tournament itself (each method spends the budget its schedule says, the Pareto front, the CLI's JSON)."""
+tournament itself (each method spends the budget its schedule says, every configuration of the tuning search does
+too, the same number of pilot runs per method on seeds no reported run uses, the seeds really paired, the paired
+verdicts with Holm and the share of SAM's gain, the Pareto front, the CLIs' JSON)."""
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from core.cifar import tournament as ct
 from core.cifar import train as ctrain
 from core.cifar.cli import main as cifar_main
 from core.cifar.models import make_model
@@ -162,15 +166,17 @@ def test_label_noise_reaches_training_labels_only():
 
 
 def test_tournament_spends_each_methods_budget_and_marks_the_front():
-    """At b = 0.65 over T = 20 steps each method spends what its rule says: PSAM (k 2, f 0.6), late SAM (last 30%),
-    Composer (every 3rd) 26 of SAM's 40 evaluations; LookSAM (k 3) 27; SGD and Momentum-SAM 20; SAM 40; AE-SAM what
-    its own decisions took. The Pareto front is exactly the non-dominated rows; the result is JSON."""
+    """Untuned (the budget rule's fixed parameters), at b = 0.65 over T = 20 steps each method spends what its rule
+    says: PSAM (k 2, f 0.6), late SAM (last 30%), Composer (every 3rd) 26 of SAM's 40 evaluations; LookSAM and SAM
+    every k (k 3) 27; SGD and Momentum-SAM 20; SAM 40; AE-SAM what its own decisions took. The Pareto front is
+    exactly the non-dominated rows; the result is JSON."""
     cfg = TournamentConfig(budget=0.65, seeds=2, train_size=320, epochs=2, batch_size=32, sharpness_iters=0,
-                           device="cpu")
+                           device="cpu", tune=False)
     seen = []
     res = run_tournament(cfg, progress=seen.append)
     assert res.steps == 20 and len(seen) == len(res.runs) == 2 * len(METHODS)
-    want = {"sgd": 20, "sam": 40, "psam": 26, "late_sam": 26, "composer": 26, "looksam": 27, "msam": 20}
+    want = {"sgd": 20, "sam": 40, "psam": 26, "late_sam": 26, "composer": 26, "looksam": 27, "every_k": 27,
+            "msam": 20}
     rows = {m.name: m for m in res.methods}
     assert set(rows) == set(METHODS)
     for name, evals in want.items():
@@ -178,7 +184,7 @@ def test_tournament_spends_each_methods_budget_and_marks_the_front():
     ae = [r for r in res.runs if r["optimizer"] == "ae_sam"]
     assert rows["ae_sam"].grad_evals == np.mean([r["grad_evals"] for r in ae])
     assert all(r["grad_evals"] == 20 + r["sam_steps"] for r in ae)
-    assert res.ae_pilot["pilots"] and all(p["grad_evals"] > 0 for p in res.ae_pilot["pilots"])
+    assert all(t["runs"] == 0 and not t["pilots"] for t in res.tuning.values())   # nothing tuned
     ss = [r for r in res.runs if r["optimizer"] == "ss_sam"]
     assert all(r["grad_evals"] == 20 + r["sam_steps"] for r in ss)
     front = [res.methods[i].name for i in pareto_front([m.budget_ratio for m in res.methods],
@@ -187,7 +193,130 @@ def test_tournament_spends_each_methods_budget_and_marks_the_front():
     for m in res.methods:
         assert len(m.per_seed) == 2 and m.outcome == pytest.approx(np.mean(m.per_seed))
         assert m.outcome_ci[0] <= m.outcome <= m.outcome_ci[1]
+        assert m.seed_ids == [20, 21]
     json.dumps(res.to_dict())  # NaN-free, plain types
+
+
+@pytest.mark.parametrize("budget", [0.55, 0.6, 0.65, 0.7, 0.75])
+def test_every_configuration_of_the_search_spends_the_budget(budget):
+    """Tuning must not buy extra SAM steps: every configuration the search may choose spends the budget (its
+    schedule's gradient evaluations over T = 300 steps within one SAM step of (2b − 1)·T), and the grids are the
+    registry's (core.methods: Method.tune); SGD, SAM, Momentum-SAM keep their own 50% / 100% / 50%."""
+    from core import methods as registry
+
+    T = 300
+    target = round((2 * budget - 1) * T)
+    k = round(1 / (2 * budget - 1))
+    for name in METHODS:
+        grid = ct.search_space(name, budget, T, 0.1)
+        knobs = ct.tunables(name)
+        assert (len(grid) > 1) == bool(knobs), name
+        if name in ("psam", "ss_sam", "composer", "looksam"):
+            assert len(grid) == len({tuple(sorted(g.items())) for g in grid})     # no configuration twice
+        for g in grid:
+            tcfg = replace(method_config(TournamentConfig(budget=budget), name, T, g), seed=3)
+            schedule, _ = tcfg.schedule()
+            extra = schedule.grad_evals(T) - T
+            if name in ("sgd", "msam"):
+                assert extra == 0
+            elif name == "sam":
+                assert extra == T
+            elif name == "ae_sam":   # state-dependent: the Gaussian guess spends the budget in expectation
+                assert schedule.expected_sam_fraction(T) == pytest.approx(2 * budget - 1, abs=0.01)
+            elif name in ("looksam", "every_k", "composer"):
+                assert tcfg.k == k and extra == math.ceil(T / k), (name, g)
+            elif name == "ss_sam":   # random draws: the mean p(t) is the share (± 4 binomial sd)
+                assert abs(extra - target) < 4 * math.sqrt(T * 0.25) + 1, (g, extra)
+            else:
+                assert abs(extra - target) <= 1, (name, g, extra)
+    shapes = {g["p_shape"] for g in ct.search_space("ss_sam", budget, T, 0.1)}
+    assert shapes == set(registry.get("ss_sam").tune[0].grid)
+    alphas = [g["alpha"] for g in ct.search_space("looksam", budget, T, 0.1)]
+    assert alphas == list(next(t for t in registry.get("looksam").tune if t.name == "alpha").grid)
+    assert all(g["nesterov"] is False for g in ct.search_space("msam", budget, T, 0.1))   # heavy ball
+
+
+def test_tuning_gives_every_method_the_same_pilots_on_unreported_seeds():
+    """Every method with a free hyperparameter gets exactly `pilot_runs` pilots (a grid of 2 is run on both pilot
+    seeds, one of 4 once), on the pilot seeds only; the choice is the eligible configuration with the best mean
+    validation accuracy, and it is what the reported runs use; SGD and SAM get no pilots."""
+    cfg = TournamentConfig(budget=0.65, seeds=2, train_size=320, epochs=1, batch_size=32, sharpness_iters=0,
+                           device="cpu", methods=("sgd", "sam", "composer", "looksam"), val_size=200)
+    res = run_tournament(cfg)
+    assert res.tuning["sgd"]["runs"] == res.tuning["sam"]["runs"] == 0
+    reported = {r["seed"] for r in res.runs}
+    assert reported == {20, 21}
+    for name in ("composer", "looksam"):
+        t = res.tuning[name]
+        assert t["runs"] == len(t["pilots"]) == 4
+        assert {p["seed"] for p in t["pilots"]} <= set(cfg.pilot_seeds) and not reported & set(cfg.pilot_seeds)
+        counts = np.bincount([p["config"] for p in t["pilots"]], minlength=len(t["grid"]))
+        assert counts.tolist() == [4 // len(t["grid"])] * len(t["grid"])
+        for i, score in enumerate(t["scores"]):
+            vals = [p["val_acc"] for p in t["pilots"] if p["config"] == i]
+            assert score == pytest.approx(np.mean(vals)) and all(0 <= v <= 1 for v in vals)
+        best = max(t["eligible"], key=lambda i: t["scores"][i])
+        assert t["scores"][t["chosen_index"]] == t["scores"][best]
+        row = next(m for m in res.methods if m.name == name)
+        for key, value in t["chosen"].items():
+            assert row.params.get(key, value) == value
+    json.dumps(res.to_dict(), allow_nan=False)
+    with pytest.raises(ValueError, match="disjoint"):
+        TournamentConfig(seed0=999, seeds=3)          # 999, 1000, 1001 would overlap the pilot seeds
+
+
+def test_seeds_are_paired_same_init_same_data_order():
+    """A seed fixes the initial weights, the subset, its label noise and the minibatch order, whatever the method:
+    SAM at ρ = 0 (its second pass at w itself) ends on SGD's weights for the same seed, not for another seed."""
+    base = dict(SMALL, epochs=2, label_noise=0.4, augment=False)
+    sgd = train(TrainConfig(optimizer="sgd", seed=7, **base))
+    sam0 = train(TrainConfig(optimizer="sam", rho=0.0, seed=7, **base))
+    other = train(TrainConfig(optimizer="sgd", seed=8, **base))
+    _same(_params(sam0.state), _params(sgd.state))
+    assert sam0.test_acc == sgd.test_acc
+    assert any(not torch.allclose(a, b) for a, b in zip(_params(other.state).values(), _params(sgd.state).values()))
+
+
+def test_validation_images_are_not_the_pilots_training_images():
+    """The pilots are scored on clean-labelled images of the training pool that their own subset left out."""
+    tcfg = TrainConfig(train_size=1000, label_noise=0.4, seed=1000, data="builtin")
+    xtr = ctrain.prepare_data(tcfg)[0]
+    xv, yv = ct.validation_set(tcfg, 500)
+    assert len(xv) == 500 and np.bincount(yv, minlength=10).tolist() == [50] * 10   # balanced
+    train_keys = {x.tobytes() for x in xtr}
+    assert not any(x.tobytes() in train_keys for x in xv)
+
+
+def _row(name, accs, seeds=(0, 1, 2, 3, 4)):
+    return ct.MethodRow(name=name, optimizer=name, label=name, params={}, seeds=len(accs), grad_evals=0.0,
+                        budget_ratio=0.5, sam_fraction=0.0, outcome=float(np.mean(accs)), outcome_ci=(0, 0),
+                        test_acc_mean=float(np.mean(accs)), test_acc_std=0.0, lambda_max_mean=0.0,
+                        lambda_max_std=0.0, wall_s=1.0, wall_s_mean=1.0, wall_s_std=0.0, cost_vs_sam_evals=0.5,
+                        cost_vs_sam_wall=0.5, per_seed=list(accs), lambda_per_seed=[0.0] * len(accs),
+                        seed_ids=list(seeds))
+
+
+def test_paired_verdicts_use_holm_and_the_gain_share_fieller():
+    """Verdicts against SAM: one paired t per method on per-seed points, Holm-corrected across the methods; the
+    share of SAM's gain is mean(m − SGD)/mean(SAM − SGD) over the paired seeds."""
+    from core.stats import fieller_ratio, holm, paired_difference
+
+    sgd = _row("sgd", [0.34, 0.36, 0.33, 0.35, 0.37])
+    sam = _row("sam", [0.39, 0.40, 0.38, 0.40, 0.41])
+    half = _row("psam", [0.365, 0.38, 0.355, 0.375, 0.39])
+    same = _row("late_sam", [0.392, 0.398, 0.381, 0.40, 0.409], seeds=(4, 3, 2, 1, 0))   # listed in another order
+    v = ct.paired_verdicts([sgd, sam, half, same])["vs_sam"]
+    raw = {n: paired_difference([100 * x for x in r.per_seed], [100 * x for x in sam.per_seed], r.seed_ids,
+                                sam.seed_ids) for n, r in (("sgd", sgd), ("psam", half), ("late_sam", same))}
+    adjusted, _ = holm([raw[n].p for n in raw])
+    for n, a in zip(raw, adjusted):
+        assert v[n]["p"] == pytest.approx(raw[n].p) and v[n]["p_holm"] == pytest.approx(a)
+    assert v["sgd"]["clear_holm"] and v["psam"]["clear_holm"] and not v["late_sam"]["clear_holm"]
+    share, lo, hi = ct.gain_share(half, sgd, sam)
+    num = np.array(half.per_seed) - np.array(sgd.per_seed)
+    den = np.array(sam.per_seed) - np.array(sgd.per_seed)
+    assert (share, lo, hi) == pytest.approx(fieller_ratio(num, den))
+    assert 0.4 < share < 0.6 and lo < share < hi
 
 
 def test_method_config_uses_the_shared_budget_rule():
@@ -195,6 +324,7 @@ def test_method_config_uses_the_shared_budget_rule():
     assert (method_config(cfg, "psam", 100).k, method_config(cfg, "psam", 100).f) == (2, 1.0)
     assert method_config(cfg, "late_sam", 100).late_f == pytest.approx(0.5)
     assert method_config(cfg, "composer", 100).k == 2 and method_config(cfg, "msam", 100).rho == cfg.msam_rho
+    assert method_config(cfg, "msam", 100).nesterov is False   # the paper's heavy-ball base
     ae = method_config(cfg, "ae_sam", 100)
     assert ae.lam2 - ae.lam1 == pytest.approx(2.0)
     with pytest.raises(ValueError, match="budget"):

@@ -96,8 +96,8 @@ class TournamentConfig:
     label_noise: float = 0.4
     augment: bool = False
     label_smoothing: float = 0.0
-    sharpness_iters: int = 10          # λ_max by power iteration at the end of each reported run (0 → skip)
-    eval_batch: int = 256
+    sharpness_iters: int = 6           # λ_max by power iteration at the end of each reported run (0 → skip)
+    eval_batch: int = 128
     device: str = "auto"
     tune: bool = True                  # False: each method at the budget rule's fixed parameters, no pilots
     pilot_runs: int = 4                # per method with a free hyperparameter
@@ -261,6 +261,11 @@ def method_config(cfg: TournamentConfig, name: str, steps: int, params: dict | N
         if name == "ae_sam":
             c = ae_gaussian_shift(cfg.budget, steps)
             params.update(lam1=c - 1.0, lam2=c + 1.0)
+    params = dict(params)
+    if "scale_rho" in params and "scale_rho" not in TrainConfig.__dataclass_fields__:
+        # a trainer without Composer's switch scales ρ by k itself: ρ/k there is a radius of ρ
+        if not params.pop("scale_rho"):
+            params["rho"] = params.get("rho", cfg.rho) / params.get("k", 1)
     return replace(cfg.base(), optimizer=name, **params)
 
 
@@ -353,7 +358,8 @@ def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, sh
     grid = search_space(name, cfg.budget, steps, cfg.rho) if cfg.tune else [None]
     if not cfg.tune or len(grid) == 1:
         params = grid[0] if cfg.tune else None
-        chosen = {k: getattr(method_config(cfg, name, steps, params), k) for k in _PARAM_KEYS.get(name, ())}
+        mcfg = method_config(cfg, name, steps, params)
+        chosen = {k: getattr(mcfg, k) for k in _PARAM_KEYS.get(name, ()) if hasattr(mcfg, k)}
         return dict(grid=[chosen], pilots=[], scores=[], chosen=chosen, chosen_index=0, runs=0,
                     criterion="nothing to tune" if cfg.tune else "not tuned (the budget rule's fixed parameters)")
     pilots = []
@@ -529,7 +535,9 @@ def _row(name, mcfg: TrainConfig, accs, lams, walls, evals, sams, ids, steps) ->
                                 f", α {mcfg.alpha:g}" if name == "looksam" else "")
     if name == "msam":
         label += ", Nesterov base" if mcfg.nesterov else ", heavy-ball base"
-    params = {k: getattr(mcfg, k) for k in _PARAM_KEYS.get(name, ())}
+    if name == "composer":
+        label += f", radius {mcfg.rho * (mcfg.k if getattr(mcfg, 'scale_rho', True) else 1):g}"
+    params = {k: getattr(mcfg, k) for k in _PARAM_KEYS.get(name, ()) if hasattr(mcfg, k)}
     return MethodRow(name=name, optimizer=name, label=label, params=params, seeds=n, grad_evals=ge,
                      budget_ratio=ge / (2.0 * steps), sam_fraction=float(np.mean(sams)), outcome=acc_mean,
                      outcome_ci=(acc_mean - half, acc_mean + half), test_acc_mean=acc_mean, test_acc_std=acc_std,

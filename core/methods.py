@@ -191,7 +191,7 @@ class Method:
     budget: str = ""
     reference: str = ""
     needs_momentum: bool = False   # Momentum-SAM perturbs along the momentum: refuses μ = 0
-    recompute_bn: bool = False     # its passes run away from w: BatchNorm re-estimated at w (core.cifar.loop)
+    recompute_bn: bool = False     # its passes run away from w: BatchNorm re-estimated at w after the last step
     on_pages: bool = False         # offered by the playground's and the CIFAR page's optimizer pickers
     in_tournament: tuple[str, ...] = ()   # "toy", "cifar": the tournaments that run it
 
@@ -329,30 +329,23 @@ for _m in (
            reference="Zhou et al., ICLR 2025"),
     Method("every_k", "SAM every k", "every_k", "#56B4E9", "cross", "longdash", on_pages=True,
            in_tournament=("toy",), budget="k = round(1/(2b − 1))", reference="SAM-k throughout"),
+    Method("composer", "Composer SAM", "composer", "#8C564B", "hexagon", "longdash",
+           in_tournament=("toy", "cifar"),
+           tune=(Tunable("scale_rho", True, (True, False), "its README: ρ in proportion to the interval"),),
+           budget="SAM on the last step of every k = round(1/(2b − 1)), ρ·k",
+           reference="mosaicml/composer, algorithms/sam"),
     Method("random_sam", "random SAM", "random", "#7F7F7F", "x", "longdashdot", on_pages=True,
            in_tournament=("toy",), budget="p = 2b − 1", reference="RST / SS-SAM with a constant p"),
     Method("ss_sam", "SS-SAM", "ss", "#332288", "star", "longdashdot", in_tournament=("toy", "cifar"),
            tune=(Tunable("p_shape", "linear", ("constant", "linear", "step", "trig"),
                          "the paper's four families of p(t), each with mean 2b − 1"),),
            budget="p(t) with mean 2b − 1", reference="Zhao, Zhang, Hu 2022 (arXiv 2203.09962)"),
-    Method("composer", "Composer SAM", "composer", "#8C564B", "hexagon", "longdash",
-           in_tournament=("toy", "cifar"),
-           tune=(Tunable("scale_rho", True, (True, False), "its README: ρ in proportion to the interval"),),
-           budget="SAM on the last step of every k = round(1/(2b − 1)), ρ·k",
-           reference="mosaicml/composer, algorithms/sam"),
     Method("looksam", "LookSAM", "looksam", "#882255", "pentagon", "dash", optimizer=looksam,
            toy=LookSAMToyRule, in_tournament=("toy", "cifar"),
            tune=(Tunable("alpha", 0.7, (0.0, 0.2, 0.5, 0.7), "0.7: theory.md §7; 0.2: MarlonBecker/MSAM"),
                  _PERIOD),
            budget="a SAM step every k = round(1/(2b − 1))",
            reference="Liu et al., CVPR 2022, Algorithm 1; checked against MarlonBecker/MSAM optimizer/looksam.py"),
-    Method("msam", "Momentum-SAM", "msam", "#333333", "triangle-left", "dot", optimizer=momentum_sam,
-           toy=MomentumSAMToyRule, needs_momentum=True, recompute_bn=True, in_tournament=("toy", "cifar"),
-           tune=(Tunable("rho", 0.3, (0.1, 0.3, 1.0, 3.0),
-                         "its own radius, ~15× SAM's in the paper (ρ = 3 against 0.2 on CIFAR-100)"),),
-           budget="50% whatever b: one pass a step (its BatchNorm re-estimation counted apart)",
-           reference="Becker, Altrock, Risse 2024 (arXiv 2401.12033); checked against MarlonBecker/MSAM "
-                     "optimizer/msam.py"),
     Method("ae_sam", "AE-SAM", "ae", "#9467BD", "star-diamond", "dashdot", toy=AESAMToyRule,
            in_tournament=("toy", "cifar"),
            tune=(Tunable("spread", 1.0, (0.5, 1.0, 2.0),
@@ -361,6 +354,14 @@ for _m in (
                          "marked calibrated"),),
            budget="thresholds (c − 1, c + 1), c calibrated on pilot runs (recorded in the run)",
            reference="Jiang, Yang, Zhang, Kwok, ICLR 2023 (arXiv 2304.14647)"),
+    Method("msam", "Momentum-SAM", "msam", "#333333", "triangle-left", "dot", optimizer=momentum_sam,
+           toy=MomentumSAMToyRule, needs_momentum=True, recompute_bn=True, in_tournament=("toy", "cifar"),
+           tune=(Tunable("rho", 0.3, (0.1, 0.3, 1.0, 3.0),
+                         "its own radius, ~15× SAM's in the paper (ρ = 3 against 0.2 on CIFAR-100)"),),
+           budget="50% whatever b: one pass a step, plus one forward-only pass over the training set at the end "
+                  "(BatchNorm re-estimation, counted in TrainResult.cost_evals)",
+           reference="Becker, Altrock, Risse 2024 (arXiv 2401.12033); checked against MarlonBecker/MSAM "
+                     "optimizer/msam.py"),
 ):
     METHODS[_m.key] = _m
 del _m

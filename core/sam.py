@@ -93,6 +93,9 @@ class SAM(torch.optim.Optimizer):
     or call the two halves yourself: `first_step()` (w → w + ε) and `second_step()` (back to w,
     then the base optimizer's update with the gradient taken at w + ε).
     `sgd_step()` skips the ascent, for schedules that use SAM only on some steps.
+    Where it was checked: davda54/sam's sam.py (first_step, second_step, the global norm, ASAM's T = |w|),
+    matched to 7.8e-13 when the budget tournament was built; tests/test_sam.py pins it against the two-pass
+    update written out by hand over 20 steps (with momentum, weight decay, ASAM).
 
     Which steps are SAM steps (`step` decides; step t counts from 0 in `steps_taken`):
       mask  a boolean array, SAM where mask[t] (a fixed schedule, core.schedules.Schedule.mask); past its end none
@@ -352,11 +355,19 @@ class MomentumSAM(SAM):
 
     No perturbation while v = 0 or before the base optimizer has a buffer (the first step). The sign is
     opposite to SAM's (+g): checked in MarlonBecker/MSAM, optimizer/msam.py, which keeps the weights at
-    w − ρ v/‖v‖ between steps (a "move up to momentum ascent" by subtracting ρ v/‖v‖). That code applies
-    weight decay at w̃; here the base optimizer sees w, the same as SAM. The paper's ρ is much larger than
-    SAM's (ρ = 3 against SAM's 0.2 on CIFAR-100, theory.md §7). BatchNorm: the one pass happens at w̃, so
-    the running statistics are gathered there (the paper recomputes them at the end); freezing them would
-    stop them updating at all. One gradient evaluation a step. Limit: ρ = 0 is the base optimizer exactly.
+    w − ρ v/‖v‖ between steps (a "move up to momentum ascent" by subtracting ρ v/‖v‖); matched to 1e-16 at
+    weight decay 0, and tests/test_sam.py pins the gradient point w − ρ v/‖v‖ and the ρ = 0 limit. That code applies weight decay at w̃; here the
+    base optimizer sees w, the same as SAM. The paper's ρ is much larger than SAM's (ρ = 3 against SAM's 0.2
+    on CIFAR-100, theory.md §7).
+
+    The base: heavy ball, v ← μ v + g, w ← w − η v, as the paper's Algorithm 1 and MSAM's optimizer (its
+    `nesterov` argument defaults to False). Nesterov is an option, named: torch.optim.SGD with nesterov=True
+    here (the CIFAR trainer's TrainConfig.msam_nesterov); the perturbation is along the same buffer v.
+
+    BatchNorm: the one pass happens at w̃, so the running statistics are gathered there; freezing them would
+    stop them updating at all. MSAM's main.py re-estimates them with one forward-only epoch over the training
+    set after training; the CIFAR trainer does the same and counts it (core.cifar.loop: TrainResult.bn_images,
+    cost_evals). One gradient evaluation a step. Limit: ρ = 0 is the base optimizer exactly.
 
     The base optimizer must keep momentum: torch.optim.SGD with momentum > 0 (buffer "momentum_buffer") or
     Adam/AdamW with β₁ > 0 (buffer "exp_avg"); otherwise a ValueError says so.

@@ -129,24 +129,38 @@ def test_bad_config_is_one_line_valueerror():
         assert "\n" not in str(e.value)
 
 
-def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch):
-    """On CUDA out-of-memory the trainer halves the batch (while > 64), then moves to the CPU."""
-    real = ctrain._train_on
+@pytest.mark.parametrize("model", ["tiny", "airbench"])
+def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch, model):
+    """On CUDA out-of-memory the one loop (both recipes) halves the batch (while > 64), then moves to the CPU. The
+    OOM is injected where a real one would surface: in the first step of an attempt on the (pretended) GPU."""
+    from core.cifar import loop
+
+    real_attempt = loop._attempt
     tried = []
 
-    def fake(cfg, device, batch, *args):
-        tried.append((device.type, batch))
-        if device.type == "cuda":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        return real(cfg, device, batch, *args)
+    def attempt(ctx):
+        tried.append((ctx.device.type, ctx.batch))
+        if ctx.device.type == "cuda":
+            ctx.device = torch.device("cpu")  # build everything on the CPU, then fail as the GPU would
+            real_step = loop.optimization_step
 
-    monkeypatch.setattr(ctrain, "pick_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr(ctrain, "_train_on", fake)
+            def oom(*a, **k):
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            monkeypatch.setattr(loop, "optimization_step", oom)
+            try:
+                return real_attempt(ctx)
+            finally:
+                monkeypatch.setattr(loop, "optimization_step", real_step)
+        return real_attempt(ctx)
+
+    monkeypatch.setattr(loop, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(loop, "_attempt", attempt)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-    res = train(TrainConfig(optimizer="sgd", **{**SMALL, "batch_size": 160}))
+    extra = {"model": model, "train_size": 160} | ({"sharpness_iters": 0} if model == "tiny" else {})
+    res = train(TrainConfig(optimizer="sgd", **{**SMALL, "batch_size": 160, **extra}))
     assert tried == [("cuda", 160), ("cuda", 80), ("cuda", 40), ("cpu", 40)]
-    assert res.status == "done" and res.device == "cpu"
-    assert sum("out of memory" in m for m in res.messages) == 3
+    assert res.status == "done" and res.device == "cpu" and res.batch_size == 40
+    assert sum("out of memory" in m for m in res.messages) == 3 and "on the CPU" in res.messages[-1]
 
 
 def test_recompute_bn_gives_exact_batch_statistics():
@@ -299,7 +313,9 @@ def test_a_failed_sharpness_measurement_keeps_the_trained_run(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
 
-    monkeypatch.setattr(ctrain, "lambda_max", broken)
+    from core.cifar import loop
+
+    monkeypatch.setattr(loop, "lambda_max", broken)
     res = train(TrainConfig(optimizer="sam", **{**SMALL, "sharpness_iters": 3, "trace_samples": 1}))
     assert res.status == "done" and res.history and res.lambda_max is None
     assert res.trace is None  # it stopped at the first failure
@@ -329,7 +345,7 @@ def test_a_record_names_the_hardware_its_runs_really_used(tmp_path, monkeypatch)
             res.hardware = gpu
         return res
 
-    monkeypatch.setattr(ctrain, "train", second_seed_on_a_gpu)
+    monkeypatch.setattr(cli, "train", second_seed_on_a_gpu)  # the name the CLI calls
     out = tmp_path / "t.json"
     assert cli.main(["table", "--train-size", "100", "--test-size", "20", "--epochs", "1", "--batch-size", "20",
                      "--seeds", "2", "--optimizers", "sgd", "--sharpness-iters", "0", "--trace-samples", "0",

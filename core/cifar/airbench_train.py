@@ -1,14 +1,14 @@
 """The airbench94 training recipe, for every optimizer of core.schedules.OPTIMIZERS.
 
 Evidence and what is not yet measured: see core/cifar/airbench.py (the net). In short: the recipe is Keller
-Jordan's (94.01% in 9.9 epochs, 3.83 s on an A100); this write-up has run on the CPU only (tests/test_airbench.py);
-its H100 figures are open until bench/gpu_session.sh runs on a device.
+Jordan's (94.01% in 9.9 epochs, 3.83 s on an A100); on the CPU its pieces are
+checked one by one (tests/test_airbench.py); its GPU figures are those bench/gpu_session.sh records in BENCHMARKS.md.
 
 `train_airbench(cfg)` takes the same TrainConfig as core.cifar.train.train and returns the same TrainResult;
-`train(cfg)` hands every cfg with model "airbench" to it. Each optimisation step is
-core.cifar.train.optimization_step, the ONE step function of every method (SGD, SAM, PSAM, LookSAM, …): it
-freezes BatchNorm's running statistics on perturbed passes and counts the gradient evaluations. What the recipe
-adds around that step, each trick with its reason:
+`train(cfg)` hands every cfg with model "airbench" to it. Both run the ONE loop of core/cifar/loop.py (its epoch
+loop, divergence, cancel, out-of-memory fallback, sharpness and cost accounting, every method's
+`optimizer.step(closure, model)`); the recipe is a `Variant` of it (`AirbenchVariant`), which declares only what
+differs, each trick with its reason:
 
   * Whitening first (core/cifar/whiten.py): the frozen first layer is computed from the first 5,000 training
     images before step 1 (part of the timed run, as in airbench). Its filters never train and SAM never perturbs
@@ -40,27 +40,24 @@ adds around that step, each trick with its reason:
     Python-side Lookahead, a graph would capture only part of a step.
 
 cfg.momentum, cfg.nesterov, cfg.weight_decay and cfg.warmup belong to the generic trainer and are ignored here
-(the recipe's values above are used). cfg.lr, when > 0, replaces the peak lr_sgd (≈ 1.50 at batch 1024) in the
+(the recipe's values above are used; Momentum-SAM runs on heavy ball with the recipe's momentum unless
+cfg.msam_nesterov). cfg.lr, when > 0, replaces the peak lr_sgd (≈ 1.50 at batch 1024) in the
 generic trainer's units (PyTorch SGD on the mean loss); the decay per step stays the recipe's.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 
 from core.cifar import data as cdata
-from core.cifar import train as ctrain
 from core.cifar.airbench import AirbenchNet, trainable
 from core.cifar.lookahead import Lookahead
-from core.cifar.sharpness import hutchinson_trace, lambda_max
+from core.cifar.loop import RunContext, TrainConfig, TrainResult, Variant, make_method, run
 from core.cifar.tta import tta_accuracy
-from core.device import pick_device
 
 
 @dataclass(frozen=True)
@@ -121,174 +118,101 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def train_airbench(cfg: ctrain.TrainConfig, on_epoch: Callable[[dict], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None, init_state: dict | None = None,
-                   recipe: Recipe = RECIPE) -> ctrain.TrainResult:
-    """Train the airbench net with the recipe; same contract as core.cifar.train.train (statuses, messages,
-    a GPU out-of-memory error retries with half the batch). With `init_state` (an escape continuation) the
-    weights, whitening filters included, come from that state instead of a fresh init."""
-    ctrain.check_config(cfg)
-    t_start = time.perf_counter()
-    xtr, ytr, xte, yte, classes, data_msg = ctrain.prepare_data(cfg)
-    messages = [data_msg] if data_msg else []
-    device = pick_device(cfg.device)
-    batch = min(cfg.batch_size or 1024, len(xtr))
-    while True:
-        try:
-            return _train(cfg, recipe, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_stop,
-                          init_state, messages, t_start)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if device.type != "cuda" or batch <= 64:
-                raise
-            messages.append(f"GPU out of memory at batch {batch}; retrying with batch {batch // 2}")
-            batch //= 2
+class AirbenchVariant(Variant):
+    """The airbench94 recipe as a variant of the one loop (core.cifar.loop): each hook is one trick of the module
+    docstring, with the hyperparameters of `recipe`."""
 
+    name = "airbench"
+    final_eval = True   # TTA replaces the last plain test accuracy
 
-def _train(cfg, recipe, device, batch, xtr, ytr, xte, yte, classes, on_epoch, should_stop, init_state,
-           messages, t_start) -> ctrain.TrainResult:
-    torch.manual_seed(cfg.seed)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True   # fixed shapes: cuDNN picks its fastest kernels once
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
-    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    def __init__(self, recipe: Recipe = RECIPE):
+        self.recipe = recipe
 
-    x_train = cdata.to_device(xtr, device, channels_last=use_bf16)
-    y_train = torch.from_numpy(np.ascontiguousarray(ytr)).to(device)
-    x_test = cdata.to_device(xte, device, channels_last=use_bf16)
-    y_test = torch.from_numpy(np.ascontiguousarray(yte)).to(device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    def default_batch(self, cfg: TrainConfig) -> int:
+        return cfg.batch_size or 1024
 
-    model = AirbenchNet(len(classes), recipe.widths).to(device)
-    if use_bf16:
-        model = model.to(memory_format=torch.channels_last)
-    sync()
-    t0 = time.perf_counter()
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    else:
-        model.init_whitening(x_train[: recipe.whiten_images])
-    sync()
-    whiten_s = time.perf_counter() - t0
-    net = torch.compile(model) if cfg.compile else model   # same parameters; λ_max uses `model` (double backward)
+    def bf16(self, cfg: TrainConfig, device: torch.device) -> bool:
+        """bf16 on CUDA only: on the CPU eager fp32 is faster for runs this short."""
+        return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
-    n = len(x_train)
-    steps_per_epoch = max(1, n // batch)   # the last partial batch is dropped: every step sees `batch` images
-    total = cfg.epochs * steps_per_epoch
-    lr, decay = recipe.sgd_hyper(batch)
-    lr = cfg.lr or lr
-    groups = param_groups(model, lr, decay, recipe.bias_scaler)
-    # the recipe's momentum; lr and weight decay are set per group above (the defaults here are unused)
-    method = ctrain.make_method(replace(cfg, momentum=recipe.momentum, nesterov=True), groups, total, lr=lr)
-    opt = method.optimizer
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    lookahead = Lookahead(model)
-
-    def loss_on(xb, yb):
-        with autocast():
-            out = net(xb)
-        return criterion(out.float(), yb), out
-
-    x_flipped = random_flip(x_train, gen) if cfg.augment else x_train
-    history: list[dict] = []
-    grad_evals = sam_steps = t = 0
-    status, message = "done", ""
-    train_time = 0.0   # the training loop only, as the generic trainer's wall_s (run_s adds whitening and TTA)
-    model.train()
-    for epoch in range(1, cfg.epochs + 1):
-        # the bias of the whitening layer trains in the first epochs only
-        model.whiten.bias.requires_grad_(epoch <= recipe.whiten_bias_epochs and init_state is None)
+    def model(self, ctx: RunContext) -> torch.nn.Module:
+        """The net, its whitening filters set from the first training images (or from `init_state`); the time this
+        takes is the run's `whiten_s` (airbench times it as part of the run)."""
+        model = AirbenchNet(len(ctx.classes), self.recipe.widths).to(ctx.device)
+        if ctx.use_bf16:
+            model = model.to(memory_format=torch.channels_last)
+        sync = (lambda: torch.cuda.synchronize(ctx.device)) if ctx.device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        images = alternating_flip(x_flipped, epoch - 1) if cfg.augment else x_train
-        perm = torch.randperm(n, device=device, generator=gen)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        for s in range(steps_per_epoch):
-            if should_stop is not None and should_stop():
-                status, message = "cancelled", f"cancelled after {t} of {total} steps"
-                break
-            idx = perm[s * batch : (s + 1) * batch]
-            xb, yb = images[idx], y_train[idx]
-            if cfg.augment and recipe.translate > 0:
-                xb = cdata.augment(xb, gen, pad=recipe.translate, flip=False)
-            factor = recipe.lr_factor(t, total)
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
-            step = ctrain.optimization_step(model, method, xb, yb, loss_on, t)
-            grad_evals += step.grad_evals
-            sam_steps += int(step.sam)
-            loss_sum += step.loss * len(yb)
-            correct += (step.logits.argmax(1) == yb).sum()
-            seen += len(yb)
-            t += 1
-            lookahead.maybe_update(model, t, total, recipe.lookahead_every)
-        if t == total:
-            lookahead.finish(model, t, total, recipe.lookahead_every)   # the final weights are the average
+        if ctx.init_state is not None:
+            model.load_state_dict(ctx.init_state)
+        else:
+            model.init_whitening(ctx.x_train[: self.recipe.whiten_images])
         sync()
-        train_time += time.perf_counter() - t0
-        if status == "cancelled" and seen == 0:
-            break
-        train_loss = loss_sum.item() / max(1, seen)
-        if not math.isfinite(train_loss):
-            status = "diverged"
-            message = f"training diverged in epoch {epoch} (loss is {train_loss}); try a smaller learning rate or ρ"
-            break
-        if method.recompute_bn:   # its passes ran at w̃, not w: re-estimate BatchNorm's statistics at w
-            ctrain.recompute_bn_at(model, x_train[: min(n, ctrain.BN_IMAGES)], autocast)
-        test_loss, test_acc = ctrain.evaluate(model, x_test, y_test, autocast=autocast)
-        row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / max(1, seen),
-                   test_loss=test_loss, test_acc=test_acc, sam_steps=sam_steps, grad_evals=grad_evals,
-                   wall_s=train_time, lr=opt.param_groups[-1]["lr"])
-        history.append(row)
-        if on_epoch is not None and not (epoch == cfg.epochs and status == "done"):
-            on_epoch(dict(row))
-        if status == "cancelled":
-            break
+        ctx.extra["whiten_s"] = time.perf_counter() - t0
+        return model
 
-    tta_acc = math.nan
-    tta_s = 0.0
-    if status == "done" and history:
-        sync()
+    def method(self, ctx: RunContext, model: torch.nn.Module):
+        """Two parameter groups (BatchNorm biases at 64× the rate, the same decay per step), the recipe's
+        decoupled lr and decay, Nesterov momentum 0.85; cfg.lr > 0 replaces the peak lr_sgd."""
+        cfg = ctx.cfg
+        lr, decay = self.recipe.sgd_hyper(ctx.batch)
+        lr = cfg.lr or lr
+        groups = param_groups(model, lr, decay, self.recipe.bias_scaler)
+        # the recipe's momentum; lr and weight decay are set per group above (the defaults here are unused)
+        return make_method(replace(cfg, momentum=self.recipe.momentum, nesterov=True), groups, ctx.total, lr=lr)
+
+    def set_lr(self, ctx: RunContext, opt: torch.optim.Optimizer, t: int) -> None:
+        factor = self.recipe.lr_factor(t, ctx.total)
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+    def start(self, ctx: RunContext, model: torch.nn.Module) -> None:
+        """Lookahead's slow weights; each image flipped at random once (alternating flips start from there)."""
+        ctx.extra["lookahead"] = Lookahead(model)
+        ctx.extra["flipped"] = random_flip(ctx.x_train, ctx.gen) if ctx.cfg.augment else ctx.x_train
+
+    def epoch_images(self, ctx: RunContext, model: torch.nn.Module, epoch: int) -> torch.Tensor:
+        # the bias of the whitening layer trains in the first epochs only (a fresh net; a continuation never)
+        model.whiten.bias.requires_grad_(epoch <= self.recipe.whiten_bias_epochs and ctx.init_state is None)
+        return alternating_flip(ctx.extra["flipped"], epoch - 1) if ctx.cfg.augment else ctx.x_train
+
+    def augment(self, ctx: RunContext, xb: torch.Tensor) -> torch.Tensor:
+        """Translation only (the flips are the alternating ones)."""
+        if ctx.cfg.augment and self.recipe.translate > 0:
+            return cdata.augment(xb, ctx.gen, pad=self.recipe.translate, flip=False)
+        return xb
+
+    def after_step(self, ctx: RunContext, model: torch.nn.Module, t: int) -> None:
+        ctx.extra["lookahead"].maybe_update(model, t, ctx.total, self.recipe.lookahead_every)
+
+    def end_of_epoch(self, ctx: RunContext, model: torch.nn.Module, t: int) -> None:
+        if t == ctx.total:   # the final weights are the average
+            ctx.extra["lookahead"].finish(model, t, ctx.total, self.recipe.lookahead_every)
+
+    def final(self, ctx: RunContext, model: torch.nn.Module, train_time: float) -> tuple[float, dict]:
+        """Multi-crop TTA; the last row says both accuracies and how the run's time splits (airbench times
+        whitening + training + TTA)."""
+        cuda = ctx.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(ctx.device)
         t0 = time.perf_counter()
-        tta_acc = tta_accuracy(model, x_test, y_test, recipe.tta_level, autocast=autocast)
-        sync()
+        acc = tta_accuracy(model, ctx.x_test, ctx.y_test, self.recipe.tta_level, autocast=ctx.autocast)
+        if cuda:
+            torch.cuda.synchronize(ctx.device)
         tta_s = time.perf_counter() - t0
-        # the last row says both, and how the whole run's time splits (airbench times whitening + training + TTA)
-        history[-1].update(tta_test_acc=tta_acc, tta_level=recipe.tta_level, whiten_s=whiten_s, tta_s=tta_s,
-                           run_s=whiten_s + train_time + tta_s)
-        if on_epoch is not None:
-            on_epoch(dict(history[-1]))
+        whiten_s = ctx.extra["whiten_s"]
+        return acc, dict(tta_test_acc=acc, tta_level=self.recipe.tta_level, whiten_s=whiten_s, tta_s=tta_s,
+                         run_s=whiten_s + train_time + tta_s)
 
-    lam = tr = None
-    if status == "done" and (cfg.sharpness_iters > 0 or cfg.trace_samples > 0):
-        xe, ye = x_train[: cfg.eval_batch].contiguous(), y_train[: cfg.eval_batch]
-        model = model.to(memory_format=torch.contiguous_format)
-        try:
-            if cfg.sharpness_iters > 0:
-                lam = lambda_max(model, xe, ye, iters=cfg.sharpness_iters, seed=cfg.seed)
-            if cfg.trace_samples > 0:
-                tr = hutchinson_trace(model, xe, ye, samples=cfg.trace_samples, seed=cfg.seed)
-        except RuntimeError as e:   # e.g. out of memory in double backward: keep the trained run, say why
-            if cuda:
-                torch.cuda.empty_cache()
-            messages.append(f"sharpness not measured: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}")
-    if status == "done":
-        message = f"finished {cfg.epochs} epochs" + (f" ({'; '.join(messages)})" if messages else "")
-    last = history[-1] if history else {}
-    n_images = len(history) * steps_per_epoch * batch
-    return ctrain.TrainResult(
-        config=cfg, status=status, message=message, history=history,
-        test_acc=tta_acc if status == "done" else last.get("test_acc", math.nan),
-        train_acc=last.get("train_acc", math.nan), grad_evals=grad_evals, sam_steps=sam_steps, total_steps=total,
-        wall_s=train_time, total_s=time.perf_counter() - t_start,
-        images_per_s=n_images / train_time if train_time > 0 else 0.0,
-        steady_images_per_s=ctrain._steady_rate(history, steps_per_epoch * batch),
-        device=str(device), batch_size=batch, n_train=n, n_test=len(x_test), classes=classes,
-        n_params=sum(p.numel() for p in trainable(model)), lambda_max=lam, trace=tr, messages=list(messages),
-        hardware=ctrain.hardware_info(device),
-        state={k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()},
-    )
+    def n_params(self, model: torch.nn.Module) -> int:
+        return sum(p.numel() for p in trainable(model))
+
+
+def train_airbench(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None, init_state: dict | None = None,
+                   recipe: Recipe = RECIPE) -> TrainResult:
+    """Train the airbench net with the recipe; same contract as core.cifar.train.train (statuses, messages, a GPU
+    out-of-memory error retries with half the batch, then on the CPU). With `init_state` (an escape continuation)
+    the weights, whitening filters included, come from that state instead of a fresh init."""
+    return run(cfg, AirbenchVariant(recipe), on_epoch, should_stop, init_state)

@@ -5,8 +5,8 @@ Profiles (the asymmetric-valley view on a real network, He, Huang & Yuan, NeurIP
     random direction:  L(w + t d),  d filter-normalised (Li et al., NeurIPS 2018): for every filter i
                        (output channel / row) of every weight tensor, d_i ← d_i · ‖w_i‖ / ‖d_i‖; biases
                        and BatchNorm parameters get d = 0, so the step scales with the weights it moves.
-At every point the BatchNorm running statistics are recomputed on training images (reset, then a
-cumulative average over forward passes in train mode): the statistics stored at w are wrong at w + t d.
+At every point the BatchNorm running statistics are recomputed on training images (core.cifar.loop.recompute_bn:
+reset, then a cumulative average over forward passes in train mode): the statistics stored at w are wrong at w + t d.
 
 Escape (claim 1 on a real network): from an SGD solution w₀, continue with SGD and with SAM at several ρ
 for a few epochs, all with the same minibatches; report the distance travelled ‖w − w₀‖, the loss jump
@@ -23,8 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from core.cifar import data as cdata
+from core.cifar.loop import prepare_data, recompute_bn  # noqa: F401  (recompute_bn: profiles' public name too)
 from core.cifar.models import make_model
 from core.cifar.sharpness import lambda_max
+from core.cifar.train import train
+from core.device import pick_device
 
 
 @dataclass(frozen=True)
@@ -51,24 +54,6 @@ class ProfileResult:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "label": self.label, "config": asdict(self.config),
                 **{k: getattr(self, k).tolist() for k in ("ts", "train_loss", "test_loss", "train_acc", "test_acc")}}
-
-
-@torch.no_grad()
-def recompute_bn(model, x: torch.Tensor, batch: int = 500) -> None:
-    """Reset every BatchNorm's running statistics and re-estimate them on x (cumulative average)."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # None → cumulative moving average: every batch counts equally
-    model.train()
-    for i in range(0, len(x), batch):
-        model(x[i : i + batch])
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
 
 
 @torch.no_grad()
@@ -105,18 +90,12 @@ def filter_normalized_direction(state: dict, model, seed: int = 0) -> dict:
 
 class _Data:
     def __init__(self, train_cfg, n_eval, bn_images, device):
-        xtr, ytr, xte, yte, self.classes, self.message = _prepare(train_cfg)
+        xtr, ytr, xte, yte, self.classes, self.message = prepare_data(train_cfg)
         self.x_bn = cdata.to_device(xtr[:bn_images], device)
         self.x_tr = cdata.to_device(xtr[:n_eval], device)
         self.y_tr = torch.from_numpy(np.ascontiguousarray(ytr[:n_eval])).to(device)
         self.x_te = cdata.to_device(xte, device)
         self.y_te = torch.from_numpy(np.ascontiguousarray(yte)).to(device)
-
-
-def _prepare(cfg):
-    from core.cifar.train import prepare_data
-
-    return prepare_data(cfg)
 
 
 def _profile(kind, label, train_cfg, base: dict, direction: dict, cfg: ProfileConfig, device) -> ProfileResult:
@@ -182,8 +161,6 @@ def escape(base_cfg, cfg: EscapeConfig = EscapeConfig(), should_stop=None, init:
     `on_stage(dict)` is called after the starting point is measured and after each continuation
     (1 + 1 + len(rhos) calls in all), for progress bars. A stop request ends it early with the rows so far
     (none if it came during the SGD start, or if that start diverged: base["status"] says which)."""
-    from core.cifar.train import pick_device, train
-
     base_cfg = replace(base_cfg, optimizer="sgd")
     # The starting point's sharpness is measured below, on the escape's own evaluation batch: skip the trainer's.
     start = init if init is not None else train(replace(base_cfg, sharpness_iters=0, trace_samples=0),

@@ -347,15 +347,42 @@ def loss_figure(series: Sequence[tuple[str, str, np.ndarray, np.ndarray]], *, ti
     return fig
 
 
-def _arrow(fig: go.Figure, start, end, col: str, text: str, width: float = 3.0, dash: bool = False) -> None:
-    fig.add_annotation(x=float(end[0]), y=float(end[1]), ax=float(start[0]), ay=float(start[1]),
-                       xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.2,
-                       arrowwidth=width, arrowcolor=col, text="", opacity=0.6 if dash else 1.0)
-    # A legend entry per arrow (annotations have none): an invisible line with the same colour.
-    fig.add_trace(go.Scatter(x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])],
-                             mode="lines", name=text, line={"color": col, "width": width,
-                                                           "dash": "dot" if dash else "solid"},
-                             hoverinfo="name"))
+def sam_step_marks(*, w, grad_w, eps, grad_adv, rho: float, lr: float) -> tuple[list[dict], list[dict]]:
+    """What of the SAM-step diagram depends on ρ, as plain Plotly dicts: the traces (the ball ‖ε‖ ≤ ρ, w, w+ε and
+    one legend line per arrow) and the four arrow annotations (ascent ε, the gradient at w+ε, the SGD and SAM
+    steps). Plain dicts: the browser grid (pages/sam_step.py) builds 101 of them per view without Plotly's
+    validators, and `sam_step_figure` adds the same dicts to its figure."""
+    w = np.asarray(w, float)
+    w_adv = w + np.asarray(eps, float)
+    sgd_to = w - lr * np.asarray(grad_w, float)
+    sam_to = w - lr * np.asarray(grad_adv, float)
+    theta = np.linspace(0, 2 * np.pi, 100)
+    traces = [
+        dict(type="scatter", x=(w[0] + rho * np.cos(theta)).tolist(), y=(w[1] + rho * np.sin(theta)).tolist(),
+             mode="lines", name=f"ball ‖ε‖ ≤ ρ = {rho:g}", line={"color": "white", "width": 2, "dash": "dash"},
+             hoverinfo="skip"),
+        dict(type="scatter", x=[float(w[0])], y=[float(w[1])], mode="markers+text", text=["w"],
+             textposition="bottom left", name="w (current point)", textfont={"color": "white", "size": 16},
+             marker={"size": 13, "color": "white", "line": {"width": 2, "color": "black"}}),
+        dict(type="scatter", x=[float(w_adv[0])], y=[float(w_adv[1])], mode="markers+text", text=["w+ε"],
+             textposition="top right", name="w+ε (worst point on the ball)", textfont={"color": "white", "size": 16},
+             marker={"size": 12, "color": COLORS["sam"], "symbol": "diamond", "line": {"width": 1.5, "color": "white"}}),
+    ]
+    annotations = []
+    # gradients drawn at the SGD-step length, so they compare with the steps
+    for start, end, col, text, width, dash in (
+            (w, w_adv, "#F0E442", "ascent ε = ρ·∇L(w)/‖∇L(w)‖", 2.5, False),
+            (w_adv, w_adv - lr * np.asarray(grad_adv, float), "#FFFFFF", "−η∇L(w+ε) (gradient at w+ε)", 2, True),
+            (w, sgd_to, COLORS["sgd"], "SGD step −η∇L(w)", 4, False),
+            (w, sam_to, COLORS["sam"], "SAM step −η∇L(w+ε)", 4, False)):
+        annotations.append(dict(x=float(end[0]), y=float(end[1]), ax=float(start[0]), ay=float(start[1]), xref="x",
+                                yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3, arrowsize=1.2,
+                                arrowwidth=width, arrowcolor=col, text="", opacity=0.6 if dash else 1.0))
+        # a legend entry per arrow (annotations have none): an invisible line with the same colour
+        traces.append(dict(type="scatter", x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])],
+                           mode="lines", name=text, line={"color": col, "width": width, "dash": "dot" if dash else "solid"},
+                           hoverinfo="name"))
+    return traces, annotations
 
 
 def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: float, history=(),
@@ -363,11 +390,7 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     """One SAM step drawn on the contour (Foret et al. 2021, eqs. (1)–(3) in core/sam.py):
     w, the ascent ε = ρ∇L(w)/‖∇L(w)‖ to w+ε on the circle of radius ρ, the gradient ∇L(w+ε) there,
     and the two steps: SGD  w − η∇L(w)  and SAM  w − η∇L(w+ε). `history` is the list of earlier
-    points of the SAM iteration, drawn as a path."""
-    w = np.asarray(w, float)
-    w_adv = w + np.asarray(eps, float)
-    sgd_to = w - lr * np.asarray(grad_w, float)
-    sam_to = w - lr * np.asarray(grad_adv, float)
+    points of the SAM iteration, drawn as a path. The ρ-dependent part is `sam_step_marks`."""
     fig = go.Figure(layout={"hoverdistance": CLICK_HOVER_PX})
     fig.add_trace(contour_trace(grid))
     fig.add_trace(click_grid(grid))
@@ -376,24 +399,11 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
         fig.add_trace(go.Scatter(x=h[:, 0], y=h[:, 1], mode="lines+markers", name="SAM path so far",
                                  line={"color": COLORS["sam"], "width": 1.5, "dash": "dot"},
                                  marker={"size": 5, "color": COLORS["sam"]}))
-    theta = np.linspace(0, 2 * np.pi, 100)
-    fig.add_trace(go.Scatter(x=w[0] + rho * np.cos(theta), y=w[1] + rho * np.sin(theta), mode="lines",
-                             name=f"ball ‖ε‖ ≤ ρ = {rho:g}", line={"color": "white", "width": 2, "dash": "dash"},
-                             hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=[w[0]], y=[w[1]], mode="markers+text", text=["w"], textposition="bottom left",
-                             name="w (current point)", textfont={"color": "white", "size": 16},
-                             marker={"size": 13, "color": "white", "line": {"width": 2, "color": "black"}}))
-    fig.add_trace(go.Scatter(x=[w_adv[0]], y=[w_adv[1]], mode="markers+text", text=["w+ε"],
-                             textposition="top right", name="w+ε (worst point on the ball)",
-                             textfont={"color": "white", "size": 16},
-                             marker={"size": 12, "color": COLORS["sam"], "symbol": "diamond",
-                                     "line": {"width": 1.5, "color": "white"}}))
-    _arrow(fig, w, w_adv, "#F0E442", "ascent ε = ρ·∇L(w)/‖∇L(w)‖", width=2.5)
-    # gradients, drawn at the SGD-step length so they compare with the steps
-    _arrow(fig, w_adv, w_adv - lr * np.asarray(grad_adv, float), "#FFFFFF", "−η∇L(w+ε) (gradient at w+ε)",
-           width=2, dash=True)
-    _arrow(fig, w, sgd_to, COLORS["sgd"], "SGD step −η∇L(w)", width=4)
-    _arrow(fig, w, sam_to, COLORS["sam"], "SAM step −η∇L(w+ε)", width=4)
+    traces, annotations = sam_step_marks(w=w, grad_w=grad_w, eps=eps, grad_adv=grad_adv, rho=rho, lr=lr)
+    for t in traces:
+        fig.add_trace(go.Scatter({k: v for k, v in t.items() if k != "type"}))
+    for a in annotations:
+        fig.add_annotation(a)
     fig.update_xaxes(range=[float(grid.x[0]), float(grid.x[-1])], constrain="domain")
     fig.update_yaxes(range=[float(grid.y[0]), float(grid.y[-1])], scaleanchor="x", scaleratio=1)
     apply_layout(fig, title=title, x_title="w₁ (parameter units)", y_title="w₂ (parameter units)", height=height,
@@ -405,6 +415,14 @@ def sam_step_figure(grid: Grid, *, w, grad_w, eps, grad_adv, rho: float, lr: flo
     if is_phone():  # the legend's six or seven long entries above the plot, one a row (see _phone_frame)
         _phone_frame(fig, grid, title, sum(1 for t in fig.data if t.showlegend is not False and t.name), 60)
     return fig
+
+
+def with_marks(figure_json: dict, marks: tuple[list[dict], list[dict]]) -> dict:
+    """A `sam_step_figure` (as plotly.js JSON) with its ρ-dependent marks replaced by `marks` (`sam_step_marks` at
+    another ρ): the same figure as `sam_step_figure` would build there, without building it."""
+    traces, annotations = marks
+    data = figure_json["data"][: len(figure_json["data"]) - len(traces)] + traces
+    return {"data": data, "layout": figure_json["layout"] | {"annotations": annotations}}
 
 
 def schedule_timeline(rows: Sequence[tuple[str, str, np.ndarray, float]], *, title: str | None = None,

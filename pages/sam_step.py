@@ -3,19 +3,33 @@
 SAM (Foret et al., ICLR 2021), as written in core/sam.py:
     (1) g = ∇L(w)    (2) ε = ρ·g/‖g‖    (3) w ← w − η·∇L(w + ε)
 SGD takes  w ← w − η·∇L(w). Click the contour to move w; "Step" applies (3) to w.
+
+ρ moves in the browser (issue 18): the diagram at every step of the ρ slider is shipped with the page (one
+contour per zoom level, the ρ-dependent marks per step: app/charts.sam_step_marks), so dragging ρ asks the server
+nothing; a click on the contour, Step, η and the landscape rerun the page as before.
 """
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
+import plotly.io as pio
 import streamlit as st
 
-from app import cache, charts, controls, theme
+from app import cache, charts, controls, rhogrid, theme
+from app.components import rhochart
+from app.figcache import look
 from core.toy.sam_step import sam_step_numbers
 
 LANDSCAPES_2D = ("double_well_2d", "saddle", "himmelblau", "rosenbrock", "valley_2d", "rastrigin", "zhu")
 DEFAULT_LANDSCAPE = "double_well_2d"
 DEFAULT_POINT = {"double_well_2d": (0.55, 0.7)}  # on the sharp well's slope, where ε matters
+SLIDER = rhogrid.Slider("rho", "ρ (SAM radius)",
+                        "Radius of the ball in which SAM looks for the worst nearby loss: ε = ρ·∇L/‖∇L‖. Moves in "
+                        "your browser: the server is asked only when you let go.", rhogrid.steps(0.0, 1.0, 0.01), 0.1)
+ZOOM = 1.25  # the zoomed view's half-width is 0.25·1.25^k: a few contours serve all 101 steps of ρ
 
 
 st.title("How a SAM step works")
@@ -24,7 +38,7 @@ st.caption("SAM asks: what is the worst loss within a distance ρ of w? It steps
 chart_col, side = st.columns([3, 1.15], gap="medium")
 
 with side:
-    rho = controls.rho_slider(default=0.1, hi=1.0, step=0.01)
+    rho = controls.grid_rho(SLIDER)  # drawn with the chart (app/components/rhochart)
     lr = controls.lr_slider(default=0.1)
     name = controls.landscape_select(default=DEFAULT_LANDSCAPE, allowed=LANDSCAPES_2D)
 
@@ -57,7 +71,7 @@ def _on_reset():
 
 
 def _on_click():
-    point = controls.clicked_point("main_chart")
+    point = rhochart.clicked("main_chart")
     if point is not None:
         _set_point(point)
 
@@ -94,21 +108,45 @@ def window_around(w, half: float):
     return tuple(out)
 
 
-if zoom == "near":
-    # large enough for the ρ-ball and both steps, small enough that the steps are visible
-    step_len = max(np.linalg.norm(np.subtract(nums["w_sgd"], w)), np.linalg.norm(np.subtract(nums["w_sam"], w)))
-    g = cache.grid_window(name, window_around(w, max(2.5 * rho, 3.0 * step_len, 0.25)))
-else:
-    g = cache.grid(name)
+def half_width(r: float) -> float:
+    """The zoomed view's half-width at ρ = r: room for the ρ-ball and both steps, on the levels 0.25·ZOOM^k."""
+    n = sam_step_numbers(land, w, r, lr)
+    step_len = max(np.linalg.norm(np.subtract(n["w_sgd"], w)), np.linalg.norm(np.subtract(n["w_sam"], w)))
+    need = max(2.5 * r, 3.0 * step_len, 0.25)
+    return round(0.25 * ZOOM ** math.ceil(math.log(need / 0.25, ZOOM) - 1e-9), 4)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def step_grid(name: str, w: tuple, lr: float, history: tuple, zoom: str, view_look: tuple) -> rhogrid.GridView:
+    """The diagram at every step of the ρ slider: one `sam_step_figure` per zoom level (its contour), and per step
+    the ρ-dependent marks (charts.with_marks). Cheap (~0.5 s): no engine run, and 101 marks are plain dicts."""
+    title = f"One SAM step on “{land.title}”"
+    bases: dict = {}
+
+    def figure_at(i: int):
+        r = SLIDER.rhos[i]
+        n = sam_step_numbers(land, w, r, lr)
+        kw = dict(w=w, grad_w=n["grad_w"], eps=n["eps"], grad_adv=n["grad_adv"], rho=r, lr=lr)
+        window = window_around(w, half_width(r)) if zoom == "near" else None
+        if window not in bases:
+            g = cache.grid_window(name, window) if window else cache.grid(name)
+            fig = charts.sam_step_figure(g, history=list(history), title=title, **kw)
+            bases[window] = json.loads(pio.to_json(fig, validate=False))
+        return (charts.with_marks(bases[window], charts.sam_step_marks(**kw)),)
+
+    return rhogrid.build(SLIDER, figure_at, plotly_config=theme.PLOTLY_CONFIG)
+
 
 with chart_col:
-    fig = charts.sam_step_figure(g, w=w, grad_w=nums["grad_w"], eps=nums["eps"], grad_adv=nums["grad_adv"],
-                                 rho=rho, lr=lr, history=history, title=f"One SAM step on “{land.title}”")
-    st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
-                    config=theme.PLOTLY_CONFIG)
+    view = step_grid(name, tuple(w), float(lr), tuple(tuple(p) for p in history), zoom, look())
+    rhochart.chart(view, rho, key="main_chart", on_click=_on_click)
     st.caption("Yellow: the ascent ε of length ρ along the gradient, to the worst point w+ε on the dashed "
                "circle. Blue: the SGD step −η∇L(w). Orange: the SAM step −η∇L(w+ε), the gradient taken at w+ε "
-               "but applied at w. Click anywhere to move w; **Step** repeats the SAM update.")
+               "but applied at w. Click anywhere to move w; **Step** repeats the SAM update. ρ moves in your "
+               "browser.")
+    rhochart.download_view(view, rho, title="How a SAM step works",
+                           config={"landscape": name, "lr": lr, "w": list(w)}, file_stem="sam_step_view",
+                           key="dl_sam_step_html")
 
 with side:
     st.markdown("**This step**")

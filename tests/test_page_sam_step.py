@@ -2,7 +2,8 @@
 
 Claims:
 1. The page runs without exceptions and draws its main chart with the ρ-ball, w, w+ε and both steps.
-2. Moving ρ changes the plotted data (the ball and w+ε move).
+2. Every step of the ρ slider is shipped with the page (issue 18: ρ moves in the browser), the step shown first
+   is the URL's ρ, and the steps differ (the ball and w+ε move); a released ρ is the page's ρ on the next run.
 3. "Step" moves w to w − η∇L(w + ε), ε = ρ∇L(w)/‖∇L(w)‖ (eq. 3), checked against the landscape's own
    gradient; "Reset" returns to the start.
 4. Query parameters restore the view (ρ, lr, w); malformed ones give notices, not tracebacks.
@@ -18,7 +19,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.toy.landscapes import make_landscape
-from tests.pagetest import chart, run_page
+from tests.gridtest import figure, rho_shown, shipped
+from tests.pagetest import run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sam_step.py")
 
@@ -27,8 +29,8 @@ def _run(**params) -> AppTest:
     return run_page("pages/sam_step.py", **params)
 
 
-def _main(at) -> dict:
-    return chart(at, "main_chart")
+def _main(at, step: int | None = None) -> dict:
+    return figure(at, 0, step=step)
 
 
 def _trace(spec, start: str) -> dict:
@@ -47,12 +49,15 @@ def test_runs_and_draws_the_step():
 
 def test_rho_changes_the_plot():
     at = _run()
-    before = _main(at)
-    at.slider(key="rho").set_value(0.6).run()
-    after = _main(at)
-    assert not at.exception
-    assert _trace(before, "ball")["name"] != _trace(after, "ball")["name"]
+    head, payload = shipped(at)
+    assert payload["slider"]["rhos"] == [round(0.01 * i, 10) for i in range(101)]
+    assert rho_shown(at) == pytest.approx(0.1)
+    before, after = _main(at), _main(at, step=60)
+    assert _trace(before, "ball")["name"] == "ball ‖ε‖ ≤ ρ = 0.1" and _trace(after, "ball")["name"].endswith("0.6")
     assert before["data"] != after["data"]
+    at.session_state["rho"] = 0.6  # what a release in the browser does
+    at.run()
+    assert not at.exception and rho_shown(at) == pytest.approx(0.6) and _main(at) == after
 
 
 def test_step_is_eq3_and_reset_returns():
@@ -72,7 +77,7 @@ def test_step_is_eq3_and_reset_returns():
 
 def test_url_restores_view():
     at = _run(rho="0.42", lr="0.2", x="-1", y="0.25", landscape="saddle")
-    assert at.slider(key="rho").value == pytest.approx(0.42)
+    assert rho_shown(at) == pytest.approx(0.42)
     assert at.select_slider(key="lr").value == pytest.approx(0.2)
     assert at.selectbox(key="landscape").value == "saddle"
     assert (at.session_state["x"], at.session_state["y"]) == (pytest.approx(-1.0), pytest.approx(0.25))
@@ -80,7 +85,8 @@ def test_url_restores_view():
 
 
 @pytest.mark.parametrize("params, expect", [
-    ({"rho": "nan"}, "ρ"), ({"rho": "1e308"}, "outside"), ({"lr": "abc"}, "lr"), ({"x": "inf"}, "w₁"),
+    ({"rho": "nan"}, "ρ"), ({"rho": "1e308"}, "outside"), ({"rho": "0.137"}, "between"), ({"rho": "-1"}, "outside"),
+    ({"lr": "abc"}, "lr"), ({"x": "inf"}, "w₁"),
     ({"landscape": "../../etc/passwd"}, "unknown"),
 ])
 def test_bad_url_values_get_a_notice(params, expect):

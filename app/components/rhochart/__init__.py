@@ -67,9 +67,10 @@ function loadPlotly() {
   return window.__samlabPlotly;
 }
 export default function (component) {
-  const { data, parentElement, setStateValue } = component;
+  const { data, parentElement, setStateValue, setTriggerValue } = component;
   const host = parentElement;
-  host.__samlabSet = setStateValue;  // the latest run's setter (its fragment id)
+  host.__samlabSet = setStateValue;  // the latest run's setters (its fragment id)
+  host.__samlabTrig = setTriggerValue;
   const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data;
   const text = typeof bytes === "string" ? bytes : new TextDecoder().decode(bytes);
   const nl = text.indexOf("\\n");
@@ -85,8 +86,10 @@ export default function (component) {
     if (host.__samlabRho !== mine) return;
     if (prev && prev.chart) prev.chart.destroy();
     host.querySelectorAll(".samlab-rho").forEach((e) => e.remove());
-    mine.chart = window.SamLabRho.mount(host, JSON.parse(text.slice(nl + 1)), mine.sent,
-                                        {onRelease: (rho) => host.__samlabSet("rho", rho)});
+    const payload = JSON.parse(text.slice(nl + 1));
+    mine.chart = window.SamLabRho.mount(host, payload, mine.sent, {
+      onRelease: (rho) => host.__samlabSet("rho", rho),
+      onClick: payload.clickable ? (x, y) => host.__samlabTrig("click", {x: x, y: y}) : null});
   });
 }
 """
@@ -106,7 +109,8 @@ def released(key: str):
         return getattr(state, "rho", None)
 
 
-def show(view: GridView, rho: float, *, key: str, on_release: Callable[[], None] | None = None) -> None:
+def show(view: GridView, rho: float, *, key: str, on_release: Callable[[], None] | None = None,
+         on_click: Callable[[], None] | None = None) -> None:
     """Draw `view` in the browser at the grid step nearest `rho`.
 
     The bytes sent are the cached payload behind a one-line header {digest, index}. While the grid (its digest) and
@@ -119,7 +123,11 @@ def show(view: GridView, rho: float, *, key: str, on_release: Callable[[], None]
         memo = (view.digest, i, i)
         st.session_state[memo_key] = memo
     head = json.dumps({"digest": view.digest, "index": memo[1]}).encode() + b"\n"
-    _COMPONENT(key=key, data=head + view.data, default={"rho": None}, on_rho_change=on_release or (lambda: None))
+    body = view.data
+    if on_click is not None:  # the payload says so, and the browser then reports clicks on the charts
+        body = body[:-1] + b',"clickable":true}'
+    _COMPONENT(key=key, data=head + body, default={"rho": None}, on_rho_change=on_release or (lambda: None),
+               on_click_change=on_click or (lambda: None))
 
 
 def browser_at(key: str, index: int) -> None:
@@ -145,10 +153,23 @@ def _released(key: str, slider) -> None:
     browser_at(key, i)
 
 
-def chart(view: GridView, rho: float, *, key: str = "main_chart") -> None:
+def clicked(key: str) -> tuple[float, float] | None:
+    """The (x, y) clicked on a chart of the ρ chart `key` (its trigger value, read in its on_click callback)."""
+    state = st.session_state.get(key)
+    try:
+        value = state["click"] if state is not None else None
+    except (KeyError, TypeError):
+        value = getattr(state, "click", None)
+    try:
+        return (float(value["x"]), float(value["y"])) if value else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def chart(view: GridView, rho: float, *, key: str = "main_chart", on_click: Callable[[], None] | None = None) -> None:
     """Draw `view` at `rho`; a release sets st.session_state[view.slider.key] and reruns the enclosing fragment.
     The key "main_chart" is the one the lab's page tests and browser harness look for (the first chart)."""
-    show(view, rho, key=key, on_release=lambda: _released(key, view.slider))
+    show(view, rho, key=key, on_release=lambda: _released(key, view.slider), on_click=on_click)
 
 
 def download_view(view: GridView, rho: float, *, title: str, config: dict, file_stem: str, key: str,

@@ -119,7 +119,11 @@
       show(i);
       if (opts.onRelease) opts.onRelease(s.rhos[i], i);
     });
+    // a click on a chart (the SAM-step page moves w there) reports its data coordinates
     show(index);
+    if (opts.onClick) divs.forEach(function (d) { if (d.on && !d.__samlabClick) { d.__samlabClick = true;
+      d.on("plotly_click", function (ev) { var p = ev && ev.points && ev.points[0];
+        if (p && isFinite(p.x) && isFinite(p.y)) opts.onClick(+p.x, +p.y); }); } });
     return {
       root: root,
       setIndex: show,

@@ -13,62 +13,43 @@ import functools
 import json
 import re
 import textwrap
+from collections.abc import Mapping
 
 import plotly.graph_objects as go
 import plotly.io as pio
+
+from core.methods import METHODS
 
 # The white template for every figure, set once as Plotly's default: naming it per figure
 # (`template="plotly_white"`) rebuilds the template each time, ~30 ms a figure.
 pio.templates.default = "plotly_white"
 
-# One colour per optimizer key of core.schedules.OPTIMIZERS. SGD is blue, SAM vermilion; the SAM
-# variants get their own hues so a trajectory keeps its colour on every page.
-COLORS: dict[str, str] = {
-    "sgd": "#0072B2",  # blue
-    "sam": "#D55E00",  # vermilion
-    "asam": "#CC79A7",  # reddish purple
-    "psam": "#009E73",  # bluish green
-    "late_sam": "#E69F00",  # orange
-    "every_k": "#56B4E9",  # sky blue
-    "random_sam": "#7F7F7F",  # grey
-    "ss_sam": "#BCBD22",  # olive
-    "composer": "#8C564B",  # brown
-    "looksam": "#17BECF",  # teal
-    "msam": "#333333",  # near-black
-    "ae_sam": "#9467BD",  # purple
-}
+# Colour, label, dash and marker per optimizer key come from the registry of methods (core/methods.py), where each
+# method is declared once: SGD blue, SAM vermilion, the variants their own hues (Okabe–Ito and Tol's muted palette),
+# with a dash style and a marker as second cues, so a method keeps its look on every page and stays apart in
+# greyscale. These are live, read-only views: a method registered later has its look here too.
 
-# Human names for legends and menus (same keys as COLORS).
-LABELS: dict[str, str] = {
-    "sgd": "SGD",
-    "sam": "SAM",
-    "asam": "ASAM",
-    "psam": "PSAM",
-    "late_sam": "late SAM",
-    "every_k": "SAM every k",
-    "random_sam": "random SAM",
-    "ss_sam": "SS-SAM",
-    "composer": "Composer SAM",
-    "looksam": "LookSAM",
-    "msam": "Momentum-SAM",
-    "ae_sam": "AE-SAM",
-}
 
-# Dash styles as a second cue next to colour (legends stay readable in greyscale prints).
-DASHES: dict[str, str] = {
-    "sgd": "solid",
-    "sam": "solid",
-    "asam": "dash",
-    "psam": "dot",
-    "late_sam": "dashdot",
-    "every_k": "longdash",
-    "random_sam": "longdashdot",
-    "ss_sam": "longdashdot",
-    "composer": "longdash",
-    "looksam": "dash",
-    "msam": "dot",
-    "ae_sam": "dashdot",
-}
+class _RegistryView(Mapping):
+    """key → one attribute of each core.methods.METHODS entry."""
+
+    def __init__(self, attr: str):
+        self._attr = attr
+
+    def __getitem__(self, key: str) -> str:
+        return getattr(METHODS[key], self._attr)
+
+    def __iter__(self):
+        return iter(tuple(METHODS))
+
+    def __len__(self) -> int:
+        return len(METHODS)
+
+
+COLORS: Mapping[str, str] = _RegistryView("color")
+LABELS: Mapping[str, str] = _RegistryView("label")
+DASHES: Mapping[str, str] = _RegistryView("dash")
+MARKERS: Mapping[str, str] = _RegistryView("marker")   # Plotly marker symbols
 
 # Fonts: normal screen vs projector. Presentation mode scales every text size by PRESENT_SCALE.
 BASE_FONT = 14
@@ -92,6 +73,15 @@ def color(optimizer: str) -> str:
 
 def label(optimizer: str) -> str:
     return LABELS.get(optimizer, optimizer)
+
+
+def marker(optimizer: str) -> str:
+    """The Plotly marker symbol of an optimizer key; unknown keys get a circle."""
+    return MARKERS.get(optimizer, "circle")
+
+
+def dash(optimizer: str) -> str:
+    return DASHES.get(optimizer, "solid")
 
 
 def rho_color(rho: float, rhos) -> str:

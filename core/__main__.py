@@ -31,6 +31,7 @@ import json
 import math
 import sys
 
+from core.methods import METHODS
 from core.toy.simulate import SimConfig
 
 
@@ -58,7 +59,7 @@ def _common(p: argparse.ArgumentParser, *, landscape: bool = True, lr: float, si
     if landscape:
         p.add_argument("--landscape", default="double_well_2d")
         p.add_argument("--formula", default="", help="L(x, y) for --landscape formula")
-    p.add_argument("--optimizer", default="sam", help="sgd, sam, asam, psam, late_sam, every_k, random_sam")
+    p.add_argument("--optimizer", default="sam", help=", ".join(METHODS))
     if rho is not None:
         p.add_argument("--rho", type=float, default=rho)
     p.add_argument("--lr", type=float, default=lr)

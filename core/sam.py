@@ -46,12 +46,29 @@ import torch
 NORM_GUARD = 1e-12
 
 
+def squared_norm(tensors: Sequence[torch.Tensor], dim: int | None = None) -> torch.Tensor:
+    """‖x‖² summed tensor by tensor: over every element (dim None), or along `dim` kept for broadcasting.
+    (No `sum()` builtin: its start value 0 costs one more operation, which matters in the particle simulator,
+    where this runs every step on small tensors.)"""
+    squared = None
+    for s in tensors:
+        sq = (s * s).sum() if dim is None else (s * s).sum(dim=dim, keepdim=True)
+        squared = sq if squared is None else squared + sq
+    return squared
+
+
+def _t_scaled(grads, weights, adaptive: bool) -> list[torch.Tensor]:
+    """T g: |w| g for ASAM, g for SAM."""
+    return [w.abs() * g for g, w in zip(grads, weights)] if adaptive else list(grads)
+
+
 def sam_perturbation(
     grads: Sequence[torch.Tensor],
     rho: float | torch.Tensor,
     weights: Sequence[torch.Tensor] | None = None,
     adaptive: bool = False,
     dim: int | None = None,
+    squared: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Equation (2): ε = ρ · T² g / (‖T g‖ + 1e-12), with T = |w| for ASAM, else identity.
 
@@ -61,16 +78,13 @@ def sam_perturbation(
     dim:      None -> one global norm over every element of every tensor (a network's parameters);
               an int -> a separate norm along that axis, kept for broadcasting (each particle
               in a (..., N, d) batch is its own model, so each gets its own ‖g‖).
+    squared:  ‖T g‖² when the norm covers more tensors than `grads` (SAM with several parameter groups:
+              one global norm over all of them, as davda54/sam's _grad_norm), else computed from `grads`.
     """
     if adaptive and weights is None:
         raise ValueError("ASAM needs the weights w to scale the ball (T = |w|)")
-    scaled = [w.abs() * g for g, w in zip(grads, weights)] if adaptive else list(grads)
-    # ‖T g‖² summed tensor by tensor (no `sum()` builtin: its start value 0 costs one more operation,
-    # which matters in the particle simulator, where this runs every step on small tensors)
-    squared = None
-    for s in scaled:
-        sq = (s * s).sum() if dim is None else (s * s).sum(dim=dim, keepdim=True)
-        squared = sq if squared is None else squared + sq
+    if squared is None:  # ‖T g‖² of these tensors alone (else given: a norm over more tensors, e.g. all groups)
+        squared = squared_norm(_t_scaled(grads, weights, adaptive), dim)
     scale = rho / (torch.sqrt(squared) + NORM_GUARD)
     if adaptive:
         return [w * w * g * scale for g, w in zip(grads, weights)]
@@ -127,16 +141,19 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = False) -> None:
-        """Move every parameter to w + ε (equation 2), remembering w."""
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        """Move every parameter to w + ε (equation 2), remembering w. The norm ‖T g‖ is one global norm over
+        every parameter of every group (davda54/sam's _grad_norm); each group scales by its own ρ."""
+        groups = [(group, [p for p in group["params"] if p.grad is not None]) for group in self.param_groups]
+        groups = [(group, params) for group, params in groups if params]
+        squared = squared_norm([x for group, params in groups
+                                for x in _t_scaled([p.grad for p in params], params, group["adaptive"])])
+        for group, params in groups:
             eps = sam_perturbation(
                 [p.grad for p in params],
                 group["rho"],
                 weights=params,
                 adaptive=group["adaptive"],
+                squared=squared,
             )
             for p, e in zip(params, eps):
                 self.state[p]["w"] = p.detach().clone()
@@ -394,14 +411,15 @@ class MomentumSAM(SAM):
 
     @torch.no_grad()
     def perturb(self) -> None:
-        """Move every parameter to w̃ = w − ρ v/‖v‖ (one norm per parameter group), remembering w."""
-        for group in self.param_groups:
+        """Move every parameter to w̃ = w − ρ v/‖v‖ (‖v‖ one global norm over every group's buffers, as MSAM's
+        single-group code computes it over all parameters), remembering w."""
+        groups = [(group, [p for p in group["params"] if self._buffer(p) is not None]) for group in self.param_groups]
+        groups = [(group, params) for group, params in groups if params]
+        squared = squared_norm([-self._buffer(p) for _, params in groups for p in params])
+        for group, params in groups:
             if group["rho"] == 0:
                 continue
-            params = [p for p in group["params"] if self._buffer(p) is not None]
-            if not params:
-                continue
-            eps = sam_perturbation([-self._buffer(p) for p in params], group["rho"])
+            eps = sam_perturbation([-self._buffer(p) for p in params], group["rho"], squared=squared)
             for p, e in zip(params, eps):
                 self.state[p]["w"] = p.detach().clone()
                 p.add_(e)

@@ -24,6 +24,7 @@ from core.cifar.models import MODELS
 from core.cifar.profiles import EscapeConfig, ProfileConfig, interpolation_profile
 from core.cifar.train import TrainConfig
 from core.device import has_gpu
+from core.methods import page_methods
 from serve.jobs import JobError
 from serve.runner import default_runner
 
@@ -42,7 +43,7 @@ ESCAPE_RHOS = (0.02, 0.05, 0.1, 0.2, 0.5)
 # Hessian-vector product costs ~4 gradient evaluations of the batch, so the CPU uses a small one.
 ESCAPE_EVAL = 500 if HAS_GPU else 128
 ESCAPE_ITERS = 10
-TABLE_OPTS = ("sgd", "sam", "psam", "late_sam", "asam", "every_k", "random_sam")
+TABLE_OPTS = tuple(page_methods())  # the registry's methods for the pages (core.methods, on_pages)
 runner = default_runner()
 
 

@@ -12,11 +12,12 @@ import pandas as pd
 import streamlit as st
 
 from app import cache, charts, controls, theme
+from core.methods import page_methods
 from core.toy.formula import FormulaError
 
 DEFAULT_LANDSCAPE = "double_well_2d"
 DEFAULT_OPTS = ("sgd", "sam", "psam")
-PLAYGROUND_OPTS = ("sgd", "sam", "asam", "psam", "late_sam", "every_k", "random_sam")
+PLAYGROUND_OPTS = tuple(page_methods())  # the registry's methods for the pages (core.methods, on_pages)
 # The default scene: start on the slope above the sharp well, mild noise (σ = 1), SAM at ρ = 0.2. The
 # lecture scene "SGD vs SAM in the double well" (core.toy.presets.PLAYGROUND) turns the noise up to show escapes.
 DEFAULT_START = {"double_well_2d": (0.6, 1.0), "formula": (2.0, 1.5)}

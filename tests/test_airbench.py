@@ -357,3 +357,63 @@ def test_an_escape_record_over_seeds_draws_error_bars():
     assert all(t.error_y.array is None for t in cifar_view.escape_figure({"rows": single}).data)
     rec = {"kind": "escape", "config": {"train_size": 50_000, "epochs": 10, "seed": 0}, "results": {"rows": rows}}
     assert "mean of 3 seeds" in cifar_view.recorded_caption(rec)
+
+
+@pytest.mark.parametrize("name", ["sgd", "sam"])
+def test_the_recipe_through_the_one_loop_equals_a_loop_written_from_its_pieces(name):
+    """The airbench recipe run by core.cifar.loop equals a loop written here from the recipe's own pieces and the
+    equations, without the loop module: whitening from the first images, the two parameter groups with the
+    decoupled lr and decay, Nesterov SGD at μ = 0.85, the lr factor of each step, (SAM: g; ε = ρ g/‖g‖; the gradient
+    at w + ε with BatchNorm's running statistics left as after the first pass; back to w), Lookahead after every
+    step and at the end, on the same minibatch order (one generator seeded by the seed). 6 steps, no augmentation.
+    A loop that shifted the lr by one step, skipped Lookahead's last update or let the perturbed pass move the
+    statistics would differ by far more than float32 round-off."""
+    recipe = Recipe(widths=(8, 16, 16), tta_level=0)
+    cfg = _cfg(optimizer=name, rho=0.05, train_size=300, test_size=50, epochs=1, batch_size=50, augment=False,
+               seed=4)
+    res = train_airbench(cfg, recipe=recipe)
+
+    xtr, ytr, *_ = prepare_data(cfg)
+    torch.manual_seed(cfg.seed)
+    x, y = cdata.to_device(xtr, "cpu"), torch.from_numpy(ytr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    net = AirbenchNet(10, recipe.widths)
+    net.init_whitening(x[: recipe.whiten_images])
+    lr, dec = recipe.sgd_hyper(50)
+    groups = param_groups(net, lr, dec, recipe.bias_scaler)
+    base = torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=True)
+    slow = Lookahead(net)
+    crit = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    params = [p for g in groups for p in g["params"]]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    T = 6
+    perm = torch.randperm(len(x), generator=gen)
+    net.train()
+    for t in range(T):
+        idx = perm[50 * t : 50 * (t + 1)]
+        grads = torch.autograd.grad(crit(net(x[idx]), y[idx]), params)
+        if name == "sam":
+            scale = 0.05 / (torch.sqrt(sum((g * g).sum() for g in grads)) + 1e-12)
+            saved = [p.detach().clone() for p in params]
+            stats = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.add_(g * scale)
+            grads = torch.autograd.grad(crit(net(x[idx]), y[idx]), params)
+            with torch.no_grad():
+                for p, w in zip(params, saved):
+                    p.copy_(w)
+                for bn, (m, v) in zip(bns, stats):
+                    bn.running_mean.copy_(m), bn.running_var.copy_(v)
+        for p, g in zip(params, grads):
+            p.grad = g
+        for group in base.param_groups:
+            group["lr"] = group["initial_lr"] * recipe.lr_factor(t, T)
+        base.step()
+        slow.maybe_update(net, t + 1, T, recipe.lookahead_every)
+    slow.finish(net, T, T, recipe.lookahead_every)
+    want = net.state_dict()
+    assert res.total_steps == T and res.grad_evals == (2 * T if name == "sam" else T)
+    for k in want:
+        if want[k].is_floating_point():
+            assert torch.allclose(res.state[k], want[k], rtol=1e-4, atol=1e-5), (k, (res.state[k] - want[k]).abs().max())

@@ -37,6 +37,7 @@ from core.cifar.train import (
 from core.jsonable import to_jsonable
 from core.limits import LIMITS, check
 from core.methods import OPTIMIZERS
+from core.schedules import P_SHAPES
 
 TABLE_OPTIMIZERS = ("sgd", "sam", "psam", "late_sam")
 
@@ -82,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--f", type=_in_range("f"), default=0.6)
     p.add_argument("--p", type=_in_range("p"), default=0.3)
     p.add_argument("--late-f", type=_in_range("late_f"), default=0.3)
+    # the other method parameters (core.methods.MethodParams; each method reads its own)
+    p.add_argument("--alpha", type=float, default=0.7, help="LookSAM's α")
+    p.add_argument("--p-shape", choices=P_SHAPES, default="constant", help="SS-SAM's p(t)")
+    p.add_argument("--p-end", type=float, default=None, help="SS-SAM's p at the end / after the switch")
+    p.add_argument("--switch", type=float, default=0.5, help="SS-SAM step: where p changes (fraction)")
+    p.add_argument("--lam1", type=float, default=-1.0, help="AE-SAM's threshold at the end")
+    p.add_argument("--lam2", type=float, default=1.0, help="AE-SAM's threshold at the start")
+    p.add_argument("--delta", type=float, default=0.9, help="AE-SAM's averaging factor")
+    p.add_argument("--no-scale-rho", action="store_true", help="Composer: keep ρ instead of ρ·k")
+    p.add_argument("--msam-nesterov", action="store_true", help="Momentum-SAM on Nesterov (default heavy ball)")
     p.add_argument("--label-noise", type=float, default=0.0, help="fraction of training labels made wrong, in [0, 1)")
     p.add_argument("--no-augment", action="store_true", help="train on the images as they are (no flips/shifts)")
     p.add_argument("--label-smoothing", type=float, default=0.2)
@@ -115,7 +126,9 @@ def config_from_args(a):
     if not (0 <= a.label_noise < 1 and 0 <= a.label_smoothing < 1):
         raise _BadArgs("--label-noise and --label-smoothing must lie in [0, 1)")
     return TrainConfig(data=a.data, train_size=a.train_size, test_size=a.test_size, model=a.model,
-                       optimizer=a.optimizer, rho=a.rho, k=a.k, f=a.f, p=a.p, late_f=a.late_f,
+                       optimizer=a.optimizer, rho=a.rho, k=a.k, f=a.f, p=a.p, late_f=a.late_f, alpha=a.alpha,
+                       p_shape=a.p_shape, p_end=a.p_end, switch=a.switch, lam1=a.lam1, lam2=a.lam2,
+                       delta=a.delta, scale_rho=not a.no_scale_rho, msam_nesterov=a.msam_nesterov,
                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                        precision=a.precision, compile=a.compile, sharpness_iters=a.sharpness_iters,
                        trace_samples=a.trace_samples, eval_batch=a.eval_batch, label_noise=a.label_noise,

@@ -85,6 +85,10 @@ class TrainConfig(MethodParams):
     trace_samples: int = 10            # Hutchinson samples for Tr(H) (0 → skip)
     eval_batch: int = 500              # the fixed batch for λ_max and Tr(H): the first images of the subset
 
+    def __post_init__(self):
+        # a list from JSON or a URL becomes a tuple, so a config read back equals (and hashes like) the original
+        object.__setattr__(self, "classes", tuple(self.classes))
+
     def schedule(self):
         return self.schedule_for(self.optimizer, self.seed)
 

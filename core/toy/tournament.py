@@ -61,14 +61,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.jsonable import to_jsonable
+from core.methods import tournament_methods
 from core.stats import t_critical_95, wilson_interval
 from core.toy import theory
 from core.toy.presets import ESCAPE, VALLEY
 from core.toy.simulate import SimConfig, landscape_for, simulate
 
 LANDSCAPES = ("double_well_2d", "valley")
-METHODS = ("sgd", "sam", "psam", "late_sam", "every_k", "composer", "random_sam", "ss_sam", "looksam",
-           "ae_sam", "msam")
+METHODS = tournament_methods("toy")  # the registry's methods for this tournament (core.methods), live
 MSAM_MOMENTUM = 0.9
 PILOT_SEED_OFFSET = 10_000  # AE-SAM's calibration runs on other noise than the tournament's
 MAX_SEEDS = 20

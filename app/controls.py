@@ -559,7 +559,7 @@ def landscape_select(*, key: str = "landscape", default: str = "double_well_2d",
 def optimizer_multiselect(*, key: str = "opts", default: Sequence[str] = ("sgd", "sam"),
                           allowed: Iterable[str] | None = None, label: str = "optimizers",
                           container=None) -> list[str]:
-    """Several optimizers side by side (keys of core.schedules.OPTIMIZERS)."""
+    """Several optimizers side by side (keys of core.methods.OPTIMIZERS)."""
     keys = [k for k in OPTIMIZERS if allowed is None or k in set(allowed)]
     chosen = multi_choice(key, label, {k: LABELS.get(k, k) for k in keys}, default, container=container,
                           help="Each optimizer runs on the same landscape, start, noise and seed.")

@@ -1,4 +1,4 @@
-"""The airbench94 training recipe, for every optimizer of core.schedules.OPTIMIZERS.
+"""The airbench94 training recipe, for every method of the registry (core.methods).
 
 Evidence and what is not yet measured: see core/cifar/airbench.py (the net). In short: the recipe is Keller
 Jordan's (94.01% in 9.9 epochs, 3.83 s on an A100); on the CPU its pieces are

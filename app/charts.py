@@ -358,7 +358,7 @@ def sam_step_marks(*, w, grad_w, eps, grad_adv, rho: float, lr: float) -> tuple[
     sam_to = w - lr * np.asarray(grad_adv, float)
     theta = np.linspace(0, 2 * np.pi, 100)
     traces = [
-        dict(type="scatter", x=(w[0] + rho * np.cos(theta)).tolist(), y=(w[1] + rho * np.sin(theta)).tolist(),
+        dict(type="scatter", x=(w[0] + rho * np.cos(theta)).astype(F32), y=(w[1] + rho * np.sin(theta)).astype(F32),
              mode="lines", name=f"ball ‖ε‖ ≤ ρ = {rho:g}", line={"color": "white", "width": 2, "dash": "dash"},
              hoverinfo="skip"),
         dict(type="scatter", x=[float(w[0])], y=[float(w[1])], mode="markers+text", text=["w"],
@@ -421,6 +421,7 @@ def with_marks(figure_json: dict, marks: tuple[list[dict], list[dict]]) -> dict:
     """A `sam_step_figure` (as plotly.js JSON) with its ρ-dependent marks replaced by `marks` (`sam_step_marks` at
     another ρ): the same figure as `sam_step_figure` would build there, without building it."""
     traces, annotations = marks
+    traces = [{k: typed_array(v) if isinstance(v, np.ndarray) else v for k, v in t.items()} for t in traces]
     data = figure_json["data"][: len(figure_json["data"]) - len(traces)] + traces
     return {"data": data, "layout": figure_json["layout"] | {"annotations": annotations}}
 

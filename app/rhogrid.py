@@ -4,8 +4,9 @@ A page with a ρ grid builds its figures for EVERY step of its ρ slider from on
 engine runs all ρ of the grid in one `simulate_grid`; the exact chains are cheap), and `payload` packs them:
 
     slider   the control: URL key, label, help text, the steps ρ_0 < … < ρ_{n−1}, digits shown
-    charts   per chart, a pool of distinct traces and layouts (a trace that does not change with ρ, such as the
-             landscape or SGD's curve, is stored once) and, per step, which layout and which traces it shows
+    charts   per chart, a pool of distinct traces (a trace that does not change with ρ, such as the landscape or
+             SGD's curve, is stored once), the first step's layout and a pool of layout patches (the top-level
+             keys that differ from it), and per step which patch and which traces it shows
     blocks   per step, small HTML blocks (a caption or a table that names numbers at that ρ), pooled the same way
 
 Numeric arrays travel as Plotly's base64 typed arrays (float32 where the figure module made them float32), the
@@ -93,22 +94,33 @@ class _Pool:
         return self._index[text]
 
 
-def _figure_json(fig: go.Figure) -> dict:
+def _figure_json(fig: go.Figure | dict) -> dict:
     """The figure as plotly.js reads it (numpy arrays as base64 typed arrays), frames dropped."""
     d = json.loads(pio.to_json(fig, validate=False, engine="json"))
     d.pop("frames", None)
     return d
 
 
-def chart_steps(figures: Sequence[go.Figure]) -> dict:
-    """One chart over the grid: `figures[i]` is the chart at step i. Returns the pooled chart of the payload."""
-    traces, layouts, per_step, template = _Pool(), _Pool(), [], None
+def chart_steps(figures: Sequence[go.Figure | dict]) -> dict:
+    """One chart over the grid: `figures[i]` is the chart at step i (a Figure, or plotly.js JSON as a dict).
+    Returns the pooled chart of the payload: the first step's layout as `layout`, and per step the pooled patch of
+    the top-level layout keys that differ from it (None: the key is absent at that step)."""
+    traces, patches, per_step, template, base = _Pool(), _Pool(), [], None, None
     for fig in figures:
         d = _figure_json(fig)
         layout = d.get("layout", {})
         template = layout.pop("template", template)  # the same theme at every step: sent once per chart
-        per_step.append([layouts.add(layout), [traces.add(t) for t in d.get("data", [])]])
-    return dict(traces=traces.items, layouts=layouts.items, steps=per_step, template=template)
+        if base is None:
+            base = layout
+        patch = {k: layout.get(k) for k in set(layout) | set(base) if layout.get(k) != base.get(k)}
+        per_step.append([patches.add(patch), [traces.add(t) for t in d.get("data", [])]])
+    return dict(traces=traces.items, layout=base or {}, patches=patches.items, steps=per_step, template=template)
+
+
+def layout_at(chart: dict, step: int) -> dict:
+    """The layout of a pooled chart at `step` (what the browser draws; tests use it)."""
+    out = dict(chart["layout"]) | chart["patches"][chart["steps"][step][0]]
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def block_steps(htmls: Sequence[str]) -> dict:

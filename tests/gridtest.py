@@ -8,6 +8,8 @@ import json
 
 from streamlit.testing.v1 import AppTest
 
+from app.rhogrid import layout_at
+
 
 def shipped(at: AppTest, key: str = "main_chart") -> tuple[dict, dict]:
     """(header, payload) of the one ρ chart whose key is `key`: header {digest, index} says the step shown first,
@@ -24,8 +26,8 @@ def figure(at: AppTest, chart: int = 0, step: int | None = None, key: str = "mai
     {"data", "layout"}, typed arrays left as {"dtype", "bdata"} (tests.pagetest.trace_array reads them)."""
     head, payload = shipped(at, key)
     c = payload["charts"][chart]
-    layout_i, traces = c["steps"][head["index"] if step is None else step]
-    return {"data": [c["traces"][t] for t in traces], "layout": c["layouts"][layout_i]}
+    i = head["index"] if step is None else step
+    return {"data": [c["traces"][t] for t in c["steps"][i][1]], "layout": layout_at(c, i)}
 
 
 def rho_shown(at: AppTest, key: str = "main_chart") -> float:

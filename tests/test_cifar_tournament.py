@@ -216,7 +216,7 @@ def test_every_configuration_of_the_search_spends_the_budget(budget):
         for g in grid:
             tcfg = replace(method_config(TournamentConfig(budget=budget), name, T, g), seed=3)
             schedule, _ = tcfg.schedule()
-            extra = schedule.grad_evals(T) - T
+            extra = None if schedule.state_dependent else schedule.grad_evals(T) - T
             if name in ("sgd", "msam"):
                 assert extra == 0
             elif name == "sam":
@@ -303,7 +303,7 @@ def test_paired_verdicts_use_holm_and_the_gain_share_fieller():
 
     sgd = _row("sgd", [0.34, 0.36, 0.33, 0.35, 0.37])
     sam = _row("sam", [0.39, 0.40, 0.38, 0.40, 0.41])
-    half = _row("psam", [0.365, 0.38, 0.355, 0.375, 0.39])
+    half = _row("psam", [0.362, 0.383, 0.352, 0.378, 0.388])
     same = _row("late_sam", [0.392, 0.398, 0.381, 0.40, 0.409], seeds=(4, 3, 2, 1, 0))   # listed in another order
     v = ct.paired_verdicts([sgd, sam, half, same])["vs_sam"]
     raw = {n: paired_difference([100 * x for x in r.per_seed], [100 * x for x in sam.per_seed], r.seed_ids,

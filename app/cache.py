@@ -38,16 +38,21 @@ def device_info() -> dict:
             "threads": torch.get_num_threads()}
 
 
-def shared(name: str, max_entries: int):
+def shared(name: str, max_entries: int, *, copy: bool = True):
     """st.cache_data(max_entries) whose misses go to the hall's shared cache (serve.sharedcache) under the key
     `name` + the arguments. `name` must be unique across the app: the hall's warm-up (serve/warm.py) runs the
-    pages and fills the same keys."""
+    pages and fills the same keys.
+
+    `copy=False` keeps ONE object per key in the process (st.cache_resource) instead of a fresh copy per call:
+    for results nobody modifies that are read on every rerun, such as a page's ρ grid (app/rhogrid.GridView, ~1 MB:
+    unpickling a copy on each release of the ρ slider would be most of that rerun's cost)."""
     def decorate(fn):
         @functools.wraps(fn)
         def second_level(*args, **kwargs):
             return shared_call(name, fn, *args, **kwargs)
 
-        return st.cache_data(max_entries=max_entries, show_spinner=False)(second_level)
+        first_level = st.cache_data if copy else st.cache_resource
+        return first_level(max_entries=max_entries, show_spinner=False)(second_level)
 
     return decorate
 

@@ -108,7 +108,7 @@ def escape_figures(base: dict, facts: dict, sgd, sam: dict, sam_rhos) -> tuple:
     return fig, anim
 
 
-@cache.shared("escape.escape_grid", max_entries=GRID_ENTRIES)
+@cache.shared("escape.escape_grid", max_entries=GRID_ENTRIES, copy=False)  # read-only, read on every release
 def escape_grid(sgd_cfg: SimConfig, sam_cfg: SimConfig, view_look: tuple) -> rhogrid.GridView:
     """Every step of the ρ slider in one batched run (core.toy.simulate.simulate_grid), drawn by the same figure
     functions as one ρ, packed for the browser. `view_look` (app.figcache.look) keys the fonts and sizes.

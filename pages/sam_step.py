@@ -116,7 +116,7 @@ def half_width(r: float) -> float:
     return round(0.25 * ZOOM ** math.ceil(math.log(need / 0.25, ZOOM) - 1e-9), 4)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)  # one read-only view per key: no copy per rerun
 def step_grid(name: str, w: tuple, lr: float, history: tuple, zoom: str, view_look: tuple) -> rhogrid.GridView:
     """The diagram at every step of the ρ slider: one `sam_step_figure` per zoom level (its contour), and per step
     the ρ-dependent marks (charts.with_marks). Cheap (~0.5 s): no engine run, and 101 marks are plain dicts."""

@@ -86,7 +86,7 @@ def occupancy_curves(w_grid, loss_grid, chains: dict, a_left, a_right, lr, sigma
     return curves, closed
 
 
-@cache.shared("valley.valley_grid", max_entries=GRID_ENTRIES)
+@cache.shared("valley.valley_grid", max_entries=GRID_ENTRIES, copy=False)  # read-only, read on every release
 def valley_grid(sgd_cfg: SimConfig, grid_cfg: SimConfig, view_look: tuple) -> rhogrid.GridView:
     """Every step of the ρ slider in one batched run (core.toy.simulate.simulate_grid) and, on the 1-D valley, the
     exact chain at each step; the occupancy chart at each step, packed for the browser. per_step[i]: (SAM's

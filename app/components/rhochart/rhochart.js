@@ -12,14 +12,20 @@
                u2: Uint16Array, i4: Int32Array, u4: Uint32Array};
 
   // Plotly's base64 typed arrays ({dtype, bdata}) decoded once, at load: plotly.js would decode them again on every
-  // redraw. Specs with a shape (a heatmap's z) are left to plotly.js.
+  // redraw, and a trace that does not change with ρ (the landscape) keeps the same arrays, which Plotly.react
+  // then skips.
   function decode(v) {
     if (Array.isArray(v)) { for (var i = 0; i < v.length; i++) v[i] = decode(v[i]); return v; }
     if (v && typeof v === "object") {
-      if (typeof v.bdata === "string" && TYPED[v.dtype] && !v.shape) {
+      if (typeof v.bdata === "string" && TYPED[v.dtype]) {
         var bin = global.atob(v.bdata), bytes = new Uint8Array(bin.length);
         for (var j = 0; j < bin.length; j++) bytes[j] = bin.charCodeAt(j);
-        return new TYPED[v.dtype](bytes.buffer);
+        var flat = new TYPED[v.dtype](bytes.buffer);
+        var shape = v.shape ? String(v.shape).split(",").map(Number) : [flat.length];
+        if (shape.length !== 2) return flat;
+        var rows = [];  // a heatmap's z: one typed-array view per row
+        for (var r = 0; r < shape[0]; r++) rows.push(flat.subarray(r * shape[1], (r + 1) * shape[1]));
+        return rows;
       }
       for (var k in v) if (Object.prototype.hasOwnProperty.call(v, k)) v[k] = decode(v[k]);
     }

@@ -2,7 +2,8 @@
 while a projector refreshes its live chart. Prints its figures; BENCHMARKS.md quotes them.
 
     .venv/bin/python bench/class_load.py                       # starts `streamlit run app/main.py` itself (make app)
-    .venv/bin/python bench/class_load.py --url http://127.0.0.1:8501 --store-url redis://127.0.0.1:6392/0   # the hall
+    .venv/bin/python bench/class_load.py --url http://127.0.0.1:8501 --store-url redis://:SECRET@127.0.0.1:6392/0
+    .venv/bin/python bench/class_load.py --hall 2 --students 300 --window 60   # starts its own `make hall` (2 replicas)
 
 Every student is a `bench/st_protocol.StreamlitClient` (the browser's own WebSocket protocol, no browser): it
 opens /classroom?room=CODE (a new Streamlit session; the page puts the student id into the URL), presses the run
@@ -209,10 +210,21 @@ def main(argv=None) -> int:
                     help="students close the page after their run (default: they keep it open, as in a lecture)")
     ap.add_argument("--watch-every", type=float, default=5.0, help="a student's chart refresh (the page's)")
     ap.add_argument("--cost", action="store_true", help="only measure server CPU per action (starts its own server)")
+    ap.add_argument("--hall", type=int, default=0,
+                    help="start serve/hall.py's Hall with this many replicas (private ports, its own store, the "
+                         "health checks and limits of serve/haproxy.cfg.tmpl) and run against it")
     args = ap.parse_args(argv)
     rnd = random.Random(args.seed)
 
-    server = None
+    server = hall = None
+    if args.hall:
+        from serve.hall import Hall, HallConfig, free_ports
+
+        base = free_ports(4 + args.hall)
+        hall = Hall(HallConfig(replicas=args.hall, port=base, bind="127.0.0.1", replica_port=base + 4,
+                               cache_port=base + 1, store_port=base + 2, worker=False, warm=False,
+                               store_dir=tempfile.mkdtemp(prefix="class-load-store-")), out=sys.stderr).start()
+        args.url, args.store_url = hall.url, hall.cfg.store_url
     if not args.url:
         from bench._browser import StreamlitServer
         args.sqlite = args.sqlite or tempfile.mktemp(prefix="class-load-", suffix=".sqlite")
@@ -225,7 +237,8 @@ def main(argv=None) -> int:
         exp = cl.make_experiment(args.kind)
         room = cl.open_room(store, exp, minutes=30, cap=1)
         print(f"room {room.code} ({args.kind}) on {store.describe()}; {args.students} students within "
-              f"{args.window:.0f} s against {args.url}", flush=True)
+              f"{args.window:.0f} s against {args.url}" + (f" (a hall of {args.hall} replicas)" if hall else ""),
+              flush=True)
         warm = StreamlitClient(args.url)  # the first page load imports the page's modules: not the students' cost
         warm.open("classroom", {"room": room.code, "show": "1"})
         warm.close()
@@ -312,6 +325,8 @@ def main(argv=None) -> int:
     finally:
         if server is not None:
             server.stop()
+        if hall is not None:
+            hall.stop()
 
 
 if __name__ == "__main__":

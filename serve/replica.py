@@ -11,6 +11,14 @@ reruns per second on average, BURST at once. A student moving a slider sends a r
 fragment timer (the projector, the CIFAR page's live view) one every second or more; both stay far below it.
 A rerun over the limit is dropped, not run (the page keeps its last state); the first drop of a session is
 logged. Other messages (heartbeats, file uploads' bookkeeping) are not limited.
+
+It also stops Streamlit's own pollers of its configuration (`quiet_watchers`). With `fileWatcherType = "none"`
+Streamlit still polls `.streamlit/config.toml` and `~/.streamlit/config.toml` every 0.2 s (and the secrets
+files once st.secrets is read), whatever the setting says; a change to one of them re-parses the configuration
+and clears every session's compiled page scripts, so the next run of every page recompiles it (the
+recompiles a class-load profile showed while files were being edited). A lecture hall does not reload its
+configuration mid-lecture: a restart does. Idle cost measured on a quiet replica: BENCHMARKS.md, "A hall you
+can trust". SAMLAB_REPLICA_WATCHERS=1 keeps Streamlit's behaviour (for that measurement).
 """
 
 from __future__ import annotations
@@ -83,9 +91,22 @@ def install(limit: RerunLimit = LIMIT) -> None:
     Runtime.disconnect_session = disconnect_session
 
 
+def quiet_watchers() -> None:
+    """No polling of config.toml and the secrets files in this process (see the module docstring)."""
+    import streamlit.web.bootstrap as bootstrap
+    from streamlit.runtime.secrets import Secrets
+
+    bootstrap.watch_file = lambda *args, **kwargs: False
+    Secrets._maybe_install_file_watchers = lambda self: None
+
+
 def main() -> None:
+    import os
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     install()
+    if os.environ.get("SAMLAB_REPLICA_WATCHERS") != "1":
+        quiet_watchers()
     from streamlit.web.cli import main as streamlit_main
 
     sys.argv = ["streamlit", *sys.argv[1:]]

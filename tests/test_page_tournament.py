@@ -1,6 +1,8 @@
 """The Budget tournament page (AppTest): the Altair spec has a Pareto front and one legend-bound method selection
-shared by every panel, its data has every method in every panel, the budget slider is bound to the URL and picks
-the recorded tournament of that budget, the verdicts follow Welch's test, and a missing record is a message."""
+shared by every panel, each method has its own colour and its own marker, its data has every method in every panel,
+the budget slider is bound to the URL and picks the recorded tournament of that budget, the verdicts are paired t
+tests with Holm's correction, the CIFAR gain and tuning tables come from a real (tiny) tournament's result, and a
+missing record is a message."""
 
 import io
 import json
@@ -11,7 +13,7 @@ import pytest
 import streamlit as st
 
 from app import tournament_charts as tc
-from core.stats import welch_difference
+from core.stats import holm, t_critical_95
 from tests.pagetest import REPO, run_page
 
 TOY = json.loads((REPO / "data" / "runs" / "toy_tournament.json").read_text())["results"]
@@ -52,13 +54,30 @@ def test_spec_has_the_shared_selection_and_a_pareto_front(page65):
     panels = spec["concat"]
     assert len(panels) >= 2
     for view in panels:
-        assert view["layer"][2]["name"] in params[0]["views"]  # the one selection lives in every panel
         marks = [layer["mark"]["type"] for layer in view["layer"]]
-        assert marks == ["line", "rule", "circle", "point"]
-        front_line, rings = view["layer"][0], view["layer"][3]
-        assert {"filter": "datum.pareto"} in front_line["transform"] and {"filter": "datum.pareto"} in rings["transform"]
-        points = view["layer"][2]
+        assert marks == ["line", "rule", "point", "point", "text"]
+        front_line, rings, points, labels = view["layer"][0], view["layer"][2], view["layer"][3], view["layer"][4]
+        assert points["name"] in params[0]["views"]  # the one selection lives in every panel
+        for layer in (front_line, rings, labels):
+            assert {"filter": "datum.pareto"} in layer["transform"]
         assert points["encoding"]["opacity"]["condition"]["param"] == tc.SELECTION  # highlight follows the pick
+        assert points["encoding"]["shape"]["field"] == points["encoding"]["color"]["field"] == "method"
+        assert labels["encoding"]["text"]["field"] == "method"  # the front is named on the chart itself
+        tips = {t.get("title", t["field"]) for t in points["encoding"]["tooltip"]}
+        assert {"method", "cost (% of SAM)", "interval", "against SAM (paired)"} <= tips
+
+
+def test_every_method_has_its_own_colour_and_its_own_marker(page65):
+    """Twelve methods told apart in greyscale: the markers alone are all different, and so are the colours."""
+    from core.methods import METHODS as REGISTRY
+
+    shapes = [tc.vega_shape(k) for k in REGISTRY]
+    assert len(REGISTRY) >= 12 and len(set(shapes)) == len(shapes)
+    spec = json.loads(_vega(page65)[0].proto.spec)
+    enc = spec["concat"][0]["layer"][3]["encoding"]
+    names, colors, marks = enc["color"]["scale"]["domain"], enc["color"]["scale"]["range"], enc["shape"]["scale"]["range"]
+    assert enc["shape"]["scale"]["domain"] == names
+    assert len(set(colors)) == len(set(marks)) == len(names) >= len(TOY_METHODS)
 
 
 def test_the_data_has_every_method_in_every_panel(page65):
@@ -92,23 +111,29 @@ def test_out_of_range_or_garbled_budget_is_corrected_not_a_crash():
     assert run_page("pages/tournament.py", budget="nan").slider(key="budget").value == pytest.approx(0.65)
 
 
-def test_verdicts_are_welch_and_name_what_the_seeds_cannot_tell(page65):
+def test_verdicts_are_paired_with_holm_and_name_what_the_seeds_cannot_tell(page65):
     text = "\n".join(m.value for m in page65.markdown)
     assert "Pareto front:" in text
     frame = tc.outcome_frame(tc.toy_at(TOY, "double_well_2d", 0.65), tc.toy_at(TOY, "valley", 0.65), None)
     table = tc.verdict_table(frame)
     psam = table[table["method"] == "PSAM"].iloc[0]
-    # computed here from the per-seed values, independently of the page: Welch's t for PSAM − SAM on the escape
-    a = np.array(frame[(frame.panel == "escape") & (frame.key == "psam")]["per_seed"].iloc[0])
-    b = np.array(frame[(frame.panel == "escape") & (frame.key == "sam")]["per_seed"].iloc[0])
-    t = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-    assert f"t {t:+.1f}".replace("-", "−") in psam["escape vs SAM"]
+    # computed here from the per-seed values, independently of the page: the paired difference PSAM − SAM on the
+    # escape (the toy's seeds are the same list for every method) and its 95% interval
+    esc = frame[frame.panel == "escape"]
+    b = np.array(esc[esc.key == "sam"]["per_seed"].iloc[0])
+    a = np.array(esc[esc.key == "psam"]["per_seed"].iloc[0])
+    d = a - b
+    half = t_critical_95(len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    fmt = lambda x: f"{round(x, 3) + 0.0:+.3f}".replace("-", "−")  # noqa: E731
+    assert psam["escape vs SAM"].startswith(f"{fmt(d.mean())} [{fmt(d.mean() - half)}, {fmt(d.mean() + half)}]")
+    # Holm across the panel's methods: a method named "not distinguishable" has an adjusted p ≥ 5%, and vice versa
+    tests = tc.paired_tests(frame, "escape", "sam")
+    adjusted, rejected = holm([t["d"].p for t in tests.values()])
     summary = tc.verdict_summary(frame, "escape")
-    # a method named "not distinguishable" must really have |t| under the critical value, and vice versa
-    for _, r in frame[(frame.panel == "escape") & (frame.key != "sam")].iterrows():
-        d = welch_difference(r["per_seed"], b)
-        said_level = r["method"] in summary.split("Not distinguishable from SAM with these seeds:")[-1].split(".")[0]
-        assert said_level == (not d.clear), r["method"]
+    level = summary.split("Not distinguishable from SAM with these seeds:")[-1].split(".")[0]
+    for (key, t), adj, rej in zip(tests.items(), adjusted, rejected):
+        assert t["p_holm"] == pytest.approx(adj) and t["clear"] == rej
+        assert (tc.theme.label(key) in level) == (not rej), key
 
 
 def test_missing_records_are_one_message(monkeypatch, tmp_path):
@@ -144,3 +169,76 @@ def test_issue13_scenes_open_their_page_with_their_settings_and_no_notice(name):
             assert at.toggle(key="augment").value is (value == "1")
         else:
             assert at.slider(key=key).value == pytest.approx(float(value)), key
+
+
+@pytest.fixture(scope="module")
+def tiny_series(tmp_path_factory):
+    """A real (tiny) tuned CIFAR tournament at 60% and 70%, recorded as two files of one series."""
+    from core.cifar import tournament as ct
+    from core.cifar.cli import record
+
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cfg = ct.TournamentConfig(seeds=3, train_size=320, epochs=1, batch_size=32, sharpness_iters=2, eval_batch=32,
+                                  device="cpu", methods=("sgd", "sam", "psam", "looksam"), pilot_runs=2,
+                                  val_size=200)
+        results = ct.run_budgets(cfg, budgets=(0.6, 0.7))
+    finally:
+        torch.set_num_threads(threads)
+    d = tmp_path_factory.mktemp("runs")
+    for res in results:
+        rec = record("tournament", "test", res.config.base(), res.to_dict(), {"device": "cpu"}, "", True)
+        (d / f"cpu_tournament_tiny_{round(100 * res.budget):03d}.json").write_text(json.dumps(rec, allow_nan=False))
+    return d, [r.to_dict() for r in results]
+
+
+def test_gain_table_is_fieller_on_the_paired_seeds(tiny_series):
+    from core.stats import fieller_ratio
+
+    _, (low, _) = tiny_series
+    table = tc.gain_table(low).set_index("method")
+    assert set(table.index) == {"SGD", "SAM", "PSAM", "LookSAM"}
+    rows = {m["name"]: m for m in low["methods"]}
+    sgd, sam = (np.array(rows[k]["per_seed"]) for k in ("sgd", "sam"))
+    for key in ("psam", "looksam"):
+        theta, lo, hi = fieller_ratio(np.array(rows[key]["per_seed"]) - sgd, sam - sgd)
+        if np.isfinite(theta):
+            assert table.loc[tc.theme.label(key), "share of SAM's gain"].startswith(f"{theta:.0%}")
+    assert table.loc["SAM", "share of SAM's gain"].startswith("100%")
+    assert table.loc["SGD", "share of SAM's gain"].startswith("0%")
+    assert "paired" in " ".join(table.columns)
+
+
+def test_tuning_table_says_how_each_method_was_tuned(tiny_series):
+    _, (low, _) = tiny_series
+    table = tc.tuning_table(low).set_index("method")
+    assert table.loc["SGD", "pilot runs"] == 0 and table.loc["SAM", "pilot runs"] == 0
+    for name in ("PSAM", "LookSAM"):
+        assert table.loc[name, "pilot runs"].startswith("2 (seeds 1000")
+        assert table.loc[name, "validation accuracy per configuration"].count("✓") == 1
+    assert "alpha" in table.loc["LookSAM", "searched"]
+    chosen = low["tuning"]["looksam"]["chosen"]["alpha"]
+    assert table.loc["LookSAM", "chosen"] == f"alpha {chosen:.3g}"
+
+
+def test_the_budget_slider_moves_the_cifar_panels_of_a_series(tiny_series, monkeypatch):
+    from app import cifar_view
+
+    d, (low, high) = tiny_series
+    monkeypatch.setattr(cifar_view, "RUNS_DIR", d)
+    st.cache_data.clear(), st.cache_resource.clear()
+    try:
+        at = run_page("pages/tournament.py", budget="0.6")
+        assert not at.exception
+        first = {r["key"]: r["cost"] for r in _data(_vega(at)[0]) if r["panel"] == "accuracy"}
+        at.slider(key="budget").set_value(0.7).run()
+        second = {r["key"]: r["cost"] for r in _data(_vega(at)[0]) if r["panel"] == "accuracy"}
+        psam = lambda res: 100 * next(m for m in res["methods"] if m["name"] == "psam")["budget_ratio"]  # noqa: E731
+        assert first["psam"] == pytest.approx(psam(low)) and second["psam"] == pytest.approx(psam(high))
+        assert second["psam"] > first["psam"]
+        assert any("How each method was tuned" in e.label for e in at.expander)
+        assert "cpu_tournament_tiny_070.json" in " ".join(e.label for e in at.expander)
+    finally:
+        st.cache_data.clear(), st.cache_resource.clear()

@@ -10,7 +10,7 @@ Claims:
    over wss, the certificate verified against itself (CN and SAN 127.0.0.1); plain HTTP on the redirect port
    answers 301 to the https URL;
 4. a flood from one address is cut: a script opening sessions in a loop gets 429 after the per-address limit,
-   a script sending reruns in a loop over one session has the excess dropped (the replica logs it once);
+   a script sending reruns in a loop over one session has the excess held back (the replica logs it once);
    meanwhile 20 protocol students from the same address (127.0.0.1) change ρ with 0 errors.
 """
 
@@ -204,8 +204,25 @@ def test_a_flood_from_one_address_is_cut_while_20_students_there_see_no_error(tm
         # the session flood was cut at the per-address limit (200 new sessions per 10 s, HallConfig)
         assert refused[0] > 0 and opened[0] > 0, (opened, refused, other[:3])
         assert opened[0] <= cfg.max_sessions_10s * 3 + 20 * 3, (opened, refused)  # not many more than the limit
-        # the rerun flood: the replica dropped its excess and said so once
+        # the rerun flood: the replica held its excess back and said so once
         assert sent[0] > 200
         logs = "".join(hall.procs[n].log.read_text(errors="replace") for n in cfg.replica_names())
         assert logs.count("sends reruns faster than") == 1, logs[-2000:]
         assert all(p.alive() for p in hall.procs.values())
+
+
+def test_the_rerun_limit_holds_back_the_excess_and_refills():
+    """serve/replica.RerunLimit: BURST reruns at once, then one per 1/RATE s; the wait it returns is the time until
+    the next token; sessions are independent."""
+    from serve.replica import RerunLimit
+
+    now = [0.0]
+    lim = RerunLimit(rate=3.0, burst=15.0, clock=lambda: now[0])
+    assert all(lim.take("a") == 0.0 for _ in range(15))
+    wait = lim.take("a")
+    assert wait == pytest.approx(1 / 3) and lim.deferred["a"] == 1
+    assert lim.take("b") == 0.0  # another student is not affected
+    now[0] += wait
+    assert lim.take("a") == 0.0 and lim.take("a") > 0  # one token back after 1/RATE s, not more
+    now[0] += 100.0
+    assert sum(lim.take("a") == 0.0 for _ in range(20)) == 15  # refilled to the burst, not beyond

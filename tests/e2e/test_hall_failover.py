@@ -6,7 +6,7 @@ escape page through HAProxy at a ρ that is not the default; the test reads the 
 replica HAProxy pinned this browser to), kills that replica's whole process group with SIGKILL, and waits:
 - for the browser to carry the OTHER replica's cookie (HAProxy re-dispatched it),
 - for that replica to have run the page (its shared-cache counters moved: it computed or fetched the runs),
-- for the ρ slider to show the same ρ and the main chart to have data, with no exception on the page.
+- for the ρ control to show the same ρ and the main chart to have data, with no exception on the page.
 It also records how long that took (BENCHMARKS.md, "Lecture hall: failover"). Both replicas have served a page
 before (as in a running hall), so the time is the reconnect, not a replica's first imports.
 """
@@ -52,8 +52,15 @@ async def server_id(ctx) -> str:
 
 
 async def slider_shows(page, value: str) -> bool:
-    texts = await page.locator('[data-testid="stSliderThumbValue"]').all_inner_texts()
-    return any(t.strip() == value for t in texts)
+    """The page's ρ control (a Streamlit slider or the ρ chart's, both with aria values under .st-key-rho)
+    shows `value`."""
+    from bench._browser import rho_thumb
+
+    thumb = rho_thumb(page, "rho")
+    if not await thumb.count():
+        return False
+    now = await thumb.evaluate("el => Number(el.getAttribute('aria-valuenow') ?? el.value)")
+    return abs(now - float(value)) < 1e-9
 
 
 def prime(hall) -> None:

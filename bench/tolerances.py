@@ -94,7 +94,11 @@ def _measure(actual, expected, atol: float, rtol: float) -> tuple[float, float, 
 def _install() -> None:
     import numpy as np
     import torch
-    from _pytest import python_api
+
+    try:
+        from _pytest import approx as python_api  # pytest ≥ 9
+    except ImportError:
+        from _pytest import python_api
 
     orig_ac = torch.testing.assert_close
 

@@ -204,6 +204,18 @@ def test_looksam_with_k_1_is_sam_on_a_net_with_batchnorm():
     assert la.grad_evals == sb.grad_evals == 30
 
 
+def _grad_at_shift(model, params, eps, loss_fn, x, y):
+    """∇L_B at w + ε, by hand: ε added, the gradient taken, ε taken away again."""
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.add_(e)
+    g = torch.autograd.grad(loss_fn(model(x), y), params)
+    with torch.no_grad():
+        for p, e in zip(params, eps):
+            p.sub_(e)
+    return g
+
+
 def _hand_looksam(model, batches, loss_fn, rho, k, alpha, lr, momentum):
     """LookSAM by hand from the paper's Algorithm 1, global norms, on a copy of the model (no BatchNorm)."""
     params = list(model.parameters())
@@ -213,14 +225,8 @@ def _hand_looksam(model, batches, loss_fn, rho, k, alpha, lr, momentum):
         g = torch.autograd.grad(loss_fn(model(x), y), params)
         gnorm = torch.sqrt(sum((gi ** 2).sum() for gi in g))
         if t % k == 0:
-            with torch.no_grad():
-                eps = [rho * gi / (gnorm + 1e-12) for gi in g]
-                for p, e in zip(params, eps):
-                    p.add_(e)
-            g_s = torch.autograd.grad(loss_fn(model(x), y), params)
-            with torch.no_grad():
-                for p, e in zip(params, eps):
-                    p.sub_(e)
+            eps = [rho * gi / (gnorm + 1e-12) for gi in g]
+            g_s = _grad_at_shift(model, params, eps, loss_fn, x, y)
             dot = sum((gi * si).sum() for gi, si in zip(g, g_s))
             g_v = [si - dot / gnorm ** 2 * gi for gi, si in zip(g, g_s)]
             update = g_s
@@ -327,15 +333,10 @@ def test_momentum_sam_takes_the_gradient_at_w_minus_rho_v_over_norm_v():
     v = None
     for x, y in _batches(10):
         opt.step(_closure(opt, model, loss_fn, x, y))
+        eps = [torch.zeros_like(p) for p in params] if v is None else \
+            [-rho * vi / torch.sqrt(sum((u ** 2).sum() for u in v)) for vi in v]
+        g = _grad_at_shift(ref, params, eps, loss_fn, x, y)
         with torch.no_grad():
-            eps = [torch.zeros_like(p) for p in params] if v is None else \
-                [-rho * vi / torch.sqrt(sum((u ** 2).sum() for u in v)) for vi in v]
-            for p, e in zip(params, eps):
-                p.add_(e)
-        g = torch.autograd.grad(loss_fn(ref(x), y), params)
-        with torch.no_grad():
-            for p, e in zip(params, eps):
-                p.sub_(e)
             v = [gi.clone() for gi in g] if v is None else [mu * vi + gi for vi, gi in zip(v, g)]
             for p, vi in zip(params, v):
                 p.sub_(lr * vi)
@@ -393,3 +394,24 @@ def test_every_optimizers_backward_passes_are_counted_exactly(make, kind):
             return loss
         opt.step(closure)
     assert backward == opt.grad_evals == kind.grad_evals(11)
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: SAM(params, torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9),
+    lambda params: SAM(params, torch.optim.SGD, rho=0.5, adaptive=True, lr=0.05),
+    lambda params: MomentumSAM(params, torch.optim.SGD, rho=0.3, lr=0.05, momentum=0.9),
+])
+def test_the_norm_is_global_over_parameter_groups(make):
+    """ε = ρ T²g/‖Tg‖ with ONE norm over every parameter (davda54/sam's _grad_norm; MSAM's single group): splitting
+    the parameters into two groups with the same settings changes nothing (a norm per group would: each group's
+    share of ε would then have norm ρ). Float round-off only: the groups sum the squares in the same order."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    one, two = _mlp(), _mlp()
+    two.load_state_dict(one.state_dict())
+    params = list(two.parameters())
+    opt1, opt2 = make(one.parameters()), make([{"params": params[:2]}, {"params": params[2:]}])
+    for x, y in _batches(6):
+        opt1.step(_closure(opt1, one, loss_fn, x, y))
+        opt2.step(_closure(opt2, two, loss_fn, x, y))
+    for p, q in zip(one.parameters(), two.parameters()):
+        assert torch.allclose(p, q, rtol=1e-6, atol=1e-7), (p - q).abs().max()

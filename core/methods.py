@@ -203,6 +203,9 @@ def register(method: Method) -> Method:
     """Add (or replace) a method. Its schedule kind must exist; its colour must differ from the others'."""
     if method.kind not in KINDS:
         raise ValueError(f"method {method.key!r}: unknown schedule kind {method.kind!r}")
+    taken = [k for k, m in METHODS.items() if k != method.key and m.color.lower() == method.color.lower()]
+    if taken:
+        raise ValueError(f"method {method.key!r}: colour {method.color} is already {taken[0]}'s")
     METHODS[method.key] = method
     return method
 

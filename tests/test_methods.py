@@ -86,6 +86,11 @@ def test_every_method_has_a_distinct_look_and_sound_tuning_settings():
 
     assert len(METHODS) == 12
     assert len({m.color for m in METHODS.values()}) == 12 and len({m.marker for m in METHODS.values()}) == 12
+    with pytest.raises(ValueError, match="already sam's"):
+        methods.register(Method("copy", "copy", "always", METHODS["sam"].color, "circle"))
+    with pytest.raises(ValueError, match="unknown schedule kind"):
+        methods.register(Method("odd", "odd", "sometimes", "#010203", "circle"))
+    assert "copy" not in METHODS and "odd" not in METHODS
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     for m in METHODS.values():
         for t in m.tune:

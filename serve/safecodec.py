@@ -55,6 +55,10 @@ ALLOWED = frozenset({
     "core.toy.tournament:TournamentResult",
     "core.cifar.train:TrainConfig",
     "core.cifar.profiles:EscapeConfig",
+    # a page's ρ grid (issue 18): the payload bytes and the per-step numbers the page reads
+    "app.rhogrid:GridView",
+    "app.rhogrid:Slider",
+    "app.stats_charts:EscapeSeries",
 })
 _PLAIN_DTYPES = "biufc"  # bool, signed, unsigned, float, complex: fixed-size numbers, no objects
 
@@ -82,6 +86,9 @@ def _enc(v: Any, blobs: list[bytes]) -> Any:
         return v
     if isinstance(v, float) and not isinstance(v, np.floating):
         return v
+    if isinstance(v, bytes):  # raw bytes (a ρ grid's payload), as a blob
+        blobs.append(v)
+        return {"$by": len(blobs) - 1}
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in _PLAIN_DTYPES:
             raise Unstorable(f"numpy array of dtype {v.dtype}")
@@ -161,6 +168,8 @@ def _dec(t: Any, blobs: list[memoryview]) -> Any:
             raise Refused(f"array dtype {dtype}")
         shape = tuple(int(s) for s in t["shape"])
         return np.frombuffer(blobs[int(t["$a"])], dtype=dtype).reshape(shape).copy()
+    if "$by" in t:
+        return bytes(blobs[int(t["$by"])])
     if "$pt" in t:
         import torch
 

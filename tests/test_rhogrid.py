@@ -128,3 +128,18 @@ def test_offline_file_is_self_contained_and_names_its_view():
     assert not re.search(r"<script[^>]+src=", page)  # no script fetched (the e2e test blocks the network)
     blob = re.search(r'id="samlab-grid">([^<]*)<', page).group(1)
     assert base64.b64decode(blob) == view.data
+
+
+def test_a_grid_travels_through_the_halls_shared_cache_codec():
+    """Under `make hall` a page's grid is shared through serve.safecodec (no pickle): the payload bytes, the
+    slider and the per-step numbers (EscapeSeries, plain dicts, arrays) come back equal."""
+    from app.stats_charts import EscapeSeries
+    from serve import safecodec
+
+    series = EscapeSeries("sam", 0.1, np.arange(5), np.linspace(1, 0, 5), np.array([3, -1, 2]))
+    view = rhogrid.build(_slider(), lambda i: (_fig((0.0, 0.1, 0.2)[i]),),
+                         per_step_at=lambda i: ({"label": "SGD", "n": i}, series))
+    back = safecodec.decode(safecodec.encode(view))
+    assert back.data == view.data and back.slider == view.slider and back.digest == view.digest
+    assert back.per_step[2][0] == {"label": "SGD", "n": 2}
+    assert np.array_equal(back.per_step[1][1].first_passage, series.first_passage)

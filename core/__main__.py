@@ -279,6 +279,13 @@ def _human(out: dict) -> str:
                          f"{fmt(m.get('outcome'))} [{fmt(ci[0])}, {fmt(ci[1])}]  {m.get('source', '')}")
         if out.get("pareto"):
             lines.append(f"  Pareto front: {', '.join(out['pareto'])}")
+        for name, t in (out.get("tuning") or {}).items():  # the CIFAR tournament: its search and paired verdicts
+            if t.get("runs"):
+                lines.append(f"  tuned {name}: {t['chosen']} ({t['runs']} pilot runs)")
+        for name, v in ((out.get("verdicts") or {}).get("vs_sam") or {}).items():
+            if v:
+                lines.append(f"  {name} − SAM: {v['diff']:+.2f} points [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}], "
+                             f"paired t {v['t']:+.2f}, Holm p {v['p_holm']:.3f}")
     if "wall_s" in out:
         lines.append(f"  wall {out['wall_s']:.3f} s")
     return "\n".join(lines)

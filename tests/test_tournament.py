@@ -301,12 +301,25 @@ def test_cli_tournament_cifar_runs_the_cifar_tournament_or_says_it_is_missing(ca
         assert main(["tournament", "--landscape", "cifar", "--json"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "core/cifar/tournament.py" in err
-    else:  # the contract between the two: the CLI's fields come back from the CIFAR tournament too
-        assert main(["tournament", "--landscape", "cifar", "--budget", "0.65", "--seeds", "1", "--epochs", "1",
-                     "--train-size", "200", "--methods", "sgd", "--json"]) == 0  # one short run: ~15 s of CPU
+    else:  # the contract between the two: the CLI's fields come back from the CIFAR tournament too, with the
+        # tuning record and the paired verdicts (issue 21)
+        argv = ["tournament", "--landscape", "cifar", "--budget", "0.65", "--seeds", "2", "--epochs", "1",
+                "--train-size", "200", "--methods", "sgd,sam,looksam"]
+        assert main(argv + ["--json"]) == 0  # a few one-step runs
         out = json.loads(capsys.readouterr().out)
-        assert out["command"] == "tournament" and [m["name"] for m in out["methods"]] == ["sgd"]
+        assert out["command"] == "tournament" and [m["name"] for m in out["methods"]] == ["sgd", "sam", "looksam"]
         for m in out["methods"]:
-            for key in ("name", "grad_evals", "budget_ratio", "outcome", "outcome_ci", "wall_s"):
+            for key in ("name", "grad_evals", "budget_ratio", "outcome", "outcome_ci", "wall_s", "seed_ids"):
                 assert key in m
+            assert m["seed_ids"] == [20, 21]
         assert out["methods"][0]["budget_ratio"] == 0.5 and out["config"]["epochs"] == 1
+        look = out["tuning"]["looksam"]
+        assert look["runs"] == 4 and {p["seed"] for p in look["pilots"]} <= {1000, 1001}
+        assert out["tuning"]["sgd"]["runs"] == 0 and "chosen" in look
+        vs_sam = out["verdicts"]["vs_sam"]
+        assert set(vs_sam) == {"sgd", "looksam"}
+        for v in vs_sam.values():
+            assert v is None or {"diff", "ci", "t", "p", "p_holm", "clear_holm"} <= set(v)
+        assert main(argv) == 0  # the human-readable form says the same
+        text = capsys.readouterr().out
+        assert "tuned looksam" in text and "Pareto front" in text

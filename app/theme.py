@@ -24,10 +24,10 @@ from core.methods import METHODS
 # (`template="plotly_white"`) rebuilds the template each time, ~30 ms a figure.
 pio.templates.default = "plotly_white"
 
-# Colour, label, dash and marker per optimizer key come from the registry of methods (core/methods.py), where each
-# method is declared once: SGD blue, SAM vermilion, the variants their own hues (Okabe–Ito and Tol's muted palette),
-# with a dash style and a marker as second cues, so a method keeps its look on every page and stays apart in
-# greyscale. These are live, read-only views: a method registered later has its look here too.
+# Colour, label, dash and marker per optimizer key come from the registry of methods (core/methods.py), where
+# each method is declared once: SGD blue, SAM vermilion, the variants their own hues (Okabe–Ito and Tol's
+# muted palette), with a dash style and a marker as second cues, so a method keeps its look on every page and
+# stays apart in greyscale. These are live, read-only views: a method registered later has its look here too.
 
 
 class _RegistryView(Mapping):

@@ -3,8 +3,8 @@
 A method is a name (the key users type: `--optimizer psam`, `?opts=sgd,psam`) and one `Method` entry that says
 everything the engines and the pages need:
 
-    kind, adaptive     its schedule (core.schedules.Schedule: which steps take SAM's second pass) and ASAM's T = |w|
-    optimizer          its torch optimizer, built from the run's parameters (core.sam: SAM, LookSAM, MomentumSAM)
+    kind, adaptive     its schedule (core.schedules.Schedule: which steps take SAM's second pass), ASAM's |w|
+    optimizer          its torch optimizer for a run's parameters (core.sam: SAM, LookSAM, MomentumSAM)
     toy                its update rule on the particles (a ToyRule: hooks into core.toy.simulate's step)
     label, color, marker, dash   how every chart draws it (app/theme.py reads them from here)
     tune               its free hyperparameters with their defaults and search grids (the tournaments' tuning)
@@ -35,15 +35,16 @@ from core.schedules import KINDS, AESAMRule, Schedule, ScheduleParams
 
 @dataclass(frozen=True, kw_only=True)
 class MethodParams(ScheduleParams):
-    """Every method's parameters, shared by the toy's SimConfig and the CIFAR trainer's TrainConfig (they inherit
-    it). ScheduleParams' fields, and: `late_f`, late SAM's fraction (the last 30% by default, kept apart from
-    PSAM's early `f` so both can be set in one URL); `alpha`, LookSAM's α (core.sam.LookSAM)."""
+    """Every method's parameters, shared by the toy's SimConfig and the CIFAR trainer's TrainConfig (they
+    inherit it). ScheduleParams' fields, and: `late_f`, late SAM's fraction (the last 30% by default, kept
+    apart from PSAM's early `f` so both can be set in one URL); `alpha`, LookSAM's α (core.sam.LookSAM)."""
 
     late_f: float = 0.3
     alpha: float = 0.7
 
     def schedule_for(self, name: str, seed: int = 0) -> tuple[Schedule, bool]:
-        """The schedule and the ASAM flag of method `name` with these parameters (one-line ValueError if bad)."""
+        """The schedule and the ASAM flag of method `name` with these parameters (one-line ValueError if
+        bad)."""
         return for_optimizer(name, seed=seed, params=self)
 
 
@@ -54,7 +55,7 @@ class ToyRule:
     """A method's step on the particles (core.toy.simulate._run), as hooks around the one loop:
 
         g = rule.grad(noise, w, xi, rho, v)            pass 1 (Momentum-SAM: at w − ρ v/‖v‖)
-        take = rule.decide(g, t, mask[t])              AE-SAM: from ‖g‖² per particle; else the schedule's mask
+        take = rule.decide(g, t, mask[t])              AE-SAM: from ‖g‖² per particle; else the mask
         if take: g_s = pass 2 at w + ε;  rule.after_second_pass(g, g_s);  g = g_s (where taken)
         else:    g = rule.one_pass(g)                  LookSAM: g + α (‖g‖/‖g_v‖) g_v
         heavy ball (v ← μ v + g) if momentum, then w ← w − η g
@@ -137,8 +138,8 @@ class OptimizerSpec:
 
 
 def scheduled_sam(spec: OptimizerSpec) -> torch.optim.Optimizer:
-    """SAM/ASAM on the steps of the schedule (its mask; AE-SAM: its rule on ‖g‖²), the base step on the others.
-    Composer's ρ is ρ · Schedule.rho_scale."""
+    """SAM/ASAM on the steps of the schedule (its mask; AE-SAM: its rule on ‖g‖²), the base step on the
+    others. Composer's ρ is ρ · Schedule.rho_scale."""
     s = spec.schedule
     if s.state_dependent:
         when = dict(rule=AESAMRule(s.lam1, s.lam2, s.delta, spec.total_steps))
@@ -176,7 +177,8 @@ class Tunable:
 @dataclass(frozen=True)
 class Method:
     """One method, declared once (module docstring). `budget` says how the tournaments set the method's
-    parameters from a budget b (a share of SAM's gradient evaluations); `reference` where its rule comes from."""
+    parameters from a budget b (a share of SAM's gradient evaluations); `reference` where its rule comes
+    from."""
 
     key: str
     label: str
@@ -191,7 +193,7 @@ class Method:
     budget: str = ""
     reference: str = ""
     needs_momentum: bool = False   # Momentum-SAM perturbs along the momentum: refuses μ = 0
-    recompute_bn: bool = False     # its passes run away from w: BatchNorm re-estimated at w after the last step
+    recompute_bn: bool = False     # its passes run away from w: BatchNorm re-estimated at w at the end
     on_pages: bool = False         # offered by the playground's and the CIFAR page's optimizer pickers
     in_tournament: tuple[str, ...] = ()   # "toy", "cifar": the tournaments that run it
 
@@ -275,8 +277,8 @@ def page_methods() -> Sequence[str]:
     return _Names(lambda m: m.on_pages)
 
 
-def for_optimizer(name: str, k: int = 2, f: float = 0.6, p: float = 0.3, seed: int = 0, late_f: float = 0.3, *,
-                  params: MethodParams | None = None, **more) -> tuple[Schedule, bool]:
+def for_optimizer(name: str, k: int = 2, f: float = 0.6, p: float = 0.3, seed: int = 0, late_f: float = 0.3,
+                  *, params: MethodParams | None = None, **more) -> tuple[Schedule, bool]:
     """The schedule and the ASAM flag of method `name`. Either `params` (a MethodParams, e.g. a SimConfig or a
     TrainConfig) or the parameters one by one (k, f, p, late_f and, by keyword, p_shape, p_end, switch, lam1,
     lam2, delta, scale_rho). PSAM uses the early fraction f, late SAM its own `late_f`. Composer's ρ is
@@ -307,8 +309,8 @@ def check(name: str, params: MethodParams, rho: float, momentum: float) -> None:
 def build_optimizer(name: str, params: Iterable, method_params: MethodParams, *, rho: float, total_steps: int,
                     seed: int = 0, base: type[torch.optim.Optimizer] = torch.optim.SGD,
                     **base_kwargs) -> torch.optim.Optimizer:
-    """The torch optimizer of method `name` over `params` for `total_steps` steps (its factory, Method.optimizer).
-    Every one of them steps with `opt.step(closure, model)` (core.sam.SAM.step)."""
+    """The torch optimizer of method `name` over `params` for `total_steps` steps (its factory,
+    Method.optimizer). Every one of them steps with `opt.step(closure, model)` (core.sam.SAM.step)."""
     schedule, adaptive = for_optimizer(name, seed=seed, params=method_params)
     spec = OptimizerSpec(params, rho, schedule, adaptive, method_params, total_steps, base, dict(base_kwargs))
     return get(name).optimizer(spec)
@@ -320,11 +322,13 @@ _PERIOD = Tunable("k", 2, (2, 3, 4), "the period; at a budget b the tournaments 
 for _m in (
     Method("sgd", "SGD", "never", "#0072B2", "circle", "solid", on_pages=True, in_tournament=("toy", "cifar"),
            budget="50%: one pass a step", reference="the base optimizer"),
-    Method("sam", "SAM", "always", "#D55E00", "square", "solid", on_pages=True, in_tournament=("toy", "cifar"),
-           budget="100%: two passes a step", reference="Foret et al., ICLR 2021; checked against davda54/sam"),
+    Method("sam", "SAM", "always", "#D55E00", "square", "solid", on_pages=True,
+           in_tournament=("toy", "cifar"), budget="100%: two passes a step",
+           reference="Foret et al., ICLR 2021; checked against davda54/sam"),
     Method("asam", "ASAM", "always", "#CC79A7", "diamond", "dash", adaptive=True, on_pages=True,
            reference="Kwon et al., ICML 2021 (T = |w|; ρ about 10× SAM's); checked against davda54/sam"),
-    Method("psam", "PSAM", "psam", "#009E73", "triangle-up", "dot", on_pages=True, in_tournament=("toy", "cifar"),
+    Method("psam", "PSAM", "psam", "#009E73", "triangle-up", "dot", on_pages=True,
+           in_tournament=("toy", "cifar"),
            tune=(Tunable("k", 2, (1, 2, 3), "the thesis: k = 2; f = k(2b − 1) spends the budget"),),
            budget="k = 2, f = 2(2b − 1)", reference="the thesis (Parsimonious SAM)"),
     Method("late_sam", "late SAM", "late", "#E69F00", "triangle-down", "dashdot", on_pages=True,
@@ -348,7 +352,8 @@ for _m in (
            tune=(Tunable("alpha", 0.7, (0.0, 0.2, 0.5, 0.7), "0.7: theory.md §7; 0.2: MarlonBecker/MSAM"),
                  _PERIOD),
            budget="a SAM step every k = round(1/(2b − 1))",
-           reference="Liu et al., CVPR 2022, Algorithm 1; checked against MarlonBecker/MSAM optimizer/looksam.py"),
+           reference="Liu et al., CVPR 2022, Algorithm 1; checked against MarlonBecker/MSAM "
+                     "optimizer/looksam.py"),
     Method("ae_sam", "AE-SAM", "ae", "#9467BD", "star-diamond", "dashdot", toy=AESAMToyRule,
            in_tournament=("toy", "cifar"),
            tune=(Tunable("spread", 1.0, (0.5, 1.0, 2.0),
@@ -361,7 +366,8 @@ for _m in (
            toy=MomentumSAMToyRule, needs_momentum=True, recompute_bn=True, in_tournament=("toy", "cifar"),
            tune=(Tunable("rho", 0.3, (0.1, 0.3, 1.0, 3.0),
                          "its own radius, ~15× SAM's in the paper (ρ = 3 against 0.2 on CIFAR-100)"),),
-           budget="50% whatever b: one pass a step, plus one forward-only pass over the training set at the end "
+           budget="50% whatever b: one pass a step, plus one forward-only pass over the training set "
+                  "at the end "
                   "(BatchNorm re-estimation, counted in TrainResult.cost_evals)",
            reference="Becker, Altrock, Risse 2024 (arXiv 2401.12033); checked against MarlonBecker/MSAM "
                      "optimizer/msam.py"),

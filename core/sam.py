@@ -28,10 +28,10 @@ counts the closure's forward-backward passes), so they drop into any training lo
 Both take their perturbation from `sam_perturbation`, the one SAM step. Pass `model=` to `step` to keep
 BatchNorm's running statistics frozen on a perturbed pass (`frozen_bn_stats`).
 
-ONE `step(closure, model)` (SAM.step) serves every optimizer here and every schedule: a first pass at the point
-the optimizer chooses (`_first_point`: w, or Momentum-SAM's w̃), then either SAM's second pass at w + ε or a
-one-pass update (`_one_pass_step`: the base step; LookSAM's reuse step; Momentum-SAM's return to w). Which it
-is, `_takes_second_pass` says: always for SAM; a fixed mask (PSAM, late SAM, every-k, random, SS-SAM,
+ONE `step(closure, model)` (SAM.step) serves every optimizer here and every schedule: a first pass at the
+point the optimizer chooses (`_first_point`: w, or Momentum-SAM's w̃), then either SAM's second pass at w + ε
+or a one-pass update (`_one_pass_step`: the base step; LookSAM's reuse step; Momentum-SAM's return to w).
+Which it is, `_takes_second_pass` says: always for SAM; a fixed mask (PSAM, late SAM, every-k, random, SS-SAM,
 Composer); AE-SAM's rule on ‖g‖² after the first pass; LookSAM's period; never for Momentum-SAM. The trainers
 call only `step`; `last_was_sam` and `grad_evals` say what it did.
 """
@@ -112,8 +112,9 @@ class SAM(torch.optim.Optimizer):
     update written out by hand over 20 steps (with momentum, weight decay, ASAM).
 
     Which steps are SAM steps (`step` decides; step t counts from 0 in `steps_taken`):
-      mask  a boolean array, SAM where mask[t] (a fixed schedule, core.schedules.Schedule.mask); past its end none
-      rule  an object with `decide(s, t)`, asked after the first pass with s = ‖g‖² (AE-SAM, core.schedules.AESAMRule)
+      mask  a boolean array, SAM where mask[t] (a fixed schedule: core.schedules.Schedule.mask); none after
+      rule  an object with `decide(s, t)`, asked after the first pass with s = ‖g‖² (AE-SAM,
+            core.schedules.AESAMRule)
       neither: every step (SAM, ASAM).
     """
 
@@ -204,7 +205,8 @@ class SAM(torch.optim.Optimizer):
         """Where pass 1 runs: at w (Momentum-SAM moves to w̃ first)."""
 
     def _takes_second_pass(self) -> bool:
-        """Whether step `steps_taken` is a SAM step: the rule (asked with ‖g‖² of pass 1), the mask, or always."""
+        """Whether step `steps_taken` is a SAM step: the rule (asked with ‖g‖² of pass 1), the mask, or
+        always."""
         t = self.steps_taken
         if self.rule is not None:
             return bool(self.rule.decide(grad_sq_norm(self.param_groups), t))
@@ -373,7 +375,8 @@ class MomentumSAM(SAM):
     No perturbation while v = 0 or before the base optimizer has a buffer (the first step). The sign is
     opposite to SAM's (+g): checked in MarlonBecker/MSAM, optimizer/msam.py, which keeps the weights at
     w − ρ v/‖v‖ between steps (a "move up to momentum ascent" by subtracting ρ v/‖v‖); matched to 1e-16 at
-    weight decay 0, and tests/test_sam.py pins the gradient point w − ρ v/‖v‖ and the ρ = 0 limit. That code applies weight decay at w̃; here the
+    weight decay 0, and tests/test_sam.py pins the gradient point w − ρ v/‖v‖ and the ρ = 0 limit. That code
+    applies weight decay at w̃; here the
     base optimizer sees w, the same as SAM. The paper's ρ is much larger than SAM's (ρ = 3 against SAM's 0.2
     on CIFAR-100, theory.md §7).
 

@@ -9,9 +9,10 @@ gradient evaluations (two forward-backward passes), an SGD step one.
     late      late SAM:            t ≥ (1 − f)·T                     (Zhou et al., ICLR 2025)
     every_k   SAM-k throughout:    t mod k = 0
     random    random SAM:          u_t < p, u_t ~ U(0,1) seeded      (RST, Zhao et al. 2022)
-    ss        SS-SAM:              u_t < p(t), p(t) constant, linear, a step or a half cosine (Zhao, Zhang, Hu 2022)
+    ss        SS-SAM:              u_t < p(t): constant, linear, a step or a half cosine  (Zhao et al. 2022)
     composer  Composer's SAM:      t mod k = k − 1, with ρ scaled by k            (mosaicml/composer)
-    looksam   LookSAM:             t mod k = 0 is a SAM step; the others reuse its direction (core.sam.LookSAM)
+    looksam   LookSAM:             t mod k = 0 is a SAM step; the others reuse its direction
+                                   (core.sam.LookSAM)
     msam      Momentum-SAM:        no second pass ever; the one pass is perturbed along the momentum
                                    (core.sam.MomentumSAM)
     ae        AE-SAM:              decided each step from ‖g‖² (AESAMRule): not known in advance
@@ -67,7 +68,8 @@ class Schedule(ScheduleParams):
     p_end + (p − p_end)·(1 + cos(π t/T))/2: flat at both ends, the same mean (p + p_end)/2 as the linear one).
     The paper (and its ICLR 2023 version, "Randomized Sharpness-Aware Training", RST) lists constant,
     piecewise, linear and trigonometric scheduling functions; their exact formulas were not available to
-    check (theory.md §7 marks them unconfirmed), so these are the plain forms of the four families. Confirmed (AE-SAM's paper, introduction):
+    check (theory.md §7 marks them unconfirmed), so these are the plain forms of the four families.
+    Confirmed (AE-SAM's paper, introduction):
     "SS-SAM selects SAM or ERM according to a Bernoulli trial" each step. The draws u_t are the same as random
     SAM's for the same seed, so SS-SAM with a constant p is random SAM exactly.
 
@@ -228,8 +230,11 @@ class AESAMRule:
     What could be checked here: the statistic, the running mean/variance with the current sample, the
     linear threshold schedule and the decision (from the abstract, the paper's introduction and published
     summaries of it). Not confirmed from the paper's text: δ = 0.9 and (λ₁, λ₂) = (−1, 1)
-    (theory.md §7's guesses, the defaults here), and the initial μ, σ: here μ starts at the first sample
-    and σ² at 0, so step 0 is always a SAM step for a finite threshold (s₀ ≥ s₀).
+    (theory.md §7's guesses, the defaults here, marked as such in AE-SAM's registry entry, core.methods), and
+    the initial μ, σ: here μ starts at the first sample and σ² at 0, so step 0 is always a SAM step for a
+    finite threshold (s₀ ≥ s₀). The tournaments do not rely on these defaults: they calibrate the thresholds'
+    shift on pilot runs to the budget and record the calibration with the result
+    (core.toy.tournament, core.cifar.tournament).
     Limits (tests): λ₁ = λ₂ = −∞ is SAM, +∞ is SGD.
 
     `decide(s, t)` works on a float (one network) or on a tensor of one s per model (the particle

@@ -57,7 +57,8 @@ def test_net_builds_with_the_right_shape_and_frozen_parts():
 
 
 def test_dirac_init_passes_its_input_through():
-    """The first c_in output channels of a Dirac-initialised 3×3 conv are the identity; the rest are random."""
+    """The first c_in output channels of a Dirac-initialised 3×3 conv are the identity; the rest are
+    random."""
     torch.manual_seed(0)
     conv = dirac_conv(8, 12)
     x = torch.randn(2, 8, 9, 9)
@@ -108,8 +109,8 @@ def test_whitening_makes_the_patch_covariance_the_identity(images):
 
 
 def test_the_whitening_layer_and_held_out_images(images):
-    """The net's own float32 layer: [W; −W] (both signs), zero bias, and on the images that set it the first 12
-    channels' covariance is diag(λ/(λ + eps)) to float32 accuracy (atol 2e-3: the filters of the smallest
+    """The net's own float32 layer: [W; −W] (both signs), zero bias, and on the images that set it the first
+    12 channels' covariance is diag(λ/(λ + eps)) to float32 accuracy (atol 2e-3: the filters of the smallest
     eigenvalues are ~50× the input scale, and float32 keeps 7 digits). On 1,000 held-out test images the
     eps = 0 covariance is the identity up to sampling error: each entry is a mean over ~1,000 images of
     unit-variance products, std ≈ √(2/1000) ≈ 0.045 for an image-level effective sample size, so 78 entries
@@ -307,8 +308,8 @@ def test_every_optimizer_runs_on_the_net(name):
 def test_cancel_and_divergence_are_statuses():
     res = train_airbench(_cfg(train_size=200, epochs=2, batch_size=50), should_stop=lambda: True, recipe=NARROW)
     assert res.status == "cancelled" and res.history == []
-    # BatchNorm makes most weights scale-invariant, so a merely large rate (1e6) still ends "done" with a huge but
-    # finite loss; 1e30 overflows float32 within the first steps
+    # BatchNorm makes most weights scale-invariant, so a merely large rate (1e6) still ends "done" with a huge
+    # but finite loss; 1e30 overflows float32 within the first steps
     res = train_airbench(_cfg(train_size=200, epochs=1, batch_size=50, lr=1e30), recipe=NARROW)
     assert res.status == "diverged" and "diverged" in res.message
 
@@ -344,7 +345,8 @@ def test_gpu_session_airbench_dry_run(tmp_path):
 
 def test_an_escape_record_over_seeds_draws_error_bars():
     """bench/airbench_session.py averages the escape over seeds and keeps each measure's std: the CIFAR page's
-    escape chart draws them as error bars (a one-seed record, without stds, draws none) and says 'mean of n seeds'."""
+    escape chart draws them as error bars (a one-seed record, without stds, draws none) and says 'mean of n
+    seeds'."""
     from app import cifar_view
 
     rows = [dict(optimizer="sgd", rho=0.0, distance=1.0, distance_std=0.1, lambda_max=50.0, lambda_max_std=5.0,
@@ -361,13 +363,13 @@ def test_an_escape_record_over_seeds_draws_error_bars():
 
 @pytest.mark.parametrize("name", ["sgd", "sam"])
 def test_the_recipe_through_the_one_loop_equals_a_loop_written_from_its_pieces(name):
-    """The airbench recipe run by core.cifar.loop equals a loop written here from the recipe's own pieces and the
-    equations, without the loop module: whitening from the first images, the two parameter groups with the
-    decoupled lr and decay, Nesterov SGD at μ = 0.85, the lr factor of each step, (SAM: g; ε = ρ g/‖g‖; the gradient
-    at w + ε with BatchNorm's running statistics left as after the first pass; back to w), Lookahead after every
-    step and at the end, on the same minibatch order (one generator seeded by the seed). 6 steps, no augmentation.
-    A loop that shifted the lr by one step, skipped Lookahead's last update or let the perturbed pass move the
-    statistics would differ by far more than float32 round-off."""
+    """The airbench recipe run by core.cifar.loop equals a loop written here from the recipe's own pieces and
+    the equations, without the loop module: whitening from the first images, the two parameter groups with the
+    decoupled lr and decay, Nesterov SGD at μ = 0.85, the lr factor of each step, (SAM: g; ε = ρ g/‖g‖; the
+    gradient at w + ε with BatchNorm's running statistics left as after the first pass; back to w), Lookahead
+    after every step and at the end, on the same minibatch order (one generator seeded by the seed). 6 steps,
+    no augmentation. A loop that shifted the lr by one step, skipped Lookahead's last update or let the
+    perturbed pass move the statistics would differ by far more than float32 round-off."""
     recipe = Recipe(widths=(8, 16, 16), tta_level=0)
     cfg = _cfg(optimizer=name, rho=0.05, train_size=300, test_size=50, epochs=1, batch_size=50, augment=False,
                seed=4)

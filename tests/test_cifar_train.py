@@ -131,8 +131,9 @@ def test_bad_config_is_one_line_valueerror():
 
 @pytest.mark.parametrize("model", ["tiny", "airbench"])
 def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch, model):
-    """On CUDA out-of-memory the one loop (both recipes) halves the batch (while > 64), then moves to the CPU. The
-    OOM is injected where a real one would surface: in the first step of an attempt on the (pretended) GPU."""
+    """On CUDA out-of-memory the one loop (both recipes) halves the batch (while > 64), then moves to the CPU.
+    The OOM is injected where a real one would surface: in the first step of an attempt on the (pretended)
+    GPU."""
     from core.cifar import loop
 
     real_attempt = loop._attempt
@@ -164,10 +165,10 @@ def test_gpu_oom_retries_smaller_batch_then_cpu(monkeypatch, model):
 
 
 def test_recompute_bn_gives_exact_batch_statistics():
-    """After recompute_bn each BatchNorm's running statistics are the plain average over the batches (a cumulative
-    average, every batch counting equally) of the batch means and unbiased batch variances of its input. The
-    three batches differ in scale and mean, so an exponential moving average, or the pooled variance of all
-    images, would be far off; the tolerance is float32 round-off."""
+    """After recompute_bn each BatchNorm's running statistics are the plain average over the batches (a
+    cumulative average, every batch counting equally) of the batch means and unbiased batch variances of its
+    input. The three batches differ in scale and mean, so an exponential moving average, or the pooled
+    variance of all images, would be far off; the tolerance is float32 round-off."""
     from core.cifar.models import make_model
     from core.cifar.profiles import recompute_bn
 
@@ -249,9 +250,9 @@ def test_cli_table_json_and_recorded_view(tmp_path, capsys):
 
 def test_gpu_session_script_dry_run(tmp_path):
     """bench/gpu_session.sh is the one prepared script for a session with a GPU (device time is scarce, so it
-    must not fail there for a reason the CPU could have shown). Its --dry-run runs every step (throughput at three
-    batch sizes, compiled throughput, both tables, escape, the step probe) with tiny sizes on the CPU; each must
-    write its JSON."""
+    must not fail there for a reason the CPU could have shown). Its --dry-run runs every step (throughput at
+    three batch sizes, compiled throughput, both tables, escape, the step probe) with tiny sizes on the CPU;
+    each must write its JSON."""
     import json
     import os
 
@@ -365,8 +366,8 @@ def test_a_record_names_the_hardware_its_runs_really_used(tmp_path, monkeypatch)
 
 
 def test_lr_schedule_is_a_linear_warm_up_then_a_linear_decay_to_zero():
-    """lr_at: over T = 10 steps with warm-up 0.2, the first w = 2 steps climb (t+1)/w · peak, then the rate falls
-    on a straight line from peak at t = w to 0 at t = T (worked out by hand from the docstring)."""
+    """lr_at: over T = 10 steps with warm-up 0.2, the first w = 2 steps climb (t+1)/w · peak, then the rate
+    falls on a straight line from peak at t = w to 0 at t = T (worked out by hand from the docstring)."""
     lrs = [ctrain.lr_at(t, 10, 1.0, 0.2) for t in range(11)]
     assert lrs[:3] == [0.5, 1.0, 1.0]
     assert lrs[2:] == pytest.approx([(10 - t) / 8 for t in range(2, 11)])
@@ -378,8 +379,8 @@ def test_trainer_steps_equal_a_hand_written_loop(name):
     """The trainer's weights after 3 steps equal a loop written here from the equations, independently of
     core.sam: g = ∇L_B(w); ε = ρ T²g/‖Tg‖ (T = |w| for ASAM, else 1); ∇L_B(w + ε) with the BatchNorm running
     statistics left as they were after the first pass; back to w; Nesterov SGD with weight decay at the
-    learning rate of the schedule. A trainer that skipped the ascent, ignored ASAM's scaling, let the perturbed
-    pass move the BatchNorm statistics or shifted the learning rate by one step would differ."""
+    learning rate of the schedule. A trainer that skipped the ascent, ignored ASAM's scaling, let the
+    perturbed pass move the BatchNorm statistics or shifted the learning rate by one step would differ."""
     from core.cifar import data as cdata
     from core.cifar.models import make_model
 
@@ -403,8 +404,9 @@ def test_trainer_steps_equal_a_hand_written_loop(name):
         idx = perm[32 * t : 32 * (t + 1)]
         grads = torch.autograd.grad(loss_fn(model(x[idx]), y[idx]), params)
         if name != "sgd":
-            # the same arithmetic order as core.sam (ε = (T²g)·(ρ/(‖Tg‖ + 1e-12)), then w restored from a copy):
-            # max-pooling is not smooth, so a last-bit difference could flip an argmax and grow over the steps
+            # the same arithmetic order as core.sam (ε = (T²g)·(ρ/(‖Tg‖ + 1e-12)), then w restored from a
+            # copy): max-pooling is not smooth, so a last-bit difference could flip an argmax and grow over
+            # the steps
             tg = [p.detach().abs() * g if name == "asam" else g for p, g in zip(params, grads)]
             scale = rho / (torch.sqrt(sum((s * s).sum() for s in tg)) + 1e-12)
             eps = [p.detach() * p.detach() * g * scale if name == "asam" else g * scale for p, g in zip(params, grads)]

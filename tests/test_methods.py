@@ -1,6 +1,6 @@
-"""The registry of methods (core/methods.py): one entry per method reaches every engine; the schedule parameters
-are declared once and old records still load; the faithful variants (SS-SAM's trigonometric p(t), Momentum-SAM's
-heavy-ball base and its BatchNorm re-estimation, counted in its cost)."""
+"""The registry of methods (core/methods.py): one entry per method reaches every engine; the schedule
+parameters are declared once and old records still load; the faithful variants (SS-SAM's trigonometric p(t),
+Momentum-SAM's heavy-ball base and its BatchNorm re-estimation, counted in its cost)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ SMALL = dict(train_size=320, test_size=100, batch_size=32, epochs=1, sharpness_i
 
 @pytest.fixture
 def third_sam():
-    """A method declared only here: SAM on every third step (the every_k schedule) with its own optimizer factory
-    and its own toy rule, each counting its calls, so the test sees that the engines really used them."""
+    """A method declared only here: SAM on every third step (the every_k schedule) with its own optimizer
+    factory and its own toy rule, each counting its calls, so the test sees that the engines really used
+    them."""
     built, decided = [], []
 
     def factory(spec):
@@ -39,7 +40,8 @@ def third_sam():
             return take
 
     m = methods.register(Method("third_sam", "every third SAM", "every_k", "#123456", "bowtie", "dot",
-                                optimizer=factory, toy=CountingRule, on_pages=True, in_tournament=("toy", "cifar"),
+                                optimizer=factory, toy=CountingRule, on_pages=True,
+                                in_tournament=("toy", "cifar"),
                                 tune=(Tunable("k", 3, (2, 3, 4)),)))
     yield m, built, decided
     methods.unregister("third_sam")
@@ -47,8 +49,8 @@ def third_sam():
 
 def test_a_method_registered_in_a_test_reaches_every_engine(third_sam, capsys):
     """One entry, and the toy engine, the CIFAR trainer, both CLIs, both tournaments' method lists, the pages'
-    pickers and the theme all know it. Its counts are what its schedule implies (every_k, k = 3: steps 0, 3, 6, 9
-    of T = 10 are SAM steps), computed here from the definition, not from the engines."""
+    pickers and the theme all know it. Its counts are what its schedule implies (every_k, k = 3: steps 0, 3,
+    6, 9 of T = 10 are SAM steps), computed here from the definition, not from the engines."""
     from app import theme
     from core.__main__ import main as core_main
     from core.cifar import cli
@@ -68,7 +70,8 @@ def test_a_method_registered_in_a_test_reaches_every_engine(third_sam, capsys):
     assert run.sam_steps == want_sam and run.grad_evals == T + want_sam
     # the CLIs: the CIFAR one's --optimizer choices, the toy one's config
     assert cli.build_parser().parse_args(["run", "--optimizer", "third_sam"]).optimizer == "third_sam"
-    assert core_main(["escape", "--optimizer", "third_sam", "--particles", "10", "--steps", "20", "--json"]) == 0
+    argv = ["escape", "--optimizer", "third_sam", "--particles", "10", "--steps", "20", "--json"]
+    assert core_main(argv) == 0
     assert json.loads(capsys.readouterr().out)["config"]["optimizer"] == "third_sam"
     # the tournaments' data: their method lists and the tuning settings they read
     assert "third_sam" in toy_tournament.METHODS and "third_sam" in methods.tournament_methods("cifar")
@@ -100,7 +103,8 @@ def test_every_method_has_a_distinct_look_and_sound_tuning_settings():
 
 def test_schedule_parameters_are_declared_once_and_records_still_load():
     """ScheduleParams/MethodParams hold the schedule fields; Schedule, SimConfig and TrainConfig inherit them
-    (none redeclares one). A config survives asdict → JSON → config; every config recorded in data/runs loads."""
+    (none redeclares one). A config survives asdict → JSON → config; every config recorded in data/runs
+    loads."""
     from core.cifar.train import TrainConfig
     from core.schedules import Schedule
     from core.toy.simulate import SimConfig
@@ -110,7 +114,8 @@ def test_schedule_parameters_are_declared_once_and_records_still_load():
     for cls in (SimConfig, TrainConfig):
         assert shared <= {f.name for f in dataclasses.fields(cls)}
         assert not shared & set(cls.__dict__.get("__annotations__", {}))  # inherited, not written again
-    assert not {f.name for f in dataclasses.fields(ScheduleParams)} & set(Schedule.__dict__["__annotations__"])
+    schedule_fields = {f.name for f in dataclasses.fields(ScheduleParams)}
+    assert not schedule_fields & set(Schedule.__dict__["__annotations__"])
     for cfg in (TrainConfig(optimizer="ss_sam", p_shape="trig", p_end=0.9, alpha=0.2, lam1=-2.0),
                 SimConfig(optimizer="looksam", alpha=0.3, k=4, late_f=0.4)):
         back = type(cfg)(**json.loads(json.dumps(dataclasses.asdict(cfg))))
@@ -132,8 +137,9 @@ def test_schedule_parameters_are_declared_once_and_records_still_load():
 
 
 def test_ss_sam_trigonometric_p_of_t():
-    """p(t) = p_end + (p − p_end)(1 + cos(π t/T))/2: p at t = 0, p_end at t = T, the midpoint halfway, flat at both
-    ends; its mean over the run is (p + p_end)/2, and so is the share of SAM steps its Bernoulli draws take (4,000
+    """p(t) = p_end + (p − p_end)(1 + cos(π t/T))/2: p at t = 0, p_end at t = T, the midpoint halfway, flat at
+    both ends; its mean over the run is (p + p_end)/2, and so is the share of SAM steps its Bernoulli draws
+    take (4,000
     draws: sd ≤ 0.008, so 0.03 is more than 3 sd)."""
     from core.schedules import Schedule
 
@@ -147,24 +153,26 @@ def test_ss_sam_trigonometric_p_of_t():
 
 
 def test_momentum_sam_runs_on_heavy_ball_unless_nesterov_is_named():
-    """The paper's base is heavy ball (Algorithm 1; MSAM's optimizer has nesterov=False): the trainer builds that;
-    msam_nesterov=True names Nesterov. The other methods keep the configured Nesterov base."""
+    """The paper's base is heavy ball (Algorithm 1; MSAM's optimizer has nesterov=False): the trainer builds
+    that; msam_nesterov=True names Nesterov. The other methods keep the configured Nesterov base."""
     from core.cifar.loop import make_method
     from core.cifar.models import make_model
     from core.cifar.train import TrainConfig
 
     model = make_model("tiny")
     heavy = make_method(TrainConfig(optimizer="msam"), model.parameters(), 10, 0.1).optimizer
-    nest = make_method(TrainConfig(optimizer="msam", msam_nesterov=True), model.parameters(), 10, 0.1).optimizer
+    nest_cfg = TrainConfig(optimizer="msam", msam_nesterov=True)
+    nest = make_method(nest_cfg, model.parameters(), 10, 0.1).optimizer
     sam = make_method(TrainConfig(optimizer="sam"), model.parameters(), 10, 0.1).optimizer
     assert heavy.param_groups[0]["nesterov"] is False and nest.param_groups[0]["nesterov"] is True
     assert sam.param_groups[0]["nesterov"] is True
 
 
 def test_momentum_sams_batchnorm_is_reestimated_at_the_end_and_counted():
-    """After the last step Momentum-SAM's BatchNorm statistics are those of its final weights on the whole training
-    subset (recomputed here independently: a fresh model with the final weights, cumulative averages over batches of
-    500), and the forward-only pass is in the cost: cost_evals = grad_evals + n/(3·batch). SGD has none of it."""
+    """After the last step Momentum-SAM's BatchNorm statistics are those of its final weights on the whole
+    training subset (recomputed here independently: a fresh model with the final weights, cumulative averages
+    over batches of 500), and the forward-only pass is in the cost: cost_evals = grad_evals + n/(3·batch). SGD
+    has none of it."""
     from core.cifar import data as cdata
     from core.cifar.models import make_model
     from core.cifar.train import TrainConfig, prepare_data, train

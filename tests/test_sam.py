@@ -239,8 +239,9 @@ def _hand_looksam(model, batches, loss_fn, rho, k, alpha, lr, momentum):
 
 
 def test_looksam_follows_the_papers_rule_with_global_norms():
-    """k = 3, α = 0.7 over 10 steps against a hand-written Algorithm 1 (the orthogonal part of g_s, rescaled to
-    ‖g‖ and reused on the two steps between SAM steps). The MLP's gradients are never parallel, so g_v ≠ 0."""
+    """k = 3, α = 0.7 over 10 steps against a hand-written Algorithm 1 (the orthogonal part of g_s, rescaled
+    to ‖g‖ and reused on the two steps between SAM steps). The MLP's gradients are never parallel, so g_v ≠
+    0."""
     model, ref = _mlp(), _mlp()
     loss_fn = torch.nn.CrossEntropyLoss()
     opt = LookSAM(model.parameters(), torch.optim.SGD, rho=0.1, k=3, alpha=0.7, lr=0.05, momentum=0.9)
@@ -402,9 +403,10 @@ def test_every_optimizers_backward_passes_are_counted_exactly(make, kind):
     lambda params: MomentumSAM(params, torch.optim.SGD, rho=0.3, lr=0.05, momentum=0.9),
 ])
 def test_the_norm_is_global_over_parameter_groups(make):
-    """ε = ρ T²g/‖Tg‖ with ONE norm over every parameter (davda54/sam's _grad_norm; MSAM's single group): splitting
-    the parameters into two groups with the same settings changes nothing (a norm per group would: each group's
-    share of ε would then have norm ρ). Float round-off only: the groups sum the squares in the same order."""
+    """ε = ρ T²g/‖Tg‖ with ONE norm over every parameter (davda54/sam's _grad_norm; MSAM's single group):
+    splitting the parameters into two groups with the same settings changes nothing (a norm per group would:
+    each group's share of ε would then have norm ρ). Float round-off only: the groups sum the squares in the
+    same order."""
     loss_fn = torch.nn.CrossEntropyLoss()
     one, two = _mlp(), _mlp()
     two.load_state_dict(one.state_dict())

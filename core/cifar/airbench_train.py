@@ -2,33 +2,37 @@
 
 Evidence and what is not yet measured: see core/cifar/airbench.py (the net). In short: the recipe is Keller
 Jordan's (94.01% in 9.9 epochs, 3.83 s on an A100); on the CPU its pieces are
-checked one by one (tests/test_airbench.py); its GPU figures are those bench/gpu_session.sh records in BENCHMARKS.md.
+checked one by one (tests/test_airbench.py); its GPU figures are those bench/gpu_session.sh records in
+BENCHMARKS.md.
 
 `train_airbench(cfg)` takes the same TrainConfig as core.cifar.train.train and returns the same TrainResult;
-`train(cfg)` hands every cfg with model "airbench" to it. Both run the ONE loop of core/cifar/loop.py (its epoch
-loop, divergence, cancel, out-of-memory fallback, sharpness and cost accounting, every method's
-`optimizer.step(closure, model)`); the recipe is a `Variant` of it (`AirbenchVariant`), which declares only what
-differs, each trick with its reason:
+`train(cfg)` hands every cfg with model "airbench" to it. Both run the ONE loop of core/cifar/loop.py (its
+epoch loop, divergence, cancel, out-of-memory fallback, sharpness and cost accounting, every method's
+`optimizer.step(closure, model)`); the recipe is a `Variant` of it (`AirbenchVariant`), which declares only
+what differs, each trick with its reason:
 
   * Whitening first (core/cifar/whiten.py): the frozen first layer is computed from the first 5,000 training
-    images before step 1 (part of the timed run, as in airbench). Its filters never train and SAM never perturbs
-    them (requires_grad False: no gradient, so core.sam leaves them alone). Its bias trains for the first 3
-    epochs only, then freezes (airbench: later updates only add noise to every feature of the net at once).
+    images before step 1 (part of the timed run, as in airbench). Its filters never train and SAM never
+    perturbs them (requires_grad False: no gradient, so core.sam leaves them alone). Its bias trains for the
+    first 3 epochs only, then freezes (airbench: later updates only add noise to every feature of the net at
+    once).
   * Decoupled hyperparameters (airbench's "per 1024 examples" form): lr 11.5 and weight decay 0.0153 per 1024
     examples, Nesterov momentum 0.85. Written for PyTorch's SGD on the MEAN loss of a batch B:
         lr_sgd = lr · B / (1024 · (1 + 1/(1 − μ)))      (the 1 + 1/(1 − μ) undoes Nesterov momentum's gain)
-        weight_decay_sgd · lr_sgd = wd · B / (1024 · (1 + 1/(1 − μ)))   (the decay per step is fixed, whatever lr)
+        weight_decay_sgd · lr_sgd = wd · B / (1024 · (1 + 1/(1 − μ)))   (a fixed decay per step, whatever lr)
     so at B = 1024: lr_sgd ≈ 1.50, decay 0.2% of the weights per step.
   * Scaled BatchNorm biases: the BatchNorm biases β get 64× the learning rate but the same decay per step.
-    With γ frozen at 1 (airbench.batch_norm), β alone shifts each channel before the GELU; a large rate lets it
-    keep up with the convolutions' much larger weight vectors.
+    With γ frozen at 1 (airbench.batch_norm), β alone shifts each channel before the GELU; a large rate lets
+    it keep up with the convolutions' much larger weight vectors.
   * Learning-rate schedule: a linear warm-up from 0.2× to 1× over the first 23% of the steps, then linear to
-    0.07× at the end (the large rate is only safe once BatchNorm's statistics and the whitened features settle).
-  * Label smoothing 0.2 (cfg.label_smoothing, the trainer's default too): targets 0.82 / 0.02 instead of 1 / 0,
-    which keeps the tiny logit scale (1/9) from being driven to saturation.
-  * Alternating flips (Jordan 2024, arXiv:2404.00498): each image is flipped at random ONCE, then the whole set is mirrored
-    on every odd epoch. Every image is seen both ways in any two consecutive epochs, where independent coin
-    flips would show some images the same way twice (the paper measures it as epochs saved; not measured here).
+    0.07× at the end (the large rate is only safe once BatchNorm's statistics and the whitened features
+    settle).
+  * Label smoothing 0.2 (cfg.label_smoothing, the trainer's default too): targets 0.82 / 0.02 instead of
+    1 / 0, which keeps the tiny logit scale (1/9) from being driven to saturation.
+  * Alternating flips (Jordan 2024, arXiv:2404.00498): each image is flipped at random ONCE, then the whole
+    set is mirrored on every odd epoch. Every image is seen both ways in any two consecutive epochs, where independent coin
+    flips would show some images the same way twice (the paper measures it as epochs saved; not measured
+    here).
   * Random translation by up to 2 pixels (reflect padding), per image and per epoch (core.cifar.data.augment).
   * Lookahead with a growing EMA of the weights every 5 steps; the final weights are the average
     (core/cifar/lookahead.py).
@@ -95,14 +99,15 @@ RECIPE = Recipe()
 
 
 def param_groups(model: AirbenchNet, lr: float, decay: float, bias_scaler: float) -> list[dict]:
-    """Two groups for SGD: the BatchNorm biases at bias_scaler × lr, everything else trainable at lr; both with
-    weight_decay = decay / lr, so the decay per step (lr · weight_decay) is the same `decay` for both.
+    """Two groups for SGD: the BatchNorm biases at bias_scaler × lr, everything else trainable at lr; both
+    with weight_decay = decay / lr, so the decay per step (lr · weight_decay) is the same `decay` for both.
     The frozen whitening filters and BatchNorm weights (requires_grad False) are in neither group."""
     norm_ids = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     params = trainable(model)
     norm = [p for p in params if id(p) in norm_ids]
     other = [p for p in params if id(p) not in norm_ids]
-    return [dict(params=norm, lr=lr * bias_scaler, weight_decay=decay / (lr * bias_scaler), initial_lr=lr * bias_scaler),
+    lr_norm = lr * bias_scaler
+    return [dict(params=norm, lr=lr_norm, weight_decay=decay / lr_norm, initial_lr=lr_norm),
             dict(params=other, lr=lr, weight_decay=decay / lr, initial_lr=lr)]
 
 
@@ -119,8 +124,8 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class AirbenchVariant(Variant):
-    """The airbench94 recipe as a variant of the one loop (core.cifar.loop): each hook is one trick of the module
-    docstring, with the hyperparameters of `recipe`."""
+    """The airbench94 recipe as a variant of the one loop (core.cifar.loop): each hook is one trick of the
+    module docstring, with the hyperparameters of `recipe`."""
 
     name = "airbench"
     final_eval = True   # TTA replaces the last plain test accuracy
@@ -136,8 +141,8 @@ class AirbenchVariant(Variant):
         return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
     def model(self, ctx: RunContext) -> torch.nn.Module:
-        """The net, its whitening filters set from the first training images (or from `init_state`); the time this
-        takes is the run's `whiten_s` (airbench times it as part of the run)."""
+        """The net, its whitening filters set from the first training images (or from `init_state`); the time
+        this takes is the run's `whiten_s` (airbench times it as part of the run)."""
         model = AirbenchNet(len(ctx.classes), self.recipe.widths).to(ctx.device)
         if ctx.use_bf16:
             model = model.to(memory_format=torch.channels_last)
@@ -160,7 +165,8 @@ class AirbenchVariant(Variant):
         lr = cfg.lr or lr
         groups = param_groups(model, lr, decay, self.recipe.bias_scaler)
         # the recipe's momentum; lr and weight decay are set per group above (the defaults here are unused)
-        return make_method(replace(cfg, momentum=self.recipe.momentum, nesterov=True), groups, ctx.total, lr=lr)
+        cfg = replace(cfg, momentum=self.recipe.momentum, nesterov=True)
+        return make_method(cfg, groups, ctx.total, lr=lr)
 
     def set_lr(self, ctx: RunContext, opt: torch.optim.Optimizer, t: int) -> None:
         factor = self.recipe.lr_factor(t, ctx.total)
@@ -168,7 +174,8 @@ class AirbenchVariant(Variant):
             group["lr"] = group["initial_lr"] * factor
 
     def start(self, ctx: RunContext, model: torch.nn.Module) -> None:
-        """Lookahead's slow weights; each image flipped at random once (alternating flips start from there)."""
+        """Lookahead's slow weights; each image flipped at random once (alternating flips start from
+        there)."""
         ctx.extra["lookahead"] = Lookahead(model)
         ctx.extra["flipped"] = random_flip(ctx.x_train, ctx.gen) if ctx.cfg.augment else ctx.x_train
 
@@ -212,7 +219,7 @@ class AirbenchVariant(Variant):
 def train_airbench(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None,
                    should_stop: Callable[[], bool] | None = None, init_state: dict | None = None,
                    recipe: Recipe = RECIPE) -> TrainResult:
-    """Train the airbench net with the recipe; same contract as core.cifar.train.train (statuses, messages, a GPU
-    out-of-memory error retries with half the batch, then on the CPU). With `init_state` (an escape continuation)
-    the weights, whitening filters included, come from that state instead of a fresh init."""
+    """Train the airbench net with the recipe; same contract as core.cifar.train.train (statuses, messages, a
+    GPU out-of-memory error retries with half the batch, then on the CPU). With `init_state` (an escape
+    continuation) the weights, whitening filters included, come from that state instead of a fresh init."""
     return run(cfg, AirbenchVariant(recipe), on_epoch, should_stop, init_state)

@@ -2,18 +2,18 @@
 (core.cifar.airbench_train) both run through `run(cfg, variant)`.
 
 Evidence: this loop replaced two (the lab's and the airbench recipe's, which had drifted apart). With the same
-seeds, 14 CPU runs gave the same numbers through it as through the two old loops, to the last bit: every epoch's
-train/test loss and accuracy, λ_max, Tr(H) and the counts of SGD, SAM, ASAM, PSAM, late SAM, LookSAM, SS-SAM,
-Composer, AE-SAM and Momentum-SAM (on its former Nesterov base) on 500 mini-set images × 2 epochs (batch 50,
-seed 5), and of SGD, SAM, Momentum-SAM and LookSAM through the airbench recipe on a narrow net (300 images, TTA
-level 2). Tests pin each recipe against a loop written from the equations or the recipe's pieces without this
-module (tests/test_cifar_train.py::test_trainer_steps_equal_a_hand_written_loop,
+seeds, 14 CPU runs gave the same numbers through it as through the two old loops, to the last bit: every
+epoch's train/test loss and accuracy, λ_max, Tr(H) and the counts of SGD, SAM, ASAM, PSAM, late SAM, LookSAM,
+SS-SAM, Composer, AE-SAM and Momentum-SAM (on its former Nesterov base) on 500 mini-set images × 2 epochs
+(batch 50, seed 5), and of SGD, SAM, Momentum-SAM and LookSAM through the airbench recipe on a narrow net (300
+images, TTA level 2). Tests pin each recipe against a loop written from the equations or the recipe's pieces
+without this module (tests/test_cifar_train.py::test_trainer_steps_equal_a_hand_written_loop,
 tests/test_airbench.py::test_the_recipe_through_the_one_loop_equals_a_loop_written_from_its_pieces).
 
 A `Variant` declares what differs between the two: the model it builds, its parameter groups and base
-optimizer, its learning-rate schedule, the images of each epoch (airbench: alternating flips), the augmentation
-per batch, a hook after each step (airbench: Lookahead) and a final evaluation (airbench: TTA). Everything else is
-this loop, written once, each trick with its reason:
+optimizer, its learning-rate schedule, the images of each epoch (airbench: alternating flips), the
+augmentation per batch, a hook after each step (airbench: Lookahead) and a final evaluation (airbench: TTA).
+Everything else is this loop, written once, each trick with its reason:
 
   * The whole subset lives on the device, as tensors: no DataLoader, no worker processes, no copies per step.
   * The last partial batch is dropped: every step sees `batch` images, so a step costs the same every time and
@@ -79,17 +79,17 @@ class TrainConfig(MethodParams):
     warmup: float = 0.2                # fraction of steps with a linear learning-rate warm-up
     augment: bool = True
     label_noise: float = 0.0           # fraction of training labels replaced by a different random class
-                                       # (symmetric noise, seeded by `seed`, train set only; test labels stay clean)
+                                       # (symmetric, seeded by `seed`, train set only; test labels clean)
     seed: int = 0
     device: str = "auto"               # "auto" → CUDA when torch sees one, else CPU
     precision: str = "auto"            # "bf16" | "fp32" | "auto" (bf16 autocast where supported)
-    compile: bool = False              # torch.compile the model: faster steps on a GPU after a compile (~1 min)
+    compile: bool = False              # torch.compile the model: faster GPU steps after a compile (~1 min)
     sharpness_iters: int = 20          # power-iteration steps for λ_max at the end (0 → skip)
     trace_samples: int = 10            # Hutchinson samples for Tr(H) (0 → skip)
     eval_batch: int = 500              # the fixed batch for λ_max and Tr(H): the first images of the subset
 
     def __post_init__(self):
-        # a list from JSON or a URL becomes a tuple, so a config read back equals (and hashes like) the original
+        # a list from JSON or a URL becomes a tuple: a config read back equals (and hashes like) the first
         object.__setattr__(self, "classes", tuple(self.classes))
 
     def schedule(self):
@@ -128,9 +128,10 @@ class TrainResult:
     trace: float | None = None
     messages: list[str] = field(default_factory=list)   # data fallback, OOM retries …
     hardware: dict = field(default_factory=dict)
-    bn_images: int = 0                 # forward-only passes over images to re-estimate BatchNorm (Momentum-SAM)
-    cost_evals: float = 0.0            # grad_evals + bn_images / (3 · batch): a forward pass costs about a third
-                                       # of a forward-backward pass, so this is the run's cost in gradient evaluations
+    bn_images: int = 0                 # images passed forward only to re-estimate BatchNorm (Momentum-SAM)
+    cost_evals: float = 0.0            # grad_evals + bn_images / (3 · batch): a forward pass costs about
+                                       # a third of a forward-backward pass: the run's cost in gradient
+                                       # evaluations
     state: dict | None = field(default=None, repr=False)  # final weights (CPU tensors), not in to_dict
 
     def to_dict(self) -> dict:
@@ -155,7 +156,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"label_noise must be a fraction in [0, 1), got {cfg.label_noise!r}")
 
 
-# --- data ----------------------------------------------------------------------------------------------------
+# --- data ------------------------------------------------------------------------------------------------
 
 
 def prepare_data(cfg: TrainConfig):
@@ -206,7 +207,8 @@ def lr_at(t: int, total: int, peak: float, warmup: float) -> float:
     return peak * max(0.0, (total - t) / max(1, total - w))
 
 
-# --- one optimisation step, for every method -----------------------------------------------------------------
+# --- one optimisation step, for every method
+# -----------------------------------------------------------------
 
 
 @dataclass
@@ -233,9 +235,9 @@ class StepResult:
 
 
 def base_kwargs(cfg: TrainConfig, lr: float) -> dict:
-    """The base SGD's arguments: cfg's momentum and weight decay, Nesterov unless the method runs on heavy ball
-    (Momentum-SAM as in its paper, Algorithm 1 and MarlonBecker/MSAM's default nesterov=False; cfg.msam_nesterov
-    chooses Nesterov for it)."""
+    """The base SGD's arguments: cfg's momentum and weight decay, Nesterov unless the method runs on heavy
+    ball (Momentum-SAM as in its paper, Algorithm 1 and MarlonBecker/MSAM's default nesterov=False;
+    cfg.msam_nesterov chooses Nesterov for it)."""
     nesterov = cfg.msam_nesterov if cfg.optimizer == "msam" else cfg.nesterov
     return dict(lr=lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay)
 
@@ -243,19 +245,19 @@ def base_kwargs(cfg: TrainConfig, lr: float) -> dict:
 def make_method(cfg: TrainConfig, params, total_steps: int, lr: float) -> Method:
     """The optimizer of `cfg.optimizer` over `total_steps` steps, around SGD (base_kwargs). Composer's ρ is
     cfg.rho × its interval k (Schedule.rho_scale); Momentum-SAM uses cfg.rho as its own (larger) radius."""
-    opt = methods.build_optimizer(cfg.optimizer, params, cfg, rho=cfg.rho, total_steps=total_steps, seed=cfg.seed,
-                                  **base_kwargs(cfg, lr))
+    opt = methods.build_optimizer(cfg.optimizer, params, cfg, rho=cfg.rho, total_steps=total_steps,
+                                  seed=cfg.seed, **base_kwargs(cfg, lr))
     return Method(cfg.optimizer, opt, recompute_bn=methods.get(cfg.optimizer).recompute_bn)
 
 
 def optimization_step(model: torch.nn.Module, method: Method, x: torch.Tensor, y: torch.Tensor,
                       loss_fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                       t: int | None = None) -> StepResult:
-    """One step of any method on the minibatch (x, y); `loss_fn(x, y)` returns (loss, logits). The optimizer's own
-    `step(closure, model)` does the rest (core.sam.SAM.step: pass 1, and SAM's pass 2 at w + ε with BatchNorm's
-    running statistics frozen where its schedule says so); `grad_evals` counts the passes it made. The step index
-    is the optimizer's (`steps_taken`); `t` is accepted for callers that count their own. The caller sets the
-    learning rate in `method.optimizer.param_groups` and puts the model in training mode."""
+    """One step of any method on the minibatch (x, y); `loss_fn(x, y)` returns (loss, logits). The optimizer's
+    own `step(closure, model)` does the rest (core.sam.SAM.step: pass 1, and SAM's pass 2 at w + ε with
+    BatchNorm's running statistics frozen where its schedule says so); `grad_evals` counts the passes it made.
+    The step index is the optimizer's (`steps_taken`); `t` is accepted for callers that count their own. The
+    caller sets the learning rate in `method.optimizer.param_groups` and puts the model in training mode."""
     opt = method.optimizer
     first: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -276,8 +278,8 @@ def optimization_step(model: torch.nn.Module, method: Method, x: torch.Tensor, y
 
 @torch.no_grad()
 def recompute_bn(model, x: torch.Tensor, batch: int = 500) -> None:
-    """Reset every BatchNorm's running statistics and re-estimate them on x (cumulative average), at the current
-    weights; the model is left in eval mode."""
+    """Reset every BatchNorm's running statistics and re-estimate them on x (cumulative average), at the
+    current weights; the model is left in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -308,7 +310,8 @@ def evaluate(model, x, y, batch: int = 1000, autocast=None) -> tuple[float, floa
     return loss_sum / max(1, len(x)), correct / max(1, len(x))
 
 
-# --- what a variant changes -----------------------------------------------------------------------------------
+# --- what a variant changes
+# -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -335,7 +338,7 @@ class RunContext:
     x_test: torch.Tensor | None = None
     y_test: torch.Tensor | None = None
     total: int = 0
-    extra: dict = field(default_factory=dict)   # the variant's own state (airbench: Lookahead, flipped images)
+    extra: dict = field(default_factory=dict)   # the variant's own state (airbench: Lookahead, flips)
 
 
 class Variant:
@@ -350,7 +353,8 @@ class Variant:
 
     def bf16(self, cfg: TrainConfig, device: torch.device) -> bool:
         """bf16 autocast: asked for, or "auto" on a GPU or a CPU with native bf16 units (cpu_bf16_ok)."""
-        return cfg.precision == "bf16" or (cfg.precision == "auto" and (device.type == "cuda" or cpu_bf16_ok()))
+        auto = device.type == "cuda" or cpu_bf16_ok()
+        return cfg.precision == "bf16" or (cfg.precision == "auto" and auto)
 
     def model(self, ctx: RunContext) -> torch.nn.Module:
         """The model on the device (its init draws from torch's global generator, seeded by `run`)."""
@@ -387,7 +391,8 @@ class Variant:
         """After an epoch's last step (t steps made so far)."""
 
     def final(self, ctx: RunContext, model: torch.nn.Module, train_time: float) -> tuple[float, dict]:
-        """The final evaluation (only with final_eval): (test accuracy, fields added to the last history row)."""
+        """The final evaluation (only with final_eval): (test accuracy, fields added to the last history
+        row)."""
         raise NotImplementedError
 
     def n_params(self, model: torch.nn.Module) -> int:
@@ -397,7 +402,8 @@ class Variant:
 LAB = Variant()
 
 
-# --- the loop --------------------------------------------------------------------------------------------------
+# --- the loop
+# --------------------------------------------------------------------------------------------------
 
 
 def run(cfg: TrainConfig, variant: Variant = LAB, on_epoch: Callable[[dict], None] | None = None,
@@ -448,9 +454,10 @@ def _attempt(ctx: RunContext) -> TrainResult:
     model = variant.model(ctx)
     if use_bf16:
         model = model.to(memory_format=torch.channels_last)
-    # `net` runs the training passes. With cfg.compile it is torch.compile's wrapper around the same module (same
-    # parameters): it fuses BatchNorm, GELU and pooling into fewer GPU kernels. Evaluation, λ_max and Tr(H) use
-    # `model` itself: double backward is not supported by compiled graphs, and eval mode would compile again.
+    # `net` runs the training passes. With cfg.compile it is torch.compile's wrapper around the same module
+    # (same parameters): it fuses BatchNorm, GELU and pooling into fewer GPU kernels. Evaluation, λ_max and
+    # Tr(H) use `model` itself: double backward is not supported by compiled graphs, and eval mode would
+    # compile again.
     net = torch.compile(model) if cfg.compile else model
 
     n = len(ctx.x_train)
@@ -497,11 +504,12 @@ def _attempt(ctx: RunContext) -> TrainResult:
             variant.after_step(ctx, model, t)
         variant.end_of_epoch(ctx, model, t)
         if method.recompute_bn and t == total:
-            # Momentum-SAM's passes run at w̃ = w − ρ v/‖v‖, so BatchNorm's running statistics describe w̃, not the
-            # final w. As its paper's code does (MarlonBecker/MSAM, main.py: one forward-only epoch over the
-            # training set after the last one), they are re-estimated once at w after the last step, from the
-            # whole training subset; the epochs before are evaluated with the statistics the passes gathered, as
-            # there. It is work the method needs: in wall_s, and in the cost (bn_images → cost_evals).
+            # Momentum-SAM's passes run at w̃ = w − ρ v/‖v‖, so BatchNorm's running statistics describe w̃,
+            # not the final w. As its paper's code does (MarlonBecker/MSAM, main.py: one forward-only epoch
+            # over the training set after the last one), they are re-estimated once at w after the last step,
+            # from the whole training subset; the epochs before are evaluated with the statistics the passes
+            # gathered, as there. It is work the method needs: in wall_s, and in the cost (bn_images →
+            # cost_evals).
             with ctx.autocast():
                 recompute_bn(model, ctx.x_train)
             model.train()
@@ -513,7 +521,8 @@ def _attempt(ctx: RunContext) -> TrainResult:
         train_loss = loss_sum.item() / max(1, seen)
         if not math.isfinite(train_loss):
             status = "diverged"
-            message = f"training diverged in epoch {epoch} (loss is {train_loss}); try a smaller learning rate or ρ"
+            message = (f"training diverged in epoch {epoch} (loss is {train_loss}); "
+                       "try a smaller learning rate or ρ")
             break
         test_loss, test_acc = evaluate(model, ctx.x_test, ctx.y_test, autocast=ctx.autocast)
         row = dict(epoch=epoch, train_loss=train_loss, train_acc=correct.item() / max(1, seen),
@@ -553,7 +562,8 @@ def _attempt(ctx: RunContext) -> TrainResult:
     return TrainResult(
         config=cfg, status=status, message=message, history=history,
         test_acc=test_final if status == "done" else last.get("test_acc", math.nan),
-        train_acc=last.get("train_acc", math.nan), grad_evals=grad_evals, sam_steps=sam_steps, total_steps=total,
+        train_acc=last.get("train_acc", math.nan), grad_evals=grad_evals, sam_steps=sam_steps,
+        total_steps=total,
         wall_s=train_time, total_s=time.perf_counter() - ctx.t_start,
         images_per_s=(len(history) * steps_per_epoch * batch) / train_time if train_time > 0 else 0.0,
         steady_images_per_s=steady_rate(history, steps_per_epoch * batch),
@@ -565,7 +575,8 @@ def _attempt(ctx: RunContext) -> TrainResult:
     )
 
 
-# --- hardware and summaries --------------------------------------------------------------------------------------
+# --- hardware and summaries
+# --------------------------------------------------------------------------------------
 
 
 def steady_rate(history: list[dict], images_per_epoch: int) -> float | None:

@@ -5,8 +5,9 @@ Profiles (the asymmetric-valley view on a real network, He, Huang & Yuan, NeurIP
     random direction:  L(w + t d),  d filter-normalised (Li et al., NeurIPS 2018): for every filter i
                        (output channel / row) of every weight tensor, d_i ← d_i · ‖w_i‖ / ‖d_i‖; biases
                        and BatchNorm parameters get d = 0, so the step scales with the weights it moves.
-At every point the BatchNorm running statistics are recomputed on training images (core.cifar.loop.recompute_bn:
-reset, then a cumulative average over forward passes in train mode): the statistics stored at w are wrong at w + t d.
+At every point the BatchNorm running statistics are recomputed on training images (reset, then a cumulative
+average over forward passes in train mode: core.cifar.loop.recompute_bn): the statistics stored at w are wrong
+at w + t d.
 
 Escape (claim 1 on a real network): from an SGD solution w₀, continue with SGD and with SAM at several ρ
 for a few epochs, all with the same minibatches; report the distance travelled ‖w − w₀‖, the loss jump

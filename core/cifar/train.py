@@ -2,22 +2,23 @@
 every-k, random SAM, SS-SAM, Composer's SAM, AE-SAM, LookSAM and Momentum-SAM.
 
 `train(cfg, on_epoch, should_stop, init_state)` is the entry point of every CIFAR run. It runs the ONE loop of
-core/cifar/loop.py with a recipe: the lab's nets (core.cifar.models: "tiny", "fast") with the recipe below, or the
-airbench94 net with its own (core.cifar.airbench_train), chosen by `cfg.model`.
+core/cifar/loop.py with a recipe: the lab's nets (core.cifar.models: "tiny", "fast") with the recipe below, or
+the airbench94 net with its own (core.cifar.airbench_train), chosen by `cfg.model`.
 
 The lab's recipe (core.cifar.loop.Variant's defaults): SGD with Nesterov momentum 0.9 and weight decay 5e-4 (a
-heavy-ball base for Momentum-SAM, as in its paper), a linear warm-up over the first 20% of the steps then a linear
-decay to 0 (lr_at), cross-entropy with label smoothing 0.2, random translation by 2 pixels and random flips per
-image and step, all on the device (core.cifar.data.augment). `label_noise` replaces a fraction of the training
-labels by wrong ones (the regime where SAM helps most).
+heavy-ball base for Momentum-SAM, as in its paper), a linear warm-up over the first 20% of the steps then a
+linear decay to 0 (lr_at), cross-entropy with label smoothing 0.2, random translation by 2 pixels and random
+flips per image and step, all on the device (core.cifar.data.augment). `label_noise` replaces a fraction of
+the training labels by wrong ones (the regime where SAM helps most).
 
 Every method steps the same way: its optimizer's own `step(closure, model)` (core.sam.SAM.step). A SAM step is
-g = ∇L_B(w); w + ε; ∇L_B(w + ε) with BatchNorm's statistics frozen; back to w, base step (2 gradient evaluations);
-any other step one pass (LookSAM adds its stored direction; Momentum-SAM's pass is at w̃ = w − ρ v/‖v‖).
+g = ∇L_B(w); w + ε; ∇L_B(w + ε) with BatchNorm's statistics frozen; back to w, base step (2 gradient
+evaluations); any other step one pass (LookSAM adds its stored direction; Momentum-SAM's pass is at w̃ = w − ρ
+v/‖v‖).
 
-`train` streams one metrics dict per epoch to `on_epoch`, stops cleanly when `should_stop()` turns true (status
-"cancelled") or the loss turns NaN/Inf (status "diverged"), and on a GPU out-of-memory error retries with half the
-batch, then on the CPU, saying so in `messages`.
+`train` streams one metrics dict per epoch to `on_epoch`, stops cleanly when `should_stop()` turns true
+(status "cancelled") or the loss turns NaN/Inf (status "diverged"), and on a GPU out-of-memory error retries
+with half the batch, then on the CPU, saying so in `messages`.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from bench._browser import (  # noqa: E402
     percentile,
 )
 
-GRID_PAGES = ("escape", "valley", "sam_step")
+GRID_PAGES = ("escape", "valley", "sam_step", "psam")
 CHART = ".st-key-main_chart .js-plotly-plot"
 INPUT = "[data-testid=rho-input]"
 

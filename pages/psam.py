@@ -8,6 +8,10 @@ is (T + S)/(2T), S the number of SAM steps (two gradient evaluations each).
 The comparison runs every schedule on the same toy problem at EQUAL BUDGET: each gets as many steps
 as its gradient evaluations allow within full SAM's budget of 2T evaluations, so cheaper schedules
 take more steps (SGD takes 2T).
+
+ρ moves in the browser (issue 18): each schedule runs at every step of the ρ slider in one batched run
+(core.toy.simulate.simulate_grid), and the outcome and loss charts at every step ship with the page; the table and
+the verdict follow when ρ is released.
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import cache, charts, controls, theme
+from app import cache, charts, controls, rhogrid, theme
 from app.classroom_view import class_link
+from app.components import rhochart
+from app.figcache import look
 from core.methods import for_optimizer
 from core.toy.measure import minimum_outcome
+from core.toy.simulate import grid_fits, simulate_grid
 
 SCHEDULES = ("sgd", "sam", "psam", "late_sam", "every_k", "random_sam")
 SCENE_LANDSCAPES = ("double_well_1d", "double_well_2d", "many_wells")
 DEFAULTS = dict(landscape="double_well_1d", rho=0.3, lr=0.05, sigma=3.0, particles=500, steps=100, seed=0)
+SLIDER = rhogrid.Slider("rho", "ρ (SAM radius)",
+                        "Radius of the ball in which SAM looks for the worst nearby loss: ε = ρ·∇L/‖∇L‖. Moves in "
+                        "your browser: the table and the verdict follow when you let go.",
+                        rhogrid.steps(0.0, 1.0, 0.01), DEFAULTS["rho"])
 
 
 st.title("PSAM scheduler")
@@ -37,7 +48,7 @@ else:
     c_rho, c_k = st.columns([1, 1], gap="large")
     c_steps = c_mode = c_rho
     c_f = c_k
-rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01, container=c_rho)
+rho = controls.grid_rho(SLIDER)  # drawn with the outcome chart (app/components/rhochart)
 steps = controls.number_slider("steps", "steps T of full SAM" + ("" if present else " (budget = 2T gradient evaluations)"),
                                lo=20, hi=1000, default=DEFAULTS["steps"], step=10, container=c_steps,
                                help="Full SAM's T steps cost 2T gradient evaluations: the budget every schedule gets.")
@@ -90,12 +101,11 @@ for o in SCHEDULES:
     cfgs.append(controls.sim_config(
         landscape=name, optimizer=o, rhos=(0.0,) if o == "sgd" else (rho,), lr=lr, noise="isotropic", sigma=sigma,
         particles=particles, steps=t_o, seed=seed, keep_paths=0, record_points=min(t_o + 1, 101), **sched))
-results = cache.simulate_many(cfgs)
 
 
-def outcome(r) -> dict:
-    """One table row: cost, then where the particles ended (core.toy.measure.minimum_outcome)."""
-    out = minimum_outcome(r, land, "flat")
+def outcome(r, i: int = 0) -> dict:
+    """One table row: cost, then where the particles of ρ index i ended (core.toy.measure.minimum_outcome)."""
+    out = minimum_outcome(r, land, "flat", i)
     return {
         "steps": int(r.config.steps), "gradient evaluations": int(r.grad_evals),
         # (T' + S)/(2T'): the cost per step relative to SAM, at this run's own number of steps T'
@@ -129,20 +139,72 @@ def budget_verdict(table: pd.DataFrame, mode: str) -> str:
     return text
 
 
-table = pd.DataFrame([{"schedule": label} | outcome(r) for (o, label, _, _), r in zip(rows, results)])
+def bar_rows(outcomes) -> list:
+    """The outcome chart's bars: (key, label, fraction in a flat minimum, its 95% interval) per schedule."""
+    return [(o, theme.label(o), out.fraction, out.fraction_ci) for o, out in zip(SCHEDULES, outcomes)]
+
+
+def outcome_figure(outcomes):
+    return charts.budget_bar_figure(
+        bar_rows(outcomes), metric="share in a flat minimum",  # short enough for the projector's larger font
+        title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
+               else f"Equal steps: {steps} steps each"),
+        x_title="schedule (same gradient budget)" if mode == "equal" else "schedule (same number of steps)")
+
+
+def loss_chart(series):
+    return charts.loss_figure(series, title="Mean loss against gradient evaluations spent",
+                              x_title="gradient evaluations")
+
+
+def loss_series(res, i: int = 0) -> list:
+    """(key, label, gradient evaluations spent at each recorded step, mean loss) per schedule, ρ index i."""
+    out = []
+    for (o, label, _, _), r in zip(rows, res):
+        ev = r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps_recorded]
+        out.append((o, label, ev, r.mean_loss[0 if o == "sgd" else i]))
+    return out
+
+
+@cache.shared("psam.psam_grid", max_entries=32, copy=False)  # read-only, read on every release
+def psam_grid(cfgs: tuple, mode: str, budget: int, steps: int, view_look: tuple) -> rhogrid.GridView:
+    """Every schedule at every step of the ρ slider (one simulate_grid per schedule; SGD once), and the outcome
+    and loss charts at each step. `mode`, `budget` and `steps` name the charts' titles."""
+    res = [cache.simulate(c) if c.optimizer == "sgd" else simulate_grid(c, SLIDER.rhos) for c in cfgs]
+
+    def at(c, i):  # SGD ran once, at ρ index 0
+        return 0 if c.optimizer == "sgd" else i
+
+    def figures_at(i):
+        outs = [minimum_outcome(r, land, "flat", at(c, i)) for c, r in zip(cfgs, res)]
+        return outcome_figure(outs), loss_chart(loss_series(res, i))
+
+    return rhogrid.build(SLIDER, figures_at, plotly_config=theme.PLOTLY_CONFIG,
+                         per_step_at=lambda i: tuple(outcome(r, at(c, i)) for c, r in zip(cfgs, res)))
+
+
+in_browser = all(grid_fits(c, len(SLIDER.rhos)) for c in cfgs if c.optimizer != "sgd")
+if in_browser:
+    with st.spinner(f"Running every schedule at all {len(SLIDER.rhos)} values of ρ…"):
+        view = psam_grid(tuple(cfgs), mode, budget, steps, look())
+    table_rows = view.per_step[SLIDER.nearest(rho)]
+else:  # too many particle-steps for one batched run per schedule: ρ is the server slider, as before
+    rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01, container=c_rho)
+    cfgs = [c.replace(rhos=(0.0,) if c.optimizer == "sgd" else (rho,)) for c in cfgs]
+    results = cache.simulate_many(cfgs)
+    table_rows = [outcome(r) for r in results]
+
+table = pd.DataFrame([{"schedule": label} | row for (o, label, _, _), row in zip(rows, table_rows)])
 if not present:  # on the projector the chart's own title says it, and the chart moves up into the first screen
     outcome_box.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
                           else "Same problem, same number of steps: what each schedule achieves")
 chart_col, text_col = outcome_box.columns([2.2, 1], gap="medium")
 with chart_col:
-    fig = charts.budget_bar_figure(
-        [(o, theme.label(o), v, (lo, hi)) for (o, _, _, _), v, lo, hi
-         in zip(rows, table["in a flat minimum"], table["95% low"], table["95% high"])],
-        metric="share in a flat minimum",  # short enough for the projector's larger font
-        title=(f"Equal budget: {budget} gradient evaluations each" if mode == "equal"
-               else f"Equal steps: {steps} steps each"),
-        x_title="schedule (same gradient budget)" if mode == "equal" else "schedule (same number of steps)")
-    st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
+    if in_browser:  # the outcome chart and the loss chart at every ρ step, switched in the browser
+        rhochart.chart(view, rho, key="main_chart")
+    else:
+        st.plotly_chart(outcome_figure([minimum_outcome(r, land, "flat") for r in results]), key="main_chart",
+                        config=theme.PLOTLY_CONFIG)
 with text_col:
     start = land.default_start
     st.markdown(
@@ -170,10 +232,8 @@ st.dataframe(table, hide_index=True, width="stretch",
                                 else st.column_config.NumberColumn(label, help=text))
                             for c, (label, text) in SHORT.items()})
 
-evals = [r.steps_recorded + np.concatenate([[0], np.cumsum(r.sam_mask)])[r.steps_recorded] for r in results]
-loss_fig = charts.loss_figure([(o, label, ev, r.mean_loss[0]) for (o, label, _, _), ev, r in zip(rows, evals, results)],
-                              title="Mean loss against gradient evaluations spent", x_title="gradient evaluations")
-st.plotly_chart(loss_fig, key="loss_chart", config=theme.PLOTLY_CONFIG)
+if not in_browser:  # in the browser it is the ρ chart's second chart
+    st.plotly_chart(loss_chart(loss_series(results)), key="loss_chart", config=theme.PLOTLY_CONFIG)
 st.caption("The x-axis counts gradient evaluations, not steps, so the curves compare like for like. The mean loss "
            "rises at first: every particle starts at the bottom of the sharp well, and the noise spreads the cloud "
            "up its walls (and over the barrier) until it reaches its noisy steady state.")

@@ -23,7 +23,7 @@ from bench._browser import FIRST_LOAD_S, PAGES, chart_hash, exception_texts, new
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-GRID_PAGES = ("escape", "valley", "sam_step")
+GRID_PAGES = ("escape", "valley", "sam_step", "psam")
 INPUT = "[data-testid=rho-input]"
 WAIT_MS = 20_000
 

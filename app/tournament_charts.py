@@ -308,6 +308,14 @@ def _tooltip_frame(frame: pd.DataFrame) -> pd.DataFrame:
             verdicts[(panel, key)] = _say(t, nd)
     data["vs_sam"] = [verdicts.get((p, k), "the reference" if k == "sam" else "—")
                       for p, k in zip(data["panel"], data["key"])]
+    # the front's direct labels alternate above and below their points, in order of cost, so that neighbours
+    # on the front (often within a few % of cost of each other) do not write over each other
+    below = {}
+    for panel in PANELS:
+        front = data[(data["panel"] == panel) & data["pareto"]].sort_values(["cost", "outcome"])
+        for i, key in enumerate(front["key"]):
+            below[(panel, key)] = i % 2 == 1
+    data["label_below"] = [below.get((p, k), False) for p, k in zip(data["panel"], data["key"])]
     fmt = {p: PANELS[p][3] for p in PANELS}
     data["interval"] = [("—" if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi))
                          else f"{format(lo, fmt[p])} – {format(hi, fmt[p])}")
@@ -337,10 +345,14 @@ def _panel(data: pd.DataFrame, panel: str, color: alt.Color, shape: alt.Shape, s
                                                                  color="#111111", strokeWidth=2).encode(y=y)
     points = base.mark_point(size=size, filled=True, stroke="#111111", strokeWidth=0.8).encode(
         y=y, color=color, shape=shape, opacity=faded, tooltip=tooltip).add_params(sel)
-    labels = base.transform_filter(alt.datum.pareto).mark_text(
-        align="left", dx=12, dy=-10, fontWeight="bold", fontSize=max(11, size // 12)).encode(
+    font = max(11, size // 12)
+    above = base.transform_filter(alt.datum.pareto & ~alt.datum.label_below).mark_text(
+        align="left", baseline="bottom", dx=10, dy=-6, fontWeight="bold", fontSize=font).encode(
         y=y, text="method:N", opacity=faded)
-    return alt.layer(front, bars, rings, points, labels).properties(
+    below = base.transform_filter(alt.datum.pareto & alt.datum.label_below).mark_text(
+        align="left", baseline="top", dx=10, dy=8, fontWeight="bold", fontSize=font).encode(
+        y=y, text="method:N", opacity=faded)
+    return alt.layer(front, bars, rings, points, above, below).properties(
         title=alt.TitleParams(title, anchor="start"), width=width, height=height)
 
 

@@ -7,6 +7,11 @@ vega-embed on a canvas: its image is hashed every `POLL_MS`; the Plotly-based wa
 apply). Prints median / p95 and one JSON line. Target: p95 ≤ 500 ms on the 2-core CPU machine.
 
     .venv/bin/python bench/tournament_page.py --changes 20
+    .venv/bin/python bench/tournament_page.py --shots /work/notes   # PNGs at 1280 × 800 and 390 px, with overflow
+
+`--shots DIR` instead opens the page on a projector-sized window (1280 × 800) and on a phone (390 px wide), saves a
+screenshot of each (and a greyscale copy of the tournament chart, to check that the methods stay apart without
+colour), and prints how far any chart panel reaches past the content column's right edge (0 = none).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench._browser import (  # noqa: E402
     _JS_SPLIT,
     FIRST_LOAD_S,
+    PHONE,
+    PROJECTOR,
     REDRAW_S,
     HarnessError,
     Loop,
@@ -30,6 +37,7 @@ from bench._browser import (  # noqa: E402
     launch_browser,
     new_page,
     rho_thumb,
+    screenshot,
     slider_state,
 )
 
@@ -117,11 +125,62 @@ async def measure(server: StreamlitServer, changes: int, phone: bool = False) ->
     return out
 
 
+# How far the tournament chart's drawn panels reach past the content column (the block container minus its padding)
+_JS_OVERFLOW = """
+(sel) => {
+  const root = document.querySelector(sel);
+  const block = document.querySelector('[data-testid=stMainBlockContainer], .block-container');
+  if (!root || !block) return null;
+  const cs = getComputedStyle(block);
+  const edge = block.getBoundingClientRect().right - parseFloat(cs.paddingRight);
+  const drawn = root.querySelector('canvas, svg');
+  const right = (drawn || root).getBoundingClientRect().right;
+  return {edge: edge, right: right, overflow: Math.max(0, right - edge), viewport: window.innerWidth};
+}
+"""
+
+
+async def shots(server: StreamlitServer, out: Path) -> list[dict]:
+    """Screenshots at 1280 × 800 and 390 px (phone); the overflow of the tournament chart past the content edge."""
+    from playwright.async_api import async_playwright
+
+    res = []
+    async with async_playwright() as pw:
+        browser = await launch_browser(pw)
+        for name, phone, viewport in (("1280x800", False, PROJECTOR), ("390px", True, PHONE)):
+            page = await new_page(browser, viewport, phone=phone)
+            await open_tournament(page, server.url("tournament", budget="0.65"))
+            await page.wait_for_timeout(2000)
+            info = await page.evaluate(_JS_OVERFLOW, CHART)
+            path = out / f"tournament_{name}.png"
+            await screenshot(page, str(path))
+            chart = out / f"tournament_{name}_chart.png"
+            await page.locator(CHART).first.screenshot(path=str(chart))
+            try:
+                from PIL import Image
+
+                Image.open(chart).convert("L").save(out / f"tournament_{name}_chart_grey.png")
+            except ImportError:
+                pass
+            res.append({"view": name, "file": str(path), **(info or {})})
+            await page.context.close()
+        await browser.close()
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--phone", action="store_true", help="a phone's viewport and User-Agent")
+    ap.add_argument("--shots", default="", help="save screenshots (1280 × 800, 390 px) to this folder instead")
     a = ap.parse_args(argv)
+    if a.shots:
+        out = Path(a.shots)
+        out.mkdir(parents=True, exist_ok=True)
+        with StreamlitServer("app/main.py") as server:
+            for r in Loop().run(shots(server, out)):
+                print(json.dumps(r))
+        return 0
     with StreamlitServer("app/main.py") as server:
         pairs = Loop().run(measure(server, a.changes, a.phone))
     lat = [t for t, _ in pairs]

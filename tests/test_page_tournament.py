@@ -55,11 +55,15 @@ def test_spec_has_the_shared_selection_and_a_pareto_front(page65):
     assert len(panels) >= 2
     for view in panels:
         marks = [layer["mark"]["type"] for layer in view["layer"]]
-        assert marks == ["line", "rule", "point", "point", "text"]
-        front_line, rings, points, labels = view["layer"][0], view["layer"][2], view["layer"][3], view["layer"][4]
+        assert marks == ["line", "rule", "point", "point", "text", "text"]
+        front_line, rings, points = view["layer"][0], view["layer"][2], view["layer"][3]
+        labels = view["layer"][4]
         assert points["name"] in params[0]["views"]  # the one selection lives in every panel
-        for layer in (front_line, rings, labels):
+        for layer in (front_line, rings):
             assert {"filter": "datum.pareto"} in layer["transform"]
+        # the front's names, above and below their points in turn: every front point is named exactly once
+        named = [json.dumps(view["layer"][i]["transform"]) for i in (4, 5)]
+        assert all("datum.pareto" in t and "label_below" in t for t in named)
         assert points["encoding"]["opacity"]["condition"]["param"] == tc.SELECTION  # highlight follows the pick
         assert points["encoding"]["shape"]["field"] == points["encoding"]["color"]["field"] == "method"
         assert labels["encoding"]["text"]["field"] == "method"  # the front is named on the chart itself

@@ -18,7 +18,10 @@ uniformly from [0.5, 1.5] × --think, doing one of:
   a student who is shown "Your run 1" has been TOLD their run is stored.
 
 A failed action is an error (kind, time, message); the student then reconnects (re-opens its URL), as the
-browser does. Every --sample seconds (30) the harness writes the RSS of each replica's process tree, the cache
+browser does. Between actions a student's two tabs answer the server's WebSocket pings (every few seconds, as
+a browser does on its own; an idle protocol client would otherwise be closed by the server's ping timeout), and a
+tab whose connection closed meanwhile (its replica was killed) reconnects at once, as the browser's does: that
+is a reconnect, not an error; the action in flight when a replica dies is the rerun a student loses. Every --sample seconds (30) the harness writes the RSS of each replica's process tree, the cache
 and store Redis' INFO memory (used_memory, maxmemory), the load average and the counts so far. At
 --kill-replica-at (fraction of the run) replica r1 gets SIGKILL (the hall restarts it, its students reconnect
 to r2); at --kill-store-at the store Redis gets SIGKILL (the hall restarts it and it reads its append-only
@@ -70,9 +73,30 @@ class Soak:
         self.samples: list[dict] = []
         self.kills: list[dict] = []
         self.store_checks: list[dict] = []
+        self.reconnects = 0
 
     def now(self) -> float:
         return time.monotonic() - self.t0
+
+    def keepalive(self, c: StreamlitClient, i: int) -> None:
+        """Answer pending pings on c's WebSocket (websocket-client answers a ping when it reads it); a closed
+        connection is reopened at once, as the browser does (counted as a reconnect)."""
+        import websocket
+
+        if c.ws is None:
+            return
+        try:
+            c.ws.settimeout(0.01)
+            while True:
+                c.ws.recv_data(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            return
+        except Exception:  # closed by the server (a killed replica): the browser reconnects at once
+            with self.lock:
+                self.reconnects += 1
+            run = c.reopen()
+            if not run.ok:
+                self.error(i, "reconnect", run.error)
 
     def error(self, student: int, kind: str, msg: str) -> None:
         with self.lock:
@@ -93,7 +117,11 @@ class Soak:
                 self.error(i, f"open_{name}", run.error)
         names, weights = zip(*ACTIONS)
         while time.monotonic() < self.end:
-            time.sleep(rng.uniform(0.5, 1.5) * a.think)
+            until = time.monotonic() + rng.uniform(0.5, 1.5) * a.think
+            while time.monotonic() < until:
+                time.sleep(max(0.0, min(4.0, until - time.monotonic())))
+                self.keepalive(warm, i)
+                self.keepalive(cold, i)
             if time.monotonic() >= self.end:
                 break
             action = rng.choices(names, weights)[0]
@@ -253,7 +281,7 @@ class Soak:
             "error_samples": [e["error"] for e in outside[:5]],
             "max_lost_per_student_at_replica_kill": max(lost.values(), default=0),
             "students_that_lost_at_replica_kill": len(lost),
-            "told_stored": len(self.told), "store_checks": self.store_checks, "missing_runs": missing,
+            "reconnects": self.reconnects, "told_stored": len(self.told), "store_checks": self.store_checks, "missing_runs": missing,
             "rss_slope_mib_per_min_after_settle": slopes, "cache_max_mb": cache_max, "cache_maxmemory_mb": cache_limit,
             "store_max_mb": max((s.get("store_used_mb") or 0 for s in self.samples), default=0),
             "kills": self.kills, "samples": self.samples, "all_errors": self.errors[:500],

@@ -221,7 +221,9 @@ def gain_table(cifar: dict) -> pd.DataFrame:
     rows = []
     for key, r in acc.iterrows():
         share = "—"
-        if have_ref:
+        if key in ("sgd", "sam"):
+            share = "0% (the reference)" if key == "sgd" else "100% (the reference)"
+        elif have_ref:
             theta, lo, hi = _share(r, acc.loc["sgd"], acc.loc["sam"])
             if math.isfinite(theta):
                 bounds = "unbounded: SAM's own gain is inside the noise" if math.isinf(lo) else \

@@ -68,7 +68,10 @@ def cifar_main(args, argv) -> dict:
     from core.device import pick_device
 
     torch.set_num_threads(args.threads)
-    cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0)
+    given = dict(model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
+                 batch_size=args.batch_size, label_noise=args.label_noise, rho=args.rho, device=args.device,
+                 pilot_runs=args.pilot_runs)
+    cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0, **{k: v for k, v in given.items() if v is not None})
     runs = ct.RunCache()
     t0 = time.perf_counter()
     load0 = os.getloadavg()
@@ -83,13 +86,17 @@ def cifar_main(args, argv) -> dict:
     for b in args.budgets:
         res = ct.run_tournament(dataclasses.replace(cfg, budget=b), progress, runs=runs)
         results = res.to_dict()
-        hw = common_hardware([r["hardware"] for r in results["runs"]], hardware_info(pick_device("cpu")))
+        device = pick_device(cfg.device)
+        hw = common_hardware([r["hardware"] for r in results["runs"]], hardware_info(device))
         hw["threads"] = torch.get_num_threads()
-        note = (f"CPU budget tournament, issue 21: every method tuned by the same search ({cfg.pilot_runs} pilot "
-                f"runs on seeds {', '.join(map(str, cfg.pilot_seeds))}, scored on {cfg.val_size} held-out "
-                f"validation images), then trained on the same {cfg.seeds} seeds {cfg.seed0}–{cfg.seed0 + cfg.seeds - 1}"
-                f" at {b:.0%} of SAM's gradient evaluations; noisy-label regime (1,000 images, 40% noise, 30 epochs, no "
-                f"augmentation or smoothing, ρ 0.1); 1 torch thread, nice 10, on the shared 2-core machine")
+        where = (f"{torch.get_num_threads()} torch thread(s) on {device.type}"
+                 + (", nice 10, on the shared 2-core machine" if device.type == "cpu" else ""))
+        note = (f"budget tournament, issue 21: every method tuned by the same search ({cfg.pilot_runs} pilot runs "
+                f"on seeds {', '.join(map(str, cfg.pilot_seeds))}, scored on {cfg.val_size} held-out validation "
+                f"images), then trained on the same {cfg.seeds} seeds {cfg.seed0}–{cfg.seed0 + cfg.seeds - 1} at "
+                f"{b:.0%} of SAM's gradient evaluations; {cfg.model} net, {cfg.train_size:,} images with "
+                f"{cfg.label_noise:.0%} noisy labels, {cfg.epochs} epochs, augmentation {'on' if cfg.augment else 'off'}"
+                f", label smoothing {cfg.label_smoothing:g}, ρ {cfg.rho:g}; {where}")
         rec = record("tournament", command, res.config.base(), results, hw, note, True)
         rec["tournament_config"] = dataclasses.asdict(res.config)
         rec["load"] = {"start": load0, "now": os.getloadavg()}
@@ -97,7 +104,7 @@ def cifar_main(args, argv) -> dict:
         print(format_tournament(results), flush=True)
         print(f"budget {b:.0%} done at {rec['elapsed_s']:.0f} s (load {os.getloadavg()})", flush=True)
         if args.write_dir:
-            path = os.path.join(args.write_dir, f"cpu_tournament_noisy_{round(100 * b):03d}.json")
+            path = os.path.join(args.write_dir, f"{args.prefix}_{round(100 * b):03d}.json")
             with open(path, "w") as f:
                 json.dump(to_jsonable(rec), f, allow_nan=False)
             print(f"wrote {path}", flush=True)
@@ -105,6 +112,40 @@ def cifar_main(args, argv) -> dict:
     print(f"whole CPU tournament: {time.perf_counter() - t0:.0f} s; load {load0} at the start, {os.getloadavg()} "
           "at the end", flush=True)
     return {"records": out}
+
+
+def _markdown(df) -> str:
+    """A pandas frame as a markdown table (no extra dependency)."""
+    cells = lambda row: "| " + " | ".join(str(x).replace("|", "/") for x in row) + " |"  # noqa: E731
+    return "\n".join([cells(df.columns), cells(["---"] * len(df.columns))] + [cells(r) for r in df.values.tolist()])
+
+
+def report(paths: list[str]) -> str:
+    """Markdown tables of recorded CIFAR tournaments (one per budget): per method its cost, accuracy, λ_max, the share
+    of SAM's gain (Fieller) and the paired verdicts with Holm (app/tournament_charts.py, as the page shows them),
+    then how each was tuned, the head-to-head pairs, and the wall and load of the runs."""
+    from app import tournament_charts as tc
+
+    out = []
+    for path in paths:
+        with open(path) as f:
+            rec = json.load(f)
+        res = rec["results"]
+        out.append(f"**{float(res['budget']):.0%} of SAM** (`{os.path.basename(path)}`, {rec.get('date', '')}; "
+                   f"T = {res['steps']} steps)\n")
+        out.append(_markdown(tc.gain_table(res)))
+        tuning = tc.tuning_table(res)
+        if not tuning.empty:
+            out.append("\nHow each method was tuned:\n")
+            out.append(_markdown(tuning.drop(columns=["how"])))
+        pairs = res.get("pairs") or {}
+        if pairs:
+            out.append("\nHead to head (paired, points): " + "; ".join(
+                f"{k} {v['diff']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}], p {v['p']:.3f}"
+                for k, v in pairs.items() if v))
+        out.append(f"\nPilot training {res.get('pilot_wall_s', 0):.0f} s; this budget's part {res['wall_s']:.0f} s; "
+                   f"whole run so far {rec.get('elapsed_s', 0):.0f} s; load {rec.get('load')}\n")
+    return "\n".join(out)
 
 
 def main(argv=None) -> dict:
@@ -118,8 +159,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--cifar", action="store_true", help="the CPU CIFAR tournament instead of the toys")
     ap.add_argument("--seed0", type=int, default=20, help="cifar: the first reported seed")
     ap.add_argument("--threads", type=int, default=1, help="cifar: torch threads")
-    ap.add_argument("--write-dir", default=None, help="cifar: write cpu_tournament_noisy_NNN.json records here")
+    ap.add_argument("--write-dir", default=None, help="cifar: write PREFIX_NNN.json records here (NNN: budget %%)")
+    ap.add_argument("--prefix", default="cpu_tournament_noisy", help="cifar: the records' file name before _NNN")
+    for flag, kind in (("--model", str), ("--data", str), ("--train-size", int), ("--epochs", int),
+                       ("--batch-size", int), ("--label-noise", float), ("--device", str),
+                       ("--pilot-runs", int)):
+        ap.add_argument(flag, type=kind, default=None, help="cifar: instead of core.cifar.tournament's default")
+    ap.add_argument("--report", nargs="*", default=None, metavar="RECORD",
+                    help="print BENCHMARKS.md tables (markdown) of recorded CIFAR tournaments and exit")
     args = ap.parse_args(argv)
+    if args.report is not None:
+        print(report(args.report))
+        return {}
     if args.cifar:
         return cifar_main(args, argv)
     t0 = time.perf_counter()

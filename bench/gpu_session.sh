@@ -30,6 +30,8 @@
 # session.log and gpu_airbench_{table,rho002,rho01,escape,throughput,throughput_compiled}.json (copy the
 # records to data/runs/). `bash bench/gpu_session.sh airbench --dry-run` does it all on the CPU, tiny
 # (tests/test_airbench.py).
+#   bash bench/gpu_session.sh tournament [--dry-run]   the fair budget tournament of issue 21 on the airbench net
+# (bench/tournament.py --cifar), one record per budget: gpu_airbench_tournament_noisy_NNN.json.
 #   A failed step is logged and the next one runs; the script exits 1 at the end if any step failed.
 #   Everything printed is also in $OUT/session.log.
 set -uo pipefail   # no -e: a failed step is reported and the next one still runs (device time is scarce)
@@ -58,6 +60,7 @@ step() {
 
 PART=cifar
 if [ "${1:-}" = "airbench" ]; then PART=airbench; shift; DEADLINE=${DEADLINE_AIRBENCH:-500}; fi
+if [ "${1:-}" = "tournament" ]; then PART=tournament; shift; fi
 
 if [ "${1:-}" = "--dry-run" ]; then
   COMMON=(--device cpu --model tiny --data builtin --sharpness-iters 2 --trace-samples 1 --eval-batch 32)
@@ -83,6 +86,24 @@ PY
   # Fatal if it fails: every later step would quietly fall back to the 5,000-image built-in subset.
   $PY -c "from core.cifar import data; d = data.load('full'); print('full set:', d.x_train.shape, d.x_test.shape, d.source)" \
     || { echo "FAILED: the full set did not load (was data/full carried?); stopping"; exit 1; }
+fi
+
+if [ "$PART" = tournament ]; then
+  # Issue 21: the fair budget tournament (bench/tournament.py --cifar: every method tuned by the same pilot
+  # search, then the same seeds; paired verdicts) on the airbench net, 40% noisy labels, at TOURNAMENT_BUDGETS
+  # (default 0.65; 0.55,0.65,0.75 if the device time allows). One record per budget in $OUT. Not yet run on a GPU.
+  if [ -n "${DRY:-}" ]; then
+    export OMP_NUM_THREADS=1
+    TN=(--device cpu --model tiny --data builtin --train-size 320 --epochs 1 --batch-size 32 --seeds 2 --budgets 0.65)
+  else
+    TN=(--device cuda --model airbench --data full --train-size 50000 --epochs 10 --seeds 5
+        --budgets "${TOURNAMENT_BUDGETS:-0.65}")
+  fi
+  step "fair budget tournament (airbench, noisy labels)" timeout "${DEADLINE}" $PY bench/tournament.py --cifar \
+    "${TN[@]}" --label-noise 0.4 --write-dir "$OUT" --prefix "${TAG}airbench_tournament_noisy"
+  ls -la "$OUT"
+  [ ${#FAILED[@]} -eq 0 ] || { printf 'FAILED: %s\n' "${FAILED[@]}"; exit 1; }
+  exit 0
 fi
 
 if [ "$PART" = airbench ]; then

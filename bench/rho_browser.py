@@ -121,6 +121,7 @@ async def _latencies(page, control, n: int, how: str) -> dict:
 
 async def _drag_frames(page, frames: list) -> dict:
     """A 30-step mouse drag along the ρ slider: frames sent while the button is down, and after the release."""
+    await page.locator(INPUT).scroll_into_view_if_needed()
     box = await page.locator(INPUT).bounding_box()
     y = box["y"] + box["height"] / 2
     await page.mouse.move(box["x"] + 0.8 * box["width"], y)

@@ -202,6 +202,10 @@ chart_col, text_col = outcome_box.columns([2.2, 1], gap="medium")
 with chart_col:
     if in_browser:  # the outcome chart and the loss chart at every ρ step, switched in the browser
         rhochart.chart(view, rho, key="main_chart")
+        rhochart.download_view(view, rho, title="PSAM scheduler: what each schedule buys at equal budget",
+                               config={"landscape": name, "lr": lr, "sigma": sigma, "steps": steps, "mode": mode,
+                                       "particles": particles, "seed": seed} | sched, file_stem="psam_view",
+                               key="dl_psam_html")
     else:
         st.plotly_chart(outcome_figure([minimum_outcome(r, land, "flat") for r in results]), key="main_chart",
                         config=theme.PLOTLY_CONFIG)

@@ -84,6 +84,7 @@ def test_mouse_drag_moves_rho_in_the_browser_and_the_url_follows_on_release(name
     frames = Frames(page)
     before = loop.run(open_page(page, server.url(PAGES[name]), timeout=FIRST_LOAD_S))
     loop.run(page.wait_for_selector(INPUT))
+    loop.run(page.locator(INPUT).scroll_into_view_if_needed())  # the mouse reaches only what is on screen
     loop.run(_install_hash(page))
     start = loop.run(_index(page))
     n = int(loop.run(page.locator(INPUT).get_attribute("max")))

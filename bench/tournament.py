@@ -72,7 +72,7 @@ def cifar_main(args, argv) -> dict:
                  batch_size=args.batch_size, label_noise=args.label_noise, rho=args.rho, device=args.device,
                  pilot_runs=args.pilot_runs)
     cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0, **{k: v for k, v in given.items() if v is not None})
-    runs = ct.RunCache()
+    runs = ct.RunCache(args.resume)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     command = "python bench/tournament.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -160,6 +160,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed0", type=int, default=20, help="cifar: the first reported seed")
     ap.add_argument("--threads", type=int, default=1, help="cifar: torch threads")
     ap.add_argument("--write-dir", default=None, help="cifar: write PREFIX_NNN.json records here (NNN: budget %%)")
+    ap.add_argument("--resume", default=None, help="cifar: keep every finished run in this JSON-lines file and "
+                    "reuse those already there (a stopped run resumes)")
     ap.add_argument("--prefix", default="cpu_tournament_noisy", help="cifar: the records' file name before _NNN")
     for flag, kind in (("--model", str), ("--data", str), ("--train-size", int), ("--epochs", int),
                        ("--batch-size", int), ("--label-noise", float), ("--device", str),

@@ -346,3 +346,29 @@ def test_cli_tournament_prints_one_json_object(capsys):
     assert out["results"]["methods"][2]["budget_ratio"] == pytest.approx(12 / 20)  # PSAM k 2, f 0.4: 2 of 10 steps
     assert cifar_main(["tournament", "--budget", "0.4"]) == 2
     assert "between 0.5" in capsys.readouterr().err
+
+
+def test_final_test_accuracy_is_the_trainers_own_on_the_whole_test_set():
+    """Reported runs pass over 100 test images after each epoch and measure the whole test set once at the end:
+    the same number the trainer gives when it passes over the whole test set itself (training does not see the
+    test set, so the two runs are the same run)."""
+    full = train(TrainConfig(optimizer="sgd", seed=5, **(SMALL | dict(test_size=0))))
+    small = train(TrainConfig(optimizer="sgd", seed=5, **SMALL))
+    acc, n = ct.final_test_accuracy(small)
+    assert n == full.n_test == 1000 and small.n_test == 100
+    assert acc == full.test_acc
+    _same(small.state, full.state, exact=True)
+
+
+def test_a_stopped_tournament_resumes_from_its_run_file(tmp_path):
+    """RunCache(path) appends each finished run; a new cache on the same file returns them without training."""
+    path = str(tmp_path / "runs.jsonl")
+    tcfg = TrainConfig(optimizer="sgd", seed=6, **SMALL)
+    first = ct.RunCache(path).get(tcfg)
+    again = ct.RunCache(path)
+    calls = []
+    again_d = again.get(tcfg, progress=calls.append)
+    assert again_d["test_acc"] == first["test_acc"] and again_d["grad_evals"] == first["grad_evals"]
+    assert not calls and again.fresh_s == 0.0                 # nothing trained the second time
+    other = again.get(replace(tcfg, seed=7))                   # a configuration not in the file trains
+    assert other["seed"] == 7 and again.fresh_s > 0

@@ -103,6 +103,9 @@ class TournamentConfig:
     pilot_runs: int = 4                # per method with a free hyperparameter
     pilot_seeds: tuple[int, ...] = PILOT_SEEDS
     val_size: int = 1000               # held-out validation images the pilots are scored on
+    test_pass: int = 100               # reported runs: the trainer's per-epoch test pass on this many images; the
+                                       # accuracy reported is measured after training on the whole test set (0:
+                                       # the trainer's own pass on the whole test set after every epoch)
     seed0: int = 20                    # the reported seeds are seed0 … seed0 + seeds − 1: seeds 0–2 found this
                                        # regime (bench/cifar_live_demo.py), 10–14 and 40–43 confirmed it; 20 on
                                        # are fresh
@@ -291,15 +294,52 @@ def ae_correct(params: dict, budget: float, measured_share: float) -> dict:
 
 class RunCache:
     """Training runs by TrainConfig (frozen, so hashable): a configuration trained once is reused, e.g. SGD's and
-    SAM's runs at every budget of `run_budgets`."""
+    SAM's runs at every budget of `run_budgets`. With `path`, every finished run is also appended there (one JSON
+    line) and read back on the next start, so a long tournament that was stopped resumes where it was."""
 
-    def __init__(self):
+    def __init__(self, path: str | None = None):
         self.done: dict[TrainConfig, dict] = {}
         self.fresh_s = 0.0
+        self.path = path
+        self._by_json: dict[str, dict] = {}
+        if path:
+            import json
+            import os
 
-    def get(self, tcfg: TrainConfig, validate: int = 0, should_stop=None, progress=None, phase="run") -> dict:
+            if os.path.exists(path):
+                with open(path) as f:
+                    for line in f:
+                        try:
+                            d = json.loads(line)
+                        except ValueError:
+                            continue  # a line cut short when the run was stopped
+                        self._by_json[json.dumps(d["config"], sort_keys=True)] = d
+
+    def _stored(self, tcfg: TrainConfig) -> dict | None:
+        if not self._by_json:
+            return None
+        import json
+
+        return self._by_json.get(json.dumps(to_jsonable(asdict(tcfg)), sort_keys=True))
+
+    def _store(self, d: dict) -> None:
+        if self.path:
+            import json
+
+            with open(self.path, "a") as f:
+                f.write(json.dumps(to_jsonable(d)) + "\n")
+
+    def get(self, tcfg: TrainConfig, validate: int = 0, should_stop=None, progress=None, phase="run",
+            final_test: bool = False) -> dict:
+        """Train `tcfg` (or return its earlier run). `validate`: score it on that many validation images
+        (`val_acc`); `final_test`: measure its test accuracy afterwards on the whole test set (`test_acc`; the
+        trainer's per-epoch pass on tcfg's smaller test set stays in `test_acc_pass` and the history)."""
         if tcfg in self.done:
             return self.done[tcfg]
+        stored = self._stored(tcfg)
+        if stored is not None:
+            self.done[tcfg] = stored
+            return stored
         res = train(tcfg, should_stop=should_stop)
         d = run_summary(res) | dict(optimizer=tcfg.optimizer, seed=tcfg.seed, phase=phase,
                                     config=asdict(res.config))
@@ -307,9 +347,13 @@ class RunCache:
             d.pop("history", None)
         if validate and res.status == "done":
             d["val_acc"] = validation_accuracy(res, validate)
+        if final_test and res.status == "done":
+            d["test_acc_pass"] = d["test_acc"]
+            d["test_acc"], d["n_test"] = final_test_accuracy(res)
         self.fresh_s += res.wall_s
         if res.status == "done":  # a cancelled run is not kept (a later call trains it again)
             self.done[tcfg] = d
+            self._store(d)
         if progress is not None:
             progress(d)
         return d
@@ -330,24 +374,36 @@ def validation_set(tcfg: TrainConfig, size: int):
     return d.x_train[pick], d.y_train[pick]
 
 
-def validation_accuracy(res, size: int) -> float:
-    """The trained model's accuracy on `validation_set` (NaN if the pool has nothing left over)."""
+def _accuracy(res, x, y) -> float:
+    """The accuracy of a finished run's final weights on (x uint8, y) (CPU, fp32, eval mode)."""
     import torch
 
     from core.cifar import data as cdata
     from core.cifar.models import make_model
     from core.cifar.train import evaluate
 
+    model = make_model(res.config.model, num_classes=len(res.classes))
+    model.load_state_dict(res.state)
+    yt = torch.from_numpy(np.ascontiguousarray(y))
+    return float(evaluate(model, cdata.to_device(x, "cpu"), yt, autocast=contextlib.nullcontext)[1])
+
+
+def final_test_accuracy(res) -> tuple[float, int]:
+    """A finished run's accuracy on its config's whole test set (test_size 0), measured once after training:
+    what the trainer's last per-epoch pass gives with test_size 0 (tests/test_cifar_tournament.py checks), without
+    paying for that pass after every epoch. (accuracy, number of test images)."""
+    from core.cifar.train import prepare_data
+
+    _, _, xte, yte, _, _ = prepare_data(replace(res.config, test_size=0))
+    return _accuracy(res, xte, yte), len(yte)
+
+
+def validation_accuracy(res, size: int) -> float:
+    """The trained model's accuracy on `validation_set` (NaN if the pool has nothing left over)."""
     if res.state is None or res.config.classes:
         return math.nan
     val = validation_set(res.config, size)
-    if val is None:
-        return math.nan
-    model = make_model(res.config.model, num_classes=len(res.classes))
-    model.load_state_dict(res.state)
-    x = cdata.to_device(val[0], "cpu")
-    y = torch.from_numpy(np.ascontiguousarray(val[1]))
-    return float(evaluate(model, x, y, autocast=contextlib.nullcontext)[1])
+    return math.nan if val is None else _accuracy(res, *val)
 
 
 def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, should_stop=None,
@@ -427,7 +483,8 @@ def run_tournament(cfg: TournamentConfig, progress: Callable[[dict], None] | Non
             if should_stop is not None and should_stop():
                 notes.append("cancelled: the table holds the runs finished before")
                 break
-            d = runs.get(replace(mcfg, seed=seed), should_stop=should_stop, progress=progress)
+            tcfg = replace(mcfg, seed=seed, test_size=cfg.test_pass) if cfg.test_pass else replace(mcfg, seed=seed)
+            d = runs.get(tcfg, should_stop=should_stop, progress=progress, final_test=bool(cfg.test_pass))
             reported.append(d)
             if d["status"] != "done":
                 notes.append(f"{name} seed {seed}: {d['status']} ({d['message']})")

@@ -70,7 +70,8 @@ def cifar_main(args, argv) -> dict:
     torch.set_num_threads(args.threads)
     given = dict(model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
                  batch_size=args.batch_size, label_noise=args.label_noise, rho=args.rho, device=args.device,
-                 pilot_runs=args.pilot_runs)
+                 pilot_runs=args.pilot_runs,
+                 methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None)
     cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0, **{k: v for k, v in given.items() if v is not None})
     runs = ct.RunCache(args.resume)
     t0 = time.perf_counter()
@@ -153,6 +154,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--budgets", type=_floats, default=[0.55, 0.65, 0.75])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--landscapes", default="double_well_2d,valley")
+    ap.add_argument("--methods", default=None, help="cifar: a comma list (default: the registry's)")
     ap.add_argument("--rho", type=float, default=0.1)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--write", default=None, help="write the results (with the command and machine) to this file")

@@ -111,9 +111,7 @@ def _enc(v: Any, blobs: list[bytes]) -> Any:
         blobs.append(data)
         return {"$pt": len(blobs) - 1, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        name = _name(type(v))
-        if name not in ALLOWED:
-            raise Unstorable(f"type {name} is not in serve.safecodec.ALLOWED")
+        name = _allowed_name(type(v))
         return {"$dc": name, "f": {f.name: _enc(getattr(v, f.name), blobs) for f in dataclasses.fields(v)}}
     raise Unstorable(f"type {type(v).__module__}.{type(v).__qualname__}")
 
@@ -130,6 +128,21 @@ def encode(value: Any) -> bytes:
     tree = _enc(value, blobs)
     header = json.dumps({"v": tree, "n": [len(b) for b in blobs]}, separators=(",", ":")).encode()
     return b"".join([MAGIC, struct.pack(">I", len(header)), header, *blobs])
+
+
+def _allowed_name(cls: type) -> str:
+    """The allow-list's name of `cls`: its own module:qualname, or the name under which the allow-list imports
+    it (a class that moved to another module but is still imported under its listed name)."""
+    name = _name(cls)
+    if name in ALLOWED:
+        return name
+    for listed in sorted(ALLOWED):
+        try:
+            if _allowed_class(listed) is cls:
+                return listed
+        except (ImportError, AttributeError, Refused):
+            continue
+    raise Unstorable(f"type {name} is not in serve.safecodec.ALLOWED")
 
 
 # ------------------------------------------------------------------------------------------------

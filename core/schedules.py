@@ -21,7 +21,7 @@ Cost relative to full SAM (all steps SAM): (T + S) / (2T), with S the number of 
 For PSAM, S ≈ f·T/k, so the cost is (1 + f/k)/2; f = 0.6, k = 2 gives 0.65, the thesis' 65%.
 For AE-SAM S is counted from the decisions the run took (AESAMRule.taken); `mask`, `sam_steps` and
 `grad_evals` refuse it with a one-line message, since no schedule can know them before the run.
-The update rules and what was confirmed where: ../shared/docs/theory.md §7 and the docstrings below.
+The update rules and what was confirmed where: docs/theory.md §7 and the docstrings below.
 Which optimizer name runs which schedule, and with which update rule: core/methods.py (the registry).
 The schedule's parameters (`ScheduleParams`) are the one set that Schedule, the toy's SimConfig and the CIFAR
 trainer's TrainConfig all inherit, so each is written once.

@@ -8,7 +8,7 @@ What it starts, in this order, each in its own process group (so that stopping i
    start creates (32 random bytes, URL-safe; mode 0600, gitignored). Both Redis require it (`requirepass`,
    given in a config file of mode 0600, never on a command line that `ps` shows); the replicas, the RQ
    workers and the warm-up get it inside their Redis URLs, in their environment only;
-1. two Redis servers from Debian (contracts: /work/notes/contracts.md):
+1. two Redis servers from Debian:
    - the COMPUTE CACHE on 127.0.0.1:6391: `maxmemory 256mb`, `allkeys-lru` eviction, no persistence:
      results any replica computed, for every replica (serve/sharedcache.py);
    - the STORE on 127.0.0.1:6392: `noeviction`, append-only file in data/cache/hall-store/ with

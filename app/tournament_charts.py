@@ -7,14 +7,15 @@ Data (plain dicts, as recorded in data/runs/):
   (data/runs/cpu_tournament*.json; a series of records, one per budget, moves with the budget slider).
 
 `outcome_frame` turns them into one long table, one row per (panel, method): cost (share of SAM's gradient
-evaluations, in %), outcome, its interval, whether the method is on the panel's Pareto front, the per-seed values
-and their seed ids. `tournament_chart` draws every panel as cost against outcome: each method with its own colour
-AND marker (core.methods: the registry's look, so twelve methods stay apart in greyscale and on a projector), the
-Pareto front as a thick dashed step line with ringed, directly labelled points, and ONE selection shared by all
-panels (`alt.selection_point(fields=["method"], bind="legend")`). The verdicts are paired: every method ran on the
-same seeds, so `paired_tests` compares per-seed differences (core.stats.paired_difference) with Holm's correction
-across the methods of a panel (core.stats.holm); `gain_table` gives the share of SAM's gain over SGD that each
-method keeps with Fieller's paired interval (core.stats.fieller_ratio); `tuning_table` says how each was tuned.
+evaluations, in %), outcome, its interval, whether the method is on the panel's Pareto front, the per-seed
+values and their seed ids. `tournament_chart` draws every panel as cost against outcome: each method with its
+own colour AND marker (core.methods: the registry's look, so twelve methods stay apart in greyscale and on a
+projector), the Pareto front as a thick dashed step line with ringed, directly labelled points, and ONE
+selection shared by all panels (`alt.selection_point(fields=["method"], bind="legend")`). The verdicts are
+paired: every method ran on the same seeds, so `paired_tests` compares per-seed differences
+(core.stats.paired_difference) with Holm's correction across the methods of a panel (core.stats.holm);
+`gain_table` gives the share of SAM's gain over SGD that each method keeps with Fieller's paired interval
+(core.stats.fieller_ratio); `tuning_table` says how each was tuned.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ PANELS = {
 SELECTION = "method_pick"
 ALPHA = 0.05
 
-# The registry's markers are Plotly symbols; Vega-Lite draws these natively, the others as SVG paths (unit square)
+# The registry's markers are Plotly symbols; Vega-Lite draws these natively, the others as SVG paths (unit
+# square)
 _VEGA_NATIVE = {"circle", "square", "cross", "diamond", "triangle-up", "triangle-down", "triangle-right",
                 "triangle-left"}
 _VEGA_PATHS = {
     "x": "M-1,-0.6L-0.6,-1L0,-0.4L0.6,-1L1,-0.6L0.4,0L1,0.6L0.6,1L0,0.4L-0.6,1L-1,0.6L-0.4,0Z",
-    "star": "M0,-1L0.25,-0.34L0.95,-0.31L0.4,0.13L0.59,0.81L0,0.42L-0.59,0.81L-0.4,0.13L-0.95,-0.31L-0.25,-0.34Z",
+    "star": ("M0,-1L0.25,-0.34L0.95,-0.31L0.4,0.13L0.59,0.81L0,0.42L-0.59,0.81L-0.4,0.13L-0.95,-0.31"
+             "L-0.25,-0.34Z"),
     "star-diamond": "M0,-1L0.25,-0.25L1,0L0.25,0.25L0,1L-0.25,0.25L-1,0L-0.25,-0.25Z",
     "hexagon": "M0,-1L0.87,-0.5L0.87,0.5L0,1L-0.87,0.5L-0.87,-0.5Z",
     "pentagon": "M0,-1L0.95,-0.31L0.59,0.81L-0.59,0.81L-0.95,-0.31Z",
@@ -82,7 +85,8 @@ def _cifar_rows(results: dict) -> list[dict]:
     methods = results.get("methods", [])
     for m in methods:
         lo, hi = (m.get("outcome_ci") or [None, None])[:2]
-        rows.append(dict(panel="accuracy", key=m["name"], method=theme.label(m["name"]), detail=m.get("label", ""),
+        rows.append(dict(panel="accuracy", key=m["name"], method=theme.label(m["name"]),
+                         detail=m.get("label", ""),
                          cost=100 * m["budget_ratio"], outcome=_pct(m.get("test_acc_mean")), lo=_pct(lo),
                          hi=_pct(hi), pareto=m["name"] in results.get("pareto", []),
                          source=f"{m.get('seeds')} seeds, t interval",
@@ -95,7 +99,8 @@ def _cifar_rows(results: dict) -> list[dict]:
         if mu is None:
             continue
         sd = sd or 0.0
-        rows.append(dict(panel="lambda", key=m["name"], method=theme.label(m["name"]), detail=m.get("label", ""),
+        rows.append(dict(panel="lambda", key=m["name"], method=theme.label(m["name"]),
+                         detail=m.get("label", ""),
                          cost=100 * m["budget_ratio"], outcome=mu, lo=mu - sd, hi=mu + sd, pareto=i in front,
                          source=f"{m.get('seeds')} seeds, ± 1 std", per_seed=m.get("lambda_per_seed") or [],
                          seeds=m.get("seed_ids")))
@@ -126,9 +131,10 @@ def outcome_frame(escape: dict | None, valley: dict | None, cifar: dict | None) 
 
 
 def paired_tests(frame: pd.DataFrame, panel: str, ref: str) -> dict:
-    """Every method of `panel` against the method `ref` ("sam" or "sgd"): the paired t on per-seed values (by seed
-    id where recorded, else by position: the toys' seeds are the same list for every method), with Holm's correction
-    across the methods of the panel. key → dict(d=PairedDifference or None, p_holm, clear) ({} without `ref`)."""
+    """Every method of `panel` against the method `ref` ("sam" or "sgd"): the paired t on per-seed values (by
+    seed id where recorded, else by position: the toys' seeds are the same list for every method), with Holm's
+    correction across the methods of the panel. key → dict(d=PairedDifference or None, p_holm, clear) ({}
+    without `ref`)."""
     sub = frame[frame["panel"] == panel]
     other = sub[sub["key"] == ref]
     if other.empty:
@@ -164,8 +170,9 @@ def _p(p: float) -> str:
 
 
 def verdict_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per method and panel: the paired difference from SAM and from SGD (mean over seeds, its 95% interval), the
-    Holm-adjusted p across the panel's methods and whether it is clear of the seeds' noise at 5% family-wise."""
+    """Per method and panel: the paired difference from SAM and from SGD (mean over seeds, its 95% interval),
+    the Holm-adjusted p across the panel's methods and whether it is clear of the seeds' noise at 5%
+    family-wise."""
     nd = {"escape": 3, "valley": 4, "accuracy": 2, "lambda": 1}
     tests = {(p, ref): paired_tests(frame, p, ref) for p in PANELS for ref in ("sam", "sgd")}
     rows = []
@@ -183,8 +190,8 @@ def verdict_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_summary(frame: pd.DataFrame, panel: str) -> str:
-    """One sentence on a panel: the Pareto front, and which methods are clearly behind (or ahead of) SAM by the
-    paired t with Holm's correction, and which are not distinguishable from it with these seeds."""
+    """One sentence on a panel: the Pareto front, and which methods are clearly behind (or ahead of) SAM by
+    the paired t with Holm's correction, and which are not distinguishable from it with these seeds."""
     sub = frame[frame["panel"] == panel]
     if sub.empty:
         return ""
@@ -198,7 +205,8 @@ def verdict_summary(frame: pd.DataFrame, panel: str) -> str:
             if t["d"] is None:
                 continue
             worse = t["d"].diff < 0 if better == "higher" else t["d"].diff > 0
-            (clear_worse if t["clear"] and worse else clear_better if t["clear"] else level).append(theme.label(key))
+            pile = clear_worse if t["clear"] and worse else clear_better if t["clear"] else level
+            pile.append(theme.label(key))
         if level:
             text += f" Not distinguishable from SAM with these seeds: {', '.join(level)}."
         if clear_worse:
@@ -231,7 +239,8 @@ def gain_table(cifar: dict) -> pd.DataFrame:
                 share = f"{theta:.0%} {bounds}"
         m = lam.get(key, {})
         lm, ls = m.get("lambda_max_mean"), m.get("lambda_max_std")
-        rows.append({"method": theme.label(key), "settings": r["detail"], "cost (% of SAM)": round(r["cost"], 1),
+        rows.append({"method": theme.label(key), "settings": r["detail"],
+                     "cost (% of SAM)": round(r["cost"], 1),
                      "test acc (%)": f"{r['outcome']:.1f} ± {np.std(r['per_seed'], ddof=1):.1f}"
                      if len(r["per_seed"]) > 1 else f"{r['outcome']:.1f}",
                      "λ_max": "—" if lm is None else f"{lm:.0f} ± {ls or 0:.0f}",
@@ -264,7 +273,8 @@ def tuning_table(cifar: dict) -> pd.DataFrame:
         spent = t.get("spent") or []
         if not t.get("runs"):
             rows.append({"method": theme.label(key), "searched": "—", "pilot runs": 0,
-                         "validation accuracy per configuration": "", "chosen": _params(t.get("chosen") or {}),
+                         "validation accuracy per configuration": "",
+                         "chosen": _params(t.get("chosen") or {}),
                          "how": t.get("criterion", "")})
             continue
         cells = []
@@ -275,7 +285,8 @@ def tuning_table(cifar: dict) -> pd.DataFrame:
             cells.append(f"{_params(_knobs(key, g))}: {'—' if not math.isfinite(sc) else f'{sc:.1%}'}"
                          f" ({'—' if not math.isfinite(sp) else f'{sp:.0%}'} of SAM){mark}")
         seeds = sorted({p["seed"] for p in t.get("pilots", [])})
-        rows.append({"method": theme.label(key), "searched": ", ".join(sorted({k for g in grid for k in _knobs(key, g)})),
+        searched = ", ".join(sorted({k for g in grid for k in _knobs(key, g)}))
+        rows.append({"method": theme.label(key), "searched": searched,
                      "pilot runs": f"{t['runs']} (seeds {', '.join(map(str, seeds))})",
                      "validation accuracy per configuration": "; ".join(cells),
                      "chosen": _params(_knobs(key, t.get("chosen") or {})), "how": t.get("criterion", "")})
@@ -301,7 +312,7 @@ def _params(p: dict) -> str:
 
 
 def _tooltip_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame the chart draws: without the per-seed lists, with the hover's interval and paired-verdict text."""
+    """The frame the chart draws: without the per-seed lists, with the hover's interval and verdict text."""
     data = frame.drop(columns=["per_seed", "seeds"]).copy()
     verdicts = {}
     for panel in PANELS:
@@ -334,8 +345,10 @@ def _panel(data: pd.DataFrame, panel: str, color: alt.Color, shape: alt.Shape, s
     y = alt.Y("outcome:Q", title=y_title, scale=alt.Scale(zero=False, padding=12))
     faded = alt.condition(sel, alt.value(1.0), alt.value(0.15))
     tooltip = [alt.Tooltip("method:N"), alt.Tooltip("cost:Q", format=".1f", title="cost (% of SAM)"),
-               alt.Tooltip("outcome:Q", format=fmt, title=y_title), alt.Tooltip("interval:N", title="interval"),
-               alt.Tooltip("vs_sam:N", title="against SAM (paired)"), alt.Tooltip("detail:N", title="settings"),
+               alt.Tooltip("outcome:Q", format=fmt, title=y_title),
+               alt.Tooltip("interval:N", title="interval"),
+               alt.Tooltip("vs_sam:N", title="against SAM (paired)"),
+               alt.Tooltip("detail:N", title="settings"),
                alt.Tooltip("pareto:N", title="on the Pareto front"), alt.Tooltip("source:N")]
     # the Pareto front: the methods no other beats on both cost and outcome, joined in order of cost
     front = base.transform_filter(alt.datum.pareto).mark_line(
@@ -343,8 +356,8 @@ def _panel(data: pd.DataFrame, panel: str, color: alt.Color, shape: alt.Shape, s
         strokeWidth=2.5).encode(y=y)
     bars = base.mark_rule(strokeWidth=2).encode(y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color,
                                                 opacity=faded)
-    rings = base.transform_filter(alt.datum.pareto).mark_point(size=int(size * 3.2), shape="circle", filled=False,
-                                                                 color="#111111", strokeWidth=2).encode(y=y)
+    rings = base.transform_filter(alt.datum.pareto).mark_point(
+        size=int(size * 3.2), shape="circle", filled=False, color="#111111", strokeWidth=2).encode(y=y)
     points = base.mark_point(size=size, filled=True, stroke="#111111", strokeWidth=0.8).encode(
         y=y, color=color, shape=shape, opacity=faded, tooltip=tooltip).add_params(sel)
     font = max(11, size // 12)
@@ -367,7 +380,7 @@ def panel_size(phone: bool, present: bool) -> tuple[int, int, int]:
 
 
 def tournament_chart(frame: pd.DataFrame, *, phone: bool = False, present: bool = False) -> alt.ConcatChart:
-    """Every panel of `frame` as cost against outcome, with one legend-bound method selection shared by all."""
+    """Every panel of `frame` as cost against outcome, with one legend-bound method selection for all."""
     keys = list(dict.fromkeys(frame["key"]))
     names = [theme.label(k) for k in keys]
     sel = alt.selection_point(fields=["method"], bind="legend", name=SELECTION)
@@ -381,7 +394,7 @@ def tournament_chart(frame: pd.DataFrame, *, phone: bool = False, present: bool 
     panels = [p for p in PANELS if (frame["panel"] == p).any()]
     width, height, size = panel_size(phone, present)
     data = _tooltip_frame(frame)
-    with warnings.catch_warnings():  # one selection in every panel is what we want: Altair merges it, and says so
+    with warnings.catch_warnings():  # one selection in every panel is what we want: Altair merges it, says so
         warnings.simplefilter("ignore", UserWarning)
         chart = alt.concat(*[_panel(data, p, color, shape, sel, width, height, size) for p in panels],
                            columns=1 if phone else 2, spacing=16)
@@ -393,8 +406,8 @@ def tournament_chart(frame: pd.DataFrame, *, phone: bool = False, present: bool 
 
 
 def trigger_map_chart(maps: dict, *, phone: bool = False, present: bool = False) -> alt.ConcatChart | None:
-    """AE-SAM's and PSAM's trigger maps on the 2-D double well: in each cell of w, the share of the steps taken
-    there that were SAM steps (cells visited fewer than 20 times are left blank)."""
+    """AE-SAM's and PSAM's trigger maps on the 2-D double well: in each cell of w, the share of the steps
+    taken there that were SAM steps (cells visited fewer than 20 times are left blank)."""
     panels = []
     for key in ("ae_sam", "psam"):
         m = maps.get(key) if maps else None

@@ -2,8 +2,8 @@
 
 Each setting trains the tiny CNN with SGD and with SAM over the same seeds on the built-in mini set and
 compares the test accuracies. A seed fixes the initial weights, the subset, the label noise and the minibatch
-order for both, so the verdict is the paired t on per-seed differences (core.stats.paired_difference); Welch's t
-(core.stats.welch_difference, which ignores the pairing) is printed beside it. One line per setting:
+order for both, so the verdict is the paired t on per-seed differences (core.stats.paired_difference); Welch's
+t (core.stats.welch_difference, which ignores the pairing) is printed beside it. One line per setting:
 
     setting  SGD acc ± std  SAM acc ± std  diff  paired t  p  clear?  Welch t  wall s per SGD+SAM pair
 
@@ -81,7 +81,8 @@ def run_setting(name: str, changes: dict, seeds: list[int]) -> dict:
 def line(r: dict) -> str:
     return (f"{r['setting']:30} SGD {r['sgd_mean']:5.1f} ± {r['sgd_std']:4.1f}  SAM {r['sam_mean']:5.1f} ± "
             f"{r['sam_std']:4.1f}  diff {r['diff']:+5.2f}  paired t {r['paired_t']:+5.2f}  p {r['p']:.3f}  "
-            f"{'CLEAR' if r['clear'] else 'noise'}  Welch t {r['welch_t']:+5.2f}  pair {r['pair_wall_s']:5.1f} s")
+            f"{'CLEAR' if r['clear'] else 'noise'}  Welch t {r['welch_t']:+5.2f}  "
+            f"pair {r['pair_wall_s']:5.1f} s")
 
 
 def main(argv=None) -> int:

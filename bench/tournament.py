@@ -71,8 +71,9 @@ def cifar_main(args, argv) -> dict:
     given = dict(model=args.model, data=args.data, train_size=args.train_size, epochs=args.epochs,
                  batch_size=args.batch_size, label_noise=args.label_noise, rho=args.rho, device=args.device,
                  pilot_runs=args.pilot_runs,
-                 methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None)
-    cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0, **{k: v for k, v in given.items() if v is not None})
+                 methods=tuple(m.strip() for m in (args.methods or "").split(",") if m.strip()) or None)
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = ct.TournamentConfig(seeds=args.seeds, seed0=args.seed0, **given)
     runs = ct.RunCache(args.resume)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
@@ -81,7 +82,8 @@ def cifar_main(args, argv) -> dict:
 
     def progress(d):
         print(f"  [{time.perf_counter() - t0:7.0f} s, load {os.getloadavg()[0]:.1f}] {d['phase']:5} "
-              f"{d['optimizer']:10} seed {d['seed']:4}: test {d['test_acc']:.3f} val {d.get('val_acc', float('nan')):.3f} "
+              f"{d['optimizer']:10} seed {d['seed']:4}: test {d['test_acc']:.3f} "
+              f"val {d.get('val_acc', float('nan')):.3f} "
               f"evals {d['grad_evals']} {d['wall_s']:.1f} s", flush=True)
 
     for b in args.budgets:
@@ -92,11 +94,14 @@ def cifar_main(args, argv) -> dict:
         hw["threads"] = torch.get_num_threads()
         where = (f"{torch.get_num_threads()} torch thread(s) on {device.type}"
                  + (", nice 10, on the shared 2-core machine" if device.type == "cpu" else ""))
-        note = (f"budget tournament, issue 21: every method tuned by the same search ({cfg.pilot_runs} pilot runs "
-                f"on seeds {', '.join(map(str, cfg.pilot_seeds))}, scored on {cfg.val_size} held-out validation "
-                f"images), then trained on the same {cfg.seeds} seeds {cfg.seed0}–{cfg.seed0 + cfg.seeds - 1} at "
+        pilots = ", ".join(map(str, cfg.pilot_seeds))
+        seeds = f"{cfg.seed0}–{cfg.seed0 + cfg.seeds - 1}"
+        note = (f"budget tournament, issue 21: every method tuned by the same search ({cfg.pilot_runs} pilot "
+                f"runs on seeds {pilots}, scored on {cfg.val_size} held-out validation images), then trained "
+                f"on the same {cfg.seeds} seeds {seeds} at "
                 f"{b:.0%} of SAM's gradient evaluations; {cfg.model} net, {cfg.train_size:,} images with "
-                f"{cfg.label_noise:.0%} noisy labels, {cfg.epochs} epochs, augmentation {'on' if cfg.augment else 'off'}"
+                f"{cfg.label_noise:.0%} noisy labels, {cfg.epochs} epochs, "
+                f"augmentation {'on' if cfg.augment else 'off'}"
                 f", label smoothing {cfg.label_smoothing:g}, ρ {cfg.rho:g}; {where}")
         rec = record("tournament", command, res.config.base(), results, hw, note, True)
         rec["tournament_config"] = dataclasses.asdict(res.config)
@@ -110,7 +115,7 @@ def cifar_main(args, argv) -> dict:
                 json.dump(to_jsonable(rec), f, allow_nan=False)
             print(f"wrote {path}", flush=True)
         out.append(rec)
-    print(f"whole CPU tournament: {time.perf_counter() - t0:.0f} s; load {load0} at the start, {os.getloadavg()} "
+    print(f"whole tournament: {time.perf_counter() - t0:.0f} s; load {load0} at the start, {os.getloadavg()} "
           "at the end", flush=True)
     return {"records": out}
 
@@ -118,13 +123,14 @@ def cifar_main(args, argv) -> dict:
 def _markdown(df) -> str:
     """A pandas frame as a markdown table (no extra dependency)."""
     cells = lambda row: "| " + " | ".join(str(x).replace("|", "/") for x in row) + " |"  # noqa: E731
-    return "\n".join([cells(df.columns), cells(["---"] * len(df.columns))] + [cells(r) for r in df.values.tolist()])
+    rows = [cells(df.columns), cells(["---"] * len(df.columns))]
+    return "\n".join(rows + [cells(r) for r in df.values.tolist()])
 
 
 def report(paths: list[str]) -> str:
-    """Markdown tables of recorded CIFAR tournaments (one per budget): per method its cost, accuracy, λ_max, the share
-    of SAM's gain (Fieller) and the paired verdicts with Holm (app/tournament_charts.py, as the page shows them),
-    then how each was tuned, the head-to-head pairs, and the wall and load of the runs."""
+    """Markdown tables of recorded CIFAR tournaments (one per budget): per method its cost, accuracy, λ_max,
+    the share of SAM's gain (Fieller) and the paired verdicts with Holm (app/tournament_charts.py, as the page
+    shows them), then how each was tuned, the head-to-head pairs, and the wall and load of the runs."""
     from app import tournament_charts as tc
 
     out = []
@@ -132,7 +138,8 @@ def report(paths: list[str]) -> str:
         with open(path) as f:
             rec = json.load(f)
         res = rec["results"]
-        out.append(f"**{float(res['budget']):.0%} of SAM** (`{os.path.basename(path)}`, {rec.get('date', '')}; "
+        out.append(f"**{float(res['budget']):.0%} of SAM** (`{os.path.basename(path)}`, "
+                   f"{rec.get('date', '')}; "
                    f"T = {res['steps']} steps)\n")
         out.append(_markdown(tc.gain_table(res)))
         tuning = tc.tuning_table(res)
@@ -144,7 +151,8 @@ def report(paths: list[str]) -> str:
             out.append("\nHead to head (paired, points): " + "; ".join(
                 f"{k} {v['diff']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}], p {v['p']:.3f}"
                 for k, v in pairs.items() if v))
-        out.append(f"\nPilot training {res.get('pilot_wall_s', 0):.0f} s; this budget's part {res['wall_s']:.0f} s; "
+        out.append(f"\nPilot training {res.get('pilot_wall_s', 0):.0f} s; "
+                   f"this budget's part {res['wall_s']:.0f} s; "
                    f"whole run so far {rec.get('elapsed_s', 0):.0f} s; load {rec.get('load')}\n")
     return "\n".join(out)
 
@@ -161,14 +169,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--cifar", action="store_true", help="the CPU CIFAR tournament instead of the toys")
     ap.add_argument("--seed0", type=int, default=20, help="cifar: the first reported seed")
     ap.add_argument("--threads", type=int, default=1, help="cifar: torch threads")
-    ap.add_argument("--write-dir", default=None, help="cifar: write PREFIX_NNN.json records here (NNN: budget %%)")
-    ap.add_argument("--resume", default=None, help="cifar: keep every finished run in this JSON-lines file and "
+    ap.add_argument("--write-dir", default=None,
+                    help="cifar: write PREFIX_NNN.json records here (NNN: budget %%)")
+    ap.add_argument("--resume", default=None,
+                    help="cifar: keep every finished run in this JSON-lines file and "
                     "reuse those already there (a stopped run resumes)")
-    ap.add_argument("--prefix", default="cpu_tournament_noisy", help="cifar: the records' file name before _NNN")
+    ap.add_argument("--prefix", default="cpu_tournament_noisy",
+                    help="cifar: the records' file name before _NNN")
     for flag, kind in (("--model", str), ("--data", str), ("--train-size", int), ("--epochs", int),
                        ("--batch-size", int), ("--label-noise", float), ("--device", str),
                        ("--pilot-runs", int)):
-        ap.add_argument(flag, type=kind, default=None, help="cifar: instead of core.cifar.tournament's default")
+        ap.add_argument(flag, type=kind, default=None,
+                        help="cifar: instead of core.cifar.tournament's default")
     ap.add_argument("--report", nargs="*", default=None, metavar="RECORD",
                     help="print BENCHMARKS.md tables (markdown) of recorded CIFAR tournaments and exit")
     args = ap.parse_args(argv)

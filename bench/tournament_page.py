@@ -1,17 +1,18 @@
 """Budget-slider-to-redraw latency of the Budget tournament page in a real browser (issue 13, item 6).
 
-Starts `streamlit run app/main.py`, opens /tournament in headless chromium, and moves the budget slider with the
-keyboard `--changes` times (55 → 75% and back, steps of 5%: each step shows another recorded toy tournament).
-Latency = from the key press to the moment the tournament chart's pixels differ (the Altair chart is drawn by
-vega-embed on a canvas: its image is hashed every `POLL_MS`; the Plotly-based wait of bench/_browser.py does not
-apply). Prints median / p95 and one JSON line. Target: p95 ≤ 500 ms on the 2-core CPU machine.
+Starts `streamlit run app/main.py`, opens /tournament in headless chromium, and moves the budget slider with
+the keyboard `--changes` times (55 → 75% and back, steps of 5%: each step shows another recorded toy
+tournament). Latency = from the key press to the moment the tournament chart's pixels differ (the Altair chart
+is drawn by vega-embed on a canvas: its image is hashed every `POLL_MS`; the Plotly-based wait of
+bench/_browser.py does not apply). Prints median / p95 and one JSON line. Target: p95 ≤ 500 ms on the 2-core
+CPU machine.
 
     .venv/bin/python bench/tournament_page.py --changes 20
-    .venv/bin/python bench/tournament_page.py --shots /work/notes   # PNGs at 1280 × 800 and 390 px, with overflow
+    .venv/bin/python bench/tournament_page.py --shots /work/notes   # PNGs at 1280 × 800 and 390 px
 
-`--shots DIR` instead opens the page on a projector-sized window (1280 × 800) and on a phone (390 px wide), saves a
-screenshot of each (and a greyscale copy of the tournament chart, to check that the methods stay apart without
-colour), and prints how far any chart panel reaches past the content column's right edge (0 = none).
+`--shots DIR` instead opens the page on a projector-sized window (1280 × 800) and on a phone (390 px wide),
+saves a screenshot of each (and a greyscale copy of the tournament chart, to check that the methods stay apart
+without colour), and prints how far any chart panel reaches past the content column's right edge (0 = none).
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ async def open_tournament(page, url: str, timeout: float = FIRST_LOAD_S) -> str:
 
 
 async def move_budget(page, before: str, direction: int) -> tuple[float, float, str]:
-    """One keyboard step of the budget slider: (seconds until the chart changed, seconds until the server's last
-    message before that (NaN if unknown), the chart's new hash)."""
+    """One keyboard step of the budget slider: (seconds until the chart changed, seconds until the server's
+    last message before that (NaN if unknown), the chart's new hash)."""
     thumb = rho_thumb(page, "budget")
     await thumb.focus()
     t0 = time.perf_counter()
@@ -108,8 +109,9 @@ async def measure(server: StreamlitServer, changes: int, phone: bool = False) ->
         browser = await launch_browser(pw)
         page = await new_page(browser, phone=phone)
         h = await open_tournament(page, server.url("tournament", budget="0.55"))
-        # the first run goes on building the other budgets' views after the chart is drawn (pages/tournament.py);
-        # a lecturer does not move the slider within seconds of opening the page, so neither does this bench
+        # the first run goes on building the other budgets' views after the chart is drawn
+        # (pages/tournament.py); a lecturer does not move the slider within seconds of opening the page, so
+        # neither does this bench
         await page.wait_for_timeout(SETTLE_S * 1000)
         direction = 1
         for _ in range(changes):
@@ -125,7 +127,8 @@ async def measure(server: StreamlitServer, changes: int, phone: bool = False) ->
     return out
 
 
-# How far the tournament chart's drawn panels reach past the content column (the block container minus its padding)
+# How far the tournament chart's drawn panels reach past the content column (the block container minus its
+# padding)
 _JS_OVERFLOW = """
 (sel) => {
   const root = document.querySelector(sel);
@@ -141,7 +144,7 @@ _JS_OVERFLOW = """
 
 
 async def shots(server: StreamlitServer, out: Path) -> list[dict]:
-    """Screenshots at 1280 × 800 and 390 px (phone); the overflow of the tournament chart past the content edge."""
+    """Screenshots at 1280 × 800 and 390 px (phone); the chart's overflow past the content edge."""
     from playwright.async_api import async_playwright
 
     res = []
@@ -172,7 +175,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--phone", action="store_true", help="a phone's viewport and User-Agent")
-    ap.add_argument("--shots", default="", help="save screenshots (1280 × 800, 390 px) to this folder instead")
+    ap.add_argument("--shots", default="",
+                    help="save screenshots (1280 × 800, 390 px) to this folder instead")
     a = ap.parse_args(argv)
     if a.shots:
         out = Path(a.shots)

@@ -7,7 +7,7 @@
     paired_difference the same seeds on both sides (same initialisation, data order, label noise): the mean
                       per-seed difference, the paired t, its p value (t_two_sided_p) and 95% interval
     holm              Holm's step-down correction of several p values (one per method compared)
-    fieller_ratio     a ratio of two paired means with Fieller's interval (the share of SAM's gain a method keeps)
+    fieller_ratio     a ratio of two paired means with Fieller's interval (the share of SAM's gain kept)
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def _betacf(a: float, b: float, x: float) -> float:
     h = d
     for m in range(1, 400):
         m2 = 2 * m
-        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+        even = m * (b - m) * x / ((qam + m2) * (a + m2))
+        odd = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        for aa in (even, odd):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -132,7 +134,8 @@ def incomplete_beta(a: float, b: float, x: float) -> float:
         return 0.0
     if x >= 1.0:
         return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    front = math.exp(log_front)
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
     return 1.0 - front * _betacf(b, a, 1.0 - x) / b
@@ -170,8 +173,9 @@ def paired_difference(a, b, seeds_a=None, seeds_b=None) -> PairedDifference | No
 
         d̄ = mean(d),  s_d = std(d, ddof 1),  t = d̄ / (s_d/√n),  df = n − 1,  CI = d̄ ± t_{0.975,n−1} s_d/√n
 
-    (a one-sample t test on the differences). With `seeds_a`/`seeds_b` the values are paired by seed id (a seed
-    missing on either side, or non-finite, is dropped); without, by position. None with fewer than two pairs."""
+    (a one-sample t test on the differences). With `seeds_a`/`seeds_b` the values are paired by seed id (a
+    seed missing on either side, or non-finite, is dropped); without, by position. None with fewer than two
+    pairs."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     seeds = None
     if seeds_a is not None and seeds_b is not None:
@@ -193,10 +197,12 @@ def paired_difference(a, b, seeds_a=None, seeds_b=None) -> PairedDifference | No
     half_unit = t_critical_95(n - 1) / math.sqrt(n)
     if sd == 0.0:  # every seed moved by exactly the same amount
         t = math.copysign(math.inf, mean) if mean else 0.0
-        return PairedDifference(mean, 0.0, n, t, n - 1, 0.0 if mean else 1.0, (mean, mean), mean != 0.0, seeds)
+        return PairedDifference(mean, 0.0, n, t, n - 1, 0.0 if mean else 1.0, (mean, mean), mean != 0.0,
+                                seeds)
     t = mean / (sd / math.sqrt(n))
     p = t_two_sided_p(t, n - 1)
-    return PairedDifference(mean, sd, n, t, n - 1, p, (mean - half_unit * sd, mean + half_unit * sd), p < 0.05,
+    ci = (mean - half_unit * sd, mean + half_unit * sd)
+    return PairedDifference(mean, sd, n, t, n - 1, p, ci, p < 0.05,
                             seeds)
 
 
@@ -224,8 +230,8 @@ def fieller_ratio(num, den, level_t: float | None = None) -> tuple[float, float,
         θ² (d̄² − t² v_dd) − 2θ (n̄ d̄ − t² v_nd) + (n̄² − t² v_nn) = 0,   v = (co)variances of the means.
 
     Used for the share of SAM's gain a method keeps: num_s = method_s − SGD_s, den_s = SAM_s − SGD_s. Returns
-    (θ, low, high); low/high are ∓inf when the denominator is not clear of zero (d̄² ≤ t² v_dd: the set is then
-    unbounded), NaN with fewer than two pairs."""
+    (θ, low, high); low/high are ∓inf when the denominator is not clear of zero (d̄² ≤ t² v_dd: the set is
+    then unbounded), NaN with fewer than two pairs."""
     x, y = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]

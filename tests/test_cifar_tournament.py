@@ -1,8 +1,8 @@
 """The CIFAR side of the budget tournament: the one step function for every method (exact gradient-evaluation
 counts, BatchNorm frozen on perturbed passes, the limits that must hold in the trainer), label noise, and the
-tournament itself (each method spends the budget its schedule says, every configuration of the tuning search does
-too, the same number of pilot runs per method on seeds no reported run uses, the seeds really paired, the paired
-verdicts with Holm and the share of SAM's gain, the Pareto front, the CLIs' JSON)."""
+tournament itself (each method spends the budget its schedule says, every configuration of the tuning search
+does too, the same number of pilot runs per method on seeds no reported run uses, the seeds really paired, the
+paired verdicts with Holm and the share of SAM's gain, the Pareto front, the CLIs' JSON)."""
 
 import json
 import math
@@ -34,8 +34,8 @@ def _batch(seed=0, n=32):
 
 
 def _counting_loss(model):
-    """loss_fn for optimization_step that counts its forward-backward passes independently of the step's own count
-    (every call is followed by one backward in the step function)."""
+    """loss_fn for optimization_step that counts its forward-backward passes independently of the step's own
+    count (every call is followed by one backward in the step function)."""
     calls = []
     crit = torch.nn.CrossEntropyLoss()
 
@@ -48,9 +48,9 @@ def _counting_loss(model):
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_every_method_counts_its_gradient_evaluations_exactly(name):
-    """The step function's count equals the passes really made (loss_fn calls), step by step; and over T steps it
-    is what each rule implies: T + S for a schedule (Schedule.grad_evals), T + ⌈T/k⌉ for LookSAM, T for Momentum-SAM,
-    T + the steps AE-SAM's rule took (AESAMRule.taken)."""
+    """The step function's count equals the passes really made (loss_fn calls), step by step; and over T steps
+    it is what each rule implies: T + S for a schedule (Schedule.grad_evals), T + ⌈T/k⌉ for LookSAM, T for
+    Momentum-SAM, T + the steps AE-SAM's rule took (AESAMRule.taken)."""
     torch.manual_seed(0)
     model = make_model("tiny")
     T, k = 12, 3
@@ -79,8 +79,9 @@ def test_every_method_counts_its_gradient_evaluations_exactly(name):
                                         ("ae_sam", {"lam1": -math.inf, "lam2": -math.inf}), ("composer", {"k": 1}),
                                         ("psam", {})])
 def test_the_perturbed_pass_leaves_batchnorm_statistics_alone(name, extra):
-    """After a SAM step BatchNorm's running statistics are exactly those one forward pass at w gives: the pass at
-    w + ε must not move them (core.sam.frozen_bn_stats). A copy of the model makes that one pass by itself."""
+    """After a SAM step BatchNorm's running statistics are exactly those one forward pass at w gives: the pass
+    at w + ε must not move them (core.sam.frozen_bn_stats). A copy of the model makes that one pass by
+    itself."""
     torch.manual_seed(1)
     model = make_model("tiny")
     twin = make_model("tiny")
@@ -111,14 +112,15 @@ def _same(a, b, exact=False):
 
 
 def test_limits_in_the_trainer_ae_sam_looksam_msam():
-    """The limits the issue names, through the whole trainer (same seed, same minibatches):
-    AE-SAM with thresholds −∞ is SAM and with +∞ is SGD; LookSAM with k = 1 is SAM; Momentum-SAM with ρ = 0 is SGD
-    (its weights; its BatchNorm statistics are re-estimated at w after the epoch, so those are not compared)."""
+    """The limits the issue names, through the whole trainer (same seed, same minibatches): AE-SAM with
+    thresholds −∞ is SAM and with +∞ is SGD; LookSAM with k = 1 is SAM; Momentum-SAM with ρ = 0 is SGD (its
+    weights; its BatchNorm statistics are re-estimated at w after the epoch, so those are not compared)."""
     runs = {}
     for key, changes in {"sam": dict(optimizer="sam"), "sgd": dict(optimizer="sgd"),
                          "ae_minus": dict(optimizer="ae_sam", lam1=-math.inf, lam2=-math.inf),
                          "ae_plus": dict(optimizer="ae_sam", lam1=math.inf, lam2=math.inf),
-                         "look1": dict(optimizer="looksam", k=1), "msam0": dict(optimizer="msam", rho=0.0)}.items():
+                         "look1": dict(optimizer="looksam", k=1), "msam0": dict(optimizer="msam", rho=0.0),
+                         "heavy_ball": dict(optimizer="sgd", nesterov=False)}.items():
         res = train(TrainConfig(seed=4, augment=False, **(SMALL | changes)))
         assert res.status == "done"
         runs[key] = res
@@ -128,11 +130,13 @@ def test_limits_in_the_trainer_ae_sam_looksam_msam():
     _same(runs["ae_plus"].state, runs["sgd"].state, exact=True)
     _same(runs["look1"].state, runs["sam"].state)
     assert runs["look1"].grad_evals == 20
-    _same(_params(runs["msam0"].state), _params(runs["sgd"].state), exact=True)
+    # Momentum-SAM's base is heavy ball (its paper; TrainConfig.msam_nesterov False): at ρ = 0 it is that base
+    _same(_params(runs["msam0"].state), _params(runs["heavy_ball"].state), exact=True)
     assert runs["msam0"].grad_evals == 10
     # and the limits are not trivially met: a real LookSAM (k = 2) and a Momentum-SAM at ρ = 0.3 do differ
     other = train(TrainConfig(seed=4, augment=False, **(SMALL | dict(optimizer="msam", rho=0.3))))
-    assert any(not torch.equal(a, b) for a, b in zip(_params(other.state).values(), _params(runs["sgd"].state).values()))
+    pairs = zip(_params(other.state).values(), _params(runs["heavy_ball"].state).values())
+    assert any(not torch.equal(a, b) for a, b in pairs)
 
 
 def test_momentum_sam_without_momentum_is_a_one_line_error():
@@ -166,10 +170,10 @@ def test_label_noise_reaches_training_labels_only():
 
 
 def test_tournament_spends_each_methods_budget_and_marks_the_front():
-    """Untuned (the budget rule's fixed parameters), at b = 0.65 over T = 20 steps each method spends what its rule
-    says: PSAM (k 2, f 0.6), late SAM (last 30%), Composer (every 3rd) 26 of SAM's 40 evaluations; LookSAM and SAM
-    every k (k 3) 27; SGD and Momentum-SAM 20; SAM 40; AE-SAM what its own decisions took. The Pareto front is
-    exactly the non-dominated rows; the result is JSON."""
+    """Untuned (the budget rule's fixed parameters), at b = 0.65 over T = 20 steps each method spends what its
+    rule says: PSAM (k 2, f 0.6), late SAM (last 30%), Composer (every 3rd) 26 of SAM's 40 evaluations;
+    LookSAM and SAM every k (k 3) 27; SGD and Momentum-SAM 20; SAM 40; AE-SAM what its own decisions took. The
+    Pareto front is exactly the non-dominated rows; the result is JSON."""
     cfg = TournamentConfig(budget=0.65, seeds=2, train_size=320, epochs=2, batch_size=32, sharpness_iters=0,
                            device="cpu", tune=False)
     seen = []
@@ -200,8 +204,8 @@ def test_tournament_spends_each_methods_budget_and_marks_the_front():
 @pytest.mark.parametrize("budget", [0.55, 0.6, 0.65, 0.7, 0.75])
 def test_every_configuration_of_the_search_spends_the_budget(budget):
     """Tuning must not buy extra SAM steps: every configuration the search may choose spends the budget (its
-    schedule's gradient evaluations over T = 300 steps within one SAM step of (2b − 1)·T), and the grids are the
-    registry's (core.methods: Method.tune); SGD, SAM, Momentum-SAM keep their own 50% / 100% / 50%."""
+    schedule's gradient evaluations over T = 300 steps within one SAM step of (2b − 1)·T), and the grids are
+    the registry's (core.methods: Method.tune); SGD, SAM, Momentum-SAM keep their own 50% / 100% / 50%."""
     from core import methods as registry
 
     T = 300
@@ -233,13 +237,13 @@ def test_every_configuration_of_the_search_spends_the_budget(budget):
     assert shapes == set(registry.get("ss_sam").tune[0].grid)
     alphas = [g["alpha"] for g in ct.search_space("looksam", budget, T, 0.1)]
     assert alphas == list(next(t for t in registry.get("looksam").tune if t.name == "alpha").grid)
-    assert all(g["nesterov"] is False for g in ct.search_space("msam", budget, T, 0.1))   # heavy ball
+    assert all(g[ct._MSAM_BASE] is False for g in ct.search_space("msam", budget, T, 0.1))   # heavy ball
 
 
 def test_tuning_gives_every_method_the_same_pilots_on_unreported_seeds():
-    """Every method with a free hyperparameter gets exactly `pilot_runs` pilots (a grid of 2 is run on both pilot
-    seeds, one of 4 once), on the pilot seeds only; the choice is the eligible configuration with the best mean
-    validation accuracy, and it is what the reported runs use; SGD and SAM get no pilots."""
+    """Every method with a free hyperparameter gets exactly `pilot_runs` pilots (a grid of 2 is run on both
+    pilot seeds, one of 4 once), on the pilot seeds only; the choice is the eligible configuration with the
+    best mean validation accuracy, and it is what the reported runs use; SGD and SAM get no pilots."""
     cfg = TournamentConfig(budget=0.65, seeds=2, train_size=320, epochs=1, batch_size=32, sharpness_iters=0,
                            device="cpu", methods=("sgd", "sam", "composer", "looksam"), val_size=200)
     res = run_tournament(cfg)
@@ -249,7 +253,8 @@ def test_tuning_gives_every_method_the_same_pilots_on_unreported_seeds():
     for name in ("composer", "looksam"):
         t = res.tuning[name]
         assert t["runs"] == len(t["pilots"]) == 4
-        assert {p["seed"] for p in t["pilots"]} <= set(cfg.pilot_seeds) and not reported & set(cfg.pilot_seeds)
+        assert {p["seed"] for p in t["pilots"]} <= set(cfg.pilot_seeds)
+        assert not reported & set(cfg.pilot_seeds)
         counts = np.bincount([p["config"] for p in t["pilots"]], minlength=len(t["grid"]))
         assert counts.tolist() == [4 // len(t["grid"])] * len(t["grid"])
         for i, score in enumerate(t["scores"]):
@@ -266,15 +271,17 @@ def test_tuning_gives_every_method_the_same_pilots_on_unreported_seeds():
 
 
 def test_seeds_are_paired_same_init_same_data_order():
-    """A seed fixes the initial weights, the subset, its label noise and the minibatch order, whatever the method:
-    SAM at ρ = 0 (its second pass at w itself) ends on SGD's weights for the same seed, not for another seed."""
+    """A seed fixes the initial weights, the subset, its label noise and the minibatch order, whatever the
+    method: SAM at ρ = 0 (its second pass at w itself) ends on SGD's weights for the same seed, not for
+    another seed."""
     base = dict(SMALL, epochs=2, label_noise=0.4, augment=False)
     sgd = train(TrainConfig(optimizer="sgd", seed=7, **base))
     sam0 = train(TrainConfig(optimizer="sam", rho=0.0, seed=7, **base))
     other = train(TrainConfig(optimizer="sgd", seed=8, **base))
     _same(_params(sam0.state), _params(sgd.state))
     assert sam0.test_acc == sgd.test_acc
-    assert any(not torch.allclose(a, b) for a, b in zip(_params(other.state).values(), _params(sgd.state).values()))
+    pairs = zip(_params(other.state).values(), _params(sgd.state).values())
+    assert any(not torch.allclose(a, b) for a, b in pairs)
 
 
 def test_validation_images_are_not_the_pilots_training_images():
@@ -291,20 +298,21 @@ def _row(name, accs, seeds=(0, 1, 2, 3, 4)):
     return ct.MethodRow(name=name, optimizer=name, label=name, params={}, seeds=len(accs), grad_evals=0.0,
                         budget_ratio=0.5, sam_fraction=0.0, outcome=float(np.mean(accs)), outcome_ci=(0, 0),
                         test_acc_mean=float(np.mean(accs)), test_acc_std=0.0, lambda_max_mean=0.0,
-                        lambda_max_std=0.0, wall_s=1.0, wall_s_mean=1.0, wall_s_std=0.0, cost_vs_sam_evals=0.5,
+                        lambda_max_std=0.0, wall_s=1.0, wall_s_mean=1.0, wall_s_std=0.0,
+                        cost_vs_sam_evals=0.5,
                         cost_vs_sam_wall=0.5, per_seed=list(accs), lambda_per_seed=[0.0] * len(accs),
                         seed_ids=list(seeds))
 
 
 def test_paired_verdicts_use_holm_and_the_gain_share_fieller():
-    """Verdicts against SAM: one paired t per method on per-seed points, Holm-corrected across the methods; the
-    share of SAM's gain is mean(m − SGD)/mean(SAM − SGD) over the paired seeds."""
+    """Verdicts against SAM: one paired t per method on per-seed points, Holm-corrected across the methods;
+    the share of SAM's gain is mean(m − SGD)/mean(SAM − SGD) over the paired seeds."""
     from core.stats import fieller_ratio, holm, paired_difference
 
     sgd = _row("sgd", [0.34, 0.36, 0.33, 0.35, 0.37])
     sam = _row("sam", [0.39, 0.40, 0.38, 0.40, 0.41])
     half = _row("psam", [0.362, 0.383, 0.352, 0.378, 0.388])
-    same = _row("late_sam", [0.392, 0.398, 0.381, 0.40, 0.409], seeds=(4, 3, 2, 1, 0))   # listed in another order
+    same = _row("late_sam", [0.392, 0.398, 0.381, 0.40, 0.409], seeds=(4, 3, 2, 1, 0))   # in another order
     v = ct.paired_verdicts([sgd, sam, half, same])["vs_sam"]
     raw = {n: paired_difference([100 * x for x in r.per_seed], [100 * x for x in sam.per_seed], r.seed_ids,
                                 sam.seed_ids) for n, r in (("sgd", sgd), ("psam", half), ("late_sam", same))}
@@ -324,7 +332,7 @@ def test_method_config_uses_the_shared_budget_rule():
     assert (method_config(cfg, "psam", 100).k, method_config(cfg, "psam", 100).f) == (2, 1.0)
     assert method_config(cfg, "late_sam", 100).late_f == pytest.approx(0.5)
     assert method_config(cfg, "composer", 100).k == 2 and method_config(cfg, "msam", 100).rho == cfg.msam_rho
-    assert method_config(cfg, "msam", 100).nesterov is False   # the paper's heavy-ball base
+    assert getattr(method_config(cfg, "msam", 100), ct._MSAM_BASE) is False   # the paper's heavy-ball base
     ae = method_config(cfg, "ae_sam", 100)
     assert ae.lam2 - ae.lam1 == pytest.approx(2.0)
     with pytest.raises(ValueError, match="budget"):
@@ -349,9 +357,9 @@ def test_cli_tournament_prints_one_json_object(capsys):
 
 
 def test_final_test_accuracy_is_the_trainers_own_on_the_whole_test_set():
-    """Reported runs pass over 100 test images after each epoch and measure the whole test set once at the end:
-    the same number the trainer gives when it passes over the whole test set itself (training does not see the
-    test set, so the two runs are the same run)."""
+    """Reported runs pass over 100 test images after each epoch and measure the whole test set once at the
+    end: the same number the trainer gives when it passes over the whole test set itself (training does not
+    see the test set, so the two runs are the same run)."""
     full = train(TrainConfig(optimizer="sgd", seed=5, **(SMALL | dict(test_size=0))))
     small = train(TrainConfig(optimizer="sgd", seed=5, **SMALL))
     acc, n = ct.final_test_accuracy(small)
@@ -361,7 +369,7 @@ def test_final_test_accuracy_is_the_trainers_own_on_the_whole_test_set():
 
 
 def test_a_stopped_tournament_resumes_from_its_run_file(tmp_path):
-    """RunCache(path) appends each finished run; a new cache on the same file returns them without training."""
+    """RunCache(path) appends each finished run; a new cache on that file returns them without training."""
     path = str(tmp_path / "runs.jsonl")
     tcfg = TrainConfig(optimizer="sgd", seed=6, **SMALL)
     first = ct.RunCache(path).get(tcfg)

@@ -1,8 +1,8 @@
-"""The Budget tournament page (AppTest): the Altair spec has a Pareto front and one legend-bound method selection
-shared by every panel, each method has its own colour and its own marker, its data has every method in every panel,
-the budget slider is bound to the URL and picks the recorded tournament of that budget, the verdicts are paired t
-tests with Holm's correction, the CIFAR gain and tuning tables come from a real (tiny) tournament's result, and a
-missing record is a message."""
+"""The Budget tournament page (AppTest): the Altair spec has a Pareto front and one legend-bound method
+selection shared by every panel, each method has its own colour and its own marker, its data has every method
+in every panel, the budget slider is bound to the URL and picks the recorded tournament of that budget, the
+verdicts are paired t tests with Holm's correction, the CIFAR gain and tuning tables come from a real (tiny)
+tournament's result, and a missing record is a message."""
 
 import io
 import json
@@ -79,7 +79,8 @@ def test_every_method_has_its_own_colour_and_its_own_marker(page65):
     assert len(REGISTRY) >= 12 and len(set(shapes)) == len(shapes)
     spec = json.loads(_vega(page65)[0].proto.spec)
     enc = spec["concat"][0]["layer"][3]["encoding"]
-    names, colors, marks = enc["color"]["scale"]["domain"], enc["color"]["scale"]["range"], enc["shape"]["scale"]["range"]
+    names, colors = enc["color"]["scale"]["domain"], enc["color"]["scale"]["range"]
+    marks = enc["shape"]["scale"]["range"]
     assert enc["shape"]["scale"]["domain"] == names
     assert len(set(colors)) == len(set(marks)) == len(names) >= len(TOY_METHODS)
 
@@ -121,16 +122,18 @@ def test_verdicts_are_paired_with_holm_and_name_what_the_seeds_cannot_tell(page6
     frame = tc.outcome_frame(tc.toy_at(TOY, "double_well_2d", 0.65), tc.toy_at(TOY, "valley", 0.65), None)
     table = tc.verdict_table(frame)
     psam = table[table["method"] == "PSAM"].iloc[0]
-    # computed here from the per-seed values, independently of the page: the paired difference PSAM − SAM on the
-    # escape (the toy's seeds are the same list for every method) and its 95% interval
+    # computed here from the per-seed values, independently of the page: the paired difference PSAM − SAM on
+    # the escape (the toy's seeds are the same list for every method) and its 95% interval
     esc = frame[frame.panel == "escape"]
     b = np.array(esc[esc.key == "sam"]["per_seed"].iloc[0])
     a = np.array(esc[esc.key == "psam"]["per_seed"].iloc[0])
     d = a - b
     half = t_critical_95(len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
     fmt = lambda x: f"{round(x, 3) + 0.0:+.3f}".replace("-", "−")  # noqa: E731
-    assert psam["escape vs SAM"].startswith(f"{fmt(d.mean())} [{fmt(d.mean() - half)}, {fmt(d.mean() + half)}]")
-    # Holm across the panel's methods: a method named "not distinguishable" has an adjusted p ≥ 5%, and vice versa
+    want = f"{fmt(d.mean())} [{fmt(d.mean() - half)}, {fmt(d.mean() + half)}]"
+    assert psam["escape vs SAM"].startswith(want)
+    # Holm across the panel's methods: a method named "not distinguishable" has an adjusted p ≥ 5%, and vice
+    # versa
     tests = tc.paired_tests(frame, "escape", "sam")
     adjusted, rejected = holm([t["d"].p for t in tests.values()])
     summary = tc.verdict_summary(frame, "escape")
@@ -155,9 +158,9 @@ def test_missing_records_are_one_message(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ["tournament_65", "cifar_label_noise"])
 def test_issue13_scenes_open_their_page_with_their_settings_and_no_notice(name):
-    """The two lecture scenes of issue 13: every parameter is one its page accepts (no clamped/unknown notice),
-    and the page's widgets show the scene's values. The label-noise scene turns on the noisy-label regime on the
-    CIFAR page (40% noise, no augmentation, no label smoothing, 1,000 images × 30 epochs)."""
+    """The two lecture scenes of issue 13: every parameter is one its page accepts (no clamped/unknown
+    notice), and the page's widgets show the scene's values. The label-noise scene turns on the noisy-label
+    regime on the CIFAR page (40% noise, no augmentation, no label smoothing, 1,000 images × 30 epochs)."""
     from app.presets import scenes
 
     scene = scenes()[name]
@@ -185,7 +188,8 @@ def tiny_series(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        cfg = ct.TournamentConfig(seeds=3, train_size=320, epochs=1, batch_size=32, sharpness_iters=2, eval_batch=32,
+        cfg = ct.TournamentConfig(seeds=3, train_size=320, epochs=1, batch_size=32, sharpness_iters=2,
+                                  eval_batch=32,
                                   device="cpu", methods=("sgd", "sam", "psam", "looksam"), pilot_runs=2,
                                   val_size=200)
         results = ct.run_budgets(cfg, budgets=(0.6, 0.7))
@@ -194,7 +198,8 @@ def tiny_series(tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     for res in results:
         rec = record("tournament", "test", res.config.base(), res.to_dict(), {"device": "cpu"}, "", True)
-        (d / f"cpu_tournament_tiny_{round(100 * res.budget):03d}.json").write_text(json.dumps(rec, allow_nan=False))
+        path = d / f"cpu_tournament_tiny_{round(100 * res.budget):03d}.json"
+        path.write_text(json.dumps(rec, allow_nan=False))
     return d, [r.to_dict() for r in results]
 
 

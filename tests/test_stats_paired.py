@@ -1,7 +1,9 @@
-"""core.stats' paired comparisons: the paired t (and its p value), Holm's correction, Fieller's ratio interval.
+"""core.stats' paired comparisons: the paired t (and its p value), Holm's correction, Fieller's ratio
+interval.
 
-Each is checked against an independent computation (a one-sample t written out by hand, closed forms of Student's
-t for df 1 and 2) or a textbook value (Student's sleep data, R's `t.test(extra ~ group, paired = TRUE)`)."""
+Each is checked against an independent computation (a one-sample t written out by hand, closed forms of
+Student's t for df 1 and 2) or a textbook value (Student's sleep data, R's `t.test(extra ~ group, paired =
+TRUE)`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from core.stats import (
     t_two_sided_p,
 )
 
-# Student (1908) / Cushny & Peebles: extra hours of sleep of 10 patients under two drugs (R's `sleep` data set)
+# Student (1908) / Cushny & Peebles: extra hours of sleep of 10 patients under two drugs (R's `sleep` data
+# set)
 DRUG1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
 DRUG2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
 
@@ -82,7 +85,7 @@ def test_t_p_value_against_closed_forms():
         assert t_two_sided_p(t, 1) == pytest.approx(1 - 2 * math.atan(t) / math.pi, rel=1e-10)    # Cauchy
         assert t_two_sided_p(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-10)
         assert t_two_sided_p(-t, 2) == t_two_sided_p(t, 2)
-    for df in (1, 3, 4, 9, 29):  # the critical value (found by a different method: Simpson + bisection) gives 5%
+    for df in (1, 3, 4, 9, 29):  # the critical value (another method: Simpson + bisection) gives 5%
         assert t_two_sided_p(t_critical_95(df), df) == pytest.approx(0.05, abs=1e-6)
     assert t_two_sided_p(1.959963984540054, math.inf) == pytest.approx(0.05, abs=1e-12)
     assert t_two_sided_p(0.0, 5) == pytest.approx(1.0)
@@ -111,7 +114,8 @@ def test_holm_rejects_more_than_bonferroni():
     assert rejected == [True, True, True]
     assert sum(p * 3 < 0.05 for p in (0.03, 0.01, 0.02)) == 1
     adjusted, rejected = holm([0.2, float("nan"), 0.001])     # no test: left out of m, not rejected
-    assert adjusted[2] == pytest.approx(0.002) and adjusted[0] == pytest.approx(0.2) and math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.002) and adjusted[0] == pytest.approx(0.2)
+    assert math.isnan(adjusted[1])
     assert rejected == [False, False, True]
 
 

@@ -1,5 +1,5 @@
-"""The budget tournament on CIFAR-10: every way to spend a SAM budget, each at its best for the same tuning effort,
-trained side by side on the same seeds at equal cost.
+"""The budget tournament on CIFAR-10: every way to spend a SAM budget, each at its best for the same tuning
+effort, trained side by side on the same seeds at equal cost.
 
 The toy tournament (core.toy.tournament) asks the question on particles; this one asks it on a network.
 A budget b is a share of full SAM's gradient evaluations over the same T steps (SAM 2T, SGD T); a method that
@@ -7,43 +7,46 @@ spends b takes S = (2b − 1)·T second passes. The default setting is the regim
 (data/runs/cpu_demo_label_noise.json): the tiny CNN on 1,000 training images with 40% noisy labels, 30 epochs,
 no augmentation, no label smoothing, ρ 0.1.
 
-Equal tuning effort (`search_space`, `tune_method`). The methods and their free hyperparameters are the registry's
-(core.methods: `tournament_methods("cifar")`, each entry's `tune` with its grid), plus SAM every k as the
-reference LookSAM is compared with. Every method with a free hyperparameter gets the same search: its grid,
-turned into configurations that all spend the budget, and `pilot_runs` (4) pilot trainings, spread round-robin
-over the grid and the pilot seeds (1000, 1001: no reported run uses them), scored by the accuracy on a held-out
-validation set (`val_size` clean-labelled images of the 5,000-image training pool that the pilot's own training
-subset does not contain; the test set is never used to choose). At a budget b (share s = 2b − 1):
+Equal tuning effort (`search_space`, `tune_method`). The methods and their free hyperparameters are the
+registry's (core.methods: `tournament_methods("cifar")`, each entry's `tune` with its grid), plus SAM every k
+as the reference LookSAM is compared with. Every method with a free hyperparameter gets the same search: its
+grid, turned into configurations that all spend the budget, and `pilot_runs` (4) pilot trainings, spread
+round-robin over the grid and the pilot seeds (1000, 1001: no reported run uses them), scored by the accuracy
+on a held-out validation set (`val_size` clean-labelled images of the 5,000-image training pool that the
+pilot's own training subset does not contain; the test set is never used to choose). At a budget b (share s =
+2b − 1):
 
     psam        k ∈ (1, 2, 3) with f = k·s ≤ 1                   the thesis: k = 2, f = 0.6 at b = 0.65
     ss_sam      p(t) constant, linear, step, trig; mean s         Zhao, Zhang, Hu 2022
     composer    ρ·k or ρ (scale_rho)                              mosaicml/composer uses ρ·k
-    looksam     α ∈ (0, 0.2, 0.5, 0.7), k ≈ 1/s set by b           Liu et al., CVPR 2022 (α = 0 is SAM every k)
+    looksam     α ∈ (0, 0.2, 0.5, 0.7), k ≈ 1/s set by b           Liu et al., CVPR 2022 (α 0: SAM every k)
     ae_sam      thresholds (c − d, c + d), d ∈ (0.5, 1, 2)         Jiang et al., ICLR 2023
-    msam        ρ ∈ (0.1, 0.3, 1, 3), heavy-ball base              Becker et al. 2024 (one pass a step: cost 50%)
+    msam        ρ ∈ (0.1, 0.3, 1, 3), heavy-ball base              Becker et al. 2024 (one pass a step: 50%)
     sgd, sam, late_sam, every_k   nothing free at a fixed budget (ρ = 0.1 is the regime's, shared): 0 pilots
 
-Where a grid has fewer than four configurations, the spare pilot runs repeat it on the next pilot seed, so every
-method with a knob gets the same number of pilot runs. A configuration whose pilot spent more than the budget + 2
-points is not eligible. AE-SAM's share of SAM steps depends on the gradients it meets: each spread d starts from
-the shift c of theory.md §7's Gaussian guess (P(SAM) = 1 − Φ(c_t), Schedule.expected_sam_fraction), and the chosen
-one is corrected once by its pilots' measured share, c ← c + Φ⁻¹(1 − s) − Φ⁻¹(1 − measured). The whole search
-(grid, every pilot, the scores, the choice) is in the result's `tuning`.
+Where a grid has fewer than four configurations, the spare pilot runs repeat it on the next pilot seed, so
+every method with a knob gets the same number of pilot runs. A configuration whose pilot spent more than the
+budget + 2 points is not eligible. AE-SAM's share of SAM steps depends on the gradients it meets: each spread
+d starts from the shift c of theory.md §7's Gaussian guess (P(SAM) = 1 − Φ(c_t),
+Schedule.expected_sam_fraction), and the chosen one is corrected once by its pilots' measured share, c ← c +
+Φ⁻¹(1 − s) − Φ⁻¹(1 − measured). The whole search (grid, every pilot, the scores, the choice) is in the
+result's `tuning`.
 
-Paired seeds. Every method trains on seeds seed0 … seed0 + seeds − 1 (20 … 24 by default: seeds the search that
-found this regime never saw); a seed fixes the initial weights, the
-training subset, its label noise and the minibatch order (core.cifar.train seeds all four from it), so the seed's
-luck cancels in per-seed differences. `verdicts` compares every method with SAM and with SGD by the paired t on
-per-seed test accuracies (core.stats.paired_difference) with Holm's correction across the methods of each family
-(core.stats.holm); `gain_share` is the share of SAM's gain over SGD a method keeps, mean(m − SGD)/mean(SAM − SGD)
-over the seeds, with Fieller's paired interval (core.stats.fieller_ratio).
+Paired seeds. Every method trains on seeds seed0 … seed0 + seeds − 1 (20 … 24 by default: seeds the search
+that found this regime never saw); a seed fixes the initial weights, the training subset, its label noise and
+the minibatch order (core.cifar.train seeds all four from it), so the seed's luck cancels in per-seed
+differences. `verdicts` compares every method with SAM and with SGD by the paired t on per-seed test
+accuracies (core.stats.paired_difference) with Holm's correction across the methods of each family
+(core.stats.holm); `gain_share` is the share of SAM's gain over SGD a method keeps, mean(m − SGD)/mean(SAM −
+SGD) over the seeds, with Fieller's paired interval (core.stats.fieller_ratio).
 
 Outcome: test accuracy after training, mean ± std over the seeds and a 95% t interval; λ_max (the top Hessian
-eigenvalue on a fixed training batch) beside it. The Pareto front is taken on (cost lower, mean accuracy higher).
+eigenvalue on a fixed training batch) beside it. The Pareto front is taken on (cost lower, mean accuracy
+higher).
 
 `run_tournament(TournamentConfig) -> TournamentResult` (`to_dict()`), used by `python -m core tournament
---landscape cifar` and by `python -m core cifar tournament`; `run_budgets` runs several budgets sharing what does
-not depend on the budget (SGD, SAM, Momentum-SAM: the same configurations, so each trains once).
+--landscape cifar` and by `python -m core cifar tournament`; `run_budgets` runs several budgets sharing what
+does not depend on the budget (SGD, SAM, Momentum-SAM: the same configurations, so each trains once).
 """
 
 from __future__ import annotations
@@ -64,13 +67,14 @@ from core.methods import for_optimizer
 from core.stats import fieller_ratio, holm, paired_difference, t_critical_95
 from core.toy.tournament import method_params, pareto_front
 
-# The methods and their free hyperparameters come from the registry (core.methods: `tournament_methods("cifar")`
-# and each entry's `tune`); SAM every k is added as the reference LookSAM is compared with (LookSAM at α = 0).
+# The methods and their free hyperparameters come from the registry (core.methods:
+# `tournament_methods("cifar")` and each entry's `tune`); SAM every k is added as the reference LookSAM is
+# compared with (LookSAM at α = 0).
 REFERENCES = ("every_k",)
 METHODS = tuple(registry.tournament_methods("cifar")) + tuple(
     m for m in REFERENCES if m not in registry.tournament_methods("cifar"))
 BUDGET_FREE = ("sgd", "sam", "msam")   # their configurations do not depend on the budget
-BUDGET_SET = {"looksam": ("k",)}       # knobs the budget fixes (LookSAM's period k ≈ 1/(2b − 1)): not searched
+BUDGET_SET = {"looksam": ("k",)}       # knobs the budget fixes (LookSAM's period k ≈ 1/(2b − 1)): unsearched
 MAX_SEEDS = 10
 PILOT_SEEDS = (1000, 1001)             # no reported run uses them
 OVERSPEND = 0.02                       # a pilot that spent more than budget + this is not eligible
@@ -103,12 +107,12 @@ class TournamentConfig:
     pilot_runs: int = 4                # per method with a free hyperparameter
     pilot_seeds: tuple[int, ...] = PILOT_SEEDS
     val_size: int = 1000               # held-out validation images the pilots are scored on
-    test_pass: int = 100               # reported runs: the trainer's per-epoch test pass on this many images; the
-                                       # accuracy reported is measured after training on the whole test set (0:
-                                       # the trainer's own pass on the whole test set after every epoch)
+    test_pass: int = 100               # reported runs: the trainer's per-epoch test pass on this many images;
+                                       # the accuracy reported is measured after training on the whole
+                                       # test set (0: the trainer's own pass on it after every epoch)
     seed0: int = 20                    # the reported seeds are seed0 … seed0 + seeds − 1: seeds 0–2 found this
-                                       # regime (bench/cifar_live_demo.py), 10–14 and 40–43 confirmed it; 20 on
-                                       # are fresh
+                                       # regime (bench/cifar_live_demo.py), 10–14 and 40–43 confirmed it; 20
+                                       # on are fresh
 
     def __post_init__(self):
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -125,7 +129,8 @@ class TournamentConfig:
         if not (math.isfinite(self.msam_rho) and self.msam_rho >= 0):
             raise ValueError(f"msam_rho must be a finite number ≥ 0, got {self.msam_rho!r}")
         if not (isinstance(self.pilot_runs, int) and 1 <= self.pilot_runs <= 16) or not self.pilot_seeds:
-            raise ValueError(f"pilot_runs must be a whole number in [1, 16] with at least one pilot seed, got "
+            raise ValueError(f"pilot_runs must be a whole number in [1, 16] with at least one pilot seed, "
+                             f"got "
                              f"{self.pilot_runs!r} and {self.pilot_seeds!r}")
         reported = set(range(self.seed0, self.seed0 + self.seeds))
         if reported & set(self.pilot_seeds):
@@ -211,19 +216,19 @@ def tunables(name: str) -> list:
 
 
 def search_space(name: str, budget: float, steps: int, rho: float) -> list[dict]:
-    """The configurations `name` may choose from at `budget` (TrainConfig fields): the product of the registry's
-    grids (core.methods, Method.tune), each value turned into parameters that spend the budget:
+    """The configurations `name` may choose from at `budget` (TrainConfig fields): the product of the
+    registry's grids (core.methods, Method.tune), each value turned into parameters that spend the budget:
 
         k (PSAM)          f = k(2b − 1), where that is ≤ 1
         p_shape (SS-SAM)  p(t) from lo to hi with mean 2b − 1 (constant: 2b − 1 throughout)
         spread (AE-SAM)   thresholds (c − spread, c + spread), c from the Gaussian guess (`ae_gaussian_shift`)
         others            the value itself (LookSAM's α, Composer's scale_rho, Momentum-SAM's ρ)
 
-    on top of the budget rule's fixed parameters (core.toy.tournament.method_params). [{…}] alone means nothing
-    to tune."""
+    on top of the budget rule's fixed parameters (core.toy.tournament.method_params). [{…}] alone means
+    nothing to tune."""
     fixed = {k: v for k, v in method_params(name, budget, steps).items() if k != "momentum"}
-    if name == "msam":
-        fixed["nesterov"] = False  # heavy ball, the paper's base (and MarlonBecker/MSAM's msam.py)
+    if name == "msam":  # heavy ball, the paper's base (and MarlonBecker/MSAM's msam.py)
+        fixed[_MSAM_BASE] = False
     if name == "ae_sam":
         c = ae_gaussian_shift(budget, steps)
         fixed.update(lam1=c - 1.0, lam2=c + 1.0)
@@ -255,12 +260,13 @@ def _value(name: str, knob: str, v, budget: float, steps: int) -> dict | None:
 
 
 def method_config(cfg: TournamentConfig, name: str, steps: int, params: dict | None = None) -> TrainConfig:
-    """The TrainConfig of `name` (seed 0; the caller sets the seed): `params` (from `search_space`), or without
-    them the budget rule's fixed parameters (cfg.alpha, cfg.msam_rho, AE-SAM at the Gaussian guess)."""
+    """The TrainConfig of `name` (seed 0; the caller sets the seed): `params` (from `search_space`), or
+    without them the budget rule's fixed parameters (cfg.alpha, cfg.msam_rho, AE-SAM at the Gaussian
+    guess)."""
     if params is None:
         params = {k: v for k, v in method_params(name, cfg.budget, steps).items() if k != "momentum"}
         if name == "msam":
-            params.update(rho=cfg.msam_rho, nesterov=False)
+            params.update(rho=cfg.msam_rho, **{_MSAM_BASE: False})
         if name == "ae_sam":
             c = ae_gaussian_shift(cfg.budget, steps)
             params.update(lam1=c - 1.0, lam2=c + 1.0)
@@ -273,8 +279,8 @@ def method_config(cfg: TournamentConfig, name: str, steps: int, params: dict | N
 
 
 def ae_gaussian_shift(budget: float, steps: int, spread: float = 1.0) -> float:
-    """The shift c for which thresholds (c − spread, c + spread) take SAM on a share 2b − 1 of the steps if ‖g‖²
-    were Gaussian (Schedule.expected_sam_fraction): bisection, the share falls as c grows."""
+    """The shift c for which thresholds (c − spread, c + spread) take SAM on a share 2b − 1 of the steps if
+    ‖g‖² were Gaussian (Schedule.expected_sam_fraction): bisection, the share falls as c grows."""
     target = 2.0 * budget - 1.0
     lo, hi = -6.0, 6.0
     for _ in range(40):
@@ -293,9 +299,10 @@ def ae_correct(params: dict, budget: float, measured_share: float) -> dict:
 
 
 class RunCache:
-    """Training runs by TrainConfig (frozen, so hashable): a configuration trained once is reused, e.g. SGD's and
-    SAM's runs at every budget of `run_budgets`. With `path`, every finished run is also appended there (one JSON
-    line) and read back on the next start, so a long tournament that was stopped resumes where it was."""
+    """Training runs by TrainConfig (frozen, so hashable): a configuration trained once is reused, e.g. SGD's
+    and SAM's runs at every budget of `run_budgets`. With `path`, every finished run is also appended there
+    (one JSON line) and read back on the next start, so a long tournament that was stopped resumes where it
+    was."""
 
     def __init__(self, path: str | None = None):
         self.done: dict[TrainConfig, dict] = {}
@@ -360,8 +367,9 @@ class RunCache:
 
 
 def validation_set(tcfg: TrainConfig, size: int):
-    """Clean-labelled images of the training pool that a run with `tcfg` (its seed's subset) did not train on: a
-    class-balanced `size` of them (fewer if the pool is short), drawn with VAL_SEED. (x uint8, y int64) or None."""
+    """Clean-labelled images of the training pool that a run with `tcfg` (its seed's subset) did not train on:
+    a class-balanced `size` of them (fewer if the pool is short), drawn with VAL_SEED. (x uint8, y int64) or
+    None."""
     from core.cifar import data as cdata
 
     d, _ = cdata.load_or_fallback(tcfg.data)
@@ -390,8 +398,8 @@ def _accuracy(res, x, y) -> float:
 
 def final_test_accuracy(res) -> tuple[float, int]:
     """A finished run's accuracy on its config's whole test set (test_size 0), measured once after training:
-    what the trainer's last per-epoch pass gives with test_size 0 (tests/test_cifar_tournament.py checks), without
-    paying for that pass after every epoch. (accuracy, number of test images)."""
+    what the trainer's last per-epoch pass gives with test_size 0 (tests/test_cifar_tournament.py checks),
+    without paying for that pass after every epoch. (accuracy, number of test images)."""
     from core.cifar.train import prepare_data
 
     _, _, xte, yte, _, _ = prepare_data(replace(res.config, test_size=0))
@@ -408,16 +416,18 @@ def validation_accuracy(res, size: int) -> float:
 
 def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, should_stop=None,
                 progress=None) -> dict:
-    """The search for one method (module docstring): its grid, `cfg.pilot_runs` pilots round-robin over the grid
-    and the pilot seeds (no λ_max), each scored on held-out validation images; the eligible configuration with the
-    best mean validation accuracy is chosen (AE-SAM's then corrected to the budget by its pilot's share)."""
+    """The search for one method (module docstring): its grid, `cfg.pilot_runs` pilots round-robin over the
+    grid and the pilot seeds (no λ_max), each scored on held-out validation images; the eligible configuration
+    with the best mean validation accuracy is chosen (AE-SAM's then corrected to the budget by its pilot's
+    share)."""
     grid = search_space(name, cfg.budget, steps, cfg.rho) if cfg.tune else [None]
     if not cfg.tune or len(grid) == 1:
         params = grid[0] if cfg.tune else None
         mcfg = method_config(cfg, name, steps, params)
         chosen = {k: getattr(mcfg, k) for k in _PARAM_KEYS.get(name, ()) if hasattr(mcfg, k)}
         return dict(grid=[chosen], pilots=[], scores=[], chosen=chosen, chosen_index=0, runs=0,
-                    criterion="nothing to tune" if cfg.tune else "not tuned (the budget rule's fixed parameters)")
+                    criterion="nothing to tune" if cfg.tune
+                    else "not tuned (the budget rule's fixed parameters)")
     pilots = []
     budget_bound = None if name in BUDGET_FREE else cfg.budget + OVERSPEND
     for j in range(cfg.pilot_runs):
@@ -425,7 +435,8 @@ def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, sh
         seed = cfg.pilot_seeds[(j // len(grid)) % len(cfg.pilot_seeds)]
         # no λ_max, and a small test set (PILOT_TEST images): a pilot is scored on validation images, and the
         # trainer's test pass after every epoch would cost a third of the pilot's time on the whole test set
-        tcfg = replace(method_config(cfg, name, steps, grid[i]), seed=seed, sharpness_iters=0, test_size=PILOT_TEST)
+        tcfg = replace(method_config(cfg, name, steps, grid[i]), seed=seed, sharpness_iters=0,
+                       test_size=PILOT_TEST)
         d = runs.get(tcfg, validate=cfg.val_size, should_stop=should_stop, progress=progress, phase="pilot")
         ratio = d["grad_evals"] / (2.0 * steps) if d["status"] == "done" else math.nan
         pilots.append(dict(config=i, seed=seed, status=d["status"], val_acc=d.get("val_acc", math.nan),
@@ -452,20 +463,20 @@ def tune_method(cfg: TournamentConfig, name: str, steps: int, runs: RunCache, sh
             chosen = ae_correct(chosen, cfg.budget, float(np.mean(shares)))
     return dict(grid=grid, pilots=pilots, scores=scores, spent=spent, eligible=eligible, chosen=chosen,
                 chosen_index=best, runs=len(pilots),
-                criterion=f"mean validation accuracy of the pilots ({cfg.val_size} held-out clean images), "
-                          f"among configurations spending ≤ {cfg.budget + OVERSPEND:.0%}"
-                          if budget_bound else f"mean validation accuracy of the pilots ({cfg.val_size} held-out "
-                                               "clean images)")
+                criterion=f"mean validation accuracy of the pilots ({cfg.val_size} held-out clean images)"
+                          + (f", among configurations spending ≤ {cfg.budget + OVERSPEND:.0%}"
+                             if budget_bound else ""))
 
 
 # --- the tournament -------------------------------------------------------------------------------------
 
 
 def run_tournament(cfg: TournamentConfig, progress: Callable[[dict], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None, runs: RunCache | None = None) -> TournamentResult:
-    """Tune every method of `cfg` on the pilot seeds, then train it on the reported seeds at the budget; see the
-    module docstring. `progress` gets each finished run's summary (pilots too: `phase`); `should_stop` cancels
-    (the runs so far are kept). `runs` shares trained configurations between calls (`run_budgets`)."""
+                   should_stop: Callable[[], bool] | None = None,
+                   runs: RunCache | None = None) -> TournamentResult:
+    """Tune every method of `cfg` on the pilot seeds, then train it on the reported seeds at the budget; see
+    the module docstring. `progress` gets each finished run's summary (pilots too: `phase`); `should_stop`
+    cancels (the runs so far are kept). `runs` shares trained configurations between calls (`run_budgets`)."""
     t_start = time.perf_counter()
     runs = runs or RunCache()
     steps = _steps(cfg)
@@ -483,7 +494,9 @@ def run_tournament(cfg: TournamentConfig, progress: Callable[[dict], None] | Non
             if should_stop is not None and should_stop():
                 notes.append("cancelled: the table holds the runs finished before")
                 break
-            tcfg = replace(mcfg, seed=seed, test_size=cfg.test_pass) if cfg.test_pass else replace(mcfg, seed=seed)
+            tcfg = replace(mcfg, seed=seed)
+            if cfg.test_pass:
+                tcfg = replace(tcfg, test_size=cfg.test_pass)
             d = runs.get(tcfg, should_stop=should_stop, progress=progress, final_test=bool(cfg.test_pass))
             reported.append(d)
             if d["status"] != "done":
@@ -530,7 +543,8 @@ def run_budgets(cfg: TournamentConfig, budgets=(0.55, 0.65, 0.75), progress=None
 
 def gain_share(row: MethodRow, sgd: MethodRow, sam: MethodRow) -> tuple[float, float, float]:
     """The share of SAM's gain over SGD that `row` keeps, paired by seed: mean(m − SGD)/mean(SAM − SGD) with
-    Fieller's 95% interval (core.stats.fieller_ratio); ∓inf bounds when SAM's own gain is not clear of zero."""
+    Fieller's 95% interval (core.stats.fieller_ratio); ∓inf bounds when SAM's own gain is not clear of
+    zero."""
     seeds = [s for s in row.seed_ids if s in sgd.seed_ids and s in sam.seed_ids]
     pick = lambda r: np.array([r.per_seed[r.seed_ids.index(s)] for s in seeds])  # noqa: E731
     if len(seeds) < 2:
@@ -591,23 +605,26 @@ def _row(name, mcfg: TrainConfig, accs, lams, walls, evals, sams, ids, steps) ->
     label = schedule.label() + (f", ρ {mcfg.rho:g}" if name in ("msam", "sam", "late_sam", "every_k") else
                                 f", α {mcfg.alpha:g}" if name == "looksam" else "")
     if name == "msam":
-        label += ", Nesterov base" if mcfg.nesterov else ", heavy-ball base"
+        label += ", Nesterov base" if getattr(mcfg, _MSAM_BASE) else ", heavy-ball base"
     if name == "composer":
         label += f", radius {mcfg.rho * (mcfg.k if getattr(mcfg, 'scale_rho', True) else 1):g}"
     params = {k: getattr(mcfg, k) for k in _PARAM_KEYS.get(name, ()) if hasattr(mcfg, k)}
     return MethodRow(name=name, optimizer=name, label=label, params=params, seeds=n, grad_evals=ge,
                      budget_ratio=ge / (2.0 * steps), sam_fraction=float(np.mean(sams)), outcome=acc_mean,
-                     outcome_ci=(acc_mean - half, acc_mean + half), test_acc_mean=acc_mean, test_acc_std=acc_std,
+                     outcome_ci=(acc_mean - half, acc_mean + half), test_acc_mean=acc_mean,
+                     test_acc_std=acc_std,
                      lambda_max_mean=_mean(lams), lambda_max_std=_std(lams), wall_s=_mean(walls),
                      wall_s_mean=_mean(walls), wall_s_std=_std(walls), cost_vs_sam_evals=ge / (2.0 * steps),
                      cost_vs_sam_wall=math.nan, per_seed=[float(a) for a in accs],
                      lambda_per_seed=[float(x) for x in lams], seed_ids=list(ids))
 
 
-_PARAM_KEYS = {"psam": ("k", "f"), "late_sam": ("late_f", "rho"), "every_k": ("k", "rho"), "composer": ("k", "rho", "scale_rho"),
-               "random_sam": ("p", "rho"), "ss_sam": ("p", "p_end", "p_shape", "switch"),
-               "looksam": ("k", "alpha", "rho"), "ae_sam": ("lam1", "lam2", "delta"), "msam": ("rho", "momentum", "nesterov"),
-               "sam": ("rho",)}
+# the TrainConfig field of Momentum-SAM's base (a trainer with `msam_nesterov` keeps the others' `nesterov`)
+_MSAM_BASE = "msam_nesterov" if "msam_nesterov" in TrainConfig.__dataclass_fields__ else "nesterov"
+_PARAM_KEYS = {"psam": ("k", "f"), "late_sam": ("late_f", "rho"), "every_k": ("k", "rho"),
+               "composer": ("k", "rho", "scale_rho"), "random_sam": ("p", "rho"),
+               "ss_sam": ("p", "p_end", "p_shape", "switch"), "looksam": ("k", "alpha", "rho"),
+               "ae_sam": ("lam1", "lam2", "delta"), "msam": ("rho", "momentum", _MSAM_BASE), "sam": ("rho",)}
 
 
 def _mean(xs) -> float:
@@ -621,5 +638,5 @@ def _std(xs) -> float:
 
 
 __all__ = ["METHODS", "TournamentConfig", "TournamentResult", "MethodRow", "RunCache", "run_tournament",
-           "run_budgets", "method_config", "search_space", "tune_method", "ae_gaussian_shift", "ae_correct", "paired_verdicts",
-           "gain_share", "validation_set", "validation_accuracy"]
+           "run_budgets", "method_config", "search_space", "tune_method", "ae_gaussian_shift", "ae_correct",
+           "paired_verdicts", "gain_share", "validation_set", "validation_accuracy", "final_test_accuracy"]

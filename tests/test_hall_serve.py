@@ -89,9 +89,12 @@ def test_a_config_computed_on_one_replica_is_a_hit_on_the_other(hall):
             middle = stats(hall)
     after = stats(hall)
     delta = lambda a, b, k: b.get(k, 0) - a.get(k, 0)  # noqa: E731
-    assert delta(before, middle, "computed:r1") >= 2  # r1 computed the SGD and the SAM runs (and more)
+    assert delta(before, middle, "computed:r1") >= 2  # r1 computed the page's runs (the ρ grid and more)
     assert delta(middle, after, "computed:r2") == 0  # r2 computed nothing …
-    assert delta(middle, after, "hit:r2") == delta(before, middle, "computed:r1")  # … every one was a hit
+    # … what it asked for were hits (a hit on the ρ grid skips the runs nested in it, so fewer hits than r1's
+    # computations), and nothing either replica computed was left out of the cache as unstorable
+    assert 2 <= delta(middle, after, "hit:r2") <= delta(before, middle, "computed:r1")
+    assert not any(k.startswith("unstorable:") for k in after), after
     assert "0.145" in runs["r2"]  # the same page came back
 
 

@@ -143,6 +143,14 @@ _JS_OVERFLOW = """
 """
 
 
+_JS_BOX = """
+(sel) => { const main = document.querySelector('[data-testid=stMain], section.main');
+  const r = document.querySelector(sel).getBoundingClientRect();
+  const top = r.top + (main ? main.scrollTop : 0) + window.scrollY;
+  return [r.left, top, r.right, top + r.height]; }
+"""
+
+
 async def shots(server: StreamlitServer, out: Path) -> list[dict]:
     """Screenshots at 1280 × 800 and 390 px (phone); the chart's overflow past the content edge."""
     from playwright.async_api import async_playwright
@@ -157,12 +165,15 @@ async def shots(server: StreamlitServer, out: Path) -> list[dict]:
             info = await page.evaluate(_JS_OVERFLOW, CHART)
             path = out / f"tournament_{name}.png"
             await screenshot(page, str(path))
-            chart = out / f"tournament_{name}_chart.png"
-            await page.locator(CHART).first.screenshot(path=str(chart))
+            # the chart alone, cut from the whole-page image (an element screenshot slides it under Streamlit's
+            # fixed header); and in grey, to check that the methods stay apart without colour
+            box = await page.evaluate(_JS_BOX, CHART)
             try:
                 from PIL import Image
 
-                Image.open(chart).convert("L").save(out / f"tournament_{name}_chart_grey.png")
+                chart = Image.open(path).crop(tuple(round(v) for v in box))
+                chart.save(out / f"tournament_{name}_chart.png")
+                chart.convert("L").save(out / f"tournament_{name}_chart_grey.png")
             except ImportError:
                 pass
             res.append({"view": name, "file": str(path), **(info or {})})

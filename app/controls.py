@@ -384,8 +384,16 @@ def grid_rho(slider) -> float:
     back to the URL after each run. Always a step of the grid."""
     from .rhogrid import snap
 
-    key = slider.key
-    _init(key, lambda raw: snap(raw, slider.rhos, slider.default, label=slider.label.split(" ")[0]))
+    key, label = slider.key, slider.label.split(" ")[0]
+
+    def parse(raw):  # the lab's number parser (the URL fuzz checks it), then onto the grid (rhogrid.snap)
+        value, msg = parse_number("rho", raw, lo=slider.rhos[0], hi=slider.rhos[-1], default=slider.default,
+                                  label=label)
+        if msg is None and raw is not None:
+            return snap(value, slider.rhos, slider.default, label=label)
+        return slider.rhos[slider.nearest(value)], msg
+
+    _init(key, parse)
     value = slider.rhos[slider.nearest(float(st.session_state[key]))]  # a value kept from another page's grid
     st.session_state[key] = value
     _sync(key, value, slider.default)

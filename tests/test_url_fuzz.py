@@ -150,8 +150,9 @@ def test_page_under_random_query_strings(params):
         at.query_params[k] = v
     at.run()
     assert not at.exception, (params, [e.value for e in at.exception])
-    assert any(c.proto.id.endswith("-main_chart") for c in at.get("plotly_chart"))
-    rho = at.slider(key="rho").value
+    # the main chart: a Plotly chart, or the ρ chart whose ρ moves in the browser (app/components/rhochart)
+    assert any(c.proto.id.endswith("-main_chart") for c in [*at.get("plotly_chart"), *at.get("bidi_component")])
+    rho = at.session_state["rho"]
     assert math.isfinite(rho) and 0.0 <= rho <= 1.0
 
 

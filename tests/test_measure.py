@@ -26,8 +26,11 @@ def test_survival_curve_counts_particles_still_inside_after_each_step():
     fp[rng.random(500) < 0.3] = -1
     t, S = measure.survival_curve(fp, 50)
     assert t.tolist() == list(range(51))
-    brute = [np.mean((fp == -1) | (fp > step)) for step in range(51)]
-    np.testing.assert_allclose(S, brute, rtol=0, atol=1e-15)
+    brute = [int(np.sum((fp == -1) | (fp > step))) for step in range(51)]
+    # S(t) is a count over N = 500 computed in float64: at most a few roundings of a number ≤ 1 (≤ ~1e-16 each),
+    # so S·N is within 1e-12 of an integer and rounds to the exact count: checked exactly, no tolerance.
+    assert np.abs(S * 500 - np.rint(S * 500)).max() < 1e-12
+    assert np.rint(S * 500).astype(int).tolist() == brute
     assert S[0] == 1.0 and np.all(np.diff(S) <= 0)
 
 

@@ -233,9 +233,10 @@ def main(argv=None) -> int:
     if a.from_json:
         raw = json.loads(Path(a.from_json).read_text())
         for site, r in raw.items():
-            row = {k: v for k, v in r.items() if not k.startswith("t")}
-            row.update({int(k[1:]): {**v, "headroom": math.inf if v["headroom"] in (None, "inf", "Infinity")
-                                     else float(v["headroom"])} for k, v in r.items() if k.startswith("t")})
+            cell = {k for k in r if k[:1] == "t" and k[1:].isdigit()}
+            row = {k: v for k, v in r.items() if k not in cell}
+            row.update({int(k[1:]): {**r[k], "headroom": math.inf if r[k]["headroom"] in (None, "inf", "Infinity")
+                                     else float(r[k]["headroom"])} for k in cell})
             table[site] = row
         threads = sorted({n for r in table.values() for n in r if isinstance(n, int)})
     for n in ([] if a.from_json else threads):

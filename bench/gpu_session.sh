@@ -95,7 +95,7 @@ if [ "$PART" = tournament ]; then
   if [ -n "${DRY:-}" ]; then
     export OMP_NUM_THREADS=1
     TN=(--device cpu --model tiny --data builtin --train-size 320 --epochs 1 --batch-size 32 --seeds 2 --budgets 0.65
-        --methods sgd,sam,looksam,every_k --pilot-runs 2)
+        --methods sgd,sam,looksam --pilot-runs 2)
   else
     TN=(--device cuda --model airbench --data full --train-size 50000 --epochs 10 --seeds 5
         --budgets "${TOURNAMENT_BUDGETS:-0.65}")

@@ -186,7 +186,9 @@ def psam_grid(cfgs: tuple, mode: str, budget: int, steps: int, view_look: tuple)
 in_browser = all(grid_fits(c, len(SLIDER.rhos)) for c in cfgs if c.optimizer != "sgd")
 if in_browser:
     with st.spinner(f"Running every schedule at all {len(SLIDER.rhos)} values of ρ…"):
-        view = psam_grid(tuple(cfgs), mode, budget, steps, look())
+        # keyed by the configs without the current ρ (the grid holds every ρ): a release must not recompute it
+        grid_cfgs = tuple(c if c.optimizer == "sgd" else c.replace(rhos=(SLIDER.rhos[-1],)) for c in cfgs)
+        view = psam_grid(grid_cfgs, mode, budget, steps, look())
     table_rows = view.per_step[SLIDER.nearest(rho)]
 else:  # too many particle-steps for one batched run per schedule: ρ is the server slider, as before
     rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01, container=c_rho)

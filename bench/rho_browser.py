@@ -9,7 +9,7 @@ BENCHMARKS.md, "ρ in the browser (issue 18)", quotes; one command per measureme
         utime + stime over 10 releases, ÷ 10). With --old DIR (the previous tree: `git -C /work/main archive
         b2d777e | tar -x -C /tmp/old; ln -s /work/main/.venv /tmp/old/.venv`), the same keyboard measurement of
         today's server round trip there, in the same run.
-    python bench/rho_browser.py cost [--old /tmp/old]
+    python bench/rho_browser.py cost [--old /tmp/old] [--pages psam]
         Per lecture scene of the grid pages (app/presets.py), the server CPU of a page load with empty caches:
         the whole ρ grid here against one ρ in the old tree (its page as it was), their ratio (target ≤ 2), and
         the bytes the grid adds to the page (target ≤ 2 MB), and the offline file's size (target ≤ 6 MB).
@@ -255,10 +255,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _scenes() -> dict:
+def _scenes(pages=GRID_PAGES) -> dict:
     from app.presets import scenes
 
-    return {n: (s.page, dict(s.params)) for n, s in scenes().items() if s.page in GRID_PAGES}
+    return {n: (s.page, dict(s.params)) for n, s in scenes().items() if s.page in pages}
 
 
 def _cost_in(tree: Path, scenes: dict) -> dict:
@@ -272,7 +272,7 @@ def _cost_in(tree: Path, scenes: dict) -> dict:
 
 
 def cost(args) -> None:
-    scenes = _scenes()
+    scenes = _scenes(args.pages)
     new = _cost_in(REPO, scenes)
     old = _cost_in(Path(args.old), scenes) if args.old else {}
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
@@ -295,6 +295,7 @@ def main() -> None:
     r.add_argument("--n", type=int, default=30, help="inputs per kind and page")
     c = sub.add_parser("cost")
     c.add_argument("--old", help="the previous tree, for one ρ's CPU as the pages computed it")
+    c.add_argument("--pages", nargs="+", default=list(GRID_PAGES), choices=GRID_PAGES)
     args = ap.parse_args()
     (redraw if args.cmd == "redraw" else cost)(args)
 

@@ -12,7 +12,9 @@ its own bench/st_protocol.StreamlitClient, like a browser tab) loops until the e
 uniformly from [0.5, 1.5] × --think, doing one of:
 
 * `rho_warm` (45%): move ρ one step on the warmed scene it has open (escape: its ρ chart or slider);
-* `rho_cold` (20%): move ρ on the valley page with a seed of its own (nothing cached: a computation);
+* `rho_cold` (20%): move ρ on the playground with a seed of its own (its ρ is a server slider: every new ρ is a
+  simulation nothing cached; the escape and valley pages compute every ρ step when they open and move ρ in the
+  browser, so their cold cost is a page load, which `page_load` covers);
 * `page_load` (20%): open a lecture page afresh (a new session), as a student following a link;
 * `class_run` (15%): join the class experiment's room as a new student and press run (bench/class_load.student);
   a student who is shown "Your run 1" has been TOLD their run is stored.
@@ -111,7 +113,7 @@ class Soak:
         warm_params = {"preset": "escape"} if a.preset_url else {}
         cold_params = {"seed": str(50_000 + i)}
         time.sleep(rng.uniform(0, min(30.0, a.minutes * 6)))  # students arrive over the first half minute
-        opened = {"warm": warm.open("escape", warm_params), "cold": cold.open("valley", cold_params)}
+        opened = {"warm": warm.open("escape", warm_params), "cold": cold.open("playground", cold_params)}
         for name, run in opened.items():
             if not run.ok:
                 self.error(i, f"open_{name}", run.error)

@@ -34,12 +34,16 @@ def test_kept_builds_once_per_key_and_look(monkeypatch):
 
 
 def test_escape_main_chart_follows_the_config_not_the_cache():
-    first = chart(run_page("pages/escape.py", rho="0.1"))
-    other_seed = chart(run_page("pages/escape.py", rho="0.1", seed="3"))
-    other_rho = chart(run_page("pages/escape.py", rho="0.15"))
-    again = chart(run_page("pages/escape.py", rho="0.1"))
-    assert first != other_seed and first != other_rho, "a kept figure was shown for another config"
-    assert again == first
+    """Kept figures (server slider: ?animate=1) and kept grids (ρ in the browser, the default) follow the config."""
+    from tests.gridtest import figure
+
+    for params, draw in (({"animate": "1"}, chart), ({}, lambda at: figure(at, 0))):
+        first = draw(run_page("pages/escape.py", rho="0.1", **params))
+        other_seed = draw(run_page("pages/escape.py", rho="0.1", seed="3", **params))
+        other_rho = draw(run_page("pages/escape.py", rho="0.15", **params))
+        again = draw(run_page("pages/escape.py", rho="0.1", **params))
+        assert first != other_seed and first != other_rho, "a kept figure was shown for another config"
+        assert again == first
 
 
 def _drift_and_captions(rho: str):

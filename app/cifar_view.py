@@ -83,7 +83,8 @@ def profile_figure(profiles: list[dict]) -> go.Figure:
     rand = [p for p in profiles if p["kind"] != "interpolation"]
     panels = [g for g in (line, rand) if g]
     phone = theme.is_phone()
-    titles = [("between the solutions" if g is line else "random directions") for g in panels] if len(panels) > 1 else None
+    titles = ([("between the solutions" if g is line else "random directions") for g in panels]
+              if len(panels) > 1 else None)
     if phone:
         fig = make_subplots(rows=len(panels), cols=1, vertical_spacing=0.22, subplot_titles=titles)
     else:
@@ -246,8 +247,10 @@ def recorded_table(rec: dict) -> pd.DataFrame:
                      "λ_max": mean_std(r["lambda_max_mean"], r["lambda_max_std"], 1, 1, sep=NO_BREAK_PM),
                      "grad evals": r["grad_evals"],
                      "wall (s)": mean_std(r["wall_s_mean"], r["wall_s_std"], sep=NO_BREAK_PM),
-                     "cost vs SAM (time)": None if r.get("cost_vs_sam_wall") is None else f"{r['cost_vs_sam_wall']:.2f}×",
-                     "cost vs SAM (evals)": None if r.get("cost_vs_sam_evals") is None else f"{r['cost_vs_sam_evals']:.2f}×"})
+                     "cost vs SAM (time)": (None if r.get("cost_vs_sam_wall") is None
+                                            else f"{r['cost_vs_sam_wall']:.2f}×"),
+                     "cost vs SAM (evals)": (None if r.get("cost_vs_sam_evals") is None
+                                             else f"{r['cost_vs_sam_evals']:.2f}×")})
     return pd.DataFrame(rows)
 
 
@@ -258,7 +261,8 @@ def per_seed(rec: dict) -> tuple[dict[str, list], dict[str, list]]:
     lam: dict[str, list] = {}
     for r in rec.get("results", {}).get("runs", []):
         if isinstance(r, dict) and r.get("status") == "done" and r.get("optimizer"):
-            acc.setdefault(r["optimizer"], []).append(100 * r["test_acc"] if r.get("test_acc") is not None else math.nan)
+            acc.setdefault(r["optimizer"], []).append(
+                100 * r["test_acc"] if r.get("test_acc") is not None else math.nan)
             lam.setdefault(r["optimizer"], []).append(r["lambda_max"] if r.get("lambda_max") is not None else math.nan)
     return acc, lam
 
@@ -326,7 +330,8 @@ def recorded_caption(rec: dict) -> str:
         seeds = next(iter(rec.get("results", {}).get("rows", [])), {}).get("seeds")
         what = (f"{images} training images, {c.get('epochs')} epochs, ρ {c.get('rho')}"
                 + (f", {seeds} seeds" if seeds else ""))
-    return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, {rec.get('date', '')[:10]}: "
+    return (f"Recorded run `{rec.get('file', '')}` on {where}, torch {rec.get('torch', '?')}, "
+            f"{rec.get('date', '')[:10]}: "
             f"model {c.get('model')}, {what}. Command: `{rec.get('command', '')}`. {rec.get('note', '')}")
 
 

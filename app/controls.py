@@ -177,7 +177,8 @@ def parse_multi(key: str, raw, options: Sequence, default: Sequence, *, label: s
         elif o not in chosen:
             chosen.append(o)
     if not chosen:
-        return list(default), f"{label or key}: no known value in {_short(','.join(parts))}; using {', '.join(map(str, default))}."
+        return list(default), (f"{label or key}: no known value in {_short(','.join(parts))}; "
+                               f"using {', '.join(map(str, default))}.")
     if unknown:
         return chosen, f"{label or key}: ignored unknown {_short(','.join(unknown))}."
     return chosen, None
@@ -584,7 +585,8 @@ def schedule_controls(*, which: Sequence[str] = ("k", "f", "late_f", "p"), defau
     labels = {
         "k": ("k (SAM every k-th step)", 1, 10, 1, "PSAM uses SAM on every k-th step."),
         "f": ("f (early fraction with SAM)", 0.0, 1.0, 0.05, "PSAM uses SAM only in the first f·T steps."),
-        "late_f": ("late fraction (late SAM)", 0.0, 1.0, 0.05, "Late SAM uses SAM only in the last fraction of the steps."),
+        "late_f": ("late fraction (late SAM)", 0.0, 1.0, 0.05,
+                   "Late SAM uses SAM only in the last fraction of the steps."),
         "p": ("p (random SAM probability)", 0.0, 1.0, 0.05, "Random SAM picks each step with probability p."),
     }
     for name in which:

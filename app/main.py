@@ -24,7 +24,8 @@ from app.cache import device_info  # noqa: E402
 from app.pagelist import HOME_ALIAS_PATH, HOME_PATH, PAGE_LIST  # noqa: E402
 from app.presets import scenes  # noqa: E402
 
-st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide", initial_sidebar_state="auto")  # collapsed on a phone
+st.set_page_config(page_title="SAM Lab", page_icon=":material/landscape:", layout="wide",
+                   initial_sidebar_state="auto")  # collapsed on a phone
 
 PAGES = {
     p.key: st.Page(str(ROOT / "pages" / p.file), title=p.title, icon=p.icon,

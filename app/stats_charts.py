@@ -202,7 +202,8 @@ def rho_sweep_figure(rhos, frac, frac_lo, frac_hi, median, median_lo, median_hi,
     title = lambda text, x: dict(text=text, x=x, xref="paper", xanchor="center", y=1.0, yref="paper",
                                  yanchor="bottom", showarrow=False, font=dict(size=16))
     layout = dict(
-        xaxis=dict(domain=[0.0, 0.4], anchor="y", **rho_title), xaxis2=dict(domain=[0.6, 1.0], anchor="y2", **rho_title),
+        xaxis=dict(domain=[0.0, 0.4], anchor="y", **rho_title),
+        xaxis2=dict(domain=[0.6, 1.0], anchor="y2", **rho_title),
         yaxis=dict(anchor="x", title=dict(text="fraction escaped"), range=[0, 1.02]),  # left panel
         yaxis2=dict(anchor="x2", title=dict(text="median first-passage step (iterations)")),  # right panel
         annotations=[title(f"escaped by step {steps}", 0.2), title("median escape step", 0.8)], shapes=shapes)
@@ -301,8 +302,8 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
     x, y, z = background
     fig = FramedFigure()
     if dim == 1:
-        fig.add_trace(go.Scatter(x=_f4(x), y=_f4(z), mode="lines", line=dict(color="black", width=1.5), name="loss L(w)",
-                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=_f4(x), y=_f4(z), mode="lines", line=dict(color="black", width=1.5),
+                                 name="loss L(w)", hoverinfo="skip", showlegend=False))
     else:
         fig.add_trace(landscape_shading(x, y, z))
     K = len(runs[0].steps_recorded) if runs else 1
@@ -389,8 +390,8 @@ def escape_animation(background, dim: int, runs: Sequence[AnimatedRun], loss_1d:
                                   dict(label="❚❚ pause", method="animate",
                                        args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False),
                                                           transition=dict(duration=0))])])],
-            sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8, y=below + 0.04 * 235 / plot_h,
-                          yanchor="top",
+            sliders=[dict(active=len(slider_steps) - 1, steps=slider_steps, x=0.2, len=0.8,
+                          y=below + 0.04 * 235 / plot_h, yanchor="top",
                           currentvalue=dict(prefix="step ", visible=True, xanchor="right"))],  # clear of the buttons
         )
         fig.update_layout(controls)
@@ -469,8 +470,9 @@ def occupancy_figure(occ: Sequence[Occupancy], curves: Sequence[DensityCurve] = 
     col = lambda opt, rho: COLORS["sgd"] if opt == "sgd" else sam_shade(rho, sorted(set(sam_rhos)) or [rho])
     for o in occ:
         centers = 0.5 * (o.edges[1:] + o.edges[:-1])
-        fig.add_trace(go.Bar(x=_f4(centers), y=_f4(o.density()), width=_f4(np.diff(o.edges)), name=f"{o.label}: time spent",
-                             marker_color=col(o.optimizer, o.rho), opacity=0.45, marker_line_width=0))
+        fig.add_trace(go.Bar(x=_f4(centers), y=_f4(o.density()), width=_f4(np.diff(o.edges)),
+                             name=f"{o.label}: time spent", marker_color=col(o.optimizer, o.rho), opacity=0.45,
+                             marker_line_width=0))
     for c in curves:
         dash = "dash" if "closed" in c.name else "solid"
         fig.add_trace(go.Scatter(x=_f4(c.w), y=_f4(c.p), mode="lines", name=c.name,

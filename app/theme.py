@@ -312,7 +312,8 @@ def css(present: bool) -> str:
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] {display: none !important;}
 [data-testid="stExpander"] {display: none !important;}
-html, body, [data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li {font-size: 1.3rem !important;}
+html, body, [data-testid="stMarkdownContainer"] p,
+[data-testid="stMarkdownContainer"] li {font-size: 1.3rem !important;}
 [data-testid="stCaptionContainer"] p {font-size: 1.1rem !important;}
 h1 {font-size: 2.4rem !important;} h2 {font-size: 2.3rem !important;} h3 {font-size: 1.8rem !important;}
 [data-testid="stWidgetLabel"] p {font-size: 1.2rem !important;}

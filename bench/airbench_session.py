@@ -248,7 +248,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         esc = escape_seeds(base, n, RHOS, esc_epochs, eval_images=base.eval_batch)
         clock.cost["escape"] = [(time.perf_counter() - t0) / n]
-        rec = to_jsonable(record("escape", command, replace(base, optimizer="sgd"), esc, common_hardware(esc["hardware"], hw),
+        rec = to_jsonable(record("escape", command, replace(base, optimizer="sgd"), esc,
+                                 common_hardware(esc["hardware"], hw),
                                  f"escape on the airbench net, {n} seeds (rows: mean and _std over seeds); "
                                  f"continuations of {esc_epochs} epochs at lr {ESCAPE_LR}", recorded=True))
         (out / f"{a.tag}airbench_escape.json").write_text(json.dumps(rec, indent=1))

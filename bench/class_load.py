@@ -192,7 +192,8 @@ def cost(server, code: str, n: int = 30) -> None:
         out[who] = (_cpu_s(server.proc.pid) - c0) / 40
         c.close()
     print(f"server CPU per student page load + run   {1000 * join_run:.0f} ms (mean of {n})")
-    print(f"server CPU per projector chart refresh   {1000 * out['projector']:.1f} ms (mean of 40, {n} runs in the room)")
+    print(f"server CPU per projector chart refresh   {1000 * out['projector']:.1f} ms "
+          f"(mean of 40, {n} runs in the room)")
     print(f"server CPU per student chart refresh     {1000 * out['student']:.1f} ms")
 
 
@@ -300,8 +301,10 @@ def main(argv=None) -> int:
             by_replica[r.replica or "-"] = by_replica.get(r.replica or "-", 0) + 1
         print("runs by replica        " + ", ".join(f"{k} {v}" for k, v in sorted(by_replica.items()))
               + ("  (- = no SAMLAB_REPLICA: a single server)" if "-" in by_replica else ""))
-        print(f"join  (page load) s    p50 {pct(joins_s, 50):.2f}  p95 {pct(joins_s, 95):.2f}  max {max(joins_s, default=0):.2f}")
-        print(f"run   (click→result) s p50 {pct(runs_s, 50):.2f}  p95 {pct(runs_s, 95):.2f}  max {max(runs_s, default=0):.2f}")
+        print(f"join  (page load) s    p50 {pct(joins_s, 50):.2f}  p95 {pct(joins_s, 95):.2f}  "
+              f"max {max(joins_s, default=0):.2f}")
+        print(f"run   (click→result) s p50 {pct(runs_s, 50):.2f}  p95 {pct(runs_s, 95):.2f}  "
+              f"max {max(runs_s, default=0):.2f}")
         watch_s = [x for r in results for x in r["watch_s"]]
         watch_err = sum(r["watch_errors"] for r in results)
         if args.watch:

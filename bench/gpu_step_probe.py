@@ -1,8 +1,9 @@
 """Where the fast net's training step spends its time on a GPU (issue 4's 200,000 img/s target).
 
 The recorded GPU runs show SGD at ~98k img/s with batch 500 and ~188k with batch 1000 (after a warm-up run):
-5.1 and 5.3 ms per step, nearly the same time for twice the images, so the GPU is not what limits the step. This probe checks that, on random data already
-on the device (no JPEG decoding and no augmentation: it is about the network step itself):
+5.1 and 5.3 ms per step, nearly the same time for twice the images, so the GPU is not what limits the step.
+This probe checks that, on random data already on the device (no JPEG decoding and no augmentation: it is
+about the network step itself):
 
   eager  the step as core.cifar.train runs it (gather the batch, bf16 forward, backward, Nesterov SGD through
          core.sam.SAM), timed with a host clock after a synchronize;

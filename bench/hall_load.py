@@ -357,7 +357,8 @@ def summarize(hall: Hall, plan: Plan, *, wall: float, t_open: float, cpu_total: 
         "reconnects": sum(lg.reconnects for lg in logs),
         "students_on_replica": replicas,
         "students_that_switched_replica": sum(1 for lg in logs if len(lg.replicas) > 1),
-        "students_that_switched_without_reconnect": sum(1 for lg in logs if len(lg.replicas) > 1 and lg.reconnects == 0),
+        "students_that_switched_without_reconnect": sum(1 for lg in logs
+                                                        if len(lg.replicas) > 1 and lg.reconnects == 0),
         "students_that_lost_more_than_one": {lg.index: lg.errors for lg in logs if lg.lost > 1},
         "load_avg": os.getloadavg()[0],
         "latencies_ms": [ms(x) for x in ch] if plan.raw else None,

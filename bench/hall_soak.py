@@ -23,8 +23,9 @@ A failed action is an error (kind, time, message); the student then reconnects (
 browser does. Between actions a student's two tabs answer the server's WebSocket pings (every few seconds, as
 a browser does on its own; an idle protocol client would otherwise be closed by the server's ping timeout), and a
 tab whose connection closed meanwhile (its replica was killed) reconnects at once, as the browser's does: that
-is a reconnect, not an error; the action in flight when a replica dies is the rerun a student loses. Every --sample seconds (30) the harness writes the RSS of each replica's process tree, the cache
-and store Redis' INFO memory (used_memory, maxmemory), the load average and the counts so far. At
+is a reconnect, not an error; the action in flight when a replica dies is the rerun a student loses. Every
+--sample seconds (30) the harness writes the RSS of each replica's process tree, the cache and store Redis'
+INFO memory (used_memory, maxmemory), the load average and the counts so far. At
 --kill-replica-at (fraction of the run) replica r1 gets SIGKILL (the hall restarts it, its students reconnect
 to r2); at --kill-store-at the store Redis gets SIGKILL (the hall restarts it and it reads its append-only
 file, `appendfsync always`). After the store is back, and again at the end, every run a student was told is
@@ -279,11 +280,13 @@ class Soak:
         out = {
             "students": a.students, "minutes": a.minutes, "actions": self.counts,
             "errors": len(self.errors), "errors_outside_kill_windows": len(outside),
-            "errors_by_kind": {k: sum(1 for e in self.errors if e["kind"] == k) for k in {e["kind"] for e in self.errors}},
+            "errors_by_kind": {k: sum(1 for e in self.errors if e["kind"] == k)
+                               for k in {e["kind"] for e in self.errors}},
             "error_samples": [e["error"] for e in outside[:5]],
             "max_lost_per_student_at_replica_kill": max(lost.values(), default=0),
             "students_that_lost_at_replica_kill": len(lost),
-            "reconnects": self.reconnects, "told_stored": len(self.told), "store_checks": self.store_checks, "missing_runs": missing,
+            "reconnects": self.reconnects, "told_stored": len(self.told), "store_checks": self.store_checks,
+            "missing_runs": missing,
             "rss_slope_mib_per_min_after_settle": slopes, "cache_max_mb": cache_max, "cache_maxmemory_mb": cache_limit,
             "store_max_mb": max((s.get("store_used_mb") or 0 for s in self.samples), default=0),
             "kills": self.kills, "samples": self.samples, "all_errors": self.errors[:500],

@@ -160,12 +160,14 @@ async def run(server: StreamlitServer, args) -> dict:
     ok = s.p95_ms <= 1000 * TARGET_P95_S and not res.errors and not errors2
     print(f"\ntarget p95 ≤ {TARGET_P95_S:.0f} s and zero errors: {'met' if ok else 'NOT met'}")
     return {
-        "bench": "load", "sessions": args.sessions, "changes": args.changes, "think_s": args.think, "pages": list(LOAD_PAGES),
+        "bench": "load", "sessions": args.sessions, "changes": args.changes, "think_s": args.think,
+        "pages": list(LOAD_PAGES),
         "together": not args.apart, "loads": loads.n, "load_p50_ms": round(loads.median_ms, 1),
         "load_p95_ms": round(loads.p95_ms, 1),
         "redraws": s.n, "p50_ms": round(s.median_ms, 1), "p95_ms": round(s.p95_ms, 1),
         "max_ms": round(s.max_ms, 1),
-        "server_p50_ms": round(srv.median_ms, 1), "server_p95_ms": round(srv.p95_ms, 1), "errors": len(res.errors), "phase1_wall_s": round(wall1, 1),
+        "server_p50_ms": round(srv.median_ms, 1), "server_p95_ms": round(srv.p95_ms, 1), "errors": len(res.errors),
+        "phase1_wall_s": round(wall1, 1),
         "rss_before_mb": round(rss0, 1), "rss_after_mb": round(rss1, 1),
         "configs": args.configs, "config_errors": len(errors2),
         "rss_series_mb": [[n, round(m, 1)] for n, m in series],
@@ -179,7 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="concurrent browser sessions (default 10)")
     ap.add_argument("--changes", type=int, default=10, help="ρ changes per session and page (default 10)")
     ap.add_argument("--think", type=float, default=0.0,
-                    help="mean seconds a student waits between changes, drawn from [0.5, 1.5] × think (default 0: the worst case)")
+                    help="mean seconds a student waits between changes, drawn from [0.5, 1.5] × think "
+                         "(default 0: the worst case)")
     ap.add_argument("--apart", action="store_true",
                     help="no barrier: each student opens the next page while others still change ρ (the "
                          "method before 2026-11-26; page loads then share the cores with the redraws)")

@@ -248,7 +248,8 @@ for name, (page, params) in scenes.items():
         head, _, body = grid.partition(b"\n")
         s = json.loads(body)["slider"]
         view = GridView(Slider(s["key"], s["label"], s["help"], tuple(s["rhos"]), s["rhos"][0], s["digits"]), body)
-        html = offline_html(view, s["rhos"][json.loads(head)["index"]], title=name, caption_text=caption(name, params, view))
+        html = offline_html(view, s["rhos"][json.loads(head)["index"]], title=name,
+                            caption_text=caption(name, params, view))
         row["offline_bytes"] = len(html.encode())
     out[name] = row
 print("RESULT " + json.dumps(out))

@@ -185,7 +185,8 @@ class Schedule(ScheduleParams):
         return lo
 
     def label(self) -> str:
-        shape = "" if self.p_shape == "constant" else f" → {self.p if self.p_end is None else self.p_end:g} ({self.p_shape})"
+        shape = ("" if self.p_shape == "constant"
+                 else f" → {self.p if self.p_end is None else self.p_end:g} ({self.p_shape})")
         return {
             "never": "SGD",
             "always": "SAM",

@@ -271,7 +271,8 @@ def run_one(exp: Experiment, value, seed: int) -> tuple[dict, dict]:
     if out.n == 0:
         raise Refused("Every particle diverged in this run; the room's settings need a smaller learning rate.")
     return config, {"successes": int(round(out.fraction * out.n)), "n": int(out.n), "value": float(out.fraction),
-                    "diverged": int(out.diverged), "grad_evals": int(res.grad_evals), "wall_s": round(float(res.wall_s), 3)}
+                    "diverged": int(out.diverged), "grad_evals": int(res.grad_evals),
+                    "wall_s": round(float(res.wall_s), 3)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,9 +370,9 @@ def theory_curve(exp: Experiment) -> tuple[list | None, str]:
     grid chain of the escape coordinate (theory.exact_escape_steps_1d; exact for the 1-D well and for SGD on the
     2-D well, whose x moves on its own; for SAM on the 2-D well it leaves out y's share in ‖g‖). The exponential
     law leaves out the first steps' relaxation; against 800 particles per ρ it was within 0.025 (both wells,
-    ρ = 0 … 0.3). (The escape lab's Kramers × heuristic speed-up overshoots at large ρ: 1.0 against 0.64.) valley_1d: the
-    exact chain's stationary mean (theory.exact_chain_valley); psam on the 1-D double well: `_psam_chain`.
-    Others: (None, reason)."""
+    ρ = 0 … 0.3). (The escape lab's Kramers × heuristic speed-up overshoots at large ρ: 1.0 against 0.64.)
+    valley_1d: the exact chain's stationary mean (theory.exact_chain_valley); psam on the 1-D double well:
+    `_psam_chain`. Others: (None, reason)."""
     from core.toy import theory
     s = exp.settings
     if exp.kind == "escape" and s["landscape"] in ("double_well_2d", "double_well_1d"):
@@ -586,7 +587,8 @@ def submit_run(store, code, student, run_index, choice: int | None = None, *, re
         if mine:
             return Submitted(mine[0], stored=False)
     if run_index >= room.cap:
-        raise Refused(f"You have done your {room.cap} run{'s' if room.cap > 1 else ''} in this room (the lecturer's cap).")
+        raise Refused(f"You have done your {room.cap} run{'s' if room.cap > 1 else ''} in this room "
+                      "(the lecturer's cap).")
     if store.total_runs(room.code, room.epoch) >= ROOM_MAX_RUNS:
         raise Refused(f"This room is full ({ROOM_MAX_RUNS} runs): the lecturer can reset it or open a new one.")
     wait = store.take_token(room.code, student, RATE_PER_S, BURST, now=now)

@@ -519,8 +519,10 @@ def serve(cfg: HallConfig) -> int:
         where = lan_address() if cfg.bind == "0.0.0.0" else cfg.bind
         replicas = ", ".join(f"{n} :{p}" for n, p in zip(cfg.replica_names(), cfg.replica_ports()))
         hall.say(f"\nStarted in {hall.start_s:.1f} s:\n"
-                 f"  redis cache   127.0.0.1:{cfg.cache_port}  (maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
-                 f"  redis store   127.0.0.1:{cfg.store_port}  (noeviction, append-only, fsync always, in {cfg.store_dir})\n"
+                 f"  redis cache   127.0.0.1:{cfg.cache_port}  "
+                 f"(maxmemory {cfg.cache_maxmemory}, allkeys-lru, not saved)\n"
+                 f"  redis store   127.0.0.1:{cfg.store_port}  "
+                 f"(noeviction, append-only, fsync always, in {cfg.store_dir})\n"
                  f"  redis secret  both require it: ${ENV_SECRET} or {cfg.secret_file} (mode 0600)\n"
                  f"  replicas      {replicas}  (streamlit run app/main.py)\n"
                  f"  haproxy       {cfg.bind}:{cfg.port}  (sticky by cookie SERVERID, health checks, per-address limits"
@@ -558,7 +560,8 @@ def config_from_args(argv: list[str] | None = None) -> HallConfig:
     p.add_argument("--replicas", type=int, default=int(env.get("REPLICAS") or (os.cpu_count() or 1)),
                    help="Streamlit replicas (default: $REPLICAS or the number of cores)")
     p.add_argument("--port", type=int, default=int(env.get("PORT") or 8501), help="the students' port (HAProxy)")
-    p.add_argument("--bind", default=env.get("BIND", "0.0.0.0"), help="HAProxy's address (127.0.0.1: this machine only)")
+    p.add_argument("--bind", default=env.get("BIND", "0.0.0.0"),
+                   help="HAProxy's address (127.0.0.1: this machine only)")
     p.add_argument("--replica-port", type=int, default=8511, help="the first replica's port")
     p.add_argument("--cache-port", type=int, default=6391)
     p.add_argument("--store-port", type=int, default=6392)

@@ -235,7 +235,8 @@ class SqliteStore:
     def add_run(self, code: str, epoch: int, run: Run) -> bool:
         """Store `run` under (code, epoch, student, run_index); False (nothing stored) if that key exists."""
         def go(con):
-            cur = con.execute("INSERT OR IGNORE INTO runs (code, epoch, student, run_index, body) VALUES (?, ?, ?, ?, ?)",
+            cur = con.execute("INSERT OR IGNORE INTO runs (code, epoch, student, run_index, body) "
+                              "VALUES (?, ?, ?, ?, ?)",
                               (code, epoch, run.student, run.run_index, run.to_json()))
             return cur.rowcount == 1
         return self._do(go)
@@ -436,7 +437,8 @@ class RedisStore:
                         t = time.time() if now is None else now
                         state = pipe.hgetall(key)
                         tokens = (burst if not state else
-                                  min(burst, float(state["tokens"]) + max(0.0, t - float(state["updated"])) * rate_per_s))
+                                  min(burst, float(state["tokens"])
+                                      + max(0.0, t - float(state["updated"])) * rate_per_s))
                         wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate_per_s
                         if wait == 0.0:
                             tokens -= 1.0

@@ -30,9 +30,9 @@ what differs, each trick with its reason:
   * Label smoothing 0.2 (cfg.label_smoothing, the trainer's default too): targets 0.82 / 0.02 instead of
     1 / 0, which keeps the tiny logit scale (1/9) from being driven to saturation.
   * Alternating flips (Jordan 2024, arXiv:2404.00498): each image is flipped at random ONCE, then the whole
-    set is mirrored on every odd epoch. Every image is seen both ways in any two consecutive epochs, where independent coin
-    flips would show some images the same way twice (the paper measures it as epochs saved; not measured
-    here).
+    set is mirrored on every odd epoch. Every image is seen both ways in any two consecutive epochs, where
+    independent coin flips would show some images the same way twice (the paper measures it as epochs saved;
+    not measured here).
   * Random translation by up to 2 pixels (reflect padding), per image and per epoch (core.cifar.data.augment).
   * Lookahead with a growing EMA of the weights every 5 steps; the final weights are the average
     (core/cifar/lookahead.py).

@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 tcfg = TournamentConfig(budget=a.budget, seeds=a.seeds, methods=opts, train_size=cfg.train_size,
                                         epochs=cfg.epochs, model=cfg.model, data=cfg.data, rho=cfg.rho,
-                                        batch_size=cfg.batch_size, msam_rho=a.msam_rho, label_noise=cfg.label_noise, augment=cfg.augment,
+                                        batch_size=cfg.batch_size, msam_rho=a.msam_rho, label_noise=cfg.label_noise,
+                                        augment=cfg.augment,
                                         label_smoothing=cfg.label_smoothing, sharpness_iters=cfg.sharpness_iters,
                                         eval_batch=cfg.eval_batch, device=cfg.device)
             except ValueError as e:

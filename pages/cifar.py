@@ -169,7 +169,8 @@ data_msg = path_msg or data_msg
 if data_msg:
     st.warning(data_msg, icon="⚠️")
 if not HAS_GPU and spec != "builtin":
-    st.info("No GPU on this server: live runs use the built-in mini subset whatever the data choice.", icon=":material/info:")
+    st.info("No GPU on this server: live runs use the built-in mini subset whatever the data choice.",
+            icon=":material/info:")
     spec = "builtin"
     source, n_tr, n_te, _ = _check_data(spec)
 st.caption(f"Data: {source} ({n_tr:,} training / {n_te:,} test images).")
@@ -199,7 +200,8 @@ if start:
             st.warning(str(e), icon="⚠️")
             break
     if submitted:
-        st.toast(f"Started {submitted} run(s): their progress is under *Live runs* below.", icon=":material/play_arrow:")
+        st.toast(f"Started {submitted} run(s): their progress is under *Live runs* below.",
+                 icon=":material/play_arrow:")
 if stop:
     n = runner.cancel_owner(owner)
     st.toast(f"Cancelled {n} run(s).")
@@ -223,7 +225,8 @@ def live():
         unit, total = ("stage", j.meta.get("stages")) if _is_escape(j) else ("epoch", j.meta.get("epochs"))
         done = len(j.progress)
         if j.status == "queued":
-            st.write(f":material/hourglass_empty: **{j.label}**: queued, position {j.queue_position} in the {j.lane.upper()} queue")
+            st.write(f":material/hourglass_empty: **{j.label}**: queued, position {j.queue_position} "
+                     f"in the {j.lane.upper()} queue")
         elif j.status == "running":
             frac = min(1.0, done / total) if total else 0.0
             st.progress(frac, text=f"**{j.label}**: {unit} {done}" + (f" of {total}" if total else ""))
@@ -270,7 +273,8 @@ def recorded_curves():
     if rec:
         hw = rec.get("hardware", {})
         st.caption(f"Recorded, not live: learning curves of `{rec['file']}` ({hw.get('gpu') or 'CPU'}, seed 0). "
-                   "Test accuracy solid (left axis), training loss dotted (right axis: the epoch's mean minibatch loss, "
+                   "Test accuracy solid (left axis), training loss dotted "
+                   "(right axis: the epoch's mean minibatch loss, "
                    "with label smoothing 0.2 on augmented images). Your own runs replace them.")
     else:
         st.caption("Learning curves appear here when a run finishes its first epoch.")
@@ -309,7 +313,8 @@ if finished:
             with st.spinner("Evaluating 13 points, BatchNorm statistics recomputed at each…"):
                 prof = interpolation_profile(tcfg, sgd[-1].result["state"], other.result["state"],
                                              ProfileConfig(points=13, n_eval=1000, bn_images=1000),
-                                             label=f"SGD → {theme.label(other.result['result']['config']['optimizer'])}")
+                                             label="SGD → "
+                                             f"{theme.label(other.result['result']['config']['optimizer'])}")
             st.session_state.setdefault("cifar_profiles", {})[key] = prof.to_dict()
         prof = st.session_state.get("cifar_profiles", {}).get(key)
         if prof:
@@ -397,7 +402,8 @@ for rec in cache.recorded_runs(kinds=("escape",)):
                         config=theme.PLOTLY_CONFIG)
         theme.table(cifar_view.escape_table(rec["results"]))
         st.caption("From an SGD-trained net w₀, training continues with SGD and with SAM at several ρ on the same "
-                   "minibatches. SAM should travel further, and lower λ_max more, the larger ρ (claim 1 on a real net). "
+                   "minibatches. SAM should travel further, and lower λ_max more, the larger ρ "
+                   "(claim 1 on a real net). "
                    "Distance: ‖w − w₀‖ over all parameters. Loss jump: the training loss after the continuation minus "
                    "at w₀ (plain cross-entropy on a fixed set of training images); positive means it climbed out of "
                    "the SGD minimum. λ_max drop: λ_max at w₀ minus after; negative means it rose.")

@@ -65,8 +65,8 @@ with left:
     st.plotly_chart(charts.schedule_timeline(rows, title="SAM steps per schedule (T = 100)"),
                     key="main_chart", config=theme.PLOTLY_CONFIG)
     st.caption("Each tick is a SAM step (two gradient evaluations). PSAM spends them early and sparsely: 65% of "
-               "SAM's cost. Late SAM spends them at the end — the counter-evidence beside this chart says that is where "
-               "they matter.")
+               "SAM's cost. Late SAM spends them at the end — the counter-evidence beside this chart says "
+               "that is where they matter.")
     download_data("schedules", {o: m for o, _, m, _ in rows}, key="home_dl", file_stem="schedules",
                   config={"page": "home", "steps": T, "k": 2, "f": 0.6, "late_f": 0.3})
 with right:
@@ -98,7 +98,8 @@ if tables:
             except (KeyError, TypeError, ValueError):
                 st.caption(f"`{rec['file']}`: not a readable comparison table.")
                 continue
-            size = f"{c['train_size']:,} images × {c.get('epochs')} epochs" if isinstance(c.get("train_size"), int) else ""
+            size = (f"{c['train_size']:,} images × {c.get('epochs')} epochs"
+                    if isinstance(c.get("train_size"), int) else "")
             st.markdown(" · ".join(part for part in (f"**{rec['file']}**", rec["hardware"].get("gpu") or "CPU", size,
                                                      rec.get("date", "")[:10]) if part))
             st.dataframe(table, hide_index=True, width="stretch")

@@ -160,7 +160,8 @@ with chart_col:
 
         st.plotly_chart(fig, key="main_chart", on_select=_on_click, selection_mode="points",
                         config=theme.PLOTLY_CONFIG)
-    how = ("Drag to turn the surface; the walls are cut off so the valleys show. " if view == "surface" and land.dim == 2
+    how = ("Drag to turn the surface; the walls are cut off so the valleys show. "
+           if view == "surface" and land.dim == 2
            else "▶ play animates the paths (the slider scrubs through the steps). ")
     drawn = min(SHOW_PARTICLES, particles)
     left = ""

@@ -1,7 +1,7 @@
 """"Download this view (HTML)": one self-contained file where ρ moves as on the page, with no network (issue 18).
 
 The file holds plotly.js (the copy in the installed plotly package, inlined), the ρ chart's own JavaScript and CSS
-(app/components/rhochart: the same code the page runs, so ρ moves exactly as there) and the page's grid payload
+(app/components/rhochart_assets: the same code the page runs, so ρ moves exactly as there) and the page's grid payload
 (app/rhogrid.py), base64-encoded in a <script type="application/octet-stream"> element. A caption names the
 config, the ρ range, the lab's version and the date. A lecturer can put it on a course website or open it in a
 hall with no Wi-Fi. Pure: bytes and strings in, a string out.
@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from app.components.rhochart import CORE_JS, CSS, PLOTLY_JS
+from app.components.rhochart_assets import CORE_JS, CSS, PLOTLY_JS
 from app.rhogrid import GridView
 
 OFFLINE_LIMIT = 6_000_000  # bytes per file (issue 18)

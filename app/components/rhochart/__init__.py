@@ -28,12 +28,9 @@ import plotly
 import streamlit as st
 import streamlit.components.v1 as components_v1
 
+from app.components.rhochart_assets import CORE_JS, CSS, PLOTLY_JS
+from app.offline import caption, offline_html
 from app.rhogrid import GridView
-
-HERE = Path(__file__).parent
-PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-CORE_JS = (HERE / "rhochart.js").read_text(encoding="utf-8")
-CSS = (HERE / "rhochart.css").read_text(encoding="utf-8")
 
 
 def _plotly_dir() -> Path:
@@ -175,7 +172,6 @@ def chart(view: GridView, rho: float, *, key: str = "main_chart", on_click: Call
 def download_view(view: GridView, rho: float, *, title: str, config: dict, file_stem: str, key: str,
                   container=None) -> None:
     """"Download this view (HTML)": the offline file (app/offline.py), built only when clicked."""
-    from app.offline import caption, offline_html
 
     def build() -> str:
         return offline_html(view, rho, title=title, caption_text=caption(title, config, view))

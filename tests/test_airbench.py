@@ -418,4 +418,5 @@ def test_the_recipe_through_the_one_loop_equals_a_loop_written_from_its_pieces(n
     assert res.total_steps == T and res.grad_evals == (2 * T if name == "sam" else T)
     for k in want:
         if want[k].is_floating_point():
-            assert torch.allclose(res.state[k], want[k], rtol=1e-4, atol=1e-5), (k, (res.state[k] - want[k]).abs().max())
+            assert torch.allclose(res.state[k], want[k], rtol=1e-4, atol=1e-5), (
+                k, (res.state[k] - want[k]).abs().max())

@@ -199,7 +199,8 @@ def test_filter_normalized_direction_matches_filter_norms():
     w = state["features.0.weight"]
     assert torch.allclose(d["features.0.weight"].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-4)
     assert torch.count_nonzero(d["features.1.weight"]) == 0 and "features.1.running_mean" not in d
-    assert not torch.equal(d["features.0.weight"], filter_normalized_direction(state, model, seed=1)["features.0.weight"])
+    assert not torch.equal(d["features.0.weight"],
+                           filter_normalized_direction(state, model, seed=1)["features.0.weight"])
 
 
 def test_interpolation_profile_endpoints():
@@ -429,4 +430,5 @@ def test_trainer_steps_equal_a_hand_written_loop(name):
     assert res.total_steps == T and set(res.state) == set(want)
     for k in want:
         if want[k].is_floating_point():  # float32 round-off only (one SAM step differs from its mutants by ≳ 1e-4)
-            assert torch.allclose(res.state[k], want[k], rtol=1e-5, atol=1e-6), (k, (res.state[k] - want[k]).abs().max())
+            assert torch.allclose(res.state[k], want[k], rtol=1e-5, atol=1e-6), (
+                k, (res.state[k] - want[k]).abs().max())

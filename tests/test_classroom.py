@@ -205,11 +205,12 @@ def test_class_valley_curve_agrees_with_the_exact_chain():
 def test_class_escape_fraction_grows_with_rho_and_agrees_with_the_chain():
     """Two students at ρ = 0 and two at ρ = 0.3 (100 particles × 300 steps each, the escape lab's scene). At these
     seeds 34.5% against 63.5% escape (theory 0.399 and 0.654); the Wilson intervals over 200 particles are ±0.07,
-    so non-overlap is a margin of about 2 half-widths. Theory: 1 − exp(−T/m) with the exact chain's mean escape step m; margin: the
-    pooled interval plus 0.03 for the exponential law, which leaves out the first steps' relaxation (measured
-    within 0.025 against 800 particles per ρ on both wells)."""
+    so non-overlap is a margin of about 2 half-widths. Theory: 1 − exp(−T/m) with the exact chain's mean escape
+    step m; margin: the pooled interval plus 0.03 for the exponential law, which leaves out the first steps'
+    relaxation (measured within 0.025 against 800 particles per ρ on both wells)."""
     exp = cl.make_experiment("escape", (0.0, 0.3))
-    runs = [Run(f"st{i}{s}", 0, s, *cl.run_one(exp, exp.values[s], seed=10 + i), 0.0) for s in range(2) for i in range(2)]
+    runs = [Run(f"st{i}{s}", 0, s, *cl.run_one(exp, exp.values[s], seed=10 + i), 0.0)
+            for s in range(2) for i in range(2)]
     p = cl.pool(exp, runs)
     assert p.points[1].lo > p.points[0].hi, p.points
     assert p.theory_label.startswith("theory: exact chain")

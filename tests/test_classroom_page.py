@@ -153,7 +153,8 @@ def test_lecturer_changes_the_cap_and_resets():
 
 
 @pytest.mark.parametrize("params", [
-    {"room": "<script>alert(1)</script>"}, {"room": "ABCDEFGH", "key": "x" * 5000}, {"room": "ABCDEFGH", "sid": "../.."},
+    {"room": "<script>alert(1)</script>"}, {"room": "ABCDEFGH", "key": "x" * 5000},
+    {"room": "ABCDEFGH", "sid": "../.."},
     {"kind": "poker", "lr": "nan", "particles": "-1e308", "steps": "inf", "open": "2"},
     {"room": "ABCDEFGH", "show": "yes", "present": "1"}, {"kind": "cifar", "epochs": "1e9", "train_size": "abc"},
 ])

@@ -1,7 +1,8 @@
 """pages/cifar.py on a server with a GPU: the researcher's setup. CI has no GPU, so these are skipped there.
 
 Claims:
-1. With CUDA the page offers the airbench net (its default since issue 15) and no "no GPU" notice, and its runs train on CUDA.
+1. With CUDA the page offers the airbench net (its default since issue 15) and no "no GPU" notice, and its
+   runs train on CUDA.
 2. The "gpu" lane runs one job at a time: three submitted runs never have more than one running, and the
    others wait in the queue; all three finish, and a reload of the same ?lab= lists them with device cuda.
 3. The escape experiment runs on the GPU lane with the airbench net and draws its result.

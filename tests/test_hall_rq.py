@@ -191,7 +191,8 @@ def test_the_cifar_page_on_the_halls_queue(store, monkeypatch, one_torch_thread)
     b.button[1].click().run()  # "Cancel my runs"
     assert runner.get(owner_b, job_b.id).status == "cancelled"
     assert runner.queue_position(owner_a, job_a.id) == 1
-    store.spawn("rq-cpu", [sys.executable, "-m", "serve.rqjobs", "worker", "--lane", "cpu", "--url", store.cfg.store_url])
+    store.spawn("rq-cpu", [sys.executable, "-m", "serve.rqjobs", "worker", "--lane", "cpu",
+                           "--url", store.cfg.store_url])
     view = runner.wait(owner_a, job_a.id, timeout=300)
     assert view.status == "done", view.error
     assert len(view.progress) == 2  # one row per epoch came back through Redis

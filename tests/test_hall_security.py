@@ -30,8 +30,9 @@ import pytest
 from serve.hall import ENV_SECRET, Hall, HallConfig, binary, free_ports, load_or_create_secret
 
 needs_redis = pytest.mark.skipif(binary("redis-server") is None, reason="redis-server is not installed (make services)")
-needs_hall = pytest.mark.skipif(binary("redis-server") is None or binary("haproxy") is None or binary("openssl") is None,
-                                reason="haproxy, redis-server and openssl are needed (make services)")
+needs_hall = pytest.mark.skipif(
+    binary("redis-server") is None or binary("haproxy") is None or binary("openssl") is None,
+    reason="haproxy, redis-server and openssl are needed (make services)")
 PAGE = {"landscape": "double_well_2d", "rho": "0.05", "seed": "191919", "particles": "100"}
 
 

@@ -165,7 +165,8 @@ def test_a_loaded_scene_states_its_claim_and_the_menu_stays_reachable_on_the_pro
     at.selectbox(key="scene").set_value("many_wells").run()
     assert not at.exception, [e.value for e in at.exception]
     claim = scenes()["many_wells"].claim
-    assert any("Scene: Exploring many wells" in i.value and claim in i.value for i in at.info), [i.value for i in at.info]
+    assert any("Scene: Exploring many wells" in i.value and claim in i.value
+               for i in at.info), [i.value for i in at.info]
     assert at.query_params["preset"] in ("many_wells", ["many_wells"])
     assert at.slider(key="sigma").value == pytest.approx(6.0)
     at.switch_page("../pages/psam.py").run()
@@ -249,7 +250,8 @@ def test_calibration_shows_this_labs_h100_table_beside_the_brief():
         assert list(shown.columns) == list(brief_only)
         return
     sam = next(r for r in lab["results"]["rows"] if r["optimizer"] == "sam")
-    assert list(shown["test acc. %, this lab"])[1] == f"{100 * sam['test_acc_mean']:.2f} ± {100 * sam['test_acc_std']:.2f}"
+    assert list(shown["test acc. %, this lab"])[1] == (f"{100 * sam['test_acc_mean']:.2f} ± "
+                                                      f"{100 * sam['test_acc_std']:.2f}")
     assert list(shown["time vs SAM, lab / brief"])[1] == "1.00× / 1.00×"
     assert any(f"recorded in `{lab_file}`" in c.value for c in at.caption)
 

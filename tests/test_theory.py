@@ -234,7 +234,8 @@ def test_exact_chain_reproduces_the_exact_gaussian_of_sgd_on_a_quadratic(a, cent
 def test_exact_chain_matches_a_direct_simulation_for_sam_and_asam(one_thread):
     """The chain for SAM (ρ = 0.1) and ASAM (ρ = 1, ε = ρ|w| sign g in 1-D; its mean is 9% above
     SGD's, so a chain that ignored `adaptive` would fail) against a direct simulation with the
-    project's SAM step (core.sam.sam_perturbation, noise shared by both passes): 2,000 particles, 200 burn-in steps, then 1,000 steps of time average each.
+    project's SAM step (core.sam.sam_perturbation, noise shared by both passes): 2,000 particles, 200
+    burn-in steps, then 1,000 steps of time average each.
     Margin: 4 standard errors of the mean of the particles' time averages (independent particles;
     the s.e. is estimated from them) plus 0.5% for the grid, so a false failure is very unlikely."""
     gen = torch.Generator().manual_seed(7)

@@ -63,7 +63,8 @@ def test_projector_updates_live_as_three_students_run(loop, server, browser):
         loop.run(projector.wait_for_selector(CHART, timeout=PAGE_LOAD_S * 1000))
         chart_box = loop.run(projector.locator(CHART).bounding_box())
         qr_box = loop.run(projector.locator('[data-testid="stImage"] img').first.bounding_box())
-        assert chart_box and chart_box["y"] >= 0 and chart_box["y"] + chart_box["height"] <= PROJECTOR["height"], chart_box
+        assert (chart_box and chart_box["y"] >= 0
+                and chart_box["y"] + chart_box["height"] <= PROJECTOR["height"]), chart_box
         assert qr_box and qr_box["y"] + qr_box["height"] <= PROJECTOR["height"], qr_box
         assert loop.run(projector.get_by_text(f"{code[:4]} {code[4:]}").first.is_visible())
 

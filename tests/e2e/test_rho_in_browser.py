@@ -205,7 +205,8 @@ def test_offline_file_moves_rho_with_the_network_blocked(name, loop, server, pag
         loop.run(off.wait_for_function(
             "([sel, old]) => { const el = document.querySelector(sel);"
             " const s = JSON.stringify(el.data, (k, v) => ArrayBuffer.isView(v) ? Array.from(v) : v);"
-            " let h = 0x811c9dc5; for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }"
+            " let h = 0x811c9dc5; for (let i = 0; i < s.length; i++) {"
+            " h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193); }"
             " return ((h >>> 0).toString(16) + ':' + s.length + ':' + el.data.length) !== old; }",
             arg=[first, before], timeout=WAIT_MS))
         assert float(loop.run(off.inner_text("[data-testid=rho-value]"))) > 0.15  # one step up

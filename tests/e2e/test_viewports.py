@@ -109,7 +109,8 @@ def test_phone_layout(name, loop, server, browser, artifacts):
                 continue
             assert _inside(c["legend"], c["chart"]), f"{where}: legend {c['legend']} cut off by {c['chart']}"
             if c["title"]:
-                assert not _overlap(c["legend"], c["title"]), f"{where}: legend {c['legend']} covers the title {c['title']}"
+                assert not _overlap(c["legend"], c["title"]), (
+                    f"{where}: legend {c['legend']} covers the title {c['title']}")
             for xt in c["xtitles"]:
                 assert not _overlap(c["legend"], xt), f"{where}: legend {c['legend']} covers an x-axis title {xt}"
         if name in CONTOUR_PAGES:

@@ -10,7 +10,9 @@ Claims:
    then each recorded call is fuzzed with hostile URL values. So a page whose default lies outside its own
    slider, or whose parser and widget disagree about the range, fails here, whatever the generic tests of 1
    assume about ranges. (An older `controls.parse_url` with defaults of its own is gone: there is one parser
-   per kind of widget, and the widgets call nothing else.)
+   per kind of widget, and the widgets call nothing else.) The class experiment binds no widget to the URL: it
+   parses the settings a lab's entry link passes (serve.classroom.DEFAULTS, within BOUNDS) only when they are
+   there, so it runs once per kind of experiment with those settings in its URL.
 3. A real page (pages/sam_step.py, the cheapest) run under random query strings either renders its
    main chart or shows notices; it never shows an exception.
 Fixed seed (derandomize) and bounded example counts keep this fast and reproducible in CI.
@@ -31,6 +33,7 @@ from app import controls
 from app.pagelist import PAGE_LIST
 from core.limits import LIMITS
 from core.methods import OPTIMIZERS
+from serve import classroom
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "pages" / "sam_step.py")
@@ -164,34 +167,63 @@ PARSERS = ("parse_number", "parse_float", "parse_choice", "parse_multi", "parse_
 # Every page of the one page list (app/pagelist.py); Home runs through app/main.py.
 SCRIPTS = ("app/main.py", *(f"pages/{p.file}" for p in PAGE_LIST if p.key != "home"))
 PAGE_FUZZ = settings(max_examples=60, derandomize=True, deadline=None, database=None)
+# The control each page cannot be without (its parser, the URL key it parses): a ρ slider on the toy pages, the
+# presentation toggle on app/main.py, the budget slider on the tournament, ρ among a class experiment's settings.
+MAIN_CONTROL = {"app/main.py": ("parse_bool", "present"), "pages/tournament.py": ("parse_float", "budget"),
+                "pages/classroom.py": ("parse_float", "rho")}
+# URL parameters a script runs under (one run per set). The class experiment parses only what a link passes: the
+# settings of each kind of experiment (the lab entry links carry ?kind=… and the fixed settings).
+URL_RUNS: dict[str, list[dict[str, str]]] = {
+    "pages/classroom.py": [{"kind": kind, **{k: str(v) for k, v in classroom.DEFAULTS[kind].items()}}
+                           for kind in classroom.KINDS],
+}
+
+
+def _main_control(script: str) -> tuple[str, str]:
+    return MAIN_CONTROL.get(script, ("parse_number", "rho"))
+
+
+def _key(name: str, call: dict) -> str | None:
+    """The URL key a recorded parser call parses."""
+    return call.get("name") if name == "parse_number" else call.get("key")
 
 
 @pytest.fixture(scope="module")
 def page_calls() -> dict[str, list[tuple[str, dict]]]:
     """{script: [(parser name, its arguments except raw), ...]}: every distinct parser call the script's widgets
-    made on a first visit with no URL parameters (each widget parses its URL value once per session)."""
+    made on a first visit with no URL parameters (each widget parses its URL value once per session), or, for a
+    script in URL_RUNS, on first visits with those parameters."""
     out = {}
     for script in SCRIPTS:
-        calls: list[tuple[str, dict]] = []
-        with pytest.MonkeyPatch.context() as mp:
-            for name in PARSERS:
-                real = getattr(controls, name)
-                sig = inspect.signature(real)
-
-                def spy(*args, _real=real, _sig=sig, _name=name, **kwargs):
-                    bound = _sig.bind(*args, **kwargs)
-                    bound.apply_defaults()
-                    call = {k: v for k, v in bound.arguments.items() if k != "raw"}
-                    if (_name, call) not in calls:
-                        calls.append((_name, call))
-                    return _real(*args, **kwargs)
-
-                mp.setattr(controls, name, spy)  # the widgets look the parser up in app.controls at each call
-            at = AppTest.from_file(str(REPO / script), default_timeout=180)
-            at.run()
-        assert not at.exception, (script, [e.value for e in at.exception])
-        out[script] = calls
+        out[script] = []
+        for params in URL_RUNS.get(script, [{}]):
+            out[script] += [c for c in _record_calls(script, params) if c not in out[script]]
     return out
+
+
+def _record_calls(script: str, params: dict[str, str]) -> list[tuple[str, dict]]:
+    """The distinct parser calls one first visit of the script, with these URL parameters, made."""
+    calls: list[tuple[str, dict]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        for name in PARSERS:
+            real = getattr(controls, name)
+            sig = inspect.signature(real)
+
+            def spy(*args, _real=real, _sig=sig, _name=name, **kwargs):
+                bound = _sig.bind(*args, **kwargs)
+                bound.apply_defaults()
+                call = {k: v for k, v in bound.arguments.items() if k != "raw"}
+                if (_name, call) not in calls:
+                    calls.append((_name, call))
+                return _real(*args, **kwargs)
+
+            mp.setattr(controls, name, spy)  # the widgets look the parser up in app.controls at each call
+        at = AppTest.from_file(str(REPO / script), default_timeout=180)
+        for k, v in params.items():
+            at.query_params[k] = v
+        at.run()
+    assert not at.exception, (script, params, [e.value for e in at.exception])
+    return calls
 
 
 def _check(name: str, call: dict, raw) -> None:
@@ -236,9 +268,8 @@ def _check(name: str, call: dict, raw) -> None:
 def test_the_parsers_a_page_calls_under_hostile_urls(script, page_calls):
     calls = page_calls[script]
     assert calls, f"{script}: no URL-bound widget parsed anything"
-    # Every page has its main control: a ρ slider (the toy pages) or the presentation toggle (app/main.py).
-    assert any(n == "parse_bool" for n, _ in calls) if script == "app/main.py" else any(
-        n == "parse_number" and c["name"] == "rho" for n, c in calls), (script, calls)
+    # Every page parses its main control (MAIN_CONTROL) from the URL.
+    assert _main_control(script) in [(n, _key(n, c)) for n, c in calls], (script, calls)
     for name, call in calls:
         _check(name, call, None)  # the widget's own default is one it accepts
 

@@ -70,44 +70,84 @@ def main_chart(client: StreamlitClient) -> str:
     return charts[0].spec
 
 
+def rho_chart_payload(client: StreamlitClient) -> bytes:
+    """The escape page's ρ chart (app/components/rhochart, key main_chart): the grid payload it carries, without
+    its one-line header (the step the browser was sent)."""
+    chart, grid, _ = client.rho_chart()
+    assert chart is not None and chart.key == "main_chart", "no ρ chart on the page"
+    assert grid, "the ρ chart carries no grid"
+    return client.component_data("main_chart").partition(b"\n")[2]
+
+
 def test_open_page_finds_widgets_and_fragment(lab):
     with StreamlitClient(lab.base_url) as c:
         run = c.open("escape", {"rho": "0.1"})
         assert run.ok, run.error
         assert run.status == 0  # a full run: FINISHED_SUCCESSFULLY
-        rho = c.widget("rho")
-        assert rho is not None and rho.kind == "slider"
-        assert c.widget("ρ (largest SAM radius shown)").id == rho.id  # found by label too
-        assert rho.fragment_id, "the escape page's ρ slider lives in a fragment"
+        chart, grid, shown = c.rho_chart()
+        assert chart is not None and chart.kind == "bidi_component"  # ρ moves in the browser: a components-v2 chart
+        assert c.widget("main_chart").id == chart.id
+        assert c.widget("rho") is None, "the escape page's ρ is the chart's, not a server slider"
+        assert chart.fragment_id, "the escape page's ρ chart lives in a fragment"
         assert c.widget("lr").fragment_id == ""  # a widget outside it
-        assert c.slider_value("rho") == pytest.approx(0.1)
+        assert grid[0] == 0.0 and 0.1 in grid  # the slider's steps
+        assert shown == pytest.approx(0.1) and c.rho() == pytest.approx(0.1)
         assert c.page_script_hash, "the navigation message names the page's script"
         assert any("Escape lab" in t for t in c.texts())
+    with StreamlitClient(lab.base_url) as c:  # the playground keeps a server ρ slider
+        assert c.open("playground", {"rho": "0.3"}).ok
+        rho = c.widget("rho")
+        assert rho is not None and rho.kind == "slider"
+        assert c.widget("ρ (SAM radius)").id == rho.id  # found by label too
+        assert c.slider_value("rho") == pytest.approx(0.3) and c.rho() == pytest.approx(0.3)
+        assert c.rho_chart()[0] is None
 
 
 def test_widget_rerun_draws_what_a_fresh_page_at_the_new_url_draws(lab):
     with StreamlitClient(lab.base_url) as c, StreamlitClient(lab.base_url) as fresh:
         assert c.open("escape", {"rho": "0.1"}).ok
-        before = main_chart(c)
+        before = rho_chart_payload(c)
         n_elements = len(c.elements())
-        run = c.set_widget("rho", 0.125)
+        run = c.set_rho(0.125)  # a release on the ρ chart
         assert run.ok, run.error
         # a fragment rerun: only the fragment's part of the page came back
         assert run.status == 3  # FINISHED_FRAGMENT_RUN_SUCCESSFULLY
         assert c.query_params()["rho"] == "0.125", "the app's new URL is what the next rerun sends"
-        after = main_chart(c)
-        assert after != before
+        assert c.rho() == pytest.approx(0.125)
         assert len(c.elements()) == n_elements, "the elements outside the fragment stay on the page"
         assert fresh.open("escape", {"rho": "0.125"}).ok
+        assert fresh.rho() == pytest.approx(0.125)  # a fresh page opens its chart at the released step
+        assert rho_chart_payload(fresh) == rho_chart_payload(c) == before  # every step's charts: the same grid
+        assert fresh.texts() == c.texts()
+    # A server slider (the playground's ρ): a full rerun, whose main chart is a fresh page's at the new URL.
+    with StreamlitClient(lab.base_url) as c, StreamlitClient(lab.base_url) as fresh:
+        assert c.open("playground", {"rho": "0.2"}).ok
+        before = main_chart(c)
+        run = c.set_widget("rho", 0.35)
+        assert run.ok, run.error
+        assert run.status == 0 and c.query_params()["rho"] == "0.35"
+        after = main_chart(c)
+        assert after != before
+        assert fresh.open("playground", {"rho": "0.35"}).ok
         assert main_chart(fresh) == after
 
 
 def test_message_cache_references_come_back_as_the_full_elements(lab):
     with StreamlitClient(lab.base_url) as c:
         assert c.open("escape", {"rho": "0.1"}).ok
+        first = c.component_data("main_chart")
+        run = c.set_rho(0.105)  # the same grid, and the step the browser was sent stays: byte-identical bytes
+        assert run.ok, run.error
+        assert run.ref_hits >= 1, "an unchanged ρ chart comes as a reference to the client's cache"
+        assert c.component_data("main_chart") == first
+        back = c.set_rho(0.1)
+        assert back.ok and back.ref_hits >= 1
+        assert c.component_data("main_chart") == first and c.rho_chart()[1]
+    with StreamlitClient(lab.base_url) as c:  # a server slider: an unchanged chart after a round trip
+        assert c.open("playground", {"rho": "0.2"}).ok
         first = main_chart(c)
-        assert c.set_widget("rho", 0.105).ok
-        back = c.set_widget("rho", 0.1)  # an unchanged chart: the server refers to the client's cache
+        assert c.set_widget("rho", 0.21).ok
+        back = c.set_widget("rho", 0.2)
         assert back.ok, back.error
         assert back.ref_hits >= 1
         assert main_chart(c) == first
@@ -182,7 +222,8 @@ def test_locust_students_report_latencies_errors_and_their_own_cpu(tiny):
 
 
 def test_locust_students_count_exceptions_as_errors(tiny):
-    # mode=raise: every ρ above 0.2 raises; ten students spread over the slider's steps (7 steps apart), so some start above it.
+    # mode=raise: every ρ above 0.2 raises; ten students spread over the slider's steps (7 steps apart), so
+    # some start above it.
     out = subprocess.run(
         [sys.executable, str(REPO / "bench" / "hall_load.py"), "--url", f"{tiny.base_url}/?mode=raise",
          "--students", "10", "--changes", "2", "--think", "0.1", "--json"],

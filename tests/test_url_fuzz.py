@@ -136,7 +136,8 @@ def test_parse_multi_matches_numeric_options_by_value(raw):
 def test_parse_bool_and_text(raw):
     flag, msg = controls.parse_bool("present", raw)
     assert isinstance(flag, bool)
-    if raw is not None and str(_last(raw)).strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+    words = ("1", "true", "yes", "on", "0", "false", "no", "off", "")
+    if raw is not None and str(_last(raw)).strip().lower() not in words:
         assert msg
     text, msg = controls.parse_text("formula", raw, max_len=12)
     assert isinstance(text, str) and len(text) <= 12

@@ -671,10 +671,13 @@ def download_data(label: str, data, *, config=None, file_stem: str = "sam_lab", 
     student in the room."""
     c = container or st
     cols = c.columns(2) if csv is not None else [c]
-    cols[0].download_button(f"{label} (JSON)", lambda: json_export(data, config), file_name=f"{file_stem}.json",
-                            mime="application/json", key=f"{key or file_stem}_json", on_click="ignore",
+    now = lambda v: v() if callable(v) else v  # data, config or csv given as a function: read when clicked
+    cols[0].download_button(f"{label} (JSON)", lambda: json_export(now(data), now(config)),
+                            file_name=f"{file_stem}.json", mime="application/json", key=f"{key or file_stem}_json",
+                            on_click="ignore",
                             icon=":material/download:")
     if csv is not None:
-        cols[1].download_button(f"{label} (CSV)", lambda: csv_export(csv, config), file_name=f"{file_stem}.csv",
-                                mime="text/csv", key=f"{key or file_stem}_csv", on_click="ignore",
+        cols[1].download_button(f"{label} (CSV)", lambda: csv_export(now(csv), now(config)),
+                                file_name=f"{file_stem}.csv", mime="text/csv", key=f"{key or file_stem}_csv",
+                                on_click="ignore",
                                 icon=":material/download:")

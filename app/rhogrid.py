@@ -129,6 +129,17 @@ def block_steps(htmls: Sequence[str]) -> dict:
     return dict(pool=pool.items, steps=[pool.add(h) for h in htmls])
 
 
+def html_block(table=None, *notes: str) -> str:
+    """A step's HTML block: a table (a pandas DataFrame, drawn as the lab's static tables, cells escaped) and
+    notes (plain text, escaped), for the statistics a page shows at each ρ without asking the server."""
+    import html
+
+    parts = [f'<p class="samlab-rho-note">{html.escape(n)}</p>' for n in notes if n]
+    if table is not None:
+        parts.insert(0, table.to_html(index=False, border=0, escape=True))
+    return "".join(parts)
+
+
 def payload(slider: Slider, charts: Sequence[dict], blocks: Sequence[dict] = (), *,
             plotly_config: dict | None = None, caption: str = "") -> bytes:
     """The grid as the browser receives it: UTF-8 JSON (see the module docstring)."""

@@ -126,8 +126,17 @@ def escape_grid(sgd_cfg: SimConfig, sam_cfg: SimConfig, view_look: tuple) -> rho
         sam[r] = (grid.paths[j], fp, grid.escape_position[j], grid.steps_recorded,
                   sc.EscapeSeries("sam", float(r), *survival_points(fp, sam_cfg.steps), fp),
                   escape_row(f"SAM ρ={r:g}", st_j, grid.diverged[j]))
+    exact = exact_for(sgd_cfg)
+
+    def block_at(i):  # the statistics at this step, shown by the browser (a release reruns no table)
+        rhos = sam_shades(SLIDER.rhos[i])
+        rows = [sgd[1]] + [sam[r][5] for r in rhos]
+        tau, speedups = theory_numbers(base, facts, rhos)
+        return (rhogrid.html_block(sc.escape_table(rows), divergence_note(rows),
+                                   statistics_caption(sgd_cfg, tau, speedups, exact)),)
+
     return rhogrid.build(
-        SLIDER, lambda i: escape_figures(base, facts, sgd, sam, sam_shades(SLIDER.rhos[i])),
+        SLIDER, lambda i: escape_figures(base, facts, sgd, sam, sam_shades(SLIDER.rhos[i])), blocks_at=block_at,
         per_step_at=lambda i: (sgd[1:],) + tuple((r, sam[r][4], sam[r][5]) for r in sam_shades(SLIDER.rhos[i])),
         plotly_config=theme.PLOTLY_CONFIG)
 
@@ -228,7 +237,8 @@ with st.expander("More settings (noise, learning rate, particles, steps, seed)")
 
 particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))
 # The Zhu toy has real minibatch noise (its data set); the double wells get isotropic Gaussian noise σ.
-noise = dict(noise="minibatch", batch_size=ZHU_BREAKS.config.batch_size) if landscape == "zhu" else dict(noise="isotropic")
+noise = (dict(noise="minibatch", batch_size=ZHU_BREAKS.config.batch_size) if landscape == "zhu"
+         else dict(noise="isotropic"))
 BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),
             seed=int(seed), keep_paths=40, record_points=120, **noise)
 
@@ -266,7 +276,8 @@ def rho_section(base: dict) -> None:
         series = [sgd_series] + [x[1] for x in sam_at]
         rows = [sgd_row] + [x[2] for x in sam_at]
         sam_cfg = SimConfig(optimizer="sam", rhos=sam_rhos, **base)  # what the exports name
-        n_div = sum(r["diverged"] for r in rows)
+        # the table under the chart counts the diverged runs at each ρ; here, once, whether any ρ has them
+        n_div = max(x[0][0]["diverged"] + sum(y[2]["diverged"] for y in x[1:]) for x in view.per_step)
     else:
         rho = controls.rho_slider(SLIDER.label, hi=RHO_HI, default=DEFAULTS["rho"], step=0.005, container=r1,
                                   help=SLIDER.help.split(" Moves in")[0])
@@ -283,9 +294,12 @@ def rho_section(base: dict) -> None:
         n_div = int(np.asarray(sgd_res.diverged).sum() + np.asarray(sam_res.diverged).sum())
 
     # Divergent particles: shown as such (a count and a notice), never a crash.
-    if n_div:
-        st.warning(f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; "
-                   "they count as not escaped. Lower the learning rate or the noise.", icon=":material/warning:")
+    if n_div and in_browser:
+        st.warning(f"Some particle runs diverged on this slider (|w| > 10⁶ or NaN; up to {n_div} at one ρ): they "
+                   "are frozen where they left and count as not escaped; the table under the chart counts them at "
+                   "each ρ. Lower the learning rate or the noise.", icon=":material/warning:")
+    elif n_div:
+        st.warning(divergence_note(rows), icon=":material/warning:")
     tau, speedups = theory_numbers(base, facts, sam_rhos)
 
     # Row 1: the survival curves (main chart) and the particles
@@ -304,7 +318,7 @@ def rho_section(base: dict) -> None:
         "particles escaped, from its first-passage step on (its first step in the flat basin). The legend "
         f"counts escapes among those {ESCAPE_MARKERS} marked particles; the table counts all particles.")
     if in_browser:
-        rhochart.chart(view, rho, key="main_chart")
+        chart_slot = st.container()  # filled below, once the open tab is known
         left, right = st.columns(2, gap="medium")
         left.caption(survival_caption)
         right.caption(particles_caption)
@@ -334,8 +348,28 @@ def rho_section(base: dict) -> None:
     # and drawn: a hidden chart would still cost every browser a redraw on each ρ change).
     tabs = controls.lazy_tabs("view", {"stats": "Escape statistics", "hist": "Escape-time histogram",
                                        "sweep": "ρ sweep: the effect grows with ρ"}, default="stats")
+    if in_browser:
+        # A release reruns only the ρ chart's own fragment (app/components/rhochart.chart_light): the statistics
+        # at every step are in its payload; the histogram and the sweep, drawn here at one ρ, rerun the page.
+        with chart_slot:
+            rhochart.chart_light(view, rho, key="main_chart", rerun_page=not tabs["stats"].open)
     with tabs["stats"]:
-        if tabs["stats"].open:
+        if tabs["stats"].open and in_browser:
+            st.caption("The table under the charts follows ρ in your browser; the downloads hold the ρ you let go.")
+            exact, record = exact_for(sgd_cfg), rhochart.box("main_chart")
+
+            def released():  # the export at the released ρ (read when a download is clicked)
+                i = record.get("index", SLIDER.nearest(rho))
+                (sgd_row, sgd_series), sam_at = view.per_step[i][0], view.per_step[i][1:]
+                t, sp = theory_numbers(base, facts, tuple(x[0] for x in sam_at))
+                data, csv = escape_export([sgd_series] + [x[1] for x in sam_at],
+                                          [sgd_row] + [x[2] for x in sam_at], t, sp, exact)
+                cfg = SimConfig(optimizer="sam", rhos=tuple(x[0] for x in sam_at), **base)
+                return data, csv, {"sgd": sgd_cfg, "sam": cfg}
+
+            controls.download_data("escape data", lambda: released()[0], config=lambda: released()[2],
+                                   file_stem="escape_survival", key="dl_escape", csv=lambda: released()[1])
+        elif tabs["stats"].open:
             statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg)
     with tabs["hist"]:
         if tabs["hist"].open:
@@ -356,34 +390,55 @@ def escape_row(label: str, s, diverged) -> dict:
                 mean_ci=s.mean_escape_step_ci, diverged=int(np.asarray(diverged).sum()))
 
 
-def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
-    """The escape statistics of every run, with the Kramers numbers, and the data download."""
+def exact_for(sgd_cfg: SimConfig) -> float | None:
+    """SGD's exact mean escape step for this run's chain (exact_sgd_escape), where it starts in the sharp minimum
+    with isotropic noise; None otherwise."""
+    c = sgd_cfg
+    return (exact_sgd_escape(c.landscape, c.landscape_params, c.lr, c.sigma)
+            if c.noise == "isotropic" and c.start is None and c.start_spread == 0 else None)
+
+
+def divergence_note(rows) -> str:
+    """One line when particle runs diverged (they count as not escaped), else ""."""
+    n_div = sum(r["diverged"] for r in rows)
+    return (f"{n_div} particle runs diverged (|w| > 10⁶ or NaN) and are frozen where they left; they count as not "
+            "escaped. Lower the learning rate or the noise.") if n_div else ""
+
+
+def statistics_caption(sgd_cfg, tau, speedups, exact) -> str:
+    """The caption of the statistics table, with Kramers' τ, the heuristic speed-ups and SGD's exact escape time."""
     if tau is not None:
         theory_line = (f"Kramers for SGD: mean escape τ ≈ {tau:,.0f} steps (median τ·ln2 ≈ {tau * math.log(2):,.0f}). "
                        + ", ".join(f"heuristic SAM ρ={r:g}: ×{v:.2g} faster" for r, v in speedups.items()) + ".")
     else:
         theory_line = "Kramers: no prediction for this scene."
-    c = sgd_cfg  # the chain starts at the sharp minimum, with isotropic noise
-    exact = (exact_sgd_escape(c.landscape, c.landscape_params, c.lr, c.sigma)
-             if c.noise == "isotropic" and c.start is None and c.start_spread == 0 else None)
     if exact is not None and math.isfinite(exact):
         theory_line += (f" Exact for SGD (the grid chain of w₁, which moves on its own here): mean escape "
                         f"{exact:,.0f} steps" + (f"; Kramers is {1 - tau / exact:.0%} low, as its ΔL ≫ T does not "
                                                  "quite hold" if tau is not None and tau < exact else "") + ".")
     elif exact is not None:
         theory_line += f" Exact for SGD: beyond {theory.MAX_ESCAPE_STEPS:.0e} steps, practically never."
-    st.table(sc.escape_table(rows), hide_index=True, border="horizontal")  # a static table: cheaper to redraw than st.dataframe
-    st.caption(
-        f"{sgd_cfg.particles} particles per run, {sgd_cfg.steps} steps. Escaped fraction with a 95% Wilson interval; median "
-        "first-passage step (— when fewer than half escaped) and mean over the escaped particles, each with a "
-        f"95% bootstrap interval. {theory_line}"
-    )
-    controls.download_data(
-        "escape data", {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
-                        "kramers_mean_escape_steps": tau, "exact_sgd_mean_escape_steps": exact,
-                        "sam_heuristic_speedup": speedups},
-        config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival", key="dl_escape",
-        csv=pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t}))
+    return (f"{sgd_cfg.particles} particles per run, {sgd_cfg.steps} steps. Escaped fraction with a 95% Wilson "
+            "interval; median first-passage step (— when fewer than half escaped) and mean over the escaped "
+            f"particles, each with a 95% bootstrap interval. {theory_line}")
+
+
+def escape_export(series, rows, tau, speedups, exact) -> tuple[dict, pd.DataFrame]:
+    """The statistics tab's downloads: the JSON body and the CSV of the survival curves."""
+    data = {"runs": [r | {"survival_t": s.t, "survival": s.survival} for r, s in zip(rows, series)],
+            "kramers_mean_escape_steps": tau, "exact_sgd_mean_escape_steps": exact, "sam_heuristic_speedup": speedups}
+    return data, pd.DataFrame({s.label: s.survival for s in series} | {"step": series[0].t})
+
+
+def statistics_tab(series, rows, tau, speedups, sgd_cfg, sam_cfg) -> None:
+    """The escape statistics of every run, with the Kramers numbers, and the data download."""
+    exact = exact_for(sgd_cfg)
+    # a static table: cheaper to redraw than st.dataframe
+    st.table(sc.escape_table(rows), hide_index=True, border="horizontal")
+    st.caption(statistics_caption(sgd_cfg, tau, speedups, exact))
+    data, csv = escape_export(series, rows, tau, speedups, exact)
+    controls.download_data("escape data", data, config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="escape_survival",
+                           key="dl_escape", csv=csv)
 
 
 def sweep_tab(sweep_cfg, rho, tau, lam_min) -> None:

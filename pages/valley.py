@@ -108,6 +108,8 @@ def valley_grid(sgd_cfg: SimConfig, grid_cfg: SimConfig, view_look: tuple) -> rh
             chains, sgd_chain = [None] * len(SLIDER.rhos), {}
     sgd_occ = sc.Occupancy("sgd", 0.0, sgd_res.occupancy[0], sgd_res.occupancy_edges, float(sgd_mean.mean[0]))
 
+    closed = occupancy_curves(w_grid, loss_grid, sgd_chain, a_left, a_right, lr, sigma, one_d)[1]  # SGD's
+
     def figure_at(i):
         occ = [sgd_occ, sc.Occupancy("sam", SLIDER.rhos[i], grid.occupancy[i], grid.occupancy_edges,
                                      float(means.mean[i]))]
@@ -115,8 +117,39 @@ def valley_grid(sgd_cfg: SimConfig, grid_cfg: SimConfig, view_look: tuple) -> rh
                                      a_left, a_right, lr, sigma, one_d)
         return (sc.occupancy_figure(occ, curves),)
 
-    return rhogrid.build(SLIDER, figure_at, per_step_at=lambda i: (_row(means, i), grid.occupancy[i], chains[i]),
+    def block_at(i):  # the mean positions at this step, shown by the browser (a release reruns no table)
+        chains_i = sgd_chain | ({"sam": chains[i]} if chains[i] else {})
+        return (rhogrid.html_block(mean_table(sgd_mean, _row(means, i), chains_i, closed, SLIDER.rhos[i]),
+                                   mean_caption(grid_cfg.burn_in, grid_cfg.particles),
+                                   drift_line(SLIDER.rhos[i], float(means.mean[i]))),)
+
+    return rhogrid.build(SLIDER, figure_at, blocks_at=block_at,
+                         per_step_at=lambda i: (_row(means, i), grid.occupancy[i], chains[i]),
                          plotly_config=theme.PLOTLY_CONFIG)
+
+
+def mean_table(sgd_mean, sam_mean, chains: dict, closed, rho: float) -> pd.DataFrame:
+    """The "Mean position" table: simulated E[w] with its interval, the exact chain and SGD's closed form."""
+    fmt = lambda v: f"{v:+.4f}" if v is not None and math.isfinite(v) else "—"
+    return pd.DataFrame(
+        {"": ["simulated E[w]", "95% interval", "exact chain", "closed form"],
+         "SGD": [fmt(sgd_mean.mean[0]), f"[{fmt(sgd_mean.ci_low[0])}, {fmt(sgd_mean.ci_high[0])}]",
+                 fmt(chains["sgd"].mean) if "sgd" in chains else "—", fmt(closed)],
+         f"SAM ρ={rho:g}": [fmt(sam_mean.mean[0]), f"[{fmt(sam_mean.ci_low[0])}, {fmt(sam_mean.ci_high[0])}]",
+                           fmt(chains["sam"].mean) if "sam" in chains else "—", "—"]})
+
+
+def mean_caption(burn_in: int, particles: int) -> str:
+    return (f"Time average of each particle over steps > {burn_in}, averaged over {particles} particles (95% normal "
+            "interval). Positive = flat side. The closed form is a continuous-time approximation (a few % low); the "
+            "exact chain is exact up to its grid.")
+
+
+def drift_line(rho: float, sam_mean_now: float) -> str:
+    """Where the slider's ρ sits on the drift chart: SAM's simulated mean there."""
+    mean_now = f"{sam_mean_now:+.4f}" if math.isfinite(sam_mean_now) else "—"
+    return (f"The slider's ρ = {rho:g}: SAM's simulated mean position there is E[w] = {mean_now} (the run in the "
+            "chart above); read it against the orange dots of \"Drift grows with ρ\".")
 
 
 @cache.shared("valley.drift_sweep", max_entries=CACHE_ENTRIES)
@@ -246,7 +279,13 @@ def rho_section(base: dict) -> None:
     sam_cfg = SimConfig(optimizer="sam", rhos=(float(rho),), **base)  # what the exports name
 
     n_div = int(sgd_mean.n_diverged.sum() + sam_mean.n_diverged.sum())
-    if n_div:
+    if view is not None:  # a release reruns no server text: the notice covers every ρ of the slider
+        n_div = int(sgd_mean.n_diverged.sum()) + max(int(x[0].n_diverged.sum()) for x in view.per_step)
+    if n_div and view is not None:
+        st.warning(f"Particles diverged on this slider (|w| > 10⁶ or NaN; up to {n_div} at one ρ); they are left "
+                   "out of the means and histograms. Lower the learning rate: SAM is stable on a quadratic only if "
+                   "ηλ(1 + ρλ) < 2.", icon=":material/warning:")
+    elif n_div:
         st.warning(f"{n_div} particles diverged (|w| > 10⁶ or NaN); they are left out of the means and "
                    "histograms. Lower the learning rate: SAM is stable on a quadratic only if ηλ(1 + ρλ) < 2.",
                    icon=":material/warning:")
@@ -266,7 +305,7 @@ def rho_section(base: dict) -> None:
     left, right = st.columns([3, 2], gap="medium")
     with left:
         if view is not None:
-            rhochart.chart(view, rho, key="main_chart")
+            chart_slot = st.container()  # filled below, once the open tab is known
         else:
             fig = kept("valley.occupancy", (sgd_cfg, sam_cfg), lambda: sc.occupancy_figure(occ, curves))  # figcache
             st.plotly_chart(fig, key="main_chart", config=theme.PLOTLY_CONFIG)
@@ -283,24 +322,29 @@ def rho_section(base: dict) -> None:
                        "(exact for SGD, since its two axes do not interact).")
     with right:
         st.subheader("Mean position")
-        fmt = lambda v: f"{v:+.4f}" if v is not None and math.isfinite(v) else "—"
-        table = {"": ["simulated E[w]", "95% interval", "exact chain", "closed form"],
-                 "SGD": [fmt(sgd_mean.mean[0]), f"[{fmt(sgd_mean.ci_low[0])}, {fmt(sgd_mean.ci_high[0])}]",
-                         fmt(chains["sgd"].mean) if "sgd" in chains else "—", fmt(closed)],
-                 f"SAM ρ={rho:g}": [fmt(sam_mean.mean[0]), f"[{fmt(sam_mean.ci_low[0])}, {fmt(sam_mean.ci_high[0])}]",
-                                   fmt(chains["sam"].mean) if "sam" in chains else "—", "—"]}
-        st.table(pd.DataFrame(table), hide_index=True, border="horizontal")
-        st.caption(f"Time average of each particle over steps > {base['burn_in']}, averaged over {particles} "
-                   "particles (95% normal interval). Positive = flat side. The closed form is a continuous-time "
-                   "approximation (a few % low); the exact chain is exact up to its grid.")
-        controls.download_data(
-            "occupancy", {"edges": sgd_res.occupancy_edges, "sgd_counts": sgd_res.occupancy[0],
-                          "sam_counts": sam_counts, "sgd_mean": sgd_mean.to_dict(),
-                          "sam_mean": sam_mean.to_dict(), "closed_form_mean_sgd": closed,
-                          "exact_chain": {k: v.to_dict() for k, v in chains.items()}},
-            config={"sgd": sgd_cfg, "sam": sam_cfg}, file_stem="valley_occupancy", key="dl_occ",
-            csv=pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:],
-                              "sgd_counts": sgd_res.occupancy[0], "sam_counts": sam_counts}))
+        if view is None:
+            st.table(mean_table(sgd_mean, sam_mean, chains, closed, rho), hide_index=True, border="horizontal")
+            st.caption(mean_caption(base["burn_in"], particles))
+        else:  # the table at every ρ is the ρ chart's block, under the chart
+            st.caption("The table under the chart follows ρ in your browser; the downloads hold the ρ you let go.")
+        record = rhochart.box("main_chart")
+
+        def occupancy_export():  # at the released ρ (read when a download is clicked)
+            r, counts, chain_at, means = rho, sam_counts, chains, sam_mean
+            if view is not None and "index" in record:
+                i = record["index"]
+                r, (means, counts, c) = SLIDER.rhos[i], view.per_step[i]
+                chain_at = {k: v for k, v in chains.items() if k == "sgd"} | ({"sam": c} if c else {})
+            data = {"edges": sgd_res.occupancy_edges, "sgd_counts": sgd_res.occupancy[0], "sam_counts": counts,
+                    "sgd_mean": sgd_mean.to_dict(), "sam_mean": means.to_dict(), "closed_form_mean_sgd": closed,
+                    "exact_chain": {k: v.to_dict() for k, v in chain_at.items()}}
+            csv = pd.DataFrame({"bin_left": edges[:-1], "bin_right": edges[1:], "sgd_counts": sgd_res.occupancy[0],
+                                "sam_counts": counts})
+            cfg = {"sgd": sgd_cfg, "sam": SimConfig(optimizer="sam", rhos=(float(r),), **base)}
+            return data, csv, cfg
+
+        controls.download_data("occupancy", lambda: occupancy_export()[0], config=lambda: occupancy_export()[2],
+                               file_stem="valley_occupancy", key="dl_occ", csv=lambda: occupancy_export()[1])
         if view is not None:
             rhochart.download_view(view, rho, title="Asymmetric valley lab: SAM drifts to the flat side",
                                    config=dict(base), file_stem="valley_view", key="dl_valley_html")
@@ -309,9 +353,14 @@ def rho_section(base: dict) -> None:
     tabs = controls.lazy_tabs("view", {"drift": "Drift grows with ρ",
                                        "shift": "Why the flat side generalises better",
                                        "schedules": "Which steps need SAM? (exact)"}, default="drift")
+    if view is not None:
+        # A release reruns only the ρ chart's own fragment (app/components/rhochart.chart_light): the table and
+        # the drift tab's ρ line at every step are in its payload; the other tabs, drawn at one ρ, rerun the page.
+        with chart_slot:
+            rhochart.chart_light(view, rho, key="main_chart", rerun_page=not tabs["drift"].open)
     with tabs["drift"]:
         if tabs["drift"].open:
-            drift_tab(sweep_cfg, free_cfg, rho, closed, float(sam_mean.mean[0]))
+            drift_tab(sweep_cfg, free_cfg, rho, closed, None if view is not None else float(sam_mean.mean[0]))
     with tabs["shift"]:
         if tabs["shift"].open:
             shift_tab(w_grid, loss_grid, rho, sgd_mean, sam_mean, sgd_cfg, sam_cfg)
@@ -322,7 +371,7 @@ def rho_section(base: dict) -> None:
             schedules_tab(base, rho, one_d and bool(chains))
 
 
-def drift_tab(sweep_cfg, free_cfg, rho, closed, sam_mean_now: float) -> None:
+def drift_tab(sweep_cfg, free_cfg, rho, closed, sam_mean_now: float | None) -> None:
     """SAM's mean position against ρ: simulated, the exact chain, the noise-free 2-cycle (`closed`: SGD's
     closed-form mean, or None).
 
@@ -348,9 +397,8 @@ def drift_tab(sweep_cfg, free_cfg, rho, closed, sam_mean_now: float) -> None:
             drift.rhos, drift.mean, drift.ci_low, drift.ci_high, CHAIN_RHOS, chain_mean, CHAIN_RHOS, cycle, closed,
             free_rhos=CHAIN_RHOS, free_mean=free))
         st.plotly_chart(dfig, key="drift_chart", config=theme.PLOTLY_CONFIG)
-        mean_now = f"{sam_mean_now:+.4f}" if math.isfinite(sam_mean_now) else "—"
-        st.caption(f"**The slider's ρ = {rho:g}**: SAM's simulated mean position there is E[w] = {mean_now} "
-                   "(the run in the chart above); read it against the orange dots.")
+        if sam_mean_now is not None:  # None: ρ moves in the browser, and this line is under its chart
+            st.caption(drift_line(rho, sam_mean_now))
         controls.download_data(
             "drift", {"rhos": drift.rhos, "mean": drift.mean, "ci_low": drift.ci_low, "ci_high": drift.ci_high,
                       "chain_rhos": CHAIN_RHOS, "chain_mean": chain_mean, "two_cycle_mean": cycle,

@@ -18,6 +18,7 @@ Claims checked:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app import stats_charts as sc
-from tests.gridtest import figure, rho_shown, shipped
+from tests.gridtest import block, figure, rho_shown, shipped
 from tests.pagetest import chart, run_page, trace_array
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "escape.py")
@@ -128,8 +129,18 @@ def test_a_released_rho_is_the_pages_rho_on_the_next_run():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert rho_shown(at) == pytest.approx(0.1) and at.query_params["rho"] in ("0.1", ["0.1"])
-    runs = list(at.table[0].value["run"])
+    runs = re.findall(r"<td>(SGD|SAM ρ=[0-9.]+)</td>", block(at))  # the statistics at the step shown first
     assert runs == ["SGD", "SAM ρ=0.025", "SAM ρ=0.05", "SAM ρ=0.1"], runs
+
+
+def test_the_statistics_at_every_step_travel_with_the_chart(default_page):
+    """A release reruns no table (issue 18: ≤ 10 ms of server CPU per release): the statistics table and its
+    caption at every step are the ρ chart's block, each naming the runs of its own step."""
+    for step, rho in ((0, 0.0), (40, 0.2), (60, 0.3)):
+        html = block(default_page, 0, step=step)
+        assert f"<td>SAM ρ={rho:g}</td>" in html and "<td>SGD</td>" in html, html[:300]
+        assert "Kramers for SGD" in html and "particles per run" in html
+    assert not default_page.table  # no server table: the release would leave it behind
 
 
 def test_query_params_restore_the_view():
@@ -227,7 +238,7 @@ def test_statistics_give_the_exact_sgd_escape_time_beside_kramers(default_page):
     c = ESCAPE.config
     exact = theory.double_well_escape_steps(make_landscape(c.landscape), c.lr, c.sigma)
     tau = theory.kramers_escape_steps(*make_landscape(c.landscape).escape_geometry(), c.lr, c.sigma)
-    text = " ".join(x.value for x in default_page.caption)
+    text = block(default_page)  # the statistics caption travels with the ρ chart
     assert f"mean escape {exact:,.0f} steps; Kramers is {1 - tau / exact:.0%} low" in text, text
 
 
@@ -256,6 +267,6 @@ def test_zhu_scene_at_its_own_settings_shows_what_its_text_says():
     middle ρ (0.05) carries most particles over, and the scene's largest ρ (0.2) traps them. (At the old η = 0.01,
     the edge of stability, ρ = 0.2 escaped 76% and ρ = 0.1 only 49%.) 400 particles: a fraction's SE ≤ 2.5%."""
     at = _run(landscape="zhu", rho="0.2")
-    table = at.table[0].value
-    frac = {r["run"]: float(r["escaped fraction [95% CI]"].split("%")[0]) for _, r in table.iterrows()}
+    rows = re.findall(r"<tr>\s*<td>(SGD|SAM ρ=[0-9.]+)</td>\s*<td>([0-9.]+)%", block(at))  # the table at ρ = 0.2
+    frac = {run: float(share) for run, share in rows}
     assert frac["SGD"] == 0.0 and frac["SAM ρ=0.05"] > 50 and frac["SAM ρ=0.2"] < frac["SAM ρ=0.05"] - 40, frac

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.gridtest import figure, rho_shown, shipped
+from tests.gridtest import block, figure, rho_shown, shipped
 from tests.pagetest import chart, run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "valley.py")
@@ -209,3 +209,18 @@ def test_settings_the_exact_chain_cannot_resolve_give_a_note_not_a_traceback(vie
     at = _run(lr="0.0001", sigma="0.05", view=view)
     assert any("No exact chain here" in i.value for i in at.info), [i.value for i in at.info]
     assert not any(n.startswith("exact chain") for n in _names(_chart(at, "main_chart")))
+
+
+def test_the_mean_positions_at_every_step_travel_with_the_chart(default_page):
+    """A release reruns no table (issue 18: ≤ 10 ms of server CPU per release): the "Mean position" table and the
+    drift tab's ρ line at every step are the ρ chart's block, each at its own ρ, and SAM's simulated mean there is
+    the one of its own grid step (it differs between the ends of the slider: the drift grows with ρ)."""
+    head, payload = shipped(default_page)
+    rhos = payload["slider"]["rhos"]
+    means = []
+    for step in (0, len(rhos) - 1):
+        html = block(default_page, 0, step=step)
+        assert f"SAM ρ={rhos[step]:g}</th>" in html and f"The slider&#x27;s ρ = {rhos[step]:g}:" in html, html[:400]
+        means.append(html.split("E[w] = ")[1].split(" ")[0])
+    assert means[0] != means[1], means
+    assert not default_page.table  # no server table: a release would leave it behind

@@ -169,6 +169,45 @@ def chart(view: GridView, rho: float, *, key: str = "main_chart", on_click: Call
     show(view, rho, key=key, on_release=lambda: _released(key, view.slider), on_click=on_click)
 
 
+def box(key: str = "main_chart") -> dict:
+    """The session's record of the ρ chart `key`: {"rho": the page's ρ, "index": its step}. A plain dict, kept in
+    st.session_state, that a release updates in place: the page's deferred downloads (built when clicked, outside
+    any script run) read the released ρ from it."""
+    return st.session_state.setdefault(f"_rhochart_box_{key}", {})
+
+
+@st.fragment
+def _release_fragment(view: GridView, key: str, rerun_page: bool) -> None:
+    """All that a release reruns (issue 18: ≤ 10 ms of server CPU): the ρ from the session into the URL
+    (app.controls.grid_rho), the component at that step (byte-identical bytes, so Streamlit sends a reference), and
+    the session's box. Tables and captions at every step travel in the payload's blocks; with `rerun_page` (a
+    view that shows more at this ρ than the payload holds, such as an open tab) a release reruns the page."""
+    from app import controls
+
+    flag = f"_rhochart_released_{key}"
+    released_now = st.session_state.pop(flag, False)
+    rho = controls.grid_rho(view.slider)
+    def on_release() -> None:
+        _released(key, view.slider)
+        st.session_state[flag] = True
+
+    show(view, rho, key=key, on_release=on_release)
+    record = box(key)
+    record["rho"], record["index"] = rho, view.slider.nearest(rho)
+    if released_now and rerun_page:
+        st.rerun(scope="app")
+
+
+def chart_light(view: GridView, rho: float, *, key: str = "main_chart", rerun_page: bool = False) -> float:
+    """Draw `view` at `rho` in a nested fragment of its own, so that a release reruns only that fragment (the URL,
+    the session's ρ and `box(key)`) and nothing else of the page; the page puts what it shows at each ρ into the
+    payload (blocks) and reads the released ρ for its exports from `box(key)`. Returns the ρ shown."""
+    record = box(key)
+    record["rho"], record["index"] = rho, view.slider.nearest(rho)
+    _release_fragment(view, key, rerun_page)
+    return rho
+
+
 def download_view(view: GridView, rho: float, *, title: str, config: dict, file_stem: str, key: str,
                   container=None) -> None:
     """"Download this view (HTML)": the offline file (app/offline.py), built only when clicked."""

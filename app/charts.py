@@ -123,7 +123,8 @@ def _phone_frame(fig: go.Figure, grid: Grid, title: str | None, legend_entries: 
     top = 20 + PHONE_ROW_PX * (len(title_lines(title, True)) + legend_entries) + 12
     fig.update_traces(colorbar={"thickness": 10}, selector={"type": "heatmap"})
     fig.update_layout(height=top + plot_h + bottom,
-                      legend={"orientation": "v", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom", "yref": "paper",
+                      legend={"orientation": "v", "x": 0.0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                              "yref": "paper",
                               "bgcolor": "rgba(0,0,0,0)", "borderwidth": 0},
                       margin={"t": top, "b": bottom, **PHONE_MARGIN, "autoexpand": False},
                       title={"yref": "container", "y": 1.0, "yanchor": "top", "pad": {"t": 12}})
@@ -366,7 +367,8 @@ def sam_step_marks(*, w, grad_w, eps, grad_adv, rho: float, lr: float) -> tuple[
              marker={"size": 13, "color": "white", "line": {"width": 2, "color": "black"}}),
         dict(type="scatter", x=[float(w_adv[0])], y=[float(w_adv[1])], mode="markers+text", text=["w+ε"],
              textposition="top right", name="w+ε (worst point on the ball)", textfont={"color": "white", "size": 16},
-             marker={"size": 12, "color": COLORS["sam"], "symbol": "diamond", "line": {"width": 1.5, "color": "white"}}),
+             marker={"size": 12, "color": COLORS["sam"], "symbol": "diamond",
+                     "line": {"width": 1.5, "color": "white"}}),
     ]
     annotations = []
     # gradients drawn at the SGD-step length, so they compare with the steps
@@ -380,7 +382,8 @@ def sam_step_marks(*, w, grad_w, eps, grad_adv, rho: float, lr: float) -> tuple[
                                 arrowwidth=width, arrowcolor=col, text="", opacity=0.6 if dash else 1.0))
         # a legend entry per arrow (annotations have none): an invisible line with the same colour
         traces.append(dict(type="scatter", x=[float(start[0]), float(end[0])], y=[float(start[1]), float(end[1])],
-                           mode="lines", name=text, line={"color": col, "width": width, "dash": "dot" if dash else "solid"},
+                           mode="lines", name=text,
+                           line={"color": col, "width": width, "dash": "dot" if dash else "solid"},
                            hoverinfo="name"))
     return traces, annotations
 

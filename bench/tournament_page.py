@@ -43,7 +43,8 @@ from bench._browser import (  # noqa: E402
 )
 
 TARGET_P95_MS = 500.0
-CHART = "[data-testid=stVegaLiteChart]"  # the first Altair chart on the page: the tournament (the trigger map is second)
+# the first Altair chart on the page: the tournament (the trigger map is second)
+CHART = "[data-testid=stVegaLiteChart]"
 POLL_MS = 25
 SETTLE_S = 6
 # A hash of what the tournament chart shows: its canvas's image (or its SVG, if vega-embed drew one), sampled.

@@ -49,7 +49,8 @@ else:
     c_steps = c_mode = c_rho
     c_f = c_k
 rho = controls.grid_rho(SLIDER)  # drawn with the outcome chart (app/components/rhochart)
-steps = controls.number_slider("steps", "steps T of full SAM" + ("" if present else " (budget = 2T gradient evaluations)"),
+steps_label = "steps T of full SAM" + ("" if present else " (budget = 2T gradient evaluations)")
+steps = controls.number_slider("steps", steps_label,
                                lo=20, hi=1000, default=DEFAULTS["steps"], step=10, container=c_steps,
                                help="Full SAM's T steps cost 2T gradient evaluations: the budget every schedule gets.")
 mode = controls.choice("budget", "compare at", {"equal": "equal budget (gradient evaluations)",
@@ -88,9 +89,10 @@ for o in SCHEDULES:
 timeline_box.subheader("Which steps use SAM")
 timeline_box.plotly_chart(charts.schedule_timeline(rows, title=f"SAM steps over T = {steps} steps"),
                           key="timeline_chart", config=theme.PLOTLY_CONFIG)
-timeline_box.caption(f"Each tick is a SAM step (2 gradient evaluations); the gaps are SGD steps (1). PSAM with k = {sched['k']}, "
-           f"f = {sched['f']:g} costs (1 + f/k)/2 = {(1 + sched['f'] / sched['k']) / 2:.0%} of SAM; the thesis' "
-           "setting k = 2, f = 0.6 gives 65%.")
+timeline_box.caption("Each tick is a SAM step (2 gradient evaluations); the gaps are SGD steps (1). "
+                     f"PSAM with k = {sched['k']}, "
+                     f"f = {sched['f']:g} costs (1 + f/k)/2 = {(1 + sched['f'] / sched['k']) / 2:.0%} of SAM; "
+                     "the thesis' setting k = 2, f = 0.6 gives 65%.")
 
 # --- 2. the same toy run under each schedule -------------------------------------------------------
 land = cache.landscape(name)

@@ -35,23 +35,24 @@ whatever ρ is, so differences between the ρ columns come from ρ, not from luc
 A particle that leaves the finite range (NaN, Inf or |w| > 1e6) is marked `diverged` and frozen at
 its last good position; it never crashes the run and is left out of the means.
 
-Recorded along the way: the first step at which each particle is in another basin than the one
-it started in (`first_passage`, -1 if never; a ridge, basin -1, does not count) and its position then; the time average of w over the steps
-s = burn_in + 1 … T (the first burn_in steps are discarded); and at `record_points` evenly spaced steps the trajectories of the first `keep_paths`
-particles, the mean loss, and a histogram of positions (the occupancy, steps ≥ burn_in).
+Recorded along the way: the first step at which each particle is in another basin than the one it started in
+(`first_passage`, -1 if never; a ridge, basin -1, does not count) and its position then; the time average of w
+over the steps s = burn_in + 1 … T (the first burn_in steps are discarded); and at `record_points` evenly
+spaced steps the trajectories of the first `keep_paths` particles, the mean loss, and a histogram of positions
+(the occupancy, steps ≥ burn_in).
 
-Speed (bench/toy.py): the loop runs ~35 small tensor operations per step, so what costs time is
-torch's per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch thread on the CPU
-(with 2 threads torch spends more time splitting 20k-element tensors than computing: measured
-1.5× slower with the work below, 35× before it; bench/toy.py --sweep), float32 by default, hand-written gradients with their constants as cached 0-dim
-tensors and the noise added inside them (core.toy.landscapes), no torch.where in the hot loop on the
-CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks into
-reused buffers, the next chunk drawn by a background thread while this one is used (core.toy.noise;
-drawing is a third of the benchmark's work), exp floored above the slow denormal range
-(core.toy.landscapes.exp_: 100× slower there), w stored coordinate-major in memory (core.toy.landscapes.stack_coords: SAM's norm over
-the size-2 coordinate axis is then ~3× cheaper), each step's position written straight into a
-preallocated block of K steps, and all bookkeeping (divergence, first passage, time average,
-recording) done once per block instead of once per step (see `_run`).
+Speed (bench/toy.py): the loop runs ~35 small tensor operations per step, so what costs time is torch's
+per-operation overhead (~2-4 µs each), not arithmetic. Hence: one torch thread on the CPU (with 2 threads
+torch spends more time splitting 20k-element tensors than computing: measured 1.5× slower with the work below,
+35× before it; bench/toy.py --sweep), float32 by default, hand-written gradients with their constants as
+cached 0-dim tensors and the noise added inside them (core.toy.landscapes), no torch.where in the hot loop on
+the CPU (slow there), no `.item()` on the GPU (a sync), random numbers generated in chunks into reused
+buffers, the next chunk drawn by a background thread while this one is used (core.toy.noise; drawing is a
+third of the benchmark's work), exp floored above the slow denormal range (core.toy.landscapes.exp_: 100×
+slower there), w stored coordinate-major in memory (core.toy.landscapes.stack_coords: SAM's norm over the
+size-2 coordinate axis is then ~3× cheaper), each step's position written straight into a preallocated block
+of K steps, and all bookkeeping (divergence, first passage, time average, recording) done once per block
+instead of once per step (see `_run`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import plotly.io as pio
 import streamlit as st
 
@@ -134,31 +135,46 @@ def step_grid(name: str, w: tuple, lr: float, history: tuple, zoom: str, view_lo
             bases[window] = json.loads(pio.to_json(fig, validate=False))
         return (charts.with_marks(bases[window], charts.sam_step_marks(**kw)),)
 
-    return rhogrid.build(SLIDER, figure_at, plotly_config=theme.PLOTLY_CONFIG)
+    def block_at(i: int):  # "This step" at this ρ, shown by the browser (a release reruns no table)
+        return (rhogrid.html_block(*step_table(sam_step_numbers(land, w, SLIDER.rhos[i], lr))),)
+
+    return rhogrid.build(SLIDER, figure_at, blocks_at=block_at, plotly_config=theme.PLOTLY_CONFIG)
+
+
+def step_table(n: dict) -> tuple:
+    """The numbers of one step (a table) and the angle between the SAM and SGD steps (a line)."""
+    values = [float(np.linalg.norm(n["grad_w"])), float(np.linalg.norm(n["eps"])), n["loss_w"], n["loss_adv"],
+              n["loss_sgd"], n["loss_sam"]]
+    table = pd.DataFrame({"this step": ["‖∇L(w)‖", "‖ε‖ (= ρ)", "L(w)", "L(w+ε)", "L after SGD step",
+                                        "L after SAM step"], "value": [f"{v:.4f}" for v in values]})
+    angle = np.degrees(np.arccos(np.clip(
+        np.dot(n["grad_w"], n["grad_adv"]) / (np.linalg.norm(n["grad_w"]) * np.linalg.norm(n["grad_adv"]) + 1e-12),
+        -1, 1)))
+    return table, f"The SAM step turns {angle:.0f}° away from the SGD step here."
 
 
 with chart_col:
     view = step_grid(name, tuple(w), float(lr), tuple(tuple(p) for p in history), zoom, look())
-    rhochart.chart(view, rho, key="main_chart", on_click=_on_click)
+    # a release reruns only the ρ chart's own fragment (app/components/rhochart.chart_light); a click on the chart
+    # moves w, which reruns the page
+    rhochart.chart_light(view, rho, key="main_chart", on_click=_on_click)
     st.caption("Yellow: the ascent ε of length ρ along the gradient, to the worst point w+ε on the dashed "
                "circle. Blue: the SGD step −η∇L(w). Orange: the SAM step −η∇L(w+ε), the gradient taken at w+ε "
                "but applied at w. Click anywhere to move w; **Step** repeats the SAM update. ρ moves in your "
-               "browser.")
+               "browser; the numbers of this step are under the chart.")
     rhochart.download_view(view, rho, title="How a SAM step works",
                            config={"landscape": name, "lr": lr, "w": list(w)}, file_stem="sam_step_view",
                            key="dl_sam_step_html")
 
-with side:
-    st.markdown("**This step**")
-    st.dataframe(
-        {"quantity": ["‖∇L(w)‖", "‖ε‖ (= ρ)", "L(w)", "L(w+ε)", "L after SGD step", "L after SAM step"],
-         "value": [float(np.linalg.norm(nums["grad_w"])), float(np.linalg.norm(nums["eps"])), nums["loss_w"],
-                   nums["loss_adv"], nums["loss_sgd"], nums["loss_sam"]]},
-        hide_index=True, width="stretch", column_config={"value": st.column_config.NumberColumn(format="%.4f")})
-    angle = np.degrees(np.arccos(np.clip(
-        np.dot(nums["grad_w"], nums["grad_adv"])
-        / (np.linalg.norm(nums["grad_w"]) * np.linalg.norm(nums["grad_adv"]) + 1e-12), -1, 1)))
-    st.caption(f"The SAM step turns {angle:.0f}° away from the SGD step here.")
+record = rhochart.box("main_chart")
 
-controls.download_data("step data", nums | {"history": history}, key="sam_step_dl", file_stem="sam_step",
-                       config={"page": "sam_step", "landscape": name, "rho": rho, "lr": lr, "w": list(w)})
+
+def released_rho() -> float:
+    """The ρ the browser let go last (read when a download is clicked)."""
+    return record.get("rho", rho)
+
+
+controls.download_data("step data", lambda: sam_step_numbers(land, w, released_rho(), lr) | {"history": history},
+                       key="sam_step_dl", file_stem="sam_step",
+                       config=lambda: {"page": "sam_step", "landscape": name, "rho": released_rho(), "lr": lr,
+                                       "w": list(w)})

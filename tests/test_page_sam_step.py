@@ -19,7 +19,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from core.toy.landscapes import make_landscape
-from tests.gridtest import figure, rho_shown, shipped
+from tests.gridtest import block, figure, rho_shown, shipped
 from tests.pagetest import run_page
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "sam_step.py")
@@ -93,3 +93,14 @@ def test_bad_url_values_get_a_notice(params, expect):
     at = _run(**params)
     assert any(expect in w.value for w in at.warning), [w.value for w in at.warning]
     _main(at)  # still draws
+
+
+def test_the_numbers_of_the_step_travel_with_the_chart():
+    """A release reruns only the ρ chart's fragment (issue 18: ≤ 10 ms of server CPU): "This step" at every ρ is
+    the chart's block, ‖ε‖ equal to that step's ρ, and the angle between the steps named under it."""
+    at = _run()
+    for step, rho in ((10, 0.1), (60, 0.6)):
+        html = block(at, 0, step=step)
+        assert f"<td>‖ε‖ (= ρ)</td>\n      <td>{rho:.4f}</td>" in html, html[:600]
+        assert "The SAM step turns" in html
+    assert not at.dataframe  # no server table: a release would leave it behind

@@ -77,6 +77,7 @@ export default function (component) {
     if (prev.sent !== head.index) { prev.sent = head.index; if (prev.chart) prev.chart.setIndex(head.index); }
     return;
   }
+  if (nl + 1 >= text.length) return;  // a header alone answers a release of a grid this browser holds
   const mine = {digest: head.digest, sent: head.index, chart: null};
   host.__samlabRho = mine;
   loadPlotly().then(() => {
@@ -107,21 +108,24 @@ def released(key: str):
 
 
 def show(view: GridView, rho: float, *, key: str, on_release: Callable[[], None] | None = None,
-         on_click: Callable[[], None] | None = None) -> None:
+         on_click: Callable[[], None] | None = None, header_only: bool = False) -> None:
     """Draw `view` in the browser at the grid step nearest `rho`.
 
     The bytes sent are the cached payload behind a one-line header {digest, index}. While the grid (its digest) and
     the step the browser last showed stay the same, the header stays too, so a rerun re-sends byte-identical
-    content (Streamlit's message cache then sends only a reference); the browser keeps the ρ it has."""
+    content (Streamlit's message cache then sends only a reference); the browser keeps the ρ it has.
+    `header_only`: the browser holds this grid already (the run answers its own release), so only the header goes
+    out; the component's key is its identity, so the browser keeps its chart, and the server hashes no payload."""
     i = view.slider.nearest(rho)
     memo_key = f"_rhochart_sent_{key}"
     memo = st.session_state.get(memo_key)
+    header_only = header_only and memo is not None and memo[0] == view.digest  # never a header for a new grid
     if memo is None or memo[0] != view.digest or memo[2] != i:
         memo = (view.digest, i, i)
         st.session_state[memo_key] = memo
     head = json.dumps({"digest": view.digest, "index": memo[1]}).encode() + b"\n"
-    body = view.data
-    if on_click is not None:  # the payload says so, and the browser then reports clicks on the charts
+    body = b"" if header_only else view.data
+    if on_click is not None and not header_only:  # the payload says so; the browser then reports chart clicks
         body = body[:-1] + b',"clickable":true}'
     _COMPONENT(key=key, data=head + body, default={"rho": None}, on_rho_change=on_release or (lambda: None),
                on_click_change=on_click or (lambda: None))
@@ -177,7 +181,7 @@ def box(key: str = "main_chart") -> dict:
 
 
 @st.fragment
-def _release_fragment(view: GridView, key: str, rerun_page: bool) -> None:
+def _release_fragment(view: GridView, key: str, rerun_page: bool, on_click: Callable[[], None] | None) -> None:
     """All that a release reruns (issue 18: ≤ 10 ms of server CPU): the ρ from the session into the URL
     (app.controls.grid_rho), the component at that step (byte-identical bytes, so Streamlit sends a reference), and
     the session's box. Tables and captions at every step travel in the payload's blocks; with `rerun_page` (a
@@ -191,20 +195,30 @@ def _release_fragment(view: GridView, key: str, rerun_page: bool) -> None:
         _released(key, view.slider)
         st.session_state[flag] = True
 
-    show(view, rho, key=key, on_release=on_release)
+    clicked_flag = f"_rhochart_clicked_{key}"
+    clicked_now = st.session_state.pop(clicked_flag, False)
+
+    def on_chart_click() -> None:
+        on_click()
+        st.session_state[clicked_flag] = True
+
+    show(view, rho, key=key, on_release=on_release, header_only=released_now,
+         on_click=on_chart_click if on_click is not None else None)
     record = box(key)
     record["rho"], record["index"] = rho, view.slider.nearest(rho)
-    if released_now and rerun_page:
+    if (released_now and rerun_page) or clicked_now:  # a click moves what the whole page shows
         st.rerun(scope="app")
 
 
-def chart_light(view: GridView, rho: float, *, key: str = "main_chart", rerun_page: bool = False) -> float:
+def chart_light(view: GridView, rho: float, *, key: str = "main_chart", rerun_page: bool = False,
+                on_click: Callable[[], None] | None = None) -> float:
     """Draw `view` at `rho` in a nested fragment of its own, so that a release reruns only that fragment (the URL,
     the session's ρ and `box(key)`) and nothing else of the page; the page puts what it shows at each ρ into the
-    payload (blocks) and reads the released ρ for its exports from `box(key)`. Returns the ρ shown."""
+    payload (blocks) and reads the released ρ for its exports from `box(key)`. A click on a chart (`on_click`, its
+    callback) reruns the page. Returns the ρ shown."""
     record = box(key)
     record["rho"], record["index"] = rho, view.slider.nearest(rho)
-    _release_fragment(view, key, rerun_page)
+    _release_fragment(view, key, rerun_page, on_click)
     return rho
 
 

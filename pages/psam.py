@@ -191,41 +191,10 @@ if in_browser:
         # keyed by the configs without the current ρ (the grid holds every ρ): a release must not recompute it
         grid_cfgs = tuple(c if c.optimizer == "sgd" else c.replace(rhos=(SLIDER.rhos[-1],)) for c in cfgs)
         view = psam_grid(grid_cfgs, mode, budget, steps, look())
-    table_rows = view.per_step[SLIDER.nearest(rho)]
 else:  # too many particle-steps for one batched run per schedule: ρ is the server slider, as before
     rho = controls.rho_slider(default=DEFAULTS["rho"], hi=1.0, step=0.01, container=c_rho)
     cfgs = [c.replace(rhos=(0.0,) if c.optimizer == "sgd" else (rho,)) for c in cfgs]
     results = cache.simulate_many(cfgs)
-    table_rows = [outcome(r) for r in results]
-
-table = pd.DataFrame([{"schedule": label} | row for (o, label, _, _), row in zip(rows, table_rows)])
-if not present:  # on the projector the chart's own title says it, and the chart moves up into the first screen
-    outcome_box.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
-                          else "Same problem, same number of steps: what each schedule achieves")
-chart_col, text_col = outcome_box.columns([2.2, 1], gap="medium")
-with chart_col:
-    if in_browser:  # the outcome chart and the loss chart at every ρ step, switched in the browser
-        rhochart.chart(view, rho, key="main_chart")
-        rhochart.download_view(view, rho, title="PSAM scheduler: what each schedule buys at equal budget",
-                               config={"landscape": name, "lr": lr, "sigma": sigma, "steps": steps, "mode": mode,
-                                       "particles": particles, "seed": seed} | sched, file_stem="psam_view",
-                               key="dl_psam_html")
-    else:
-        st.plotly_chart(outcome_figure([minimum_outcome(r, land, "flat") for r in results]), key="main_chart",
-                        config=theme.PLOTLY_CONFIG)
-with text_col:
-    start = land.default_start
-    st.markdown(
-        f"All particles start in the **sharp** minimum at w = {start[0]:.2f} of “{land.title}” with gradient noise "
-        f"σ = {sigma:g}. A flatter final minimum is the outcome SAM is meant to buy. "
-        + ("Every schedule spends the same number of gradient evaluations, so cheaper schedules take more steps."
-           if mode == "equal" else "Every schedule takes the same number of steps; SAM-heavy schedules pay more."))
-    st.markdown(budget_verdict(table, mode))
-    st.caption("Error bars: 95% Wilson intervals over the particles that did not diverge (one seed).")
-    st.info("**Counter-evidence.** Zhou et al. (ICLR 2025) find SAM matters most *late* in training, the opposite of "
-            "PSAM's early-phase premise; LookSAM (Liu et al., CVPR 2022) reports that SAM every k-th step throughout "
-            "degrades. Compare the PSAM, late SAM and SAM-k bars; the asymmetric valley lab's tab *Which steps need "
-            "SAM? (exact)* compares them without sampling noise.")
 
 # Short headers (the full meaning on hover), so all ten columns fit a 1280-px projector without scrolling.
 SHORT = {"gradient evaluations": ("grad evals", "gradient evaluations spent (SAM step 2, SGD step 1)"),
@@ -234,22 +203,67 @@ SHORT = {"gradient evaluations": ("grad evals", "gradient evaluations spent (SAM
          "95% low": ("95% lo", "Wilson interval, lower end"), "95% high": ("95% hi", "Wilson interval, upper end"),
          "left the start basin": ("left start", "fraction that left the starting (sharp) basin"),
          "mean final loss": ("final loss", "mean loss at the end"), "diverged": ("diverged", "particles that diverged")}
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={c: (st.column_config.NumberColumn(label, help=text, format="%.3f")
-                                if c not in ("gradient evaluations", "diverged")
-                                else st.column_config.NumberColumn(label, help=text))
-                            for c, (label, text) in SHORT.items()})
 
-if not in_browser:  # in the browser it is the ρ chart's second chart
-    st.plotly_chart(loss_chart(loss_series(results)), key="loss_chart", config=theme.PLOTLY_CONFIG)
-st.caption("The x-axis counts gradient evaluations, not steps, so the curves compare like for like. The mean loss "
-           "rises at first: every particle starts at the bottom of the sharp well, and the noise spreads the cloud "
-           "up its walls (and over the barrier) until it reaches its noisy steady state.")
 
-controls.download_data("outcomes per schedule", {"table": table.to_dict(orient="list"),
-                                                 "masks": {o: m for o, _, m, _ in rows}},
-                       config={"page": "psam", "mode": mode, "budget": budget, "configs": cfgs},
-                       file_stem="psam_schedules", key="psam_dl", csv=table)
-# The entry point of the class experiment (issue 14): every student runs one schedule at this equal budget.
-class_link("psam", landscape=name, rho=float(rho), lr=float(lr), sigma=float(sigma), steps=int(steps),
-           k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]), p=float(sched["p"]))
+def outcome_section(rho: float, place=None) -> None:
+    """What follows ρ on the server: the chart (`place`, the ρ chart; None: the server chart), the verdict, the
+    table, the exports and the class experiment's link. With ρ in the browser this is all a release reruns
+    (app/components/rhochart.chart_light), and the rows are picked from the grid, not computed."""
+    table_rows = view.per_step[SLIDER.nearest(rho)] if in_browser else [outcome(r) for r in results]
+    table = pd.DataFrame([{"schedule": label} | row for (o, label, _, _), row in zip(rows, table_rows)])
+    if not present:  # on the projector the chart's own title says it, and the chart moves up into the first screen
+        st.subheader("Same problem, same budget: what each schedule achieves" if mode == "equal"
+                     else "Same problem, same number of steps: what each schedule achieves")
+    chart_col, text_col = st.columns([2.2, 1], gap="medium")
+    with chart_col:
+        if place is not None:  # the outcome chart and the loss chart at every ρ step, switched in the browser
+            place()
+            rhochart.download_view(view, rho, title="PSAM scheduler: what each schedule buys at equal budget",
+                                   config={"landscape": name, "lr": lr, "sigma": sigma, "steps": steps,
+                                           "mode": mode, "particles": particles, "seed": seed} | sched,
+                                   file_stem="psam_view", key="dl_psam_html")
+        else:
+            st.plotly_chart(outcome_figure([minimum_outcome(r, land, "flat") for r in results]), key="main_chart",
+                            config=theme.PLOTLY_CONFIG)
+    with text_col:
+        start = land.default_start
+        st.markdown(
+            f"All particles start in the **sharp** minimum at w = {start[0]:.2f} of “{land.title}” with gradient "
+            f"noise σ = {sigma:g}. A flatter final minimum is the outcome SAM is meant to buy. "
+            + ("Every schedule spends the same number of gradient evaluations, so cheaper schedules take more steps."
+               if mode == "equal" else "Every schedule takes the same number of steps; SAM-heavy schedules pay more."))
+        st.markdown(budget_verdict(table, mode))
+        st.caption("Error bars: 95% Wilson intervals over the particles that did not diverge (one seed).")
+        st.info("**Counter-evidence.** Zhou et al. (ICLR 2025) find SAM matters most *late* in training, the opposite "
+                "of PSAM's early-phase premise; LookSAM (Liu et al., CVPR 2022) reports that SAM every k-th step "
+                "throughout degrades. Compare the PSAM, late SAM and SAM-k bars; the asymmetric valley lab's tab "
+                "*Which steps need SAM? (exact)* compares them without sampling noise.")
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: (st.column_config.NumberColumn(label, help=text, format="%.3f")
+                                    if c not in ("gradient evaluations", "diverged")
+                                    else st.column_config.NumberColumn(label, help=text))
+                                for c, (label, text) in SHORT.items()})
+    if place is None:  # in the browser it is the ρ chart's second chart
+        st.plotly_chart(loss_chart(loss_series(results)), key="loss_chart", config=theme.PLOTLY_CONFIG)
+    st.caption("The x-axis counts gradient evaluations, not steps, so the curves compare like for like. The mean "
+               "loss rises at first: every particle starts at the bottom of the sharp well, and the noise spreads the "
+               "cloud up its walls (and over the barrier) until it reaches its noisy steady state.")
+    controls.download_data("outcomes per schedule", {"table": table.to_dict(orient="list"),
+                                                     "masks": {o: m for o, _, m, _ in rows}},
+                           config={"page": "psam", "mode": mode, "budget": budget, "configs": at_rho(cfgs, rho)},
+                           file_stem="psam_schedules", key="psam_dl", csv=table)
+    # The entry point of the class experiment (issue 14): every student runs one schedule at this equal budget.
+    class_link("psam", landscape=name, rho=float(rho), lr=float(lr), sigma=float(sigma), steps=int(steps),
+               k=int(sched["k"]), f=float(sched["f"]), late_f=float(sched["late_f"]), p=float(sched["p"]))
+
+
+def at_rho(configs, r: float) -> list:
+    """The configs at ρ = r (SGD keeps ρ = 0): what the exports name."""
+    return [c if c.optimizer == "sgd" else c.replace(rhos=(float(r),)) for c in configs]
+
+
+with outcome_box:
+    if in_browser:  # a release reruns outcome_section only (rhochart.chart_light)
+        rhochart.chart_light(view, rho, key="main_chart", draw=outcome_section)
+    else:
+        outcome_section(rho)

@@ -8,8 +8,8 @@ decides is the other half of the issue: a Plotly slider inside st.plotly_chart c
 was released, so the URL, the next rerun, the exports and the class experiment would keep the old ρ; and its
 slider is drawn inside the chart, unlike the lab's other controls (no help text, no value box). The component
 (Streamlit's components v2, bidirectional) draws a labelled slider with its value and help, reports the released
-ρ as its state `rho` (one rerun of the page's ρ fragment per release, none while dragging), and carries several
-charts and HTML blocks at once.
+ρ as its state `rho` (one rerun of the chart's own small fragment per release, `chart_light`, none while
+dragging), and carries several charts and HTML blocks at once.
 
 No CDN: the component's JavaScript is inline (rhochart.js, the same file the offline export embeds), and
 plotly.js is the copy in the installed plotly package, served by this app under /component/… (a v1 component
@@ -181,7 +181,8 @@ def box(key: str = "main_chart") -> dict:
 
 
 @st.fragment
-def _release_fragment(view: GridView, key: str, rerun_page: bool, on_click: Callable[[], None] | None) -> None:
+def _release_fragment(view: GridView, key: str, rerun_page: bool, on_click: Callable[[], None] | None,
+                      draw: Callable[[float, Callable[[], None]], None] | None) -> None:
     """All that a release reruns (issue 18: ≤ 10 ms of server CPU): the ρ from the session into the URL
     (app.controls.grid_rho), the component at that step (byte-identical bytes, so Streamlit sends a reference), and
     the session's box. Tables and captions at every step travel in the payload's blocks; with `rerun_page` (a
@@ -202,8 +203,14 @@ def _release_fragment(view: GridView, key: str, rerun_page: bool, on_click: Call
         on_click()
         st.session_state[clicked_flag] = True
 
-    show(view, rho, key=key, on_release=on_release, header_only=released_now,
-         on_click=on_chart_click if on_click is not None else None)
+    def place() -> None:
+        show(view, rho, key=key, on_release=on_release, header_only=released_now,
+             on_click=on_chart_click if on_click is not None else None)
+
+    if draw is not None:  # the page's few elements at this ρ (precomputed rows), with the chart among them
+        draw(rho, place)
+    else:
+        place()
     record = box(key)
     record["rho"], record["index"] = rho, view.slider.nearest(rho)
     if (released_now and rerun_page) or clicked_now:  # a click moves what the whole page shows
@@ -211,14 +218,17 @@ def _release_fragment(view: GridView, key: str, rerun_page: bool, on_click: Call
 
 
 def chart_light(view: GridView, rho: float, *, key: str = "main_chart", rerun_page: bool = False,
-                on_click: Callable[[], None] | None = None) -> float:
+                on_click: Callable[[], None] | None = None,
+                draw: Callable[[float, Callable[[], None]], None] | None = None) -> float:
     """Draw `view` at `rho` in a nested fragment of its own, so that a release reruns only that fragment (the URL,
     the session's ρ and `box(key)`) and nothing else of the page; the page puts what it shows at each ρ into the
     payload (blocks) and reads the released ρ for its exports from `box(key)`. A click on a chart (`on_click`, its
-    callback) reruns the page. Returns the ρ shown."""
+    callback) reruns the page. `draw(ρ, place)`, if given, draws the few elements that must follow the released ρ
+    on the server (a table picked from the grid's precomputed rows, a link) and calls `place()` where the chart
+    goes; it reruns with each release. Returns the ρ shown."""
     record = box(key)
     record["rho"], record["index"] = rho, view.slider.nearest(rho)
-    _release_fragment(view, key, rerun_page, on_click)
+    _release_fragment(view, key, rerun_page, on_click, draw)
     return rho
 
 

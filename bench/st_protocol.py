@@ -436,7 +436,20 @@ class StreamlitClient:
         if w is None or w.kind != "bidi_component":
             return b""
         p = w.proto
-        return bytes(p.bytes) if p.bytes else p.json.encode()
+        data = bytes(p.bytes) if p.bytes else p.json.encode()
+        # A ρ chart answers a release with its header alone (app/components/rhochart.show): the browser keeps the
+        # payload it holds for that digest, and so does this client.
+        bodies = self.__dict__.setdefault("_component_bodies", {})
+        head, nl, body = data.partition(b"\n")
+        try:
+            digest = json.loads(head).get("digest") if nl else None
+        except (ValueError, AttributeError):
+            digest = None
+        if digest and body:
+            bodies[key] = (digest, body)
+        elif digest and bodies.get(key, (None,))[0] == digest:
+            data = head + b"\n" + bodies[key][1]
+        return data
 
     def rho_chart(self, slider_key: str = "rho") -> tuple[Widget | None, list[float], float | None]:
         """(component, grid, ρ shown) of the page's ρ chart: the components-v2 component whose payload

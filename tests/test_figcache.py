@@ -7,9 +7,12 @@ same figure, not a stale one) and that the pages still draw what they drew befor
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 
 from app import figcache
+from tests.gridtest import block
 from tests.pagetest import chart, run_page
 
 
@@ -47,8 +50,13 @@ def test_escape_main_chart_follows_the_config_not_the_cache():
 
 
 def _drift_and_captions(rho: str):
+    """The drift chart's spec, and the texts shown beside it: the page's captions and, where ρ moves in the
+    browser, the ρ chart's block at the step shown (it carries the drift tab's ρ line at every step)."""
     at = run_page("pages/valley.py", rho=rho)
-    return chart(at, "drift_chart"), [c.value for c in at.caption]
+    texts = [c.value for c in at.caption]
+    if [c for c in at.get("bidi_component") if c.proto.id.endswith("-main_chart")]:
+        texts.append(html.unescape(block(at, 0)))
+    return chart(at, "drift_chart"), texts
 
 
 def test_valley_drift_chart_is_the_same_element_whatever_the_slider():

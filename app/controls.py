@@ -612,6 +612,17 @@ def noise_controls(*, default_kind: str = "isotropic", default_sigma: float = 1.
 # ----------------------------------------------------------------------------------------------
 # Building a config
 # ----------------------------------------------------------------------------------------------
+def run_size(defaults: dict, steps_lo: int, size_box, seed_box) -> tuple[int, int, int]:
+    """The size of a simulation, as the escape and valley labs ask for it: particles and steps T in `size_box`,
+    the seed in `seed_box`, each with its URL key and `defaults[key]`. Returns (particles, steps, seed)."""
+    particles = number_slider("particles", "particles", lo=50, hi=2000, default=defaults["particles"], step=50,
+                              container=size_box)
+    steps = number_slider("steps", "steps T", lo=steps_lo, hi=3000, default=defaults["steps"], step=50,
+                          container=size_box)
+    seed = number_input("seed", "seed", default=defaults["seed"], container=seed_box)
+    return particles, steps, seed
+
+
 def cap_request(particles: int, steps: int, n_rhos: int = 1) -> tuple[int, int]:
     """Cap particles × steps × #ρ at LIMITS["particle_steps"]; particles shrink first, with a
     notice. Returns (particles, steps)."""

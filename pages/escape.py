@@ -229,11 +229,7 @@ with st.expander("More settings (noise, learning rate, particles, steps, seed)")
     sigma = controls.number_slider("sigma", "noise σ (gradient units)", lo=0.0, hi=12.0, default=d["sigma"],
                                    step=0.25, container=e1,
                                    help="Isotropic Gaussian gradient noise, shared by both SAM passes.")
-    particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=d["particles"],
-                                       step=50, container=e2)
-    steps = controls.number_slider("steps", "steps T", lo=50, hi=3000, default=d["steps"], step=50,
-                                   container=e2)
-    seed = controls.number_input("seed", "seed", default=d["seed"], container=e3)
+    particles, steps, seed = controls.run_size(d, 50, e2, e3)
 
 particles, steps = controls.cap_request(particles, steps, len(SWEEP_RHOS))
 # The Zhu toy has real minibatch noise (its data set); the double wells get isotropic Gaussian noise σ.

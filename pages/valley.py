@@ -227,11 +227,7 @@ with st.expander("More settings (noise, learning rate, particles, steps, seed)")
                                    step=0.05, container=e1,
                                    help="Isotropic Gaussian gradient noise. The noise-free case is the grey "
                                         "dash-dot curve of the 'Drift grows with ρ' tab.")
-    particles = controls.number_slider("particles", "particles", lo=50, hi=2000, default=DEFAULTS["particles"],
-                                       step=50, container=e2)
-    steps = controls.number_slider("steps", "steps T", lo=100, hi=3000, default=DEFAULTS["steps"], step=50,
-                                   container=e2)
-    seed = controls.number_input("seed", "seed", default=DEFAULTS["seed"], container=e3)
+    particles, steps, seed = controls.run_size(DEFAULTS, 100, e2, e3)
 
 particles, steps = controls.cap_request(particles, steps, len(DRIFT_RHOS))
 BASE = dict(landscape=landscape, lr=float(lr), sigma=float(sigma), particles=int(particles), steps=int(steps),

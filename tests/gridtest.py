@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.rhogrid import layout_at
@@ -46,3 +47,12 @@ def block(at: AppTest, number: int = 0, step: int | None = None, key: str = "mai
 def decoded_bytes(v) -> int:
     """Bytes of a typed array spec (for payload accounting in tests)."""
     return len(base64.b64decode(v["bdata"])) if isinstance(v, dict) and "bdata" in v else 0
+
+
+def assert_snapped(at: AppTest, shown: float, words: str) -> None:
+    """A hostile ρ in the URL: one notice about ρ that says why (`words`), and the ρ chart opens at the nearest
+    step `shown`; the page ran without an exception."""
+    assert not at.exception, at.exception
+    warnings = " | ".join(w.value for w in at.warning)
+    assert "ρ" in warnings and words in warnings, warnings
+    assert rho_shown(at) == pytest.approx(shown)

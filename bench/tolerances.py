@@ -91,6 +91,16 @@ def _measure(actual, expected, atol: float, rtol: float) -> tuple[float, float, 
     return float(diff.max()) if diff.size else 0.0, head, dt
 
 
+def _observe(site: str, actual, expected, atol: float, rtol: float) -> None:
+    """Record what one comparison saw (its error, its headroom); a comparison this cannot measure is skipped,
+    never failed: the wrapped check still runs as written."""
+    try:
+        err, head, dts = _measure(actual, expected, atol, rtol)
+        _record(site, dts, f"atol {atol:g} rtol {rtol:g}", err, head)
+    except Exception:
+        pass
+
+
 def _install() -> None:
     import numpy as np
     import torch
@@ -104,15 +114,10 @@ def _install() -> None:
 
     @functools.wraps(orig_ac)
     def assert_close(actual, expected, *args, rtol=None, atol=None, **kw):
-        try:
-            dt = getattr(actual, "dtype", torch.float64)
-            d_rtol, d_atol = {torch.float32: (1.3e-6, 1e-5), torch.float16: (1e-3, 1e-5),
-                              torch.bfloat16: (1.6e-2, 1e-5)}.get(dt, (1e-7, 1e-7))
-            r, a = (d_rtol if rtol is None else rtol), (d_atol if atol is None else atol)
-            err, head, dts = _measure(actual, expected, a, r)
-            _record("assert_close", dts, f"atol {a:g} rtol {r:g}", err, head)
-        except Exception:
-            pass
+        dt = getattr(actual, "dtype", torch.float64)  # torch's own defaults per dtype when none are given
+        d_rtol, d_atol = {torch.float32: (1.3e-6, 1e-5), torch.float16: (1e-3, 1e-5),
+                          torch.bfloat16: (1.6e-2, 1e-5)}.get(dt, (1e-7, 1e-7))
+        _observe("assert_close", actual, expected, d_atol if atol is None else atol, d_rtol if rtol is None else rtol)
         return orig_ac(actual, expected, *args, rtol=rtol, atol=atol, **kw)
 
     torch.testing.assert_close = assert_close
@@ -120,11 +125,7 @@ def _install() -> None:
     orig_tall = torch.allclose
 
     def t_allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
-        try:
-            err, head, dts = _measure(a, b, atol, rtol)
-            _record("torch.allclose", dts, f"atol {atol:g} rtol {rtol:g}", err, head)
-        except Exception:
-            pass
+        _observe("torch.allclose", a, b, atol, rtol)
         return orig_tall(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
     torch.allclose = t_allclose
@@ -133,11 +134,7 @@ def _install() -> None:
 
     @functools.wraps(orig_naac)
     def np_assert_allclose(actual, desired, rtol=1e-7, atol=0, *args, **kw):
-        try:
-            err, head, dts = _measure(actual, desired, atol, rtol)
-            _record("assert_allclose", dts, f"atol {atol:g} rtol {rtol:g}", err, head)
-        except Exception:
-            pass
+        _observe("assert_allclose", actual, desired, atol, rtol)
         return orig_naac(actual, desired, rtol, atol, *args, **kw)
 
     np.testing.assert_allclose = np_assert_allclose
@@ -146,11 +143,7 @@ def _install() -> None:
 
     @functools.wraps(orig_nac)
     def np_allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
-        try:
-            err, head, dts = _measure(a, b, atol, rtol)
-            _record("np.allclose", dts, f"atol {atol:g} rtol {rtol:g}", err, head)
-        except Exception:
-            pass
+        _observe("np.allclose", a, b, atol, rtol)
         return orig_nac(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
     np.allclose = np_allclose

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from serve.hall import REPO, Hall, HallConfig, binary, free_ports
+from serve.hall import REPO, binary, free_ports
+from tests.halltest import running_hall
 
 pytestmark = [
     pytest.mark.skipif(binary("redis-server") is None or binary("haproxy") is None,
@@ -42,10 +43,7 @@ UNIQUE = {"landscape": "double_well_2d", "rho": "0.145", "seed": "424242", "part
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory):
-    base = free_ports(6)
-    cfg = HallConfig(replicas=2, port=base, bind="127.0.0.1", replica_port=base + 1, cache_port=base + 3,
-                     store_port=base + 4, store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=True)
-    with Hall(cfg, out=open(os.devnull, "w")) as h:
+    with running_hall(tmp_path_factory, worker=True) as h:
         yield h
 
 

@@ -20,7 +20,8 @@ import time
 import pytest
 
 from bench._browser import MAIN_CHART, exception_texts
-from serve.hall import Hall, HallConfig, binary, free_ports
+from serve.hall import binary
+from tests.halltest import running_hall
 
 pytestmark = [
     pytest.mark.skipif(binary("redis-server") is None or binary("haproxy") is None,
@@ -33,10 +34,7 @@ RECOVER_S = 90.0  # the browser's reconnect back-off plus a first run on a busy 
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory):
-    base = free_ports(6)
-    cfg = HallConfig(replicas=2, port=base, bind="127.0.0.1", replica_port=base + 1, cache_port=base + 3,
-                     store_port=base + 4, store_dir=str(tmp_path_factory.mktemp("store")), warm=False, worker=False)
-    with Hall(cfg, out=open(os.devnull, "w")) as h:
+    with running_hall(tmp_path_factory, worker=False) as h:
         yield h
 
 

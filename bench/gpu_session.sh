@@ -216,21 +216,15 @@ def load(name):
         print(f"-- {name}: no output (the step failed; see session.log)")
         return None
     return json.load(open(path))
-t = load("throughput")
-if t:
-    r = t["results"]
-    print(f"SGD throughput: {r['images_per_s']:.0f} img/s over all epochs, {r['steady_images_per_s'] or 0:.0f} img/s "
-          f"after epoch 1, on {t['hardware'].get('gpu', 'CPU')}, {r['n_train']} images (target ≥ 200,000)")
-for name in ("throughput_b1000", "throughput_b2000"):
+for name in ("throughput", "throughput_b1000", "throughput_b2000", "throughput_compiled"):
     t = load(name)
-    if t:
-        r = t["results"]
-        print(f"SGD throughput at batch {r['batch_size']}: {r['images_per_s']:.0f} img/s over all epochs, "
-              f"{r['steady_images_per_s'] or 0:.0f} img/s after epoch 1, test accuracy {100 * r['test_acc']:.1f}%")
-t = load("throughput_compiled")
-if t:
+    if not t:
+        continue
     r = t["results"]
-    print(f"SGD throughput with torch.compile: {r['images_per_s']:.0f} img/s over all epochs (epoch 1 compiles), "
+    what = {"throughput": f"on {t['hardware'].get('gpu', 'CPU')}, {r['n_train']} images (target ≥ 200,000)",
+            "throughput_compiled": "with torch.compile (epoch 1 compiles)"}.get(
+        name, f"at batch {r['batch_size']}, test accuracy {100 * r['test_acc']:.1f}%")
+    print(f"SGD throughput {what}: {r['images_per_s']:.0f} img/s over all epochs, "
           f"{r['steady_images_per_s'] or 0:.0f} img/s after epoch 1")
 for name in ("table_a", "table_b"):
     d = load(name)

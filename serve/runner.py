@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from core.methods import page_methods
 from serve.jobs import JobRunner
 from serve.rqjobs import runner_from_env
 
@@ -24,6 +25,7 @@ def default_runner() -> JobRunner:
         if _DEFAULT is None:
             _DEFAULT = runner_from_env()
         if _DEFAULT is None:
-            # finished runs hold weights: keep the newest 50; one click may queue all 7 optimizers
-            _DEFAULT = JobRunner(max_kept=50, max_queued_per_owner=8)
+            # finished runs hold weights: keep the newest 50; one click may queue every method the CIFAR page
+            # offers (the registry's page methods), and one more run may still be waiting
+            _DEFAULT = JobRunner(max_kept=50, max_queued_per_owner=len(page_methods()) + 1)
         return _DEFAULT

@@ -6,15 +6,15 @@ BENCHMARKS.md, "ρ in the browser (issue 18)", quotes; one command per measureme
         (p50/p95, ms) for mouse clicks along the ρ slider, ArrowRight/Left keys and, at 390 px with a phone's
         User-Agent, touch taps; the WebSocket frames the browser sent during a 30-step mouse drag (a frame is a
         rerun request: 0 means the server ran no script); the server's CPU per release (its process's
-        utime + stime over 10 releases, ÷ 10). With --old DIR (the previous tree: `git -C /work/main archive
-        b2d777e | tar -x -C /tmp/old; ln -s /work/main/.venv /tmp/old/.venv`), the same keyboard measurement of
+        utime + stime over 10 releases, ÷ 10). With --old DIR (the previous tree: `git archive
+        b2d777e | tar -x -C /tmp/old; ln -s "$PWD/.venv" /tmp/old/.venv`), the same keyboard measurement of
         today's server round trip there, in the same run.
     python bench/rho_browser.py cost [--old /tmp/old] [--pages psam]
         Per lecture scene of the grid pages (app/presets.py), the server CPU of a page load with empty caches:
         the whole ρ grid here against one ρ in the old tree (its page as it was), their ratio (target ≤ 2), and
         the bytes the grid adds to the page (target ≤ 2 MB), and the offline file's size (target ≤ 6 MB).
 
-Input → painted is measured in the page as /work/shared/tools/inbrowser_latency.py does: the input event's
+Input → painted is measured in the page as ../shared/tools/inbrowser_latency.py does: the input event's
 timestamp, then the next animation frame after the first DOM change inside the main chart.
 """
 

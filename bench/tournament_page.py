@@ -8,7 +8,7 @@ bench/_browser.py does not apply). Prints median / p95 and one JSON line. Target
 CPU machine.
 
     .venv/bin/python bench/tournament_page.py --changes 20
-    .venv/bin/python bench/tournament_page.py --shots /work/notes   # PNGs at 1280 × 800 and 390 px
+    .venv/bin/python bench/tournament_page.py --shots /tmp/shots   # PNGs at 1280 × 800 and 390 px
 
 `--shots DIR` instead opens the page on a projector-sized window (1280 × 800) and on a phone (390 px wide),
 saves a screenshot of each (and a greyscale copy of the tournament chart, to check that the methods stay apart

@@ -2,7 +2,7 @@
 
 Why a component and not Plotly frames (issue 18 asked for the choice by measurement). Both redraw in the browser:
 the issue's prototype (61 frames switched by Plotly's own `layout.sliders` inside st.plotly_chart) measured p50
-41 ms / p95 59 ms on the 2-core machine (/work/shared/tools/inbrowser_latency.py); this component switches steps
+41 ms / p95 59 ms on the 2-core machine (../shared/tools/inbrowser_latency.py); this component switches steps
 with Plotly.react on float32 arrays decoded once (bench/rho_browser.py, BENCHMARKS.md "ρ in the browser"). What
 decides is the other half of the issue: a Plotly slider inside st.plotly_chart cannot tell the server where it
 was released, so the URL, the next rerun, the exports and the class experiment would keep the old ρ; and its
